@@ -1,0 +1,59 @@
+"""Entry point of the ``tgs`` command.
+
+Each command group lives in its own module exposing ``register(app)``; they are listed
+here so that adding a group is one line and ``tgs --help`` shows them all.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import typer
+
+from tgs import __version__
+
+# Modules under tgs.cli that define commands, in the order shown by --help.
+COMMAND_MODULES: tuple[str, ...] = (
+    "tgs.cli.data",
+    "tgs.cli.eval",
+    "tgs.cli.models",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tgs {__version__}")
+        raise typer.Exit()
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="tgs",
+        help="Think-Ground-Segment: referring audio-visual segmentation.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_show_locals=False,
+    )
+
+    @app.callback()
+    def _root(
+        verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-v info, -vv debug)."),
+        version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    ) -> None:
+        from tgs.cli.console import setup_logging
+
+        setup_logging(verbose)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(app)
+    return app
+
+
+def main() -> None:
+    logging.captureWarnings(True)
+    build_app()()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Model sources: the registry of model roles, real weights and the tiny set."""

@@ -1,0 +1,238 @@
+"""Where each model comes from: real weights (hub id or local directory) or the tiny set.
+
+A run asks for its models by key before it touches any sample, so a missing weight fails
+at start-up with the full list of what is missing and how to get it, never halfway
+through a benchmark and never by silently falling back to something else.
+
+The tiny set holds random models with the real architectures at toy sizes. They are
+built offline on first use, saved with ``save_pretrained`` under ``$TGS_HOME/tiny/<key>``,
+and loaded back through the same ``from_pretrained`` path as real weights.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from tgs.errors import MissingWeightsError
+
+__all__ = [
+    "MODEL_SPECS",
+    "ModelSpec",
+    "ModelStatus",
+    "check_models",
+    "register_model",
+    "require_models",
+    "resolve_source",
+    "tgs_home",
+]
+
+logger = logging.getLogger(__name__)
+
+ModelSet = Literal["real", "tiny"]
+TINY_COMPLETE_MARKER = ".tgs-tiny-complete"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model role of the pipeline.
+
+    key: the role ("grounding_dino", "sam2", ...), used on the CLI and in manifests.
+    default_source: hub id or None when there is no public ready-made directory.
+    tiny_builder: "module:function" called as ``function(out_dir: Path, seed: int) -> Path``.
+    how_to_get: one line telling a user how to obtain the real weights.
+    required_files: files a local directory must hold to count as present.
+    """
+
+    key: str
+    description: str
+    default_source: str | None
+    tiny_builder: str
+    how_to_get: str
+    required_files: tuple[str, ...] = ("config.json",)
+
+
+MODEL_SPECS: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> None:
+    MODEL_SPECS[spec.key] = spec
+
+
+for _spec in (
+    ModelSpec(
+        key="grounding_dino",
+        description="Grounding DINO (Swin-T OGC), the Ground stage",
+        default_source="IDEA-Research/grounding-dino-tiny",
+        tiny_builder="tgs.testing.tiny_vision:build_tiny_grounding_dino",
+        how_to_get="huggingface-cli download IDEA-Research/grounding-dino-tiny (or pass a local directory)",
+    ),
+    ModelSpec(
+        key="sam2",
+        description="SAM2.1 image model, the Segment stage (per-frame mode)",
+        default_source="facebook/sam2.1-hiera-large",
+        tiny_builder="tgs.testing.tiny_vision:build_tiny_sam2",
+        how_to_get="huggingface-cli download facebook/sam2.1-hiera-large (or pass a local directory)",
+    ),
+    ModelSpec(
+        key="sam2_video",
+        description="SAM2.1 video model, the Segment stage (propagation mode)",
+        default_source="facebook/sam2.1-hiera-large",
+        tiny_builder="tgs.testing.tiny_vision:build_tiny_sam2_video",
+        how_to_get="huggingface-cli download facebook/sam2.1-hiera-large (or pass a local directory)",
+    ),
+    ModelSpec(
+        key="ref_thinker",
+        description="Ref-Thinker (LLaMA-2-7B + CLIP ViT-L/14 + BEATs + Q-Former projectors), the Think stage",
+        default_source=None,
+        tiny_builder="tgs.testing.tiny_thinker:build_tiny_ref_thinker",
+        how_to_get=(
+            "download Jinxing1/TGS-Agent, meta-llama/Llama-2-7b-chat-hf, openai/clip-vit-large-patch14 and the BEATs "
+            "iter3+ AS2M cpt2 file, then run `tgs models convert-ref-thinker` and pass its output as --model"
+        ),
+    ),
+):
+    register_model(_spec)
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    key: str
+    source: str | None
+    location: str
+    present: bool
+    how_to_get: str
+
+
+def tgs_home() -> Path:
+    """Cache root for tgs-made files (tiny models): $TGS_HOME, else $XDG_CACHE_HOME/tgs."""
+    env = os.environ.get("TGS_HOME")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tgs"
+
+
+def _spec(key: str) -> ModelSpec:
+    try:
+        return MODEL_SPECS[key]
+    except KeyError:
+        raise KeyError(f"unknown model {key!r}; available: {', '.join(sorted(MODEL_SPECS))}") from None
+
+
+def _load_builder(ref: str) -> Callable[..., Path]:
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _tiny_dir(key: str) -> Path:
+    return tgs_home() / "tiny" / key
+
+
+def _build_tiny(key: str, seed: int = 0) -> Path:
+    """Build the tiny model once; concurrent builders race safely (first rename wins)."""
+    target = _tiny_dir(key)
+    if (target / TINY_COMPLETE_MARKER).exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
+    try:
+        logger.info("building the tiny %s model in %s", key, target)
+        _load_builder(_spec(key).tiny_builder)(staging, seed=seed)
+        (staging / TINY_COMPLETE_MARKER).write_text("ok\n")
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not (target / TINY_COMPLETE_MARKER).exists():
+                shutil.rmtree(target, ignore_errors=True)
+                os.rename(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _hub_offline() -> bool:
+    try:
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
+        return os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
+
+
+def _looks_like_path(source: str) -> bool:
+    return source.startswith(("/", ".", "~")) or os.sep in source.strip("/").split("/", 1)[-1] or Path(source).exists()
+
+
+def _locate(spec: ModelSpec, source: str) -> tuple[str, bool]:
+    """(where it is or would be, whether it is usable now)."""
+    path = Path(source).expanduser()
+    if path.exists() or _looks_like_path(source):
+        present = path.is_dir() and all((path / f).exists() for f in spec.required_files)
+        return str(path), present
+    # A hub id: present if cached; otherwise usable only when the hub can be reached.
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(source, spec.required_files[0])
+    except Exception:  # a malformed id, or no hub library
+        cached = None
+    if isinstance(cached, str):
+        return str(Path(cached).parent), True
+    if _hub_offline():
+        return f"hub:{source} (not in the local cache; hub access is off)", False
+    return f"hub:{source} (will be downloaded)", True
+
+
+def check_models(
+    requests: Iterable[tuple[str, str | None]], models: ModelSet = "real"
+) -> list[ModelStatus]:
+    """Status of each (key, source) without loading anything; source None = the default."""
+    out = []
+    for key, source in requests:
+        spec = _spec(key)
+        if models == "tiny":
+            target = _tiny_dir(key)
+            out.append(ModelStatus(key, "tiny", str(target), True, "built on first use"))
+            continue
+        src = source or spec.default_source
+        if src is None:
+            out.append(ModelStatus(key, None, "(no default: pass a local directory)", False, spec.how_to_get))
+            continue
+        location, present = _locate(spec, src)
+        out.append(ModelStatus(key, src, location, present, spec.how_to_get))
+    return out
+
+
+def require_models(requests: Iterable[tuple[str, str | None]], models: ModelSet = "real") -> None:
+    """Fail at start-up, listing every missing model, before any sample is processed."""
+    missing = [s for s in check_models(requests, models) if not s.present]
+    if not missing:
+        return
+    lines = [f"  - {s.key}: {s.source or '(none given)'} -> {s.location}\n    get it: {s.how_to_get}" for s in missing]
+    raise MissingWeightsError(
+        "missing model weights:\n" + "\n".join(lines),
+        fix="download them (or pass local directories), or run the same pipeline on the untrained tiny "
+        "models with `--models tiny` as an install check",
+    )
+
+
+def resolve_source(key: str, source: str | None = None, models: ModelSet = "real") -> str:
+    """The path or hub id to hand to ``from_pretrained`` for one model role."""
+    if models == "tiny":
+        return str(_build_tiny(key))
+    if models != "real":
+        raise ValueError(f"models: expected 'real' or 'tiny', got {models!r}")
+    require_models([(key, source)], models)
+    spec = _spec(key)
+    src = source or spec.default_source
+    assert src is not None  # require_models rejected a missing default
+    location, _ = _locate(spec, src)
+    return location if not location.startswith("hub:") else src

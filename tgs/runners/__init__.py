@@ -1,0 +1,1 @@
+"""Run directories and the executors that fill them."""
