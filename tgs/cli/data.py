@@ -1,0 +1,129 @@
+"""``tgs data``: inspect, check and synthesise benchmarks."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tgs.cli.console import console, friendly_errors, progress_bar
+
+data_app = typer.Typer(help="Inspect, check and synthesise Ref-AVS style benchmarks.", no_args_is_help=True)
+
+_BENCH_HELP = "Benchmark name used in reports (refavs or r2avs)."
+
+
+def _open_bench(root: Path, meta: Path | None, split: list[str], name: str):
+    from tgs.data.benchmark import Benchmark
+
+    default = "R2AVSBench_metadata.csv" if name == "r2avs" else "metadata.csv"
+    return Benchmark(root, meta if meta is not None else root / default, split or None, name=name)
+
+
+@data_app.command("info")
+@friendly_errors
+def info(
+    root: Path = typer.Argument(..., help="Benchmark root (holds media/, media_cross/, gt_mask/)."),
+    meta: Path | None = typer.Option(None, "--meta", help="Metadata CSV [default: ROOT/metadata.csv]."),
+    split: list[str] = typer.Option([], "--split", help="Only these splits (repeatable)."),
+    name: str = typer.Option("refavs", "--bench", help=_BENCH_HELP),
+) -> None:
+    """Rows per split of a metadata CSV (reads only the CSV)."""
+    bench = _open_bench(root, meta, split, name)
+    table = Table(title=f"{bench.name}: {bench.meta_path}")
+    table.add_column("split")
+    table.add_column("rows", justify="right")
+    table.add_column("null rows", justify="right")
+    nulls: dict[str, int] = {}
+    for sample in bench:
+        if sample.is_null:
+            nulls[sample.split] = nulls.get(sample.split, 0) + 1
+    for s, n in bench.count_by_split().items():
+        table.add_row(s, str(n), str(nulls.get(s, 0)))
+    table.add_row("[bold]all[/]", f"[bold]{len(bench)}[/]", f"[bold]{sum(nulls.values())}[/]")
+    console.print(table)
+    dups = bench.duplicate_uids()
+    if dups:
+        console.print(f"[yellow]{len(dups)} uid(s) appear on more than one row[/], e.g. {dups[0]}")
+
+
+@data_app.command("check")
+@friendly_errors
+def check(
+    root: Path = typer.Argument(..., help="Benchmark root (holds media/, media_cross/, gt_mask/)."),
+    meta: Path | None = typer.Option(None, "--meta", help="Metadata CSV [default: ROOT/metadata.csv]."),
+    split: list[str] = typer.Option([], "--split", help="Only rows of these splits (repeatable)."),
+    decode: bool = typer.Option(False, "--decode", help="Decode every file fully (slow) instead of header checks."),
+    workers: int = typer.Option(0, "--workers", help="Threads for file checks [default: min(8, CPUs)]."),
+    show: int = typer.Option(30, "--show", help="List at most this many problems (0: all)."),
+    name: str = typer.Option("refavs", "--bench", help=_BENCH_HELP),
+    null_audio: str = typer.Option(
+        "media_cross", "--null-audio", help="Folder of null rows' audio: media_cross (TGS-Agent) or media (Ref-AVS)."
+    ),
+) -> None:
+    """List missing or corrupt frames, audio and masks; exit 1 if there is any."""
+    from tgs.data.benchmark import Benchmark
+    from tgs.data.check import KINDS, check_benchmark, count_files
+
+    default = "R2AVSBench_metadata.csv" if name == "r2avs" else "metadata.csv"
+    bench = Benchmark(root, meta or root / default, split or None, name=name, null_audio_dir=null_audio)
+    start = time.perf_counter()
+    with progress_bar("checking files", count_files(bench)) as advance:
+        report = check_benchmark(bench, decode=decode, workers=workers or None, progress=advance)
+    seconds = time.perf_counter() - start
+
+    counts = report.counts()
+    summary = Table(title=f"{bench.name}: {len(bench)} rows, {'full decode' if decode else 'quick check'}")
+    for col in ("kind", "files checked", "missing", "corrupt", "empty", "size mismatch"):
+        summary.add_column(col, justify="left" if col == "kind" else "right")
+    for kind in KINDS:
+        c = counts[kind]
+        cells = [str(c.get(issue, 0)) for issue in ("missing", "corrupt", "empty", "size")]
+        cells = [f"[red]{v}[/]" if v != "0" else v for v in cells]
+        summary.add_row(kind, str(report.checked[kind]), *cells)
+    console.print(summary)
+    if report.ok:
+        console.print(f"[green]all files present and valid[/] ({seconds:.1f} s)")
+        return
+    listed = report.problems if show <= 0 else report.problems[:show]
+    table = Table(title=f"{len(report.problems)} problem(s), {len(report.bad_uids())} row(s) affected")
+    for col in ("kind", "issue", "path", "detail", "rows"):
+        table.add_column(col, overflow="fold")
+    for p in listed:
+        rows = p.uids[0] + (f" (+{len(p.uids) - 1})" if len(p.uids) > 1 else "")
+        table.add_row(p.kind, p.issue, str(p.path), p.detail, rows)
+    console.print(table)
+    if len(listed) < len(report.problems):
+        console.print(f"... {len(report.problems) - len(listed)} more (use --show 0 to list all)")
+    raise typer.Exit(1)
+
+
+@data_app.command("synth")
+@friendly_errors
+def synth(
+    out: Path = typer.Argument(..., help="Output folder of the synthetic benchmark."),
+    videos: int = typer.Option(6, "--videos", min=1, help="Number of videos."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives identical files."),
+    size: str = typer.Option("320x180", "--size", help="Frame size WIDTHxHEIGHT."),
+) -> None:
+    """Write a synthetic benchmark in the Ref-AVSBench layout (metadata.csv, media/, gt_mask/...)."""
+    from tgs.data.benchmark import Benchmark
+    from tgs.data.synth import generate, parse_size
+
+    try:
+        width, height = parse_size(size)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--size") from None
+    start = time.perf_counter()
+    meta = generate(out, videos, seed, (width, height))
+    seconds = time.perf_counter() - start
+    counts = Benchmark(out, meta).count_by_split()
+    parts = ", ".join(f"{k} {v}" for k, v in counts.items())
+    console.print(f"wrote {sum(counts.values())} rows ({parts}) for {videos} videos to {out} in {seconds:.1f} s")
+    console.print(f"metadata: {meta}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")
