@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 # another platform, e.g. `make test TORCH_SPEC="torch torchvision"`.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
+# real: the default public weights (downloaded once); tiny: untrained random models, an install check.
+MODELS ?= real
 
-.PHONY: install test lint quickstart clean
+.PHONY: install browser test lint quickstart clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,12 +24,23 @@ install: $(BIN)/.installed
 lint: install
 	$(BIN)/ruff check tgs tests benchmarks
 
-test: install
+# The demo's browser test drives the system Chromium (Debian package `chromium`); Playwright never
+# downloads a browser. Installed here when missing and we can (root with apt-get); else a hint.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ -x "$(CHROMIUM)" ] || command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	else \
+		echo "warning: Chromium not found; the browser test will fail. Install it (Debian: sudo apt-get install chromium) or set TGS_CHROMIUM." >&2; \
+	fi
+
+test: install browser
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/ruff check tgs tests benchmarks
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 quickstart: install
-	$(BIN)/tgs quickstart --out quickstart
+	$(BIN)/tgs quickstart --out quickstart --models $(MODELS)
 
 clean:
 	rm -rf $(VENV) quickstart .pytest_cache .ruff_cache

@@ -85,6 +85,12 @@ class ParseError(TGSError):
     kind = "parse"
 
 
+class ThinkerError(TGSError):
+    """A thinker could not answer for a sample (endpoint down, malformed reply, generation failure)."""
+
+    kind = "thinker"
+
+
 class RunError(TGSError):
     """A run directory is inconsistent with the requested run (other config, corrupt store)."""
 

@@ -51,7 +51,7 @@ def test_evaluate_oracle_scores_and_counts_missing(synth, tmp_path):
     counts = bench.count_by_split()
     tgs = result["protocols"]["tgs"]["splits"]
     assert tgs["test_s"]["count"] == counts["test_s"] and tgs["test_s"]["missing"] == MISSING
-    assert tgs["test_u"] == {"count": counts["test_u"], "missing": 0,
+    assert tgs["test_u"] == {"count": counts["test_u"], "missing": 0, "unscored": 0,
                              "J": pytest.approx(1.0, abs=1e-6), "F": pytest.approx(1.0, abs=1e-6)}
     assert tgs["test_n"]["S"] == 0.0 and "J" not in tgs["test_n"]
     assert tgs["test_s"]["J"] < 1.0  # the missing ones were scored as empty, not skipped
@@ -152,7 +152,7 @@ def test_cli_eval_both_protocols(synth, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "protocol tgs" in result.output and "protocol refavs" in result.output
-    assert "scored as empty masks" in result.output
+    assert "had no prediction and were scored as full masks on the null split" in " ".join(result.output.split())
     data = json.loads(out.read_text())
     assert data["splits"] == ["test_s", "test_n"] and set(data["protocols"]) == {"tgs", "refavs"}
     assert data["version"] and data["timestamp"]
@@ -168,3 +168,39 @@ def test_cli_eval_bad_paths_exit_with_message(synth, tmp_path):
     )
     assert result.exit_code == 1
     assert "predictions folder not found" in result.output
+
+
+def test_missing_null_prediction_is_never_rewarded(tmp_path: Path) -> None:
+    """A failed null sample must not score the perfect S = 0 an empty mask would get."""
+    from tgs.data.benchmark import Benchmark
+    from tgs.data.synth import generate
+
+    meta = generate(tmp_path / "bench", videos=3, seed=1)
+    bench = Benchmark(tmp_path / "bench", meta, splits="test_n")
+    assert len(bench) > 0
+    worst = evaluate(bench, {}, ("tgs", "refavs"))
+    empty = evaluate(bench, {}, ("tgs",), missing="empty")
+    assert worst["missing_policy"] == "worst"
+    assert worst["protocols"]["tgs"]["splits"]["test_n"]["S"] == pytest.approx(1.0)
+    assert worst["protocols"]["refavs"]["splits"]["test_n"]["S"] == pytest.approx(1.0)
+    assert worst["protocols"]["tgs"]["splits"]["test_n"]["missing"] == len(bench)
+    assert empty["protocols"]["tgs"]["splits"]["test_n"]["S"] == 0.0
+    with pytest.raises(ValueError, match="missing"):
+        evaluate(bench, {}, ("tgs",), missing="skip")
+
+
+def test_unreadable_ground_truth_is_reported_not_fatal(tmp_path: Path) -> None:
+    from tgs.data.benchmark import Benchmark
+
+    meta = generate(tmp_path / "bench", videos=3, seed=2)
+    bench = Benchmark(tmp_path / "bench", meta, splits="test_s")
+    samples = list(bench)
+    victim = samples[0]
+    victim.mask_paths[3].unlink()
+    result = evaluate(bench, {}, ("tgs",))
+    stats = result["protocols"]["tgs"]["splits"]["test_s"]
+    broken = {s.uid for s in samples if s.mask_paths[3] == victim.mask_paths[3]}
+    assert stats["unscored"] == len(broken)
+    assert stats["count"] == len({s.uid for s in samples}) - len(broken)
+    assert {e["uid"] for e in result["unscored"]} == broken
+    assert str(victim.mask_paths[3]) in result["unscored"][0]["error"]

@@ -30,6 +30,10 @@ def eval_command(
     refavs_input: str = typer.Option(
         "probs", "--refavs-input", help="refavs protocol input: probs (probability maps when present) or mask."
     ),
+    missing: str = typer.Option(
+        "worst", "--missing",
+        help="Scoring of samples without a prediction: worst (full mask on null, empty elsewhere) or empty.",
+    ),
 ) -> None:
     """Score predictions: J and F on regular splits, S on the null split, per protocol."""
     if protocol not in PROTOCOL_CHOICES:
@@ -38,6 +42,8 @@ def eval_command(
     if benchmark not in BENCHMARK_CHOICES:
         raise typer.BadParameter(f"expected one of {', '.join(BENCHMARK_CHOICES)}, got {benchmark!r}",
                                  param_hint="--benchmark")
+    if missing not in ("worst", "empty"):
+        raise typer.BadParameter(f"expected worst or empty, got {missing!r}", param_hint="--missing")
     if refavs_input not in ("probs", "mask"):
         raise typer.BadParameter(f"expected probs or mask, got {refavs_input!r}", param_hint="--refavs-input")
 
@@ -56,7 +62,7 @@ def eval_command(
     splits = choose_splits(bench, split or None)
     total = sum(1 for s in bench if s.split in splits)
     with progress_bar("evaluating", total=total) as advance:
-        result = evaluate(bench, source, protocols, splits, progress=advance)
+        result = evaluate(bench, source, protocols, splits, progress=advance, missing=missing)
     metrics_path, samples_path = save_metrics(result, out if out is not None else Path(pred) / "metrics.json")
     for table in metrics_tables(result):
         console.print(table)

@@ -15,9 +15,16 @@ from tgs import __version__
 
 # Modules under tgs.cli that define commands, in the order shown by --help.
 COMMAND_MODULES: tuple[str, ...] = (
+    "tgs.cli.quickstart",
+    "tgs.cli.segment",
+    "tgs.cli.run",
     "tgs.cli.data",
     "tgs.cli.eval",
+    "tgs.cli.think",
+    "tgs.cli.ground_segment",
     "tgs.cli.models",
+    "tgs.cli.report",
+    "tgs.cli.demo",
 )
 
 

@@ -13,7 +13,7 @@ from tgs.models.registry import MODEL_SPECS, check_models
 models_app = typer.Typer(help="List, check and convert model weights.", no_args_is_help=True)
 
 # Modules adding more commands to ``tgs models`` through their own ``register(models_app)``.
-EXTRA_COMMAND_MODULES: tuple[str, ...] = ()
+EXTRA_COMMAND_MODULES: tuple[str, ...] = ("tgs.cli.models_convert",)
 
 
 @models_app.command("list")
@@ -22,16 +22,24 @@ def list_models(
     source: list[str] = typer.Option(
         [], "--source", help="Override a source as KEY=PATH_OR_HUB_ID (repeatable)."
     ),
+    preset: str | None = typer.Option(
+        None, "--preset", help="Only the models Ground + Segment needs under this preset (paper, best)."
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Preset switch override KEY=VALUE, as for ground-segment (e.g. segment_mode=image)."
+    ),
 ) -> None:
-    """Show every model role, where it is looked for, and whether it is present."""
+    """Show every model role (or those a preset needs), where it is looked for, and whether it is present."""
     overrides: dict[str, str] = {}
     for item in source:
         key, sep, value = item.partition("=")
         if not sep or key not in MODEL_SPECS:
             raise typer.BadParameter(f"expected KEY=SOURCE with KEY in {sorted(MODEL_SPECS)}, got {item!r}")
         overrides[key] = value
-    statuses = check_models([(k, overrides.get(k)) for k in MODEL_SPECS], models)  # type: ignore[arg-type]
-    table = Table(title=f"models ({models})")
+    keys = list(MODEL_SPECS) if preset is None else list(_preset_model_keys(preset, set_))
+    statuses = check_models([(k, overrides.get(k)) for k in keys], models)  # type: ignore[arg-type]
+    title = f"models ({models})" + (f" needed by preset {preset}" if preset is not None else "")
+    table = Table(title=title)
     for col in ("role", "source", "looked for at", "present"):
         table.add_column(col)
     for status in statuses:
@@ -44,6 +52,15 @@ def list_models(
     console.print(table)
     if not all(s.present for s in statuses):
         raise typer.Exit(1)
+
+
+def _preset_model_keys(name: str, sets: list[str]) -> tuple[str, ...]:
+    from tgs.presets import get_preset, parse_overrides
+
+    try:
+        return get_preset(name, parse_overrides(sets)).model_keys()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--preset/--set") from exc
 
 
 def register(app: typer.Typer) -> None:

@@ -37,11 +37,13 @@ from tgs.types import Clip, Query
 
 __all__ = [
     "HEADER",
+    "MAX_EXPRESSION_CHARS",
     "NUM_FRAMES",
     "SPLITS",
     "Benchmark",
     "MetaRow",
     "Sample",
+    "check_expression",
     "media_folder",
     "r2_avs_bench",
     "read_metadata",
@@ -57,6 +59,11 @@ NUM_FRAMES = 10
 """Frames per clip: one per second of a 10 s clip."""
 
 HEADER: tuple[str, ...] = ("vid", "uid", "split", "fid", "exp")
+
+MAX_EXPRESSION_CHARS = 1000
+"""Longest expression accepted. The public Ref-AVS CSV's longest is 109 characters and Grounding
+DINO reads at most 256 tokens; a field of thousands of characters is nearly always an unbalanced
+quote that swallowed the rows after it."""
 
 NULL_PREFIX = "null_"
 """Null references: ``null_{c|m}-<vid>_null_<k>`` (the original tests ``uid.startswith('null_')``)."""
@@ -112,6 +119,21 @@ def media_folder(uid: str) -> str:
     _check_component(uid, "uid")
     _check_component(folder, "media folder of uid")
     return folder
+
+
+def check_expression(text: str) -> tuple[str, str] | None:
+    """(issue, detail) for an expression no thinker or grounder can use, else None.
+
+    issue is "empty" (blank) or "corrupt" (longer than ``MAX_EXPRESSION_CHARS``), as
+    ``tgs data check`` reports it.
+    """
+    if not text.strip():
+        return "empty", "empty expression"
+    if len(text) > MAX_EXPRESSION_CHARS:
+        return "corrupt", (
+            f"expression of {len(text)} characters (at most {MAX_EXPRESSION_CHARS}): an unbalanced quote in the CSV?"
+        )
+    return None
 
 
 # ---------------------------------------------------------------------------- metadata
@@ -253,11 +275,13 @@ class Sample:
     null_audio_dir: where null rows take their audio from. TGS-Agent reads
         ``media_cross/<folder>/audio.wav`` (the default); the official Ref-AVS loader reads
         ``media/<folder>/audio.wav`` for every row (pass "media").
+    meta_path: the metadata CSV the row comes from (for error messages), if known.
     """
 
     row: MetaRow
     root: Path
     null_audio_dir: str = "media_cross"
+    meta_path: Path | None = None
 
     @property
     def uid(self) -> str:
@@ -317,7 +341,7 @@ class Sample:
         """Frames uint8 [10, H, W, 3] RGB at original size; audio float32 mono @ 16 kHz.
 
         Frame k is ``frames/k.jpg`` and is stamped at k seconds. Raises MediaError naming
-        the first missing or corrupt file.
+        the first missing or corrupt file (an audio file without samples included).
         """
         from tgs.data.media import REF_AVS_SAMPLE_RATE, load_audio, load_frames_dir
 
@@ -331,6 +355,12 @@ class Sample:
                     fix="check the benchmark root with `tgs data check`",
                 )
             audio = load_audio(self.audio_path, REF_AVS_SAMPLE_RATE)
+            if audio is None or audio.size == 0:  # a benchmark clip always has 10 s of audio
+                raise MediaError(
+                    f"audio of {self.uid} has no samples: {self.audio_path}",
+                    path=self.audio_path,
+                    fix="re-extract the clip's audio (check the benchmark with `tgs data check`)",
+                )
         return Clip(
             frames=frames,
             audio=audio,
@@ -364,6 +394,15 @@ class Sample:
         return self.load_gt_gray() > 0
 
     def query(self) -> Query:
+        """The row as a Query; DataError if its expression is unusable (``check_expression``)."""
+        problem = check_expression(self.row.exp)
+        if problem is not None:
+            where = f"line {self.row.line} of {self.meta_path}" if self.meta_path else f"line {self.row.line}"
+            raise DataError(
+                f"{self.uid}: {problem[1]} ({where})",
+                path=self.meta_path,
+                fix="correct the row's exp column; `tgs data check` lists every such row",
+            )
         return Query(uid=self.row.uid, expression=self.row.exp, clip=None, split=self.row.split)
 
 
@@ -437,7 +476,7 @@ class Benchmark:
         return f"Benchmark(name={self.name!r}, rows={len(self)}, splits={splits}, root={str(self.root)!r})"
 
     def _sample(self, row: MetaRow) -> Sample:
-        return Sample(row=row, root=self.root, null_audio_dir=self.null_audio_dir)
+        return Sample(row=row, root=self.root, null_audio_dir=self.null_audio_dir, meta_path=self.meta_path)
 
     @property
     def rows(self) -> list[MetaRow]:

@@ -6,10 +6,14 @@ folder), records what is wrong and which rows it affects, and returns a report.
 Two depths:
 - quick (default): the file exists, is not empty, and its header and end look right
   (JPEG SOI ... EOI markers, PNG signature ... IEND chunk, WAV header readable by
-  libsndfile with at least one sample). This reads a few bytes per file, so it is fast on
-  the 20k-row Ref-AVSBench, and it catches missing and truncated files.
+  libsndfile with at least one sample, WAV as long as its RIFF header says). This reads a
+  few bytes per file, so it is fast on the 20k-row Ref-AVSBench, and it catches missing
+  and truncated files.
 - decode: every image and audio file is fully decoded, and frame and mask sizes are
   compared within each clip.
+
+Both depths also check every row's expression (kind "expression", path = the metadata CSV,
+detail = its line): an empty one, or one longer than ``benchmark.MAX_EXPRESSION_CHARS``.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tgs.data.benchmark import NUM_FRAMES, Benchmark, Sample
+from tgs.data.benchmark import NUM_FRAMES, Benchmark, Sample, check_expression
+from tgs.data.media import wav_truncation
 
 __all__ = ["KINDS", "CheckReport", "Problem", "check_benchmark", "check_file", "count_files"]
 
-KINDS = ("frame", "audio", "mask")
+KINDS = ("frame", "audio", "mask", "expression")
 
 _JPEG_SOI = b"\xff\xd8\xff"
 _JPEG_EOI = b"\xff\xd9"
@@ -39,8 +44,9 @@ _TAIL = 32  # bytes read from the end of a file to find its end marker
 class Problem:
     """One missing or broken file (or folder) and the rows that need it.
 
-    issue: "missing", "corrupt", "empty" (no samples / zero bytes) or "size" (a frame or
-        mask whose size differs from the clip's first frame).
+    issue: "missing", "corrupt", "empty" (no samples / zero bytes / blank expression) or
+        "size" (a frame or mask whose size differs from the clip's first frame); an
+        over-long expression is "corrupt".
     files: how many expected files it stands for (a missing folder stands for 10).
     """
 
@@ -121,6 +127,9 @@ def _check_audio(path: Path, decode: bool) -> tuple[str, str] | None:
 
     if path.stat().st_size == 0:
         return "empty", "0 bytes"
+    truncated = wav_truncation(path)
+    if truncated is not None:
+        return "corrupt", truncated
     try:
         info = sf.info(str(path))
         if info.frames <= 0:
@@ -163,6 +172,7 @@ class _Plan:
     files: dict[tuple[str, Path], list[str]] = field(default_factory=lambda: defaultdict(list))
     missing_dirs: dict[tuple[str, Path], list[str]] = field(default_factory=lambda: defaultdict(list))
     clips: dict[Path, set[Path]] = field(default_factory=lambda: defaultdict(set))  # frames dir -> mask dirs
+    expressions: list[Problem] = field(default_factory=list)
 
 
 def _plan(samples: Iterable[Sample]) -> tuple[_Plan, int]:
@@ -184,6 +194,10 @@ def _plan(samples: Iterable[Sample]) -> tuple[_Plan, int]:
             else:
                 plan.missing_dirs[(kind, folder)].append(s.uid)
         plan.files[("audio", s.audio_path)].append(s.uid)
+        issue = check_expression(s.expression)
+        if issue is not None:
+            meta = s.meta_path if s.meta_path is not None else Path("metadata.csv")
+            plan.expressions.append(Problem("expression", issue[0], meta, f"line {s.row.line}: {issue[1]}", (s.uid,)))
         if exists(s.frames_dir) and exists(s.mask_dir):
             plan.clips[s.frames_dir].add(s.mask_dir)
     return plan, rows
@@ -222,10 +236,14 @@ def check_benchmark(
     """Check every frame, audio file and mask the rows of ``bench`` need; never stops early.
 
     workers: threads for file checks (I/O and image decoding release the GIL); default
-        min(8, CPUs). progress: called with the number of files just checked.
+        min(8, CPUs). progress: called with the number of files (and expressions) just checked.
     """
     plan, rows = _plan(bench)
     report = CheckReport(rows=rows, decode=decode)
+    report.checked["expression"] = rows
+    report.problems.extend(plan.expressions)
+    if progress is not None:
+        progress(rows)
     for (kind, folder), uids in sorted(plan.missing_dirs.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
         report.checked[kind] += NUM_FRAMES
         report.problems.append(Problem(kind, "missing", folder, "folder not found", tuple(uids), files=NUM_FRAMES))
@@ -254,6 +272,6 @@ def check_benchmark(
 
 
 def count_files(bench: Benchmark | Iterable[Sample]) -> int:
-    """How many file checks ``check_benchmark`` will report through ``progress`` (for a bar)."""
-    plan, _ = _plan(bench)
-    return len(plan.files)
+    """How many checks ``check_benchmark`` will report through ``progress`` (for a bar)."""
+    plan, rows = _plan(bench)
+    return len(plan.files) + rows

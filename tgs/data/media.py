@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -43,6 +44,7 @@ __all__ = [
     "resample_like_librosa",
     "sample_times",
     "video_duration",
+    "wav_truncation",
 ]
 
 logger = logging.getLogger(__name__)
@@ -364,17 +366,42 @@ def _read_av_audio(path: Path) -> tuple[np.ndarray, int] | None:
     return np.concatenate(chunks, axis=1), int(rate)
 
 
+_RIFF_SIZE_UNSET = (0, 0xFFFFFFFF)  # streamed WAVs (ffmpeg writing to a pipe) leave the size unset
+
+
+def wav_truncation(path: Path) -> str | None:
+    """Why a RIFF/WAVE file is shorter than its header declares; None if it is not (or not a WAV).
+
+    libsndfile reads a truncated WAV without complaint and returns the samples that are there,
+    so a half-copied file would silently give half the audio. One missing pad byte is allowed.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        size = fh.seek(0, os.SEEK_END)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    declared = int.from_bytes(head[4:8], "little")
+    if declared in _RIFF_SIZE_UNSET or size + 1 >= declared + 8:
+        return None
+    return f"truncated: its RIFF header declares {declared + 8} bytes, the file has {size}"
+
+
 def load_audio(path: Path, target_sr: int = REF_AVS_SAMPLE_RATE) -> np.ndarray | None:
     """float32 [N] mono at ``target_sr`` from a WAV or any media file's audio track.
 
     Matches ``librosa.load(path, sr=target_sr, mono=True)`` (see the module docstring).
     Returns None and warns NoAudioWarning when the file has no audio track; a track with
     no samples gives an empty array (and a logged warning). MediaError if the file is
-    missing or undecodable.
+    missing, undecodable, or a WAV shorter than its header declares (``wav_truncation``).
     """
     path = Path(path)
     if not path.is_file():
         raise MediaError(f"audio file not found: {path}", path=path, fix="check the path")
+    if path.stat().st_size == 0:
+        raise MediaError(f"audio file {path} is empty (0 bytes)", path=path, fix="re-extract or re-download this file")
+    truncated = wav_truncation(path)
+    if truncated is not None:
+        raise MediaError(f"audio file {path} is {truncated}", path=path, fix="re-extract or re-download this file")
     decoded = _read_soundfile(path)
     if decoded is None:
         decoded = _read_av_audio(path)

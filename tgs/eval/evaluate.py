@@ -10,12 +10,18 @@ with the ground truth of its *last* row (the TGS-Agent script maps uid -> fid wi
 dict, the last row winning, and skips a uid already scored); the ``refavs`` protocol
 scores every row with its own ground truth (the official loader iterates rows).
 
-Missing predictions are never skipped: they are scored as empty masks (zero
-probability) and counted per split and protocol.
+A sample whose ground truth cannot be read is not scored: it is listed under
+``"unscored"`` with the error (file and reason) and counted per split, and the
+evaluation goes on. Missing predictions are never skipped: they are counted per split and protocol and
+scored with a substitute that never rewards a failure (``missing="worst"``, default):
+a full-foreground mask on the null split (S = 1, the worst value) and an empty mask
+elsewhere. ``missing="empty"`` scores an empty mask everywhere, which is how the original
+scripts treat frames they skipped (and so gives a perfect S on the null split).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import logging
@@ -47,6 +53,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PROTOCOLS: dict[str, Callable[[], EvalProtocol]] = {"tgs": TGSProtocol, "refavs": RefAVSProtocol}
+MISSING_POLICIES: tuple[str, ...] = ("worst", "empty")
 DEFAULT_SPLITS: tuple[str, ...] = ("test_s", "test_u", "test_n")
 """Splits the papers report: J and F on seen and unseen, S on null."""
 
@@ -72,6 +79,7 @@ def evaluate(
     splits: Sequence[str] | None = None,
     *,
     progress: Callable[[int], None] | None = None,
+    missing: str = "worst",
 ) -> dict[str, Any]:
     """Metrics of ``predictions`` on ``bench``, per protocol and split.
 
@@ -82,10 +90,14 @@ def evaluate(
     splits: splits to score; default the papers' test splits present in ``bench``
         (``test_s``, ``test_u``, ``test_n``), or every split if it has none of them.
     progress: called with 1 after each benchmark row.
+    missing: how a sample without a prediction is scored, "worst" (default: full
+        foreground on the null split, empty elsewhere) or "empty" (empty everywhere).
 
     Returns the content of ``metrics.json`` plus ``"samples"``: the per-sample records
     (written to the JSONL by :func:`save_metrics`).
     """
+    if missing not in MISSING_POLICIES:
+        raise ValueError(f"missing: expected one of {MISSING_POLICIES}, got {missing!r}")
     source = open_predictions(predictions)
     chosen = [get_protocol(p) for p in protocols]
     if not chosen:
@@ -100,6 +112,7 @@ def evaluate(
     available = source.uids()
 
     scores: dict[str, dict[str, list[SampleScore]]] = {p.name: {s: [] for s in split_names} for p in chosen}
+    unscored: dict[str, dict[str, list[dict[str, str]]]] = {p.name: {s: [] for s in split_names} for p in chosen}
     gt_cache = _GroundTruthCache()
     for index, sample in enumerate(samples):
         pred = source.load(sample.uid) if sample.uid in available else None
@@ -109,8 +122,20 @@ def evaluate(
         for protocol in chosen:
             if protocol.last_row_per_uid and last_row[sample.uid] != index:
                 continue  # a repeated uid is scored once, on its last row
-            gt = None if null else gt_cache.get(protocol, mask_paths)
-            score = protocol.score(sample.uid, sample.split, pred, gt, num_frames)
+            try:
+                gt = None if null else gt_cache.get(protocol, mask_paths)
+            except DataError as exc:  # a missing or corrupt GT file: this sample cannot be scored
+                unscored[protocol.name][sample.split].append(
+                    {"protocol": protocol.name, "uid": sample.uid, "split": sample.split, "error": str(exc)}
+                )
+                continue
+            if pred is None and null and missing == "worst":
+                full = Masks(np.ones((num_frames, protocol.size, protocol.size), np.bool_),
+                             np.ones((num_frames, protocol.size, protocol.size), np.float32))
+                score = dataclasses.replace(protocol.score(sample.uid, sample.split, full, gt, num_frames),
+                                            missing=True)
+            else:
+                score = protocol.score(sample.uid, sample.split, pred, gt, num_frames)
             scores[protocol.name][sample.split].append(score)
         if progress is not None:
             progress(1)
@@ -128,11 +153,19 @@ def evaluate(
             "not_in_benchmark": len(available - bench_uids),
         },
         "splits": list(split_names),
+        "missing_policy": missing,
         "protocols": {},
+        "unscored": [e for p in chosen for split in split_names for e in unscored[p.name][split]],
         "samples": [],
     }
     for protocol in chosen:
         per_split = {split: protocol.aggregate(scores[protocol.name][split]) for split in split_names}
+        for split in split_names:
+            per_split[split]["unscored"] = len(unscored[protocol.name][split])
+            if per_split[split]["unscored"]:
+                logger.error("%s protocol, %s: %d sample(s) could not be scored (ground truth unreadable), e.g. %s",
+                             protocol.name, split, per_split[split]["unscored"],
+                             unscored[protocol.name][split][0]["error"])
         result["protocols"][protocol.name] = {
             "description": protocol.description,
             "size": protocol.size,
@@ -141,10 +174,10 @@ def evaluate(
         }
         for split in split_names:
             result["samples"].extend(s.to_record(protocol.name) for s in scores[protocol.name][split])
-        missing = sum(int(v["missing"]) for v in per_split.values())
-        if missing:
-            logger.warning("%s protocol: %d sample(s) without a prediction, scored as empty masks",
-                           protocol.name, missing)
+        n_missing = sum(int(v["missing"]) for v in per_split.values())
+        if n_missing:
+            logger.warning("%s protocol: %d sample(s) without a prediction, scored with the %r substitute",
+                           protocol.name, n_missing, missing)
     return result
 
 

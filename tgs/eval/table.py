@@ -25,16 +25,21 @@ def metrics_tables(result: Mapping[str, Any]) -> list[Table]:
         table.add_column("split")
         table.add_column("samples", justify="right")
         table.add_column("missing", justify="right")
+        table.add_column("unscored", justify="right")
         for key in ("J", "F", "S"):
             table.add_column(key + (" (lower is better)" if key == "S" else ""), justify="right")
         missing_total = 0
+        unscored_total = 0
         for split, stats in block["splits"].items():
             missing = int(stats.get("missing", 0))
             missing_total += missing
+            unscored = int(stats.get("unscored", 0))
+            unscored_total += unscored
             table.add_row(
                 split,
                 str(stats.get("count", 0)),
                 f"[red]{missing}[/]" if missing else "0",
+                f"[red]{unscored}[/]" if unscored else "0",
                 _cell(stats.get("J")),
                 _cell(stats.get("F")),
                 _cell(stats.get("S")),
@@ -42,10 +47,17 @@ def metrics_tables(result: Mapping[str, Any]) -> list[Table]:
         mean = block.get("mean", {})
         if len(mean.get("splits", [])) > 1:
             table.add_row(
-                "mean (" + "+".join(mean["splits"]) + ")", "", "", _cell(mean.get("J")), _cell(mean.get("F")), "-",
+                "mean (" + "+".join(mean["splits"]) + ")", "", "", "", _cell(mean.get("J")), _cell(mean.get("F")), "-",
                 style="bold",
             )
+        notes = []
         if missing_total:
-            table.caption = f"{missing_total} sample(s) had no prediction and were scored as empty masks"
+            policy = result.get("missing_policy", "empty")
+            how = ("full masks on the null split, empty elsewhere" if policy == "worst" else "empty masks")
+            notes.append(f"{missing_total} sample(s) had no prediction and were scored as {how}")
+        if unscored_total:
+            notes.append(f"{unscored_total} sample(s) could not be scored: unreadable ground truth (see metrics.json)")
+        if notes:
+            table.caption = "; ".join(notes)
         tables.append(table)
     return tables

@@ -98,6 +98,13 @@ for _spec in (
             "iter3+ AS2M cpt2 file, then run `tgs models convert-ref-thinker` and pass its output as --model"
         ),
     ),
+    ModelSpec(
+        key="omni",
+        description="Qwen2.5-Omni thinker (3B or 7B), the zero-shot audio-visual Think stage",
+        default_source="Qwen/Qwen2.5-Omni-3B",
+        tiny_builder="tgs.testing.tiny_omni:build_tiny_omni",
+        how_to_get="huggingface-cli download Qwen/Qwen2.5-Omni-3B (or -7B; or pass a local directory)",
+    ),
 ):
     register_model(_spec)
 

@@ -30,7 +30,7 @@ import numpy as np
 from tgs.errors import RunError
 from tgs.types import Masks
 
-__all__ = ["MANIFEST", "RunStore", "safe_uid"]
+__all__ = ["MANIFEST", "RunStore", "encode_masks", "safe_uid"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ _SAFE_UID = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9._\-]*$")
 
 def safe_uid(uid: str) -> str:
     """The uid itself if it is safe as a file name; otherwise an error (never a silent rename)."""
-    if not _SAFE_UID.match(uid) or ".." in uid:
+    if not _SAFE_UID.fullmatch(uid) or ".." in uid:  # fullmatch: '$' would let a trailing newline through
         raise RunError(
             f"uid {uid!r} cannot be used as a file name",
             fix="uids may hold letters, digits, '.', '_' and '-' only, and no '..'",
@@ -71,6 +71,25 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def encode_masks(masks: Masks, *, probs_dtype: str = "float32") -> bytes:
+    """The bytes of a ``masks/<uid>.npz`` file: bit-packed masks, shape, probabilities.
+
+    Separate from writing so that the costly part (compressing the probabilities) can run
+    where the masks were made, in parallel, and the run directory's single writer only
+    writes bytes.
+    """
+    t, h, w = masks.masks.shape
+    arrays: dict[str, np.ndarray] = {
+        "packed": np.packbits(masks.masks, axis=-1),
+        "shape": np.array([t, h, w], np.int64),
+    }
+    if masks.probs is not None:
+        arrays["probs"] = masks.probs.astype(np.dtype(probs_dtype), copy=False)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
 
 
 class RunStore:
@@ -187,6 +206,10 @@ class RunStore:
     def append(self, stream: str, record: Mapping[str, Any]) -> None:
         """Commit one record: a JSON line, flushed and fsynced before returning."""
         line = json.dumps(dict(record), ensure_ascii=False, sort_keys=False)
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (e.g. half an emoji cut off by an endpoint): \u-escape it
+            line = json.dumps(dict(record), ensure_ascii=True, sort_keys=False)
         if "\n" in line:  # json.dumps escapes newlines; guard the commit rule anyway
             raise ValueError("a record must serialise to one line")
         handle = self._handle(stream)
@@ -238,18 +261,13 @@ class RunStore:
         metric computed from disk equals the one computed in memory (``float16`` halves
         the size at a ~1e-3 precision cost).
         """
+        return self.save_mask_file(uid, encode_masks(masks, probs_dtype=probs_dtype))
+
+    def save_mask_file(self, uid: str, data: bytes) -> Path:
+        """Write the bytes of :func:`encode_masks` (made elsewhere, e.g. in a Ray worker) atomically."""
         path = self.mask_path(uid)
         path.parent.mkdir(parents=True, exist_ok=True)
-        t, h, w = masks.masks.shape
-        arrays: dict[str, np.ndarray] = {
-            "packed": np.packbits(masks.masks, axis=-1),
-            "shape": np.array([t, h, w], np.int64),
-        }
-        if masks.probs is not None:
-            arrays["probs"] = masks.probs.astype(np.dtype(probs_dtype), copy=False)
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        _atomic_write_bytes(path, buffer.getvalue())
+        _atomic_write_bytes(path, data)
         return path
 
     def load_masks(self, uid: str) -> Masks:

@@ -1,0 +1,254 @@
+"""Ref-Thinker speed: samples/s and generated tokens/s, batch 1 vs 8, fp32 vs bf16, encoder cost.
+
+A random model is built from a config preset (weights do not change the compute):
+
+* ``full``: the paper's sizes (LLaMA-2-7B + 21 tokens, CLIP ViT-L/14 at 224 px with
+  ``hidden_states[23]``, BEATs iter3+, 2-layer bert-base Q-Formers with 32 queries, LoRA r=8
+  unmerged), about 7.3 B parameters: needs a GPU (14.6 GB in bf16, 29 GB in fp32).
+* ``cpu-small``: what a laptop CPU can run. Same structure and the same sequence lengths
+  (256 CLIP patches per frame through 24 layers, 48 BEATs tokens per chunk through 12
+  layers, 2 x 320 projected tokens, the real prompt), narrower: LLaMA 1024 wide x 4 layers,
+  CLIP and BEATs 256 wide; the Q-Formers keep bert-base width.
+
+Per dtype and batch size, after one warm-up call, the fastest of ``--repeats`` calls of:
+
+* ``encode``: both encoders + projectors (``encode_video`` + ``encode_audio``) on the batch;
+* ``prefill``: the full generate path with 1 new token (preprocessed inputs, splice,
+  prompt forward);
+* ``generate``: the same with exactly ``--new-tokens`` new tokens (``</s>`` suppressed).
+
+From these: per-sample encoder cost, decode time per step, samples/s and generated
+tokens/s at ``--new-tokens``, and samples/s projected to the paper's 256-token answers
+(prefill + 256 decode steps). Preprocessing (PIL resize of 1280x720 frames, CLIP
+normalisation, fbank of 10 s of audio) is timed once per sample, on the CPU.
+
+The prompt is tokenized with the tests' small BPE tokenizer (the LLaMA tokenizer cannot be
+downloaded here); it gives a prompt of similar length.
+
+Examples::
+
+    nice -n 10 python benchmarks/think_bench.py --preset cpu-small --threads 2 --out think_cpu.json
+    python benchmarks/think_bench.py --preset full --device cuda --new-tokens 64 --out think_h100.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+LOG = logging.getLogger("think_bench")
+PAPER_NEW_TOKENS = 256
+EXPRESSIONS = ("The object making the loudest sound.", "A man playing the guitar on the left.")
+
+
+def preset_config(name: str, first_added_token_id: int) -> Any:
+    """RefThinkerConfig of a preset (vocab 32021 either way; special tokens after the test BPE)."""
+    from tgs.think.ref_thinker.checkpoint import LLM_LORA_TARGETS
+    from tgs.think.ref_thinker.configuration import DEFAULT_AUDIO_CONFIG, RefThinkerConfig
+
+    lora = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "target_modules": LLM_LORA_TARGETS}
+    common = {"first_added_token_id": first_added_token_id, "lora": lora}
+    if name == "full":
+        return RefThinkerConfig(**common)
+    if name == "cpu-small":
+        return RefThinkerConfig(
+            hidden_size=1024, intermediate_size=2816, num_hidden_layers=4, num_attention_heads=16,
+            vision_config={"hidden_size": 256, "intermediate_size": 1024, "num_hidden_layers": 24,
+                           "num_attention_heads": 4, "patch_size": 14, "image_size": 224, "projection_dim": 256,
+                           "hidden_act": "quick_gelu"},
+            audio_config={**DEFAULT_AUDIO_CONFIG, "encoder_embed_dim": 256, "encoder_ffn_embed_dim": 1024,
+                          "encoder_attention_heads": 4},
+            **common,
+        )  # fmt: skip
+    raise ValueError(f"preset: expected full or cpu-small, got {name!r}")
+
+
+def build(preset: str, device: torch.device, seed: int = 0) -> tuple[Any, Any]:
+    """(random RefThinker thinker in fp32 on ``device``, its config)."""
+    from transformers import CLIPImageProcessorPil
+
+    from tgs.testing.tiny_thinker import _with_added_tokens, build_tiny_llama_tokenizer
+    from tgs.think.ref_thinker.checkpoint import inject_lora
+    from tgs.think.ref_thinker.modeling import RefThinkerForCausalLM
+    from tgs.think.ref_thinker.processing import RefThinkerProcessor
+    from tgs.think.ref_thinker.thinker import RefThinker
+
+    tokenizer = _with_added_tokens(build_tiny_llama_tokenizer())
+    config = preset_config(preset, len(tokenizer) - 21)
+    torch.manual_seed(seed)
+    with device:
+        model = RefThinkerForCausalLM(config)
+        inject_lora(model, config.lora)
+    model.eval()
+    processor = RefThinkerProcessor(tokenizer, CLIPImageProcessorPil())
+    return RefThinker(model, processor, batch_size=8), config
+
+
+def synthetic_items(n: int) -> list[tuple[Any, Any]]:
+    from tgs.types import Clip, Query
+
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        frames = rng.integers(0, 256, (10, 720, 1280, 3), dtype=np.uint8)
+        audio = (rng.standard_normal(160000) * 0.1).astype(np.float32)
+        clip = Clip(frames, audio, 16000, np.arange(10, dtype=np.float64))
+        out.append((Query(uid=f"s{i}", expression=EXPRESSIONS[i % len(EXPRESSIONS)]), clip))
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
+    """Fastest of ``repeats`` calls, in seconds: on a shared machine the minimum is the
+    estimate least disturbed by other jobs."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def measure(thinker: Any, samples: list[Any], batch: int, new_tokens: int, repeats: int) -> dict[str, float]:
+    from tgs.think.ref_thinker.generation import GenerationSettings
+
+    device, dtype = thinker.device, thinker.dtype
+    chunk = samples[:batch]
+    inputs = thinker.processor.collate(
+        [s.query.expression for s in chunk], [s.pixel_values for s in chunk], [s.audio_fbank for s in chunk]
+    ).to(device, dtype)
+
+    def encode() -> None:
+        with torch.inference_mode(), _autocast(device, dtype):
+            thinker.model.encode_video(inputs.pixel_values)
+            thinker.model.encode_audio(inputs.audio_fbank)
+
+    def generate(n: int) -> Callable[[], None]:
+        def run() -> None:
+            thinker.settings = GenerationSettings(max_new_tokens=n, min_new_tokens=n)
+            texts = thinker.answer_texts(chunk)
+            assert len(texts) == batch
+
+        return run
+
+    generate(1)()  # warm-up (allocations, kernel selection)
+    t_encode = timed(encode, device, repeats)
+    t_prefill = timed(generate(1), device, repeats)
+    t_generate = timed(generate(new_tokens), device, repeats)
+    step = (t_generate - t_prefill) / max(new_tokens - 1, 1)
+    paper_time = t_prefill + (PAPER_NEW_TOKENS - 1) * step
+    return {
+        "batch": batch,
+        "encode_s_per_sample": t_encode / batch,
+        "prefill_s": t_prefill,
+        "generate_s": t_generate,
+        "decode_step_s": step,
+        "samples_per_s": batch / t_generate,
+        "tokens_per_s": batch * new_tokens / t_generate,
+        "samples_per_s_at_256": batch / paper_time,
+        "encode_share_at_256": t_encode / paper_time,
+    }
+
+
+def _autocast(device: torch.device, dtype: torch.dtype) -> Any:
+    import contextlib
+
+    if dtype in (torch.bfloat16, torch.float16):
+        return torch.autocast(device_type=device.type, dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="cpu-small", choices=("cpu-small", "full"))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from tgs.devices import resolve_device, resolve_dtype
+
+    device = resolve_device(args.device)
+    start = time.perf_counter()
+    thinker, config = build(args.preset, device)
+    build_s = time.perf_counter() - start
+    params = sum(p.numel() for p in thinker.model.parameters())
+    LOG.info("built %s: %.3f B parameters in %.1f s", args.preset, params / 1e9, build_s)
+
+    items = synthetic_items(max(args.batch_sizes))
+    start = time.perf_counter()
+    samples = [thinker.prepare(q, c) for q, c in items]
+    preprocess = (time.perf_counter() - start) / len(items)
+    prompt_tokens = len(thinker.processor.tokenizer(thinker.processor.prompt(EXPRESSIONS[0]), add_special_tokens=False)["input_ids"])
+
+    results = []
+    for dtype_name in args.dtypes:
+        dtype = resolve_dtype(dtype_name, device)
+        thinker.model.to(dtype)
+        for batch in args.batch_sizes:
+            row = {"dtype": dtype_name, **measure(thinker, samples, batch, args.new_tokens, args.repeats)}
+            LOG.info("%s", json.dumps(row))
+            results.append(row)
+    report = {
+        "preset": args.preset,
+        "parameters": params,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "threads": torch.get_num_threads(),
+        "new_tokens": args.new_tokens,
+        "prompt_tokens": prompt_tokens,
+        "sequence_tokens": prompt_tokens - 2 + 10 * (config.num_video_query_tokens + config.num_audio_query_tokens),
+        "preprocess_s_per_sample": preprocess,
+        "build_s": build_s,
+        "torch": torch.__version__,
+        "results": results,
+    }
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    sys.stdout.write(markdown(report) + "\n")
+    return 0
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"preset {report['preset']} ({report['parameters'] / 1e9:.2f} B parameters), {report['device']} "
+        f"({report['device_name']}, {report['threads']} threads), {report['new_tokens']} new tokens, "
+        f"sequence {report['sequence_tokens']} tokens; preprocessing {report['preprocess_s_per_sample']:.3f} s/sample",
+        "",
+        "| dtype | batch | encoders+projectors s/sample | prefill s | decode step s | samples/s | tokens/s "
+        "| samples/s at 256 tokens |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        lines.append(
+            f"| {r['dtype']} | {r['batch']} | {r['encode_s_per_sample']:.3f} | {r['prefill_s']:.3f} | "
+            f"{r['decode_step_s']:.4f} | {r['samples_per_s']:.3f} | {r['tokens_per_s']:.1f} | "
+            f"{r['samples_per_s_at_256']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

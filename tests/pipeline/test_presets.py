@@ -1,0 +1,101 @@
+"""Presets: the two named configurations, overrides, validation, and the docs table staying true."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from tgs.presets import BEST, PAPER, PRESETS, Preset, get_preset, parse_overrides, switch_choices
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "presets.md"
+
+
+def test_paper_preset_has_the_original_values() -> None:
+    assert PAPER.box_threshold == 0.1 and PAPER.text_threshold == 0.25
+    assert PAPER.box_rule == "first"
+    assert PAPER.object_tag == "s_object"
+    assert (PAPER.sam_input, PAPER.sam_colours, PAPER.segment_mode) == ("squash224", "swap_rb", "image")
+    assert (PAPER.null_policy, PAPER.missing_tag, PAPER.caption_period) == ("paper", "error_literal", "script")
+    assert (PAPER.mask_size, PAPER.dtype) == ("224", "fp32")
+    assert PAPER.model_keys() == ("grounding_dino", "sam2")
+
+
+def test_best_preset_fixes_each_weak_spot() -> None:
+    assert BEST.box_rule == "best" and BEST.sam_colours == "rgb" and BEST.segment_mode == "video"
+    assert BEST.null_policy == "empty" and BEST.missing_tag == "expression" and BEST.mask_size == "original"
+    assert BEST.model_keys() == ("grounding_dino", "sam2_video")
+    assert get_preset("best") is BEST and PRESETS["paper"] is PAPER
+
+
+def test_presets_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PAPER.box_rule = "best"  # type: ignore[misc]
+
+
+def test_overrides_change_only_the_named_switch() -> None:
+    mixed = get_preset("paper", {"box_rule": "best", "box_threshold": "0.3"})
+    assert mixed.box_rule == "best" and mixed.box_threshold == pytest.approx(0.3)
+    assert set(mixed.differences(PAPER)) == {"box_rule", "box_threshold"}
+    assert mixed.name == "paper"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"box_rule": "top"}, "expected one of first, best"),
+        ({"sam_colours": "bgr"}, "expected one of swap_rb, rgb"),
+        ({"box_rul": "best"}, "Did you mean 'box_rule'"),
+        ({"box_threshold": "high"}, r"number in \[0, 1\]"),
+        ({"box_threshold": "1.5"}, r"number in \[0, 1\]"),
+    ],
+)
+def test_invalid_overrides_list_the_valid_choices(overrides: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        get_preset("best", overrides)
+
+
+def test_unknown_preset_lists_the_presets() -> None:
+    with pytest.raises(ValueError, match="available: paper, best"):
+        get_preset("fast")
+
+
+def test_parse_overrides() -> None:
+    assert parse_overrides(["box_rule=best", " mask_size = 224 "]) == {"box_rule": "best", "mask_size": "224"}
+    for bad in (["box_rule"], ["=best"], ["box_rule="]):
+        with pytest.raises(ValueError, match="KEY=VALUE"):
+            parse_overrides(bad)
+    with pytest.raises(ValueError, match="set twice"):
+        parse_overrides(["box_rule=best", "box_rule=first"])
+
+
+def test_dict_round_trip_for_the_manifest() -> None:
+    for preset in (PAPER, BEST, get_preset("paper", {"segment_mode": "video"})):
+        assert Preset.from_dict(preset.to_dict()) == preset
+    with pytest.raises(ValueError, match="unknown preset switch"):
+        Preset.from_dict({**PAPER.to_dict(), "colour": "rgb"})
+
+
+def test_caption_period_rule_follows_the_two_original_scripts() -> None:
+    assert PAPER.dedupe_period(direct=False) is False  # thinker script: text + "." always
+    assert PAPER.dedupe_period(direct=True) is True  # direct script: predict() appends only if missing
+    assert BEST.dedupe_period(direct=False) is True
+
+
+def _docs_table() -> dict[str, tuple[str, str]]:
+    rows = {}
+    for line in DOCS.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 4 and re.fullmatch(r"`\w+`", cells[0]):
+            rows[cells[0].strip("`")] = (cells[1].strip("`"), cells[2].strip("`"))
+    return rows
+
+
+def test_docs_table_lists_every_switch_with_both_values() -> None:
+    table = _docs_table()
+    assert set(table) == set(switch_choices())
+    for name, (paper_value, best_value) in table.items():
+        assert paper_value == str(getattr(PAPER, name)), name
+        assert best_value == str(getattr(BEST, name)), name

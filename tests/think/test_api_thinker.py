@@ -1,0 +1,346 @@
+"""ApiThinker against a scripted local HTTP server: payload, retries, timeouts, bad bodies, audio refusal."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import re
+import socket
+import threading
+import time
+import wave
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tgs.errors import ThinkerError
+from tgs.think.api import ApiError, ApiThinker, answer_text
+from tgs.think.base import Thinker
+from tgs.types import Clip, ParseStatus, Query, Thought
+
+GOOD_TEXT = (
+    "<think>\nA dog is barking on the left.\n</think>\n<answer>\n"
+    "<f_object> the barking dog on the left </f_object>\n<s_object> dog </s_object>\n</answer>"
+)
+
+
+def chat_body(text: str) -> dict[str, Any]:
+    return {"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes | dict | Callable[[dict], dict] = field(default_factory=lambda: chat_body(GOOD_TEXT))
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    payload: dict[str, Any]
+
+
+class ScriptedServer:
+    """Answers POSTs with scripted replies in order; the last reply repeats."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self._replies: list[Reply] = [Reply()]
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with owner._lock:
+                    owner.requests.append(Recorded(self.path, dict(self.headers), payload))
+                    reply = owner._replies[0] if len(owner._replies) == 1 else owner._replies.pop(0)
+                    owner.in_flight += 1
+                    owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
+                try:
+                    time.sleep(reply.delay)
+                    body = reply.body(payload) if callable(reply.body) else reply.body
+                    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                    self.send_response(reply.status)
+                    for key, value in reply.headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
+                    pass
+                finally:
+                    with owner._lock:
+                        owner.in_flight -= 1
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.block_on_close = False
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def script(self, *replies: Reply) -> None:
+        self._replies = list(replies)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    srv = ScriptedServer()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def clip() -> Clip:
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(3, 16, 20, 3), dtype=np.uint8)
+    audio = (0.3 * np.sin(np.linspace(0, 2 * np.pi * 440, 48000))).astype(np.float32)  # 1 s at 48 kHz
+    return Clip(frames=frames, audio=audio, sample_rate=48000, frame_times=np.array([0.0, 1.0, 2.0]))
+
+
+@pytest.fixture
+def silent_clip(clip: Clip) -> Clip:
+    return Clip(frames=clip.frames, audio=None, sample_rate=None, frame_times=clip.frame_times)
+
+
+class Sleeps(list):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def make(server: ScriptedServer, sleeps: Sleeps | None = None, **options: Any) -> ApiThinker:
+    options.setdefault("timeout", 2.0)
+    options.setdefault("backoff", 0.01)
+    return ApiThinker(server.base_url, "tiny-av-model", sleep=sleeps if sleeps is not None else Sleeps(), **options)
+
+
+def user_parts(recorded: Recorded, kind: str) -> list[dict]:
+    return [p for p in recorded.payload["messages"][1]["content"] if p["type"] == kind]
+
+
+def test_good_answer_and_request_payload(server: ScriptedServer, clip: Clip) -> None:
+    thinker = make(server, api_key="secret", max_frames=2, temperature=0.0, max_tokens=77)
+    assert isinstance(thinker, Thinker)
+    [thought] = thinker.think([(Query("u1", "the dog that barks"), clip)])
+
+    assert thought == Thought(
+        uid="u1",
+        raw=GOOD_TEXT,
+        reasoning="A dog is barking on the left.",
+        f_object="the barking dog on the left",
+        s_object="dog",
+        status=ParseStatus.OK,
+    )
+    [req] = server.requests
+    assert req.path == "/v1/chat/completions"
+    assert req.headers["Authorization"] == "Bearer secret"
+    assert req.payload["model"] == "tiny-av-model"
+    assert req.payload["max_tokens"] == 77 and req.payload["temperature"] == 0.0
+    assert req.payload["messages"][0]["role"] == "system"
+    [text] = user_parts(req, "text")
+    assert '"the dog that barks"' in text["text"] and "0.0, 2.0 seconds" in text["text"]
+    images = user_parts(req, "image_url")
+    assert len(images) == 2  # max_frames=2 of 3: first and last
+    url = images[1]["image_url"]["url"]
+    assert url.startswith("data:image/jpeg;base64,")
+    decoded = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert decoded.format == "JPEG" and decoded.size == (20, 16)
+    [audio] = user_parts(req, "input_audio")
+    assert audio["input_audio"]["format"] == "wav"
+    with wave.open(io.BytesIO(base64.b64decode(audio["input_audio"]["data"]))) as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth(), wav.getnframes()) == (16000, 1, 2, 16000)
+
+
+def test_no_audio_clip_sends_frames_only(server: ScriptedServer, silent_clip: Clip) -> None:
+    make(server).think([(Query("u1", "the dog"), silent_clip)])
+    [req] = server.requests
+    assert user_parts(req, "input_audio") == []
+    assert len(user_parts(req, "image_url")) == 3
+    assert "not available" in user_parts(req, "text")[0]["text"]
+    assert "Authorization" not in req.headers
+
+
+def test_500_then_success_is_retried(server: ScriptedServer, clip: Clip) -> None:
+    sleeps = Sleeps()
+    server.script(Reply(500, {"error": {"message": "overloaded"}}), Reply())
+    [thought] = make(server, sleeps, backoff=0.5).think([(Query("u1", "the dog"), clip)])
+    assert thought.s_object == "dog"
+    assert len(server.requests) == 2
+    assert sleeps == [0.5]
+
+
+def test_always_500_fails_after_max_retries_with_status(server: ScriptedServer, clip: Clip) -> None:
+    sleeps = Sleeps()
+    server.script(Reply(500, {"error": {"message": "the GPU is on fire"}}))
+    thinker = make(server, sleeps, max_retries=2, backoff=0.25)
+    with pytest.raises(ApiError) as info:
+        thinker.think([(Query("u1", "the dog"), clip)])
+    err = info.value
+    assert err.status == 500 and err.attempts == 3 and err.kind == "thinker"
+    assert "HTTP 500 after 3 attempts" in str(err) and "the GPU is on fire" in str(err)
+    assert len(server.requests) == 3
+    assert sleeps == [0.25, 0.5]  # exponential backoff
+
+
+def test_429_honours_retry_after(server: ScriptedServer, clip: Clip) -> None:
+    sleeps = Sleeps()
+    server.script(Reply(429, {"error": "slow down"}, headers={"Retry-After": "3"}), Reply())
+    [thought] = make(server, sleeps, backoff=0.01).think([(Query("u1", "the dog"), clip)])
+    assert thought.status is ParseStatus.OK
+    assert sleeps == [3.0]
+
+
+def test_timeout_is_retried_then_fails(server: ScriptedServer, clip: Clip) -> None:
+    server.script(Reply(delay=0.5), Reply())
+    start = time.monotonic()
+    [thought] = make(server, timeout=0.15, max_retries=1).think([(Query("u1", "the dog"), clip)])
+    assert thought.s_object == "dog" and len(server.requests) == 2
+
+    server.script(Reply(delay=0.5))
+    with pytest.raises(ApiError, match=r"timed out after 0.15 s after 1 attempt") as info:
+        make(server, timeout=0.15, max_retries=0).think([(Query("u2", "the dog"), clip)])
+    assert info.value.status is None
+    assert time.monotonic() - start < 1.5
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (Reply(200, b"<html><body>502 Bad Gateway</body></html>", {"Content-Type": "text/html"}), "not JSON"),
+        (Reply(200, {"object": "error", "error": {"message": "model not loaded"}}), "no 'choices'.*model not loaded"),
+        (Reply(200, {"choices": [{"message": {"role": "assistant"}}]}), "no choices\\[0\\].message.content"),
+        (Reply(200, [1, 2]), "JSON list"),
+    ],
+)
+def test_malformed_body_is_a_failure_not_retried(server: ScriptedServer, clip: Clip, reply: Reply, message: str) -> None:
+    server.script(reply)
+    [outcome] = make(server, max_retries=3).think_each([(Query("u1", "the dog"), clip)])
+    assert isinstance(outcome, ApiError)
+    assert outcome.attempts == 1 and len(server.requests) == 1
+    assert re.search(message, str(outcome))
+
+
+def test_auto_audio_refused_once_then_frames_only(
+    server: ScriptedServer, clip: Clip, caplog: pytest.LogCaptureFixture
+) -> None:
+    refusal = Reply(400, {"error": {"message": "This model does not support audio input."}})
+    server.script(refusal, Reply(), Reply())
+    thinker = make(server)
+    with caplog.at_level(logging.WARNING, logger="tgs.think.api"):
+        outcomes = thinker.think_each([(Query("u1", "the dog"), clip), (Query("u2", "the cat"), clip)])
+    assert all(isinstance(o, Thought) and o.s_object == "dog" for o in outcomes)
+    first, retry, second = server.requests
+    assert len(user_parts(first, "input_audio")) == 1
+    assert user_parts(retry, "input_audio") == [] and user_parts(second, "input_audio") == []
+    assert "not available" in user_parts(retry, "text")[0]["text"]
+    assert not thinker.audio_enabled
+    assert sum("refused the audio input" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_always_audio_400_fails_and_other_400_is_not_retried(server: ScriptedServer, clip: Clip) -> None:
+    server.script(Reply(400, {"error": {"message": "audio input is not supported"}}))
+    with pytest.raises(ApiError, match="HTTP 400") as info:
+        make(server, send_audio="always").think([(Query("u1", "the dog"), clip)])
+    assert info.value.status == 400 and len(server.requests) == 1
+
+    server.script(Reply(400, {"error": {"message": "temperature must be >= 0"}}))
+    with pytest.raises(ApiError, match="temperature must be") as info:
+        make(server, max_retries=3).think([(Query("u2", "the dog"), clip)])
+    assert info.value.attempts == 1 and len(server.requests) == 2
+
+
+def test_never_audio(server: ScriptedServer, clip: Clip) -> None:
+    make(server, send_audio="never").think([(Query("u1", "the dog"), clip)])
+    assert user_parts(server.requests[0], "input_audio") == []
+
+
+def test_one_failure_does_not_kill_the_others(server: ScriptedServer, clip: Clip) -> None:
+    server.script(Reply(), Reply(404, {"error": {"message": "no such model"}}), Reply())
+    items = [(Query(f"u{i}", "the dog"), clip) for i in range(3)]
+    thinker = make(server)
+    first, failed, third = thinker.think_each(items)
+    assert isinstance(first, Thought) and isinstance(third, Thought)
+    assert isinstance(failed, ApiError) and failed.status == 404 and "no such model" in str(failed)
+    assert "base URL" in (failed.fix or "")
+    server.script(Reply(404, {"error": {"message": "no such model"}}))
+    with pytest.raises(ApiError):
+        thinker.think(items[:1])
+
+
+def test_concurrent_requests_keep_item_order(server: ScriptedServer, clip: Clip) -> None:
+    def echo(payload: dict) -> dict:
+        text = payload["messages"][1]["content"][0]["text"]
+        expression = text.split('Referring expression: "', 1)[1].split('"', 1)[0]
+        return chat_body(f"<f_object> {expression} </f_object><s_object> {expression} </s_object>")
+
+    server.script(Reply(body=echo, delay=0.1))
+    items = [(Query(f"u{i}", f"object {i}"), clip) for i in range(4)]
+    thoughts = make(server, max_concurrency=4).think(items)
+    assert [t.uid for t in thoughts] == ["u0", "u1", "u2", "u3"]
+    assert [t.s_object for t in thoughts] == ["object 0", "object 1", "object 2", "object 3"]
+    assert server.max_in_flight >= 2
+
+
+def test_connection_refused_is_retried_then_reported(clip: Clip) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    sleeps = Sleeps()
+    thinker = ApiThinker(f"http://127.0.0.1:{port}/v1", "m", max_retries=1, backoff=0.01, timeout=1.0, sleep=sleeps)
+    with pytest.raises(ApiError, match=r"cannot connect.*after 2 attempts") as info:
+        thinker.think([(Query("u1", "the dog"), clip)])
+    assert info.value.status is None and sleeps == [0.01]
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TGS_API_BASE_URL", "OPENAI_BASE_URL", "TGS_API_MODEL", "TGS_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ThinkerError, match="base URL"):
+        ApiThinker()
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://example.test/v1/")
+    monkeypatch.setenv("OPENAI_API_KEY", "k-openai")
+    with pytest.raises(ThinkerError, match="model"):
+        ApiThinker()
+    monkeypatch.setenv("TGS_API_MODEL", "qwen-omni")
+    thinker = ApiThinker()
+    assert (thinker.url, thinker.model, thinker.api_key) == ("https://example.test/v1/chat/completions", "qwen-omni", "k-openai")
+    monkeypatch.setenv("TGS_API_BASE_URL", "http://localhost:8000/v1/chat/completions")
+    monkeypatch.setenv("TGS_API_KEY", "k-tgs")
+    thinker = ApiThinker()
+    assert (thinker.url, thinker.api_key) == ("http://localhost:8000/v1/chat/completions", "k-tgs")
+    assert ApiThinker("http://h/v1", "m", "explicit").api_key == "explicit"
+
+
+def test_answer_text_forms() -> None:
+    parts = {"choices": [{"message": {"content": [{"type": "text", "text": "<s_object> a"}, {"type": "text", "text": " b </s_object>"}]}}]}
+    assert answer_text(parts) == "<s_object> a b </s_object>"
+    split = {"choices": [{"message": {"content": "<s_object> dog </s_object>", "reasoning_content": " it barks "}}]}
+    assert answer_text(split) == "<think>\nit barks\n</think>\n<s_object> dog </s_object>"
+    kept = {"choices": [{"message": {"content": "<think>x</think>", "reasoning_content": "y"}}]}
+    assert answer_text(kept) == "<think>x</think>"
+
+
+def test_missing_clip_is_a_per_item_failure(server: ScriptedServer) -> None:
+    [outcome] = make(server).think_each([(Query("u1", "the dog"), None)])
+    assert isinstance(outcome, ThinkerError) and "decoded clip" in str(outcome)
+    assert server.requests == []

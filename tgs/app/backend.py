@@ -1,0 +1,242 @@
+"""What the page does, without Gradio: stage the input, call the pipeline, check and format results."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tgs.app.uploads import DemoLimits, probe_upload
+from tgs.app.workspace import (
+    SYNTHETIC_CLIPS,
+    DemoWorkspace,
+    inside,
+    suggested_expression,
+    synthetic_clip_label,
+)
+from tgs.errors import MediaError, TGSError
+from tgs.types import Thought
+
+if TYPE_CHECKING:
+    from tgs.segment_video import SegmentVideoResult
+
+__all__ = [
+    "THINKER_CHOICES",
+    "UPLOAD_CHOICE",
+    "DemoBackend",
+    "DemoOutcome",
+    "SegmentFn",
+    "escape_markdown",
+    "format_answer",
+    "format_timings",
+]
+
+logger = logging.getLogger(__name__)
+
+THINKER_CHOICES = ("ref-thinker", "direct", "omni")
+"""Thinkers offered by the page ("api" needs an endpoint and a key, so it is CLI-only)."""
+
+UPLOAD_CHOICE = "Uploaded video"
+"""The clip choice that means "the uploaded file" (the others are synthetic clips)."""
+
+SegmentFn = Callable[..., "SegmentVideoResult"]
+"""Called like :func:`tgs.segment_video.segment_video` with (video, expression, *, thinker,
+preset, models, out, fps, progress); returns its result (or an object with the same fields)."""
+
+
+@dataclass(frozen=True)
+class DemoOutcome:
+    """What the page shows after a request.
+
+    status: one line of Markdown (done, or the error and its fix). The other fields are
+    empty when the request failed: overlay video and result file (inside the run folder),
+    the thinker's answer (Markdown), its reasoning chain (plain text), stage timings (Markdown).
+    """
+
+    status: str
+    overlay_video: Path | None = None
+    result_json: Path | None = None
+    answer: str = ""
+    reasoning: str = ""
+    timings: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.overlay_video is not None
+
+
+_MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-.!|<>~")
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` with Markdown's special characters escaped (model output is shown verbatim)."""
+    return "".join("\\" + c if c in _MARKDOWN_SPECIALS else c for c in text)
+
+
+def format_timings(timings: Mapping[str, float]) -> str:
+    """Step timings (seconds) as a Markdown table in the order given, ending with the total.
+
+    The total is the pipeline's own ``total`` when it reports one (wall time of the call),
+    else the sum of the steps.
+    """
+    steps = {str(k): float(v) for k, v in timings.items() if k != "total"}
+    total = float(timings["total"]) if "total" in timings else sum(steps.values())
+    rows = ["| step | seconds |", "|---|---:|"]
+    rows += [f"| {escape_markdown(step)} | {seconds:.2f} |" for step, seconds in steps.items()]
+    rows.append(f"| **total** | **{total:.2f}** |")
+    return "\n".join(rows)
+
+
+def format_answer(thought: Thought, object_text: str | None) -> str:
+    """The thinker's answer (fine and simplified object, or null) and the text that was grounded."""
+    if thought.is_null:
+        parts = ["**answer:** nothing in the video matches the expression (null)"]
+    else:
+        parts = [
+            f"**{label}:** {'(missing)' if value is None else escape_markdown(value)}"
+            for label, value in (("object", thought.f_object), ("simplified", thought.s_object))
+        ]
+    if object_text is not None:
+        parts.append(f"**grounded:** {escape_markdown(object_text)}")
+    return " · ".join(parts)
+
+
+class DemoBackend:
+    """Everything the page does, without Gradio: stage the input, call the pipeline, check results.
+
+    segment_fn: the pipeline (default :func:`tgs.segment_video.segment_video`, imported on
+    first use); models: "real" or "tiny" (untrained, for tests and install checks).
+    """
+
+    def __init__(
+        self,
+        workspace: DemoWorkspace,
+        *,
+        models: str = "real",
+        segment_fn: SegmentFn | None = None,
+        limits: DemoLimits | None = None,
+    ) -> None:
+        if models not in ("real", "tiny"):
+            raise ValueError(f"models: expected 'real' or 'tiny', got {models!r}")
+        self.workspace = workspace
+        self.models = models
+        self.limits = limits or DemoLimits()
+        self._segment_fn = segment_fn
+        self.clip_choices: dict[str, int | None] = {UPLOAD_CHOICE: None}
+        self.clip_choices.update({synthetic_clip_label(seed): seed for seed in SYNTHETIC_CLIPS})
+
+    @property
+    def segment_fn(self) -> SegmentFn:
+        if self._segment_fn is None:
+            from tgs.segment_video import segment_video
+
+            self._segment_fn = segment_video
+        return self._segment_fn
+
+    def suggestion(self, choice: str, current: str) -> str:
+        """The expression box after a clip is picked: a synthetic clip suggests one if the box is empty."""
+        seed = self.clip_choices.get(choice)
+        if seed is None or (current or "").strip():
+            return current
+        return suggested_expression(seed)
+
+    def stage_input(self, choice: str, upload: str | Path | None, run_dir: Path) -> Path:
+        """The video to segment, linked into ``run_dir`` under a name of ours; MediaError if unusable."""
+        if choice not in self.clip_choices:
+            raise MediaError(f"unknown clip choice {choice!r}", fix=f"pick one of: {', '.join(self.clip_choices)}")
+        seed = self.clip_choices[choice]
+        if seed is not None:
+            source, suffix = self.workspace.synthetic_clip(seed), ".mp4"
+        else:
+            if upload is None or not str(upload):
+                raise MediaError("no video uploaded", fix="upload a video or pick a synthetic clip")
+            source = Path(upload)
+            if not inside(source, self.workspace.gradio_cache) or not source.is_file():
+                raise MediaError("the upload is not in the demo's upload folder", fix="upload the video again")
+            suffix = probe_upload(source, self.limits).suffix
+        target = run_dir / f"input{suffix}"
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+        return target
+
+    def check_expression(self, expression: str | None) -> str:
+        text = " ".join((expression or "").split())
+        if not text:
+            raise ValueError("the expression is empty: describe the object to segment, e.g. 'the barking dog'")
+        if len(text) > self.limits.max_expression_chars:
+            raise ValueError(
+                f"the expression has {len(text)} characters; at most {self.limits.max_expression_chars} are accepted"
+            )
+        return text
+
+    def run(
+        self,
+        *,
+        session: Path,
+        choice: str,
+        upload: str | Path | None,
+        expression: str | None,
+        thinker: str,
+        preset: str,
+        fps: float,
+        progress: Callable[..., Any] | None = None,
+    ) -> DemoOutcome:
+        """Segment one video; failures come back as an outcome with an error status (never raised)."""
+        from tgs.presets import PRESETS
+
+        run_dir = self.workspace.new_run(session)
+        try:
+            if thinker not in THINKER_CHOICES:
+                raise ValueError(f"unknown thinker {thinker!r}; pick one of {', '.join(THINKER_CHOICES)}")
+            if preset not in PRESETS:
+                raise ValueError(f"unknown preset {preset!r}; pick one of {', '.join(PRESETS)}")
+            if not (0 < float(fps) <= 30):
+                raise ValueError(f"frames per second: expected a value in (0, 30], got {fps}")
+            text = self.check_expression(expression)
+            video = self.stage_input(choice, upload, run_dir)
+            result = self.segment_fn(
+                video,
+                text,
+                thinker=thinker,
+                preset=preset,
+                models=self.models,
+                out=run_dir / "result",
+                fps=float(fps),
+                progress=progress,
+            )
+            return self._outcome(result, run_dir)
+        except (TGSError, ValueError) as exc:
+            logger.info("demo request refused: %s", exc)
+            return DemoOutcome(status=f"**Error:** {escape_markdown(str(exc))}")
+        except Exception as exc:  # the page must answer; the log keeps the traceback
+            logger.exception("demo request failed")
+            return DemoOutcome(status=f"**Internal error** ({type(exc).__name__}): {escape_markdown(str(exc))}")
+
+    def _outcome(self, result: SegmentVideoResult, run_dir: Path) -> DemoOutcome:
+        """What the page shows of a finished call; refuses outputs outside ``run_dir``."""
+        for produced in (result.overlay_video, result.result_json):
+            if not inside(Path(produced), run_dir):
+                raise RuntimeError(f"the pipeline wrote {Path(produced).name} outside its run folder; not serving it")
+        if not Path(result.overlay_video).is_file():
+            raise RuntimeError("the pipeline reported an overlay video that does not exist")
+        timings = dict(result.timings)
+        total = float(timings["total"]) if "total" in timings else sum(timings.values())
+        status = [f"**Done** in {total:.1f} s."]
+        if result.untrained:
+            status.append("Untrained tiny models: the masks are meaningless.")
+        status += [escape_markdown(note) for note in result.warnings]
+        result_json = Path(result.result_json)
+        return DemoOutcome(
+            status=" ".join(status),
+            overlay_video=Path(result.overlay_video),
+            result_json=result_json if result_json.is_file() else None,
+            answer=format_answer(result.thought, result.object_text),
+            reasoning=result.thought.reasoning or result.thought.raw,
+            timings=format_timings(timings),
+        )

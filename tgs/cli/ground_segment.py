@@ -1,0 +1,140 @@
+"""``tgs ground-segment``: ground and segment every sample of a benchmark from thoughts (or the expressions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tgs.cli.console import console, err_console, friendly_errors, progress_bar
+from tgs.cli.executor_options import (
+    EXECUTOR_OPTION,
+    RAY_ADDRESS_OPTION,
+    RESOURCES_OPTION,
+    WORKERS_OPTION,
+    executor_from_options,
+)
+
+PROTOCOL_CHOICES = {"tgs": ("tgs",), "refavs": ("refavs",), "both": ("tgs", "refavs")}
+BENCHMARK_META = {"refavs": "metadata.csv", "r2avs": "R2AVSBench_metadata.csv"}
+
+
+def _bad(message: str, param: str) -> typer.BadParameter:
+    return typer.BadParameter(message, param_hint=param)
+
+
+def _preset_from_options(name: str, sets: list[str], dtype: str | None):
+    from tgs.presets import PRESETS, get_preset, parse_overrides
+
+    if name not in PRESETS:
+        raise _bad(f"expected one of {', '.join(PRESETS)}, got {name!r}", "--preset")
+    try:
+        overrides = parse_overrides(sets)
+        if dtype is not None:
+            overrides["dtype"] = dtype
+        return get_preset(name, overrides)
+    except ValueError as exc:
+        raise _bad(str(exc), "--set/--dtype") from exc
+
+
+@friendly_errors
+def ground_segment_command(
+    data: Path = typer.Option(..., "--data", help="Benchmark root (media/, gt_mask/)."),
+    meta: Path | None = typer.Option(
+        None, "--meta", help="Metadata CSV (default: ROOT/metadata.csv, or ROOT/R2AVSBench_metadata.csv for r2avs)."
+    ),
+    split: list[str] | None = typer.Option(None, "--split", help="Split to run (repeatable; default: every row)."),
+    thoughts: Path | None = typer.Option(
+        None, "--thoughts", help="Thinker outputs: our thoughts.jsonl, the original inference_results.jsonl, "
+        "or a `tgs think` run directory."
+    ),
+    direct: bool = typer.Option(False, "--direct", help="Ground the raw expressions (the paper's baseline)."),
+    preset: str = typer.Option("best", "--preset", help="paper (original scripts, quirks included) or best."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a preset switch, KEY=VALUE (repeatable), e.g. --set box_rule=best."
+    ),
+    out: Path = typer.Option(..., "--out", help="Run directory; rerunning the same command resumes it."),
+    models: str = typer.Option("real", "--models", help="real weights, or the untrained tiny set (install check)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
+    dtype: str | None = typer.Option(None, "--dtype", help="auto, fp32, bf16, fp16 (default: the preset's)."),
+    gdino: str | None = typer.Option(None, "--gdino", help="Grounding DINO hub id or local directory."),
+    sam2: str | None = typer.Option(None, "--sam2", help="SAM2.1 hub id or local directory."),
+    frame_batch_size: int = typer.Option(1, "--frame-batch-size", min=1, help="Frames per model forward."),
+    limit: int | None = typer.Option(None, "--limit", min=0, help="Process at most N new samples, then stop."),
+    no_eval: bool = typer.Option(False, "--no-eval", help="Do not write metrics.json."),
+    protocol: str = typer.Option("tgs", "--protocol", help="Metrics protocol: tgs, refavs or both."),
+    benchmark: str = typer.Option("refavs", "--benchmark", help="refavs (Ref-AVSBench) or r2avs (R^2-AVSBench)."),
+    executor: str = EXECUTOR_OPTION,
+    ray_address: str | None = RAY_ADDRESS_OPTION,
+    workers: int | None = WORKERS_OPTION,
+    resources_per_worker: str | None = RESOURCES_OPTION,
+) -> None:
+    """Ground + Segment every sample; writes masks, boxes, samples.jsonl and metrics.json under --out."""
+    from tgs.runners.ground_segment import GroundSegmentConfig, run_ground_segment
+
+    if (thoughts is None) == (not direct):
+        raise _bad("give exactly one of --thoughts FILE or --direct", "--thoughts/--direct")
+    if models not in ("real", "tiny"):
+        raise _bad(f"expected real or tiny, got {models!r}", "--models")
+    if protocol not in PROTOCOL_CHOICES:
+        raise _bad(f"expected one of {', '.join(PROTOCOL_CHOICES)}, got {protocol!r}", "--protocol")
+    if benchmark not in BENCHMARK_META:
+        raise _bad(f"expected one of {', '.join(BENCHMARK_META)}, got {benchmark!r}", "--benchmark")
+    config = GroundSegmentConfig(
+        data=data,
+        meta=meta if meta is not None else data / BENCHMARK_META[benchmark],
+        out=out,
+        preset=_preset_from_options(preset, set_, dtype),
+        thoughts=thoughts,
+        direct=direct,
+        splits=tuple(split) if split else None,
+        benchmark=benchmark,
+        models=models,  # type: ignore[arg-type]
+        gdino_source=gdino,
+        sam2_source=sam2,
+        device=device,
+        frame_batch_size=frame_batch_size,
+        limit=limit,
+        evaluate=not no_eval,
+        protocols=PROTOCOL_CHOICES[protocol],
+    )
+    with executor_from_options(executor, ray_address, workers, resources_per_worker) as runner:
+        outcome = run_ground_segment(
+            config, progress=lambda total: progress_bar("ground-segment", total), executor=runner
+        )
+    _print_summary(outcome)
+    if outcome.metrics is not None:
+        from tgs.eval.table import metrics_tables
+
+        for table in metrics_tables(outcome.metrics):
+            console.print(table)
+        console.print(f"metrics: {outcome.metrics_path}", highlight=False)
+
+
+def _print_summary(outcome) -> None:
+    summary = outcome.summary
+    table = Table(title=f"ground-segment: {outcome.run_dir}", title_justify="left")
+    for column in ("samples", "done now", "already done", "failed", "left"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(summary.total),
+        str(summary.succeeded),
+        str(summary.skipped),
+        f"[red]{summary.failed}[/]" if summary.failed else "0",
+        str(summary.remaining),
+    )
+    console.print(table)
+    if summary.failures:
+        kinds = ", ".join(f"{kind}: {n}" for kind, n in summary.failures_by_kind().items())
+        err_console.print(
+            f"[yellow]{summary.failed} sample(s) failed[/] ({kinds}); first: {summary.failures[0].uid}: "
+            f"{summary.failures[0].error}\nrerun the same command to retry them; details in samples.jsonl",
+            highlight=False,
+        )
+    for note in outcome.notes:
+        console.print(note, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ground-segment")(ground_segment_command)

@@ -1,0 +1,159 @@
+"""``tgs run``: Think, Ground + Segment and evaluate a whole benchmark split in one resumable command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tgs.cli.console import console, err_console, friendly_errors, progress_bar
+from tgs.cli.executor_options import (
+    EXECUTOR_OPTION,
+    RAY_ADDRESS_OPTION,
+    RESOURCES_OPTION,
+    WORKERS_OPTION,
+    executor_from_options,
+)
+from tgs.cli.segment import (
+    MODEL_SETS,
+    bad,
+    check_choice,
+    preset_from_options,
+    thinker_options_from,
+    untrained_banner,
+)
+
+PROTOCOL_CHOICES = {"tgs": ("tgs",), "refavs": ("refavs",), "both": ("tgs", "refavs")}
+BENCHMARK_META = {"refavs": "metadata.csv", "r2avs": "R2AVSBench_metadata.csv"}
+
+
+def _stage_table(outcome) -> Table:  # outcome: tgs.runners.full_run.FullRunOutcome
+    table = Table(title=f"run: {outcome.run_dir}", title_justify="left")
+    for column in ("stage", "status", "samples", "done now", "already done", "failed", "left", "output"):
+        table.add_column(column, justify="left" if column in ("stage", "status", "output") else "right")
+    for stage in (outcome.think, outcome.ground_segment):
+        summary = stage.summary
+        numbers = ["-"] * 5
+        if summary is not None:
+            numbers = [
+                str(summary.total),
+                str(summary.succeeded),
+                str(summary.skipped),
+                f"[red]{summary.failed}[/]" if summary.failed else "0",
+                str(summary.remaining),
+            ]
+        table.add_row(stage.name, stage.status, *numbers, "" if stage.path is None else str(stage.path))
+    return table
+
+
+@friendly_errors
+def run_command(
+    data: Path = typer.Option(..., "--data", help="Benchmark root (media/, media_cross/, gt_mask/)."),
+    meta: Path | None = typer.Option(
+        None,
+        "--meta",
+        help="Metadata CSV (default: ROOT/metadata.csv, or ROOT/R2AVSBench_metadata.csv for r2avs).",
+    ),
+    split: list[str] = typer.Option(["test_s"], "--split", help="Split to run (repeatable)."),
+    thinker: str = typer.Option(
+        "ref-thinker", "--thinker", help="ref-thinker, omni, api or direct (no Think)."
+    ),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="Thinker weights: a converted Ref-Thinker directory, or an Omni hub id / directory.",
+    ),
+    thinker_opt: list[str] = typer.Option(
+        [], "--thinker-opt", help="Thinker option KEY=VALUE (repeatable), e.g. max_new_tokens=128."
+    ),
+    thoughts: Path | None = typer.Option(
+        None,
+        "--thoughts",
+        help="Reuse an earlier Think: a thoughts file or a `tgs think` / `tgs run` think directory.",
+    ),
+    preset: str = typer.Option(
+        "best", "--preset", help="best (fixes + propagation) or paper (original scripts)."
+    ),
+    set_: list[str] = typer.Option([], "--set", help="Override a preset switch, KEY=VALUE (repeatable)."),
+    out: Path = typer.Option(..., "--out", help="Run directory; rerunning the same command resumes it."),
+    models: str = typer.Option(
+        "real", "--models", help="real weights, or the untrained tiny set (install check)."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
+    dtype: str | None = typer.Option(
+        None, "--dtype", help="auto, fp32, bf16, fp16 for every model (default: the preset's)."
+    ),
+    gdino: str | None = typer.Option(None, "--gdino", help="Grounding DINO hub id or local directory."),
+    sam2: str | None = typer.Option(None, "--sam2", help="SAM2.1 hub id or local directory."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Samples per Think step (8 in the paper)."),
+    frame_batch_size: int = typer.Option(
+        1, "--frame-batch-size", min=1, help="Frames per Ground/Segment forward."
+    ),
+    protocol: str = typer.Option("tgs", "--protocol", help="Metrics protocol: tgs, refavs or both."),
+    benchmark: str = typer.Option(
+        "refavs", "--benchmark", help="refavs (Ref-AVSBench) or r2avs (R^2-AVSBench)."
+    ),
+    executor: str = EXECUTOR_OPTION,
+    ray_address: str | None = RAY_ADDRESS_OPTION,
+    workers: int | None = WORKERS_OPTION,
+    resources_per_worker: str | None = RESOURCES_OPTION,
+) -> None:
+    """Think + Ground + Segment + evaluate a benchmark split; resumable, and reuses an earlier Think."""
+    from tgs.runners.full_run import FullRunConfig, run_full
+    from tgs.think.registry import THINKER_NAMES
+
+    check_choice(models, MODEL_SETS, "--models")
+    check_choice(thinker, THINKER_NAMES, "--thinker")
+    check_choice(protocol, tuple(PROTOCOL_CHOICES), "--protocol")
+    check_choice(benchmark, tuple(BENCHMARK_META), "--benchmark")
+    try:
+        config = FullRunConfig(
+            data=data,
+            meta=meta if meta is not None else data / BENCHMARK_META[benchmark],
+            out=out,
+            splits=tuple(split),
+            thinker=thinker,
+            thinker_source=model,
+            thinker_options=thinker_options_from(thinker_opt),
+            thoughts=thoughts,
+            preset=preset_from_options(preset, set_, dtype),
+            models=models,  # type: ignore[arg-type]
+            gdino_source=gdino,
+            sam2_source=sam2,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            frame_batch_size=frame_batch_size,
+            protocols=PROTOCOL_CHOICES[protocol],
+            benchmark=benchmark,
+        )
+    except ValueError as exc:
+        raise bad(str(exc), "--thinker/--thoughts/--model/--thinker-opt") from exc
+    if models == "tiny":
+        err_console.print(untrained_banner())
+    with executor_from_options(executor, ray_address, workers, resources_per_worker) as runner:
+        outcome = run_full(
+            config, progress=lambda stage: lambda total: progress_bar(stage, total), executor=runner
+        )
+    console.print(_stage_table(outcome))
+    failures = outcome.ground_segment.summary.failures if outcome.ground_segment.summary else []
+    if failures:
+        err_console.print(
+            f"[yellow]{len(failures)} sample(s) failed[/]; first: {failures[0].uid}: {failures[0].error}",
+            highlight=False,
+        )
+    for note in outcome.notes:
+        err_console.print(f"[yellow]note[/]: {note}", highlight=False)
+    if outcome.metrics is not None:
+        from tgs.eval.table import metrics_tables
+
+        for table in metrics_tables(outcome.metrics):
+            console.print(table)
+        console.print(f"metrics: {outcome.metrics_path}", highlight=False)
+    if models == "tiny":
+        err_console.print(untrained_banner())
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_command)

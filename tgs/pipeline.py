@@ -1,0 +1,282 @@
+"""Ground + Segment for one clip under a preset: object text -> boxes -> one box per frame -> masks.
+
+The pipeline holds no model code: it is handed a grounder and a segmenter (objects with
+``ground(clip, text) -> Boxes`` and ``segment(clip, boxes) -> Masks``) and applies the
+preset's rules between them:
+
+1. object text (:func:`choose_object_text`): which thinker tag, what a missing tag or a
+   ``null`` answer becomes;
+2. grounding on the original frames;
+3. one box per frame by ``box_rule`` (first query above threshold, or best score);
+4. the frames SAM2 sees (``sam_input``, ``sam_colours``), boxes scaled to them;
+5. segmentation, then masks resized to ``mask_size`` and probabilities to ``probs_size``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from tgs.eval.protocol import is_null_split
+from tgs.presets import SAM_SQUASH_SIZE, Preset
+from tgs.resize import resize_like_cv2, resize_masks
+from tgs.think.parser import NULL_ANSWER, PAPER_MISSING_TAG
+from tgs.types import Boxes, Clip, Masks, ParseStatus, Query, Thought
+
+__all__ = [
+    "GroundSegmentPipeline",
+    "GroundSegmentResult",
+    "Grounder",
+    "ObjectText",
+    "Segmenter",
+    "choose_object_text",
+    "sam_boxes",
+    "sam_clip",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Grounder(Protocol):
+    """Boxes every frame of a clip for a text: all boxes above threshold, query order, original pixels."""
+
+    def ground(self, clip: Clip, text: str) -> Boxes: ...
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    """Masks a clip from one xyxy box (clip pixels) or None per frame; masks at the clip size.
+
+    A segmenter whose ``segment`` also takes ``scores`` (the video segmenter, to pick seed
+    frames) receives the grounding score of each chosen box, None where there is no box.
+    """
+
+    def segment(self, clip: Clip, boxes: Sequence[np.ndarray | None]) -> Masks: ...
+
+
+# --------------------------------------------------------------------------- object text
+
+
+@dataclass(frozen=True)
+class ObjectText:
+    """What is grounded for a sample and why.
+
+    text: the object text handed to the grounder; None means nothing is grounded and
+        the masks are empty (a null answer under ``null_policy="empty"``, or the paper's
+        null rule below).
+    source: "tag" (the chosen thinker tag), "direct" (the expression, no thinker),
+        "error_literal" (tag missing: the original's "Error"), "expression" (tag missing
+        or empty: the raw expression) or "null" (null answer: nothing grounded).
+    paper_null_override: the original's null rule fired: on the null split the chosen text
+        is exactly "null". The original still grounds "null." but then sets the sample's
+        S to 0, so nothing is grounded here and the masks are empty, which gives S = 0
+        under the TGS-Agent protocol (sqrt(0) on every frame) with no special case in
+        evaluation.
+    """
+
+    text: str | None
+    source: str
+    paper_null_override: bool = False
+
+
+def choose_object_text(thought: Thought, query: Query, preset: Preset) -> ObjectText:
+    """The object text of a sample under ``preset`` (see ``docs/presets.md``)."""
+    if thought.status is ParseStatus.DIRECT:
+        text, source = thought.object_text(preset.object_tag) or query.expression, "direct"
+    elif preset.null_policy == "empty" and thought.is_null:
+        return ObjectText(None, "null")
+    else:
+        tagged = thought.object_text(preset.object_tag)
+        if preset.missing_tag == "error_literal":
+            text, source = (tagged, "tag") if tagged is not None else (PAPER_MISSING_TAG, "error_literal")
+        elif tagged is not None and tagged.strip():
+            text, source = tagged, "tag"
+        else:
+            logger.warning(
+                "%s: no usable <%s> in the thinker answer (%s); grounding the expression %r instead",
+                query.uid, preset.object_tag, thought.status.value, query.expression,
+            )
+            text, source = query.expression, "expression"
+    # The original compares the chosen text with "null" exactly, on the null split only, and
+    # then sets the sample's S to 0 whatever was segmented: its prediction is in effect empty.
+    on_null_split = query.split is not None and is_null_split(query.split)
+    if preset.null_policy == "paper" and on_null_split and text == NULL_ANSWER:
+        return ObjectText(None, "null", paper_null_override=True)
+    return ObjectText(text, source)
+
+
+# --------------------------------------------------------------------------- SAM2 input
+
+
+def sam_clip(clip: Clip, preset: Preset) -> Clip:
+    """The frames SAM2 sees under ``preset``: squashed to 224x224 and/or R and B swapped."""
+    frames = clip.frames
+    if preset.sam_input == "squash224":
+        size = (SAM_SQUASH_SIZE, SAM_SQUASH_SIZE)
+        frames = np.stack([resize_like_cv2(frame, size) for frame in frames])
+    if preset.sam_colours == "swap_rb":
+        frames = np.ascontiguousarray(frames[..., ::-1])
+    if frames is clip.frames:
+        return clip
+    return Clip(frames=frames, audio=None, sample_rate=None, frame_times=clip.frame_times, source=clip.source)
+
+
+def sam_boxes(
+    boxes: Boxes, chosen: Sequence[int | None], to_size: tuple[int, int]
+) -> list[np.ndarray | None]:
+    """The chosen box of each frame as float32 xyxy [4] scaled from the frame size to ``to_size``."""
+    (src_h, src_w), (dst_h, dst_w) = boxes.image_size, to_size
+    scale = np.array([dst_w / src_w, dst_h / src_h, dst_w / src_w, dst_h / src_h], np.float64)
+    out: list[np.ndarray | None] = []
+    for frame, position in zip(boxes.frames, chosen):
+        if position is None:
+            out.append(None)
+        else:
+            out.append((frame.xyxy[position].astype(np.float64) * scale).astype(np.float32))
+    return out
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+@dataclass(frozen=True, eq=False)
+class GroundSegmentResult:
+    """Everything Ground + Segment produced for one sample.
+
+    boxes: all candidates per frame (original pixels); chosen: per frame, the position
+    of the box used in ``boxes.frames[i]`` or None; masks: at the preset's ``mask_size``;
+    timings: seconds per step ("ground", "select", "prepare", "segment", "resize").
+    """
+
+    uid: str
+    object_text: ObjectText
+    thought_status: str
+    boxes: Boxes
+    chosen: tuple[int | None, ...]
+    masks: Masks
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+    def frame_records(self) -> list[dict[str, Any]]:
+        """Per frame: the chosen box (original pixels), its score and query index, and the candidate count."""
+        records = []
+        for frame, position in zip(self.boxes.frames, self.chosen):
+            entry: dict[str, Any] = {"box": None, "score": None, "query_index": None, "candidates": len(frame)}
+            if position is not None:
+                entry["box"] = [float(v) for v in frame.xyxy[position]]
+                entry["score"] = float(frame.scores[position])
+                entry["query_index"] = int(frame.query_index[position])
+            records.append(entry)
+        return records
+
+    def candidates_record(self) -> dict[str, Any]:
+        """Every candidate box of every frame, for the ``boxes`` stream."""
+        return {
+            "uid": self.uid,
+            "text": self.boxes.text,
+            "image_size": list(self.boxes.image_size),
+            "frames": [
+                {
+                    "xyxy": [[float(v) for v in box] for box in frame.xyxy],
+                    "scores": [float(v) for v in frame.scores],
+                    "query_index": [int(v) for v in frame.query_index],
+                }
+                for frame in self.boxes.frames
+            ],
+        }
+
+    def sample_record(self) -> dict[str, Any]:
+        """The ``samples.jsonl`` fields describing this result (status and uid are the runner's)."""
+        return {
+            "object_text": self.object_text.text,
+            "object_source": self.object_text.source,
+            "thought_status": self.thought_status,
+            "paper_null_override": self.object_text.paper_null_override,
+            "frames": self.frame_records(),
+            "mask_size": list(self.masks.masks.shape[1:]),
+            "timings": {k: round(v, 6) for k, v in self.timings.items()},
+        }
+
+
+class GroundSegmentPipeline:
+    """Composes a grounder and a segmenter under a preset; one call per clip."""
+
+    def __init__(self, grounder: Grounder, segmenter: Segmenter, preset: Preset) -> None:
+        self.grounder = grounder
+        self.segmenter = segmenter
+        self.preset = preset
+        self._segment_takes_scores = "scores" in inspect.signature(segmenter.segment).parameters
+
+    def run(self, clip: Clip, thought: Thought, query: Query) -> GroundSegmentResult:
+        """Ground and segment one clip; masks bool [T, h, w] at the preset's ``mask_size``."""
+        if thought.uid != query.uid:
+            raise ValueError(f"thought for {thought.uid!r} given with query {query.uid!r}")
+        timings: dict[str, float] = {}
+        object_text = choose_object_text(thought, query, self.preset)
+        out_size, probs_size = self._output_sizes(clip)
+        if object_text.text is None:
+            boxes = Boxes.empty(clip.num_frames, clip.size)
+            chosen: tuple[int | None, ...] = (None,) * clip.num_frames
+            masks = Masks(
+                np.zeros((clip.num_frames, *out_size), np.bool_),
+                np.zeros((clip.num_frames, *probs_size), np.float32),
+            )
+        else:
+            boxes = self._timed(timings, "ground", self.grounder.ground, clip, object_text.text)
+            self._check_boxes(boxes, clip)
+            chosen = tuple(self._timed(timings, "select", boxes.select, self.preset.box_rule))
+            seen = self._timed(timings, "prepare", sam_clip, clip, self.preset)
+            prompts = sam_boxes(boxes, chosen, seen.size)
+            masks = self._timed(timings, "segment", self._segment, seen, prompts, boxes, chosen)
+            self._check_masks(masks, seen)
+            masks = self._timed(timings, "resize", resize_masks, masks, out_size, probs_size)
+        return GroundSegmentResult(
+            uid=query.uid,
+            object_text=object_text,
+            thought_status=thought.status.value,
+            boxes=boxes,
+            chosen=chosen,
+            masks=masks,
+            timings=timings,
+        )
+
+    def _segment(
+        self, clip: Clip, prompts: list[np.ndarray | None], boxes: Boxes, chosen: Sequence[int | None]
+    ) -> Masks:
+        if not self._segment_takes_scores:
+            return self.segmenter.segment(clip, prompts)
+        scores = [None if p is None else float(f.scores[p]) for f, p in zip(boxes.frames, chosen)]
+        return self.segmenter.segment(clip, prompts, scores=scores)  # type: ignore[call-arg]
+
+    def _output_sizes(self, clip: Clip) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(mask size, probability map size) under the preset, as (height, width)."""
+        square = (SAM_SQUASH_SIZE, SAM_SQUASH_SIZE)
+        masks = square if self.preset.mask_size == "224" else clip.size
+        return masks, square if self.preset.probs_size == "224" else masks
+
+    @staticmethod
+    def _timed(timings: dict[str, float], name: str, fn: Any, *args: Any) -> Any:
+        start = time.perf_counter()
+        out = fn(*args)
+        timings[name] = time.perf_counter() - start
+        return out
+
+    @staticmethod
+    def _check_boxes(boxes: Boxes, clip: Clip) -> None:
+        if len(boxes) != clip.num_frames or tuple(boxes.image_size) != clip.size:
+            raise ValueError(
+                f"grounder returned boxes for {len(boxes)} frames of size {tuple(boxes.image_size)}, "
+                f"expected {clip.num_frames} frames of size {clip.size}"
+            )
+
+    @staticmethod
+    def _check_masks(masks: Masks, clip: Clip) -> None:
+        expected = (clip.num_frames, *clip.size)
+        if tuple(masks.masks.shape) != expected:
+            raise ValueError(f"segmenter returned masks {tuple(masks.masks.shape)}, expected {expected}")

@@ -1,0 +1,266 @@
+"""Presets: named, frozen configurations of the Ground and Segment stages.
+
+``paper`` reproduces the original TGS-Agent ground-segment scripts, quirks included;
+``best`` (the default) fixes the known weak spots. Every difference between the two is
+one named switch of :class:`Preset`, so any mix can be run (``--set box_rule=best`` on
+top of ``paper`` measures the effect of that one fix) and the switch table in
+``docs/presets.md`` is the complete list of differences.
+
+A preset is data: it is written into the run manifest, and a resumed run refuses a
+manifest made under another preset.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+__all__ = [
+    "BEST",
+    "DEFAULT_PRESET",
+    "PAPER",
+    "PRESETS",
+    "SAM_SQUASH_SIZE",
+    "Preset",
+    "get_preset",
+    "parse_overrides",
+    "switch_choices",
+]
+
+SAM_SQUASH_SIZE = 224
+"""Side of the square frame the original scripts hand to SAM2 (and measure masks at)."""
+
+
+def _switch(default: Any, choices: tuple[str, ...] | None, help: str) -> Any:
+    return field(default=default, metadata={"choices": choices, "help": help})
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One configuration of Ground + Segment; see ``docs/presets.md`` for the table.
+
+    Choice-valued switches accept exactly the strings in their ``choices`` metadata;
+    thresholds are probabilities in [0, 1].
+    """
+
+    name: str = "custom"
+    object_tag: str = _switch(
+        "s_object", ("s_object", "f_object"), "which thinker tag is grounded (the simplified or the fine description)"
+    )
+    missing_tag: str = _switch(
+        "expression",
+        ("error_literal", "expression"),
+        "chosen tag missing (or empty): ground the literal 'Error' as the original does, or the raw expression",
+    )
+    null_policy: str = _switch(
+        "empty",
+        ("paper", "empty"),
+        "paper: the chosen tag is exactly 'null' -> empty masks (S = 0) on the null split, 'null.' grounded "
+        "elsewhere; "
+        "empty: a null answer gives empty masks on every split, nothing is grounded",
+    )
+    caption_period: str = _switch(
+        "dedupe",
+        ("script", "dedupe"),
+        "caption = lowercased, stripped text + '.': script = as the original scripts (always after thinker "
+        "text, so 'dog.' -> 'dog..'; only when missing after a direct expression), dedupe = only when missing",
+    )
+    box_threshold: float = _switch(0.1, None, "Grounding DINO box threshold on the max token probability")
+    text_threshold: float = _switch(0.25, None, "Grounding DINO text threshold (phrase labels only)")
+    box_rule: str = _switch(
+        "best", ("first", "best"), "which box per frame: first query above threshold, or highest score"
+    )
+    gdino_preprocess: str = _switch(
+        "original",
+        ("original", "hf"),
+        "Grounding DINO input transform: the original (PIL resize to 800/1333) or the checkpoint's HF processor",
+    )
+    sam_input: str = _switch(
+        "original",
+        ("squash224", "original"),
+        "frames given to SAM2: squashed to 224x224 with cv2-exact bilinear resizing, or at original size",
+    )
+    sam_colours: str = _switch(
+        "rgb", ("swap_rb", "rgb"), "colour order given to SAM2: R and B swapped (the original's BGR2RGB on RGB), or RGB"
+    )
+    sam_preprocess: str = _switch(
+        "original",
+        ("original", "hf"),
+        "SAM2 input transform: the original SAM2Transforms (float resize to 1024) or the HF processor",
+    )
+    segment_mode: str = _switch(
+        "video", ("image", "video"), "SAM2 per frame (image predictor) or video propagation from grounded frames"
+    )
+    video_seeds: str = _switch(
+        "all",
+        ("all", "best", "first"),
+        "video mode only: frames given the box prompt (every grounded frame, the best-scoring one, the first one)",
+    )
+    mask_size: str = _switch(
+        "original", ("224", "original"), "size of the saved binary masks: 224x224 or the frame size"
+    )
+    probs_size: str = _switch(
+        "224",
+        ("224", "mask"),
+        "size of the saved probability maps (the F metric's input): 224x224, the TGS protocol's size, or the "
+        "mask size (full-resolution float maps are ~37 MB per 720p sample)",
+    )
+    dtype: str = _switch(
+        "auto",
+        ("auto", "fp32", "bf16", "fp16"),
+        "model precision; auto = bf16 on CUDA, fp32 on CPU (the original runs fp32)",
+    )
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices is not None and value not in choices:
+                raise ValueError(
+                    f"preset switch {f.name}: expected one of {', '.join(choices)}, got {value!r}"
+                )
+        for key in ("box_threshold", "text_threshold"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"preset switch {key}: expected a number in [0, 1], got {value!r}")
+            object.__setattr__(self, key, float(value))
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def sam_model_key(self) -> str:
+        """Registry key of the SAM2 model this preset loads."""
+        return "sam2" if self.segment_mode == "image" else "sam2_video"
+
+    def dedupe_period(self, direct: bool) -> bool:
+        """Whether the grounder appends "." only when missing (else always).
+
+        ``caption_period="script"`` follows the original scripts: the thinker script always
+        appends, the direct-expression script leaves it to GroundingDINO's ``predict``,
+        which appends only when missing.
+        """
+        return self.caption_period == "dedupe" or direct
+
+    def model_keys(self) -> tuple[str, ...]:
+        """Registry keys of every model Ground + Segment needs under this preset."""
+        return ("grounding_dino", self.sam_model_key)
+
+    # ------------------------------------------------------------- conversions
+    def to_dict(self) -> dict[str, Any]:
+        """Every switch by name, for the run manifest."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Preset:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown preset switch(es) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**dict(data))
+
+    def with_overrides(self, overrides: Mapping[str, str]) -> Preset:
+        """A copy with switches replaced from ``key=value`` strings (the CLI's ``--set``).
+
+        Unknown keys and invalid values raise ValueError listing the valid names or choices.
+        The name stays the base preset's; the manifest records every switch anyway.
+        """
+        if not overrides:
+            return self
+        names = {f.name: f for f in fields(self) if f.name != "name"}
+        changes: dict[str, Any] = {}
+        for key, text in overrides.items():
+            if key not in names:
+                close = difflib.get_close_matches(key, list(names), n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown preset switch {key!r}.{hint} Switches: {', '.join(names)}")
+            if names[key].type in ("float", float):
+                try:
+                    changes[key] = float(text)
+                except ValueError:
+                    raise ValueError(f"preset switch {key}: expected a number in [0, 1], got {text!r}") from None
+            else:
+                changes[key] = text
+        return replace(self, **changes)
+
+    def differences(self, other: Preset) -> dict[str, tuple[Any, Any]]:
+        """Switches whose values differ: name -> (self's value, other's value)."""
+        return {
+            f.name: (getattr(self, f.name), getattr(other, f.name))
+            for f in fields(self)
+            if f.name != "name" and getattr(self, f.name) != getattr(other, f.name)
+        }
+
+
+PAPER = Preset(
+    name="paper",
+    object_tag="s_object",
+    missing_tag="error_literal",
+    null_policy="paper",
+    caption_period="script",
+    box_threshold=0.1,
+    text_threshold=0.25,
+    box_rule="first",
+    gdino_preprocess="original",
+    sam_input="squash224",
+    sam_colours="swap_rb",
+    sam_preprocess="original",
+    segment_mode="image",
+    video_seeds="all",
+    mask_size="224",
+    probs_size="224",
+    dtype="fp32",
+)
+"""The original scripts (``ground_segment_scripts/*.py``), quirks included."""
+
+BEST = Preset(
+    name="best",
+    object_tag="s_object",
+    missing_tag="expression",
+    null_policy="empty",
+    caption_period="dedupe",
+    box_threshold=0.1,
+    text_threshold=0.25,
+    box_rule="best",
+    gdino_preprocess="original",
+    sam_input="original",
+    sam_colours="rgb",
+    sam_preprocess="original",
+    segment_mode="video",
+    video_seeds="all",
+    mask_size="original",
+    probs_size="224",
+    dtype="auto",
+)
+"""The same models with the known weak spots fixed and temporal propagation."""
+
+PRESETS: dict[str, Preset] = {"paper": PAPER, "best": BEST}
+DEFAULT_PRESET = "best"
+
+
+def get_preset(name: str, overrides: Mapping[str, str] | None = None) -> Preset:
+    """A preset by name, optionally with ``--set`` overrides applied."""
+    try:
+        preset = PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}") from None
+    return preset.with_overrides(overrides or {})
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, str]:
+    """``["box_rule=best", ...]`` -> ``{"box_rule": "best"}``; a malformed item raises ValueError."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not value:
+            raise ValueError(f"expected KEY=VALUE (e.g. box_rule=best), got {item!r}")
+        if key in out and out[key] != value:
+            raise ValueError(f"switch {key!r} set twice ({out[key]!r} and {value!r})")
+        out[key] = value
+    return out
+
+
+def switch_choices() -> dict[str, tuple[str, ...] | None]:
+    """Every switch name with its valid choices (None for numeric switches)."""
+    return {f.name: f.metadata.get("choices") for f in fields(Preset) if f.name != "name"}

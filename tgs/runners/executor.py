@@ -1,0 +1,409 @@
+"""Where a stage's per-sample work runs, and the one driver loop that commits it.
+
+A stage (Think, Ground-Segment) is described to an executor by a *worker factory*: a
+picklable zero-argument callable that builds a :class:`StageWorker` in the process that
+will use it, loading the models once there. A worker has one method::
+
+    process(batch: list[T]) -> list[SampleOutput | record | Exception]   # one per item, in order
+
+and returns plain data only: a record (JSON-able mapping), or a :class:`SampleOutput`
+(the record plus masks and records for other streams), or the exception that failed
+that item. Workers never touch the run directory.
+
+The driver (the process calling :func:`run_stage`) owns the :class:`RunStore` and is its
+only writer, whatever executor computes the results:
+
+- :class:`LocalExecutor` (default): one worker in this process, batches in order;
+- ``RayExecutor`` (``tgs.runners.ray_executor``, optional ``ray`` extra): one
+  model-holding actor per GPU or CPU slot, bounded in-flight batches, results handed
+  back as they finish, dead actors replaced and their batches redone.
+
+Commit order of one sample (crash safety, see ``tgs.runners.store``): masks are written
+to a temporary name and renamed, then the records of the extra streams (e.g. ``boxes``)
+are appended, then the sample's record in the main stream, which commits the sample.
+A kill at any point leaves at worst a ``masks/*.tmp`` file, a mask file or extra-stream
+lines of an uncommitted sample, or a torn last line; :func:`recover_run` (called by
+:func:`run_stage` before anything is written) removes the first and the extra-stream
+lines, the store cuts the torn line, and the sample is redone, so a resumed run ends with
+exactly the files of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from tgs.errors import RunError, TGSError
+from tgs.runners.local import (
+    ProgressFactory,
+    RunSummary,
+    _commit,
+    _log_summary,
+    _no_progress,
+    _run_batch,
+    _unique_todo,
+    error_kind,
+)
+from tgs.runners.store import MASKS_DIR, RunStore, encode_masks
+from tgs.types import Masks
+
+__all__ = [
+    "EXECUTOR_NAMES",
+    "Executor",
+    "LocalExecutor",
+    "Outcome",
+    "SampleError",
+    "SampleOutput",
+    "StageWorker",
+    "make_executor",
+    "parse_resources",
+    "portable_error",
+    "recover_run",
+    "run_stage",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+EXECUTOR_NAMES: tuple[str, ...] = ("local", "ray")
+
+
+@dataclass(frozen=True, eq=False)
+class SampleOutput:
+    """Everything one finished sample leaves in the run directory, as plain data.
+
+    record: the main stream's record (``uid`` and ``status`` are added when absent).
+    masks: saved as ``masks/<uid>.npz`` before the record is committed (None: no masks).
+    mask_file: the same, already encoded (:func:`tgs.runners.store.encode_masks`); what a
+        Ray worker sends, so that compressing runs in parallel and not in the driver.
+    streams: records for other streams (e.g. ``{"boxes": [...]}``), appended before the
+        record; on resume, lines of a sample whose record never committed are dropped.
+    """
+
+    record: Mapping[str, Any]
+    masks: Masks | None = None
+    streams: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
+    mask_file: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.masks is not None and self.mask_file is not None:
+            raise ValueError("give masks or mask_file, not both")
+
+    def encoded(self) -> SampleOutput:
+        """This output with its masks encoded as the bytes of their file."""
+        if self.masks is None:
+            return self
+        return SampleOutput(record=self.record, streams=self.streams, mask_file=encode_masks(self.masks))
+
+
+Outcome = SampleOutput | Mapping[str, Any] | Exception
+
+
+class StageWorker(Protocol[T]):
+    """Holds a stage's models; turns a batch of sample specs into one outcome per sample."""
+
+    def process(self, batch: list[T]) -> Sequence[Outcome]: ...
+
+
+WorkerFactory = Callable[[], StageWorker[Any]]
+
+
+class Executor(Protocol):
+    """Runs a worker factory's workers over batches; yields each batch with its outcomes as done.
+
+    Batches may come back in any order; each given batch comes back exactly once (a batch
+    whose worker died is redone, or its samples come back as failures).
+    """
+
+    name: str
+
+    def map(self, factory: WorkerFactory, batches: Sequence[list[T]]) -> Iterator[tuple[list[T], list[Outcome]]]: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Executor: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+# --------------------------------------------------------------------------- errors across processes
+
+
+class SampleError(TGSError):
+    """An error raised in a worker process, carried back as plain data (kind and message).
+
+    Exceptions do not always survive pickling (a library error whose constructor needs
+    extra arguments, a traceback); this one does, and a sample's failure record is the
+    same whichever process failed it.
+    """
+
+    def __init__(self, message: str, kind: str = "error", original_type: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.original_type = original_type
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.kind, self.original_type))
+
+
+def portable_error(exc: BaseException) -> SampleError:
+    """``exc`` as a :class:`SampleError` with the same message and error kind."""
+    if isinstance(exc, SampleError):
+        return exc
+    return SampleError(str(exc) or type(exc).__name__, error_kind(exc), type(exc).__name__)
+
+
+# --------------------------------------------------------------------------- local executor
+
+
+class LocalExecutor:
+    """One worker in this process; batches run in order (the default executor).
+
+    The worker is built on the first batch, so a run with nothing left to do loads no model.
+    """
+
+    name = "local"
+
+    def map(self, factory: WorkerFactory, batches: Sequence[list[T]]) -> Iterator[tuple[list[T], list[Outcome]]]:
+        worker: StageWorker[Any] | None = None
+        for batch in batches:
+            if worker is None:
+                worker = factory()
+            yield batch, _run_batch(worker.process, batch)
+
+    def close(self) -> None:
+        """Nothing to release: the worker lives only during :meth:`map`."""
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- choosing an executor
+
+
+_RESOURCE_KEYS = {"gpu": "num_gpus", "gpus": "num_gpus", "cpu": "num_cpus", "cpus": "num_cpus"}
+
+
+def parse_resources(text: str | None) -> dict[str, float]:
+    """``"gpu=0.5,cpu=2"`` -> ``{"num_gpus": 0.5, "num_cpus": 2.0}``; other names are custom Ray resources.
+
+    An empty or None text gives ``{}`` (the executor's defaults).
+    """
+    out: dict[str, float] = {}
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        try:
+            amount = float(value)
+        except ValueError:
+            amount = -1.0
+        if not sep or not name or amount < 0:
+            raise ValueError(
+                f"resources: expected NAME=AMOUNT pairs separated by commas (e.g. gpu=0.5,cpu=2), got {part!r}"
+            )
+        key = _RESOURCE_KEYS.get(name.lower(), name)
+        if key in out:
+            raise ValueError(f"resources: {name!r} given twice in {text!r}")
+        out[key] = amount
+    return out
+
+
+def make_executor(
+    name: str = "local",
+    *,
+    address: str | None = None,
+    workers: int | None = None,
+    resources: Mapping[str, float] | str | None = None,
+    **ray_options: Any,
+) -> LocalExecutor | Any:
+    """An executor by name: ``"local"`` (in this process) or ``"ray"``.
+
+    address: Ray cluster address (``"auto"``: the cluster this node belongs to,
+        ``"HOST:PORT"``, ``"ray://HOST:10001"``); None starts a local Ray instance.
+    workers: number of Ray actors (None: as many as the cluster's GPUs, or CPUs, allow).
+    resources: per actor, as a mapping or text (``"gpu=1"``, ``"gpu=0.5,cpu=2"``);
+        None: one GPU per actor when the cluster has GPUs, else one CPU.
+    ray_options: further :class:`tgs.runners.ray_executor.RayExecutor` arguments
+        (``max_in_flight``, ``max_restarts``, ``max_attempts``, ``runtime_env``, ...).
+
+    Use it as a context manager (or call ``close()``): a Ray instance it started is shut
+    down then; one that was already running is left alone.
+    """
+    key = name.strip().lower()
+    if key not in EXECUTOR_NAMES:
+        raise ValueError(f"unknown executor {name!r}; available: {', '.join(EXECUTOR_NAMES)}")
+    if isinstance(resources, str):
+        resources = parse_resources(resources)
+    if key == "local":
+        given = [label for label, value in (("address", address), ("resources", resources or None)) if value]
+        given += list(ray_options)
+        if workers not in (None, 1):
+            given.append("workers")
+        if given:
+            raise ValueError(
+                f"the local executor runs one worker in this process and takes no {', '.join(given)}; "
+                "use the ray executor to run several"
+            )
+        return LocalExecutor()
+    from tgs.runners.ray_executor import RayExecutor
+
+    return RayExecutor(address=address, workers=workers, resources=resources, **ray_options)
+
+
+# --------------------------------------------------------------------------- crash recovery
+
+
+def recover_run(store: RunStore, stream: str, extra_streams: Iterable[str] = ()) -> None:
+    """Undo what a killed run left half-done, before this run writes anything.
+
+    - ``masks/*.tmp``: a mask write cut short; removed.
+    - trailing lines of an extra stream whose uid is not committed in ``stream``: written
+      for a sample whose record never made it; cut, so the redo does not duplicate them.
+      (The driver appends a sample's extra lines right before its record, so such lines
+      can only be at the end.)
+    A torn last line in any stream is cut by the store when the stream is next appended to.
+    """
+    masks_dir = store.run_dir / MASKS_DIR
+    if masks_dir.is_dir():
+        for tmp in masks_dir.glob("*.tmp"):
+            logger.warning("removing %s, a mask write cut short by a crash", tmp)
+            tmp.unlink()
+    extra = [name for name in extra_streams if name != stream]
+    if not extra:
+        return
+    committed = store.done_uids(stream)  # extra lines are written for samples that succeed
+    for name in extra:
+        _cut_uncommitted_tail(store, name, committed)
+
+
+def _cut_uncommitted_tail(store: RunStore, stream: str, committed: set[str]) -> None:
+    path = store.stream_path(stream)
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1  # a torn last line goes too
+    dropped = 0
+    while keep > 0:
+        start = data.rfind(b"\n", 0, keep - 1) + 1
+        line = data[start : keep - 1]
+        if line.strip() and _uid_of_line(line) in committed:
+            break
+        keep, dropped = start, dropped + (1 if line.strip() else 0)
+    if keep == len(data):
+        return
+    logger.warning("cutting %d line(s) of uncommitted samples from the end of %s", dropped, path)
+    with open(path, "rb+") as fh:
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _uid_of_line(line: bytes) -> str | None:
+    import json
+
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    uid = record.get("uid") if isinstance(record, dict) else None
+    return uid if isinstance(uid, str) else None
+
+
+# --------------------------------------------------------------------------- the driver loop
+
+
+def run_stage(
+    items: Iterable[T],
+    factory: WorkerFactory,
+    *,
+    store: RunStore,
+    stream: str,
+    executor: Executor | None = None,
+    extra_streams: Sequence[str] = (),
+    uid_of: Callable[[T], str] = lambda item: item.uid,  # type: ignore[attr-defined]
+    batch_size: int = 1,
+    limit: int | None = None,
+    progress: ProgressFactory | None = None,
+) -> RunSummary:
+    """Process every item whose uid is not done in ``store``'s ``stream`` on ``executor``.
+
+    The same skipping, ``limit``, failure records and summary as
+    :func:`tgs.runners.local.run_local`; outcomes are committed in the order they arrive
+    (with Ray, not the order of ``items``). extra_streams: the streams that
+    :class:`SampleOutput` may write besides ``stream`` (for crash recovery).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit: expected a non-negative integer, got {limit}")
+    recover_run(store, stream, extra_streams)
+    total, skipped, todo = _unique_todo(items, uid_of, store.done_uids(stream))
+    summary = RunSummary(total=total, skipped=skipped)
+    if limit is not None and limit < len(todo):
+        todo, summary.stopped_early = todo[:limit], True
+    if skipped:
+        logger.info("resuming: %d of %d samples already done", skipped, total)
+    batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
+    committed: set[str] = set()
+    with contextlib.ExitStack() as stack:
+        if executor is None:
+            executor = stack.enter_context(LocalExecutor())
+        advance = stack.enter_context((progress or _no_progress)(len(todo)))
+        for batch, outcomes in executor.map(factory, batches):
+            for item, outcome in zip(batch, outcomes):
+                uid = uid_of(item)
+                if uid in committed:  # an executor must hand back each batch once
+                    raise RuntimeError(f"executor {executor.name!r} returned {uid} twice")
+                committed.add(uid)
+                commit_outcome(store, stream, uid, outcome, summary)
+            advance(len(batch))
+    _log_summary(summary, stream)
+    return summary
+
+
+def commit_outcome(store: RunStore, stream: str, uid: str, outcome: Outcome, summary: RunSummary) -> None:
+    """Persist one sample's outcome in commit order: masks, extra streams, then its record.
+
+    A record with a ``timings`` mapping gets ``timings["save"]``: seconds spent here
+    writing its masks and extra records.
+    """
+    if not isinstance(outcome, SampleOutput):
+        _commit(store, stream, uid, outcome, summary)
+        return
+    start = time.perf_counter()
+    if outcome.mask_file is not None:
+        store.save_mask_file(uid, outcome.mask_file)
+    elif outcome.masks is not None:
+        store.save_masks(uid, outcome.masks)
+    for name, records in outcome.streams.items():
+        if name == stream:
+            raise RuntimeError(f"a sample output cannot write extra records to its own stream {stream!r}")
+        for extra in records:
+            store.append(name, extra)
+    record = dict(outcome.record)
+    timings = record.get("timings")
+    if isinstance(timings, Mapping):
+        record["timings"] = {**timings, "save": round(time.perf_counter() - start, 6)}
+    _commit(store, stream, uid, record, summary)
+
+
+def check_ray_available() -> None:
+    """Fail with the install command when the optional ``ray`` extra is missing."""
+    try:
+        import ray  # noqa: F401
+    except ImportError as exc:
+        raise RunError(
+            "the ray executor needs Ray, which is not installed",
+            fix="pip install 'tgs[ray]' (or pip install 'ray[default]'), or use --executor local",
+        ) from exc

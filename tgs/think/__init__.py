@@ -1,0 +1,1 @@
+"""Think stage: thinker protocol, answer parser and thinker implementations."""

@@ -1,0 +1,187 @@
+"""Saving and strictly loading a self-contained Ref-Thinker directory.
+
+Layout (what ``tgs models convert-ref-thinker`` and the tiny builder write)::
+
+    DIR/config.json               RefThinkerConfig (LLaMA fields + multimodal parts + lora)
+    DIR/model.safetensors         every parameter and persistent buffer, once
+    DIR/tokenizer*.json           LLaMA tokenizer with the 21 added tokens
+    DIR/preprocessor_config.json  CLIP image settings
+
+Loading builds the model without allocating random weights (parameters on the meta
+device, buffers real), re-creates the peft LoRA layers when ``config.lora`` says the
+adapter is kept unmerged, and then requires the file's keys to be exactly the model's:
+a missing or unexpected key raises CheckpointKeyError naming them, a shape mismatch
+raises WeightsError. Tensors that the model shares (the Q-Former MLM decoder and its word
+embeddings, BEATs' shared position-bias table) are stored once and re-tied after loading.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from tgs.errors import CheckpointKeyError, MissingWeightsError, WeightsError
+from tgs.think.ref_thinker.configuration import RefThinkerConfig
+
+if TYPE_CHECKING:
+    from tgs.think.ref_thinker.modeling import RefThinkerForCausalLM
+
+__all__ = [
+    "LLM_LORA_TARGETS",
+    "WEIGHTS_NAME",
+    "build_empty_model",
+    "inject_lora",
+    "load_ref_thinker_model",
+    "save_ref_thinker_model",
+    "shared_tensor_aliases",
+    "tie_shared",
+]
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "model.safetensors"
+
+# LoRA goes into the LLaMA layers only. The original calls get_peft_model before adding
+# CLIP and BEATs, whose attention layers also have q_proj/k_proj/v_proj names; a plain
+# suffix list would wrongly adapt them too, so the targets are a full-name regex.
+LLM_LORA_TARGETS = r"model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
+
+
+def shared_tensor_aliases(module: nn.Module) -> dict[str, str]:
+    """{alias key: owner key} for state-dict entries that are the same tensor as an earlier one."""
+    owner_of: dict[int, str] = {}
+    aliases: dict[str, str] = {}
+    for name, tensor in module.state_dict(keep_vars=True).items():
+        owner = owner_of.setdefault(id(tensor), name)
+        if owner != name:
+            aliases[name] = owner
+    return aliases
+
+
+def _resolve(root: nn.Module, key: str) -> tuple[nn.Module, str]:
+    path, _, leaf = key.rpartition(".")
+    return (root.get_submodule(path) if path else root), leaf
+
+
+def tie_shared(root: nn.Module, aliases: Mapping[str, str]) -> None:
+    """Make every alias entry the very tensor of its owner again (after an assign-load)."""
+    for alias, owner in aliases.items():
+        owner_module, owner_leaf = _resolve(root, owner)
+        alias_module, alias_leaf = _resolve(root, alias)
+        if owner_leaf in owner_module._parameters:
+            alias_module._parameters[alias_leaf] = owner_module._parameters[owner_leaf]
+        else:
+            alias_module._buffers[alias_leaf] = owner_module._buffers[owner_leaf]
+
+
+def inject_lora(model: nn.Module, lora: Mapping[str, Any]) -> nn.Module:
+    """Add peft LoRA layers (adapter "default") to the LLaMA projections of ``model``, in place."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    config = LoraConfig(
+        r=int(lora["r"]),
+        lora_alpha=float(lora["lora_alpha"]),
+        lora_dropout=float(lora.get("lora_dropout", 0.0)),
+        target_modules=str(lora.get("target_modules", LLM_LORA_TARGETS)),
+        bias="none",
+    )
+    return inject_adapter_in_model(config, model)
+
+
+def build_empty_model(config: RefThinkerConfig) -> RefThinkerForCausalLM:
+    """The model with parameters on the meta device (no memory, no random init), buffers real."""
+    from accelerate import init_empty_weights
+
+    from tgs.think.ref_thinker.modeling import RefThinkerForCausalLM
+    from tgs.think.ref_thinker.qformer import QFormer
+
+    with init_empty_weights(include_buffers=False):
+        model = RefThinkerForCausalLM(config)
+        if config.lora:
+            inject_lora(model, config.lora)
+    # accelerate re-wraps every registered parameter, which unties shared ones: tie again.
+    for module in model.modules():
+        if isinstance(module, QFormer):
+            module.tie_weights()
+    return model
+
+
+def _key_errors(expected: Mapping[str, torch.Tensor], found: Mapping[str, Any], path: Path) -> None:
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if missing or unexpected:
+        raise CheckpointKeyError(
+            f"{path.name} does not match the Ref-Thinker model of {path.parent / 'config.json'}",
+            missing=missing,
+            unexpected=unexpected,
+            path=path,
+            fix="the weights and config.json come from different models; rewrite the directory with "
+            "`tgs models convert-ref-thinker`",
+        )
+
+
+def load_ref_thinker_model(
+    path: str | Path, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> RefThinkerForCausalLM:
+    """Load a Ref-Thinker directory strictly; the model is in eval mode on ``device``/``dtype``."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    weights = path / WEIGHTS_NAME
+    if not (path / "config.json").is_file() or not weights.is_file():
+        raise MissingWeightsError(
+            f"{path} is not a Ref-Thinker directory (needs config.json and {WEIGHTS_NAME})",
+            path=path,
+            fix="convert the released checkpoint with `tgs models convert-ref-thinker`, or use `--models tiny`",
+        )
+    config = RefThinkerConfig.from_pretrained(str(path))
+    model = build_empty_model(config)
+    aliases = shared_tensor_aliases(model)
+    expected = {k: v for k, v in model.state_dict().items() if k not in aliases}
+    state: dict[str, torch.Tensor] = {}
+    with safe_open(str(weights), framework="pt", device="cpu") as handle:
+        _key_errors(expected, dict.fromkeys(handle.keys()), weights)
+        wrong = []
+        for key, target in expected.items():
+            tensor = handle.get_tensor(key)
+            if tuple(tensor.shape) != tuple(target.shape):
+                wrong.append(f"{key}: file {tuple(tensor.shape)}, model {tuple(target.shape)}")
+            if tensor.is_floating_point():
+                tensor = tensor.to(dtype)
+            state[key] = tensor
+    if wrong:
+        raise WeightsError(f"{weights}: {len(wrong)} tensor(s) of the wrong shape: {'; '.join(wrong[:5])}", path=weights)
+    for alias, owner in aliases.items():
+        state[alias] = state[owner]
+    model.load_state_dict(state, strict=True, assign=True)
+    tie_shared(model, aliases)
+    model.to(device=device, dtype=dtype)
+    logger.info("loaded Ref-Thinker from %s (%s, %s)", path, device, dtype)
+    return model.eval()
+
+
+def save_ref_thinker_model(model: nn.Module, path: str | Path, *, dtype: torch.dtype | None = None) -> Path:
+    """Write config.json and model.safetensors (shared tensors once); returns the weights path."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    aliases = shared_tensor_aliases(model)
+    tensors = {}
+    for key, tensor in model.state_dict().items():
+        if key in aliases:
+            continue
+        tensor = tensor.detach()
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        tensors[key] = tensor.contiguous().cpu()
+    model.config.save_pretrained(str(path))
+    weights = path / WEIGHTS_NAME
+    save_file(tensors, str(weights), metadata={"format": "pt", "tied": json.dumps(aliases)})
+    return weights

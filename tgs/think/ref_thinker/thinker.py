@@ -1,0 +1,145 @@
+"""``RefThinker``: the Thinker stage over a Ref-Thinker directory.
+
+It owns the device, dtype and batching; the processor owns prompts and media, the model
+sees tensors only, and answers go through the shared tag parser. Per-sample problems
+(a clip that cannot be preprocessed) are returned as exceptions by ``think_each`` so a
+runner records them and goes on; a batch whose generation fails is retried one sample
+at a time, so one bad sample does not fail its batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from tgs.devices import resolve_device, resolve_dtype
+from tgs.errors import ThinkerError
+from tgs.think.parser import parse_answer
+from tgs.think.ref_thinker.generation import GenerationSettings, generate_ids
+from tgs.think.ref_thinker.modeling import RefThinkerForCausalLM
+from tgs.think.ref_thinker.processing import RefThinkerProcessor
+from tgs.think.ref_thinker.prompts import PromptVariant
+from tgs.types import Clip, Query, Thought
+
+__all__ = ["PreparedSample", "RefThinker"]
+
+logger = logging.getLogger(__name__)
+
+
+class PreparedSample:
+    """One sample's model inputs before batching (prompt text and tensors)."""
+
+    __slots__ = ("audio_fbank", "pixel_values", "query")
+
+    def __init__(self, query: Query, pixel_values: torch.Tensor, audio_fbank: torch.Tensor) -> None:
+        self.query = query
+        self.pixel_values = pixel_values
+        self.audio_fbank = audio_fbank
+
+
+class RefThinker:
+    """Ref-Thinker as a Thinker: (Query, Clip) pairs -> Thoughts.
+
+    batch_size: samples per generate call (8 in the original).
+    device / dtype: names or torch objects; None = auto (CUDA bf16 when present, else CPU fp32).
+    """
+
+    name = "ref-thinker"
+
+    def __init__(
+        self,
+        model: RefThinkerForCausalLM,
+        processor: RefThinkerProcessor,
+        *,
+        batch_size: int = 8,
+        settings: GenerationSettings | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model.eval()
+        self.processor = processor
+        self.batch_size = batch_size
+        self.settings = settings or GenerationSettings()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        batch_size: int = 8,
+        settings: GenerationSettings | None = None,
+        prompt_variant: PromptVariant = "inference",
+    ) -> RefThinker:
+        torch_device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, torch_device)
+        processor = RefThinkerProcessor.from_pretrained(path, prompt_variant=prompt_variant)
+        model = RefThinkerForCausalLM.from_pretrained(path, device=torch_device, dtype=torch_dtype)
+        return cls(model, processor, batch_size=batch_size, settings=settings)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.lm_head.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.lm_head.weight.dtype
+
+    # ---------------------------------------------------------------- protocol
+    def think(self, items: Sequence[tuple[Query, Clip | None]]) -> list[Thought]:
+        """Thoughts in input order; raises the first per-sample failure."""
+        outcomes = self.think_each(items)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+        return outcomes  # type: ignore[return-value]
+
+    def think_each(self, items: Sequence[tuple[Query, Clip | None]]) -> list[Thought | Exception]:
+        """One Thought or one exception per item, in order."""
+        prepared: list[PreparedSample | Exception] = []
+        for query, clip in items:
+            try:
+                prepared.append(self.prepare(query, clip))
+            except Exception as exc:  # recorded per sample
+                prepared.append(exc)
+        ready = [p for p in prepared if isinstance(p, PreparedSample)]
+        answers: dict[int, Thought | Exception] = {}
+        for start in range(0, len(ready), self.batch_size):
+            chunk = ready[start : start + self.batch_size]
+            for sample, outcome in zip(chunk, self._generate_chunk(chunk)):
+                answers[id(sample)] = outcome
+        return [p if isinstance(p, Exception) else answers[id(p)] for p in prepared]
+
+    # ------------------------------------------------------------------- steps
+    def prepare(self, query: Query, clip: Clip | None) -> PreparedSample:
+        """Preprocess one sample (frames and audio); raises on bad media."""
+        if clip is None:
+            raise ThinkerError(f"{query.uid}: Ref-Thinker needs the decoded clip (frames and audio)")
+        pixels = self.processor.preprocess_frames(clip.frames)
+        fbank = self.processor.preprocess_audio(clip.audio, clip.sample_rate, clip.num_frames)
+        return PreparedSample(query, pixels, fbank)
+
+    def answer_texts(self, samples: Sequence[PreparedSample]) -> list[str]:
+        """Raw decoded answers (special tokens kept, cut after the first ``</s>``) of one batch."""
+        batch = self.processor.collate(
+            [s.query.expression for s in samples], [s.pixel_values for s in samples], [s.audio_fbank for s in samples]
+        )
+        tokenizer = self.processor.tokenizer
+        ids = generate_ids(
+            self.model, batch, self.settings, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+        )
+        return self.processor.decode(ids)
+
+    def _generate_chunk(self, chunk: list[PreparedSample]) -> list[Thought | Exception]:
+        try:
+            texts = self.answer_texts(chunk)
+        except Exception as exc:
+            if len(chunk) == 1:
+                return [ThinkerError(f"{chunk[0].query.uid}: generation failed: {exc}")]
+            logger.warning("a batch of %d failed (%s); retrying its samples one by one", len(chunk), exc)
+            return [outcome for sample in chunk for outcome in self._generate_chunk([sample])]
+        return [parse_answer(s.query.uid, text) for s, text in zip(chunk, texts)]

@@ -1,0 +1,373 @@
+"""Writing an overlay video with PyAV, keeping the audio of the original.
+
+Frames are encoded as they arrive (any iterable, e.g. a generator over a long video), so
+memory holds one frame plus the encoders' buffers, never the whole video. Audio is
+interleaved with the video as it goes, so the muxer never has to hold one stream back.
+
+Video: H.264 (``libx264`` when PyAV's FFmpeg has it, else MPEG-4 Part 2), yuv420p;
+frames with an odd width or height get one edge-replicated row/column (yuv420p needs even
+sizes). Audio, one of:
+
+- an array: float32 mono [N] (or [N, C]) at ``sample_rate`` Hz, encoded to AAC;
+- :func:`copy_audio_from` a media file: its first audio stream is copied packet for
+  packet when the codec can live in the output container (bit-exact original sound),
+  otherwise decoded and re-encoded to AAC at its own rate and channel layout.
+
+The audio is aligned on the source's *video* start: overlay frame 0 is the source's first
+video frame (as ``tgs.data.media.iter_video_frames`` yields it), so audio that starts
+d seconds after the video keeps starting d seconds in; audio before the video's start is
+dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from tgs.errors import MediaError
+
+__all__ = ["CONTAINERS", "SourceAudio", "copy_audio_from", "video_codec", "write_overlay_video"]
+
+logger = logging.getLogger(__name__)
+
+CONTAINERS = (".mp4", ".mov", ".m4v", ".mkv")
+"""Output containers: all take H.264 (or MPEG-4) video and AAC audio."""
+
+_COPYABLE = {
+    ".mp4": {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"},
+    ".m4v": {"aac", "mp3", "ac3", "eac3", "alac"},
+    ".mov": {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s24le", "pcm_f32le"},
+    ".mkv": {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac", "vorbis", "pcm_s16le", "pcm_s24le", "pcm_f32le"},
+}
+"""Audio codecs copied without re-encoding into each container; others are re-encoded to AAC."""
+
+_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+_LAYOUTS = {1: "mono", 2: "stereo"}
+
+AudioMode = Literal["auto", "copy", "encode"]
+
+
+@dataclass(frozen=True)
+class SourceAudio:
+    """The audio stream of a media file, to be kept in an overlay video.
+
+    mode: "copy" (packets copied; MediaError if the codec does not fit the container),
+        "encode" (decoded and re-encoded to AAC), "auto" (copy when it fits, else encode).
+    """
+
+    path: Path
+    mode: AudioMode = "auto"
+
+
+def copy_audio_from(source_video: str | Path, mode: AudioMode = "auto") -> SourceAudio | None:
+    """The audio track of ``source_video`` for :func:`write_overlay_video`, or None if it has none.
+
+    MediaError if the file is missing or not a media file.
+    """
+    import av
+
+    if mode not in ("auto", "copy", "encode"):
+        raise ValueError(f"mode: expected 'auto', 'copy' or 'encode', got {mode!r}")
+    path = Path(source_video)
+    if not path.is_file():
+        raise MediaError(f"source video not found: {path}", path=path, fix="check the path")
+    try:
+        with av.open(str(path)) as container:
+            has_audio = bool(container.streams.audio)
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise MediaError(f"cannot open media file {path}: {exc}", path=path, fix="is it a video file?") from exc
+    if not has_audio:
+        logger.info("%s has no audio track; the overlay video will be silent", path)
+        return None
+    return SourceAudio(path, mode)
+
+
+def video_codec() -> str:
+    """``libx264`` when PyAV's FFmpeg provides it, else ``mpeg4`` (always built in)."""
+    import av
+
+    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
+
+
+# ---------------------------------------------------------------------------- audio writers
+
+
+def _pts_seconds(pts: int | None, time_base: Fraction | None) -> float | None:
+    return None if pts is None or time_base is None else float(pts * time_base)
+
+
+class _ArrayAudio:
+    """Encodes an in-memory signal to AAC, in 1024-sample frames, on demand."""
+
+    def __init__(self, audio: np.ndarray, sample_rate: int) -> None:
+        samples = np.asarray(audio)
+        if samples.ndim == 1:
+            samples = samples[:, None]
+        if samples.ndim != 2 or samples.shape[1] not in _LAYOUTS:
+            raise ValueError(f"audio: expected float [N] (mono) or [N, 1|2], got shape {tuple(np.shape(audio))}")
+        if not np.issubdtype(samples.dtype, np.floating):
+            raise ValueError(f"audio: expected float samples in [-1, 1], got {samples.dtype}")
+        if not np.isfinite(samples).all():
+            raise ValueError("audio: contains NaN or inf")
+        if not sample_rate or sample_rate <= 0:
+            raise ValueError(f"sample_rate: expected a positive rate in Hz with audio, got {sample_rate}")
+        # Planar float [C, N], as the AAC encoder takes it.
+        self._planar = np.ascontiguousarray(np.clip(samples, -1.0, 1.0).T, dtype=np.float32)
+        self._rate = int(sample_rate)
+        self._layout = _LAYOUTS[samples.shape[1]]
+        self._next = 0
+        self._stream: Any = None
+
+    def add_stream(self, container: Any) -> None:
+        rate = self._rate if self._rate in _AAC_RATES else 48000  # PyAV resamples other rates
+        self._stream = container.add_stream("aac", rate=rate, layout=self._layout)
+
+    def write_until(self, container: Any, seconds: float) -> None:
+        import av
+
+        end = self._planar.shape[1] if math.isinf(seconds) else min(self._planar.shape[1], math.ceil(seconds * self._rate))
+        step = 1024
+        while self._next < end:
+            chunk = self._planar[:, self._next : self._next + step]
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout=self._layout)
+            frame.sample_rate = self._rate
+            frame.pts = self._next
+            frame.time_base = Fraction(1, self._rate)
+            container.mux(self._stream.encode(frame))
+            self._next += chunk.shape[1]
+
+    def close(self, container: Any) -> None:
+        self.write_until(container, math.inf)
+        container.mux(self._stream.encode(None))
+
+
+class _FileAudio:
+    """Copies (or decodes and re-encodes) the first audio stream of a media file, on demand."""
+
+    def __init__(self, source: SourceAudio, suffix: str) -> None:
+        import av
+
+        try:
+            self._input = av.open(str(source.path))
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise MediaError(f"cannot open {source.path}: {exc}", path=source.path) from exc
+        if not self._input.streams.audio:
+            self._input.close()
+            raise MediaError(f"{source.path} has no audio stream", path=source.path,
+                             fix="use copy_audio_from(), which returns None for a silent file")
+        self._path = source.path
+        self._in_stream = self._input.streams.audio[0]
+        codec = self._in_stream.codec_context.name
+        fits = codec in _COPYABLE[suffix]
+        if source.mode == "copy" and not fits:
+            self._input.close()
+            raise MediaError(f"audio codec {codec!r} of {source.path} cannot be copied into a {suffix} file",
+                             path=source.path, fix="use mode='encode' (or 'auto') to re-encode it to AAC")
+        self.copy = fits and source.mode != "encode"
+        videos = self._input.streams.video
+        self._origin = (_pts_seconds(videos[0].start_time, videos[0].time_base) or 0.0) if videos else 0.0
+        self._packets: Iterator[Any] = self._input.demux(self._in_stream)
+        self._pending: Any = None
+        self._done = False
+        self._stream: Any = None
+        self._resampler: Any = None
+
+    def add_stream(self, container: Any) -> None:
+        if self.copy:
+            self._stream = container.add_stream_from_template(self._in_stream)
+            return
+        import av
+
+        ctx = self._in_stream.codec_context
+        rate = ctx.sample_rate if ctx.sample_rate in _AAC_RATES else 48000
+        layout = _LAYOUTS.get(ctx.layout.nb_channels, "stereo")
+        self._stream = container.add_stream("aac", rate=rate, layout=layout)
+        self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+
+    def _next_packet(self) -> Any:
+        import av
+
+        if self._pending is None and not self._done:
+            try:
+                self._pending = next(self._packets)
+            except StopIteration:
+                self._done = True
+            except av.FFmpegError as exc:
+                raise MediaError(f"cannot read the audio of {self._path}: {exc}", path=self._path) from exc
+        return self._pending
+
+    def write_until(self, container: Any, seconds: float) -> None:
+        while (packet := self._next_packet()) is not None:
+            start = _pts_seconds(packet.pts, packet.time_base)
+            if start is not None and start - self._origin > seconds:
+                return
+            self._pending = None
+            self._write(container, packet)
+
+    def _write(self, container: Any, packet: Any) -> None:
+        import av
+
+        if packet.size == 0 and packet.pts is None:
+            return  # the demuxer's end-of-stream marker
+        shift = round(self._origin / packet.time_base) if self._origin else 0
+        if self.copy:
+            if packet.pts is None:
+                return
+            end = packet.pts + (packet.duration or 0) - shift
+            if end <= 0 and shift:
+                return  # entirely before the video's first frame
+            packet.pts -= shift
+            if packet.dts is not None:
+                packet.dts -= shift
+            packet.stream = self._stream
+            container.mux(packet)
+            return
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as exc:
+            raise MediaError(f"cannot decode the audio of {self._path}: {exc}", path=self._path) from exc
+        for frame in frames:
+            self._encode(container, frame)
+
+    def _encode(self, container: Any, frame: Any) -> None:
+        start = (_pts_seconds(frame.pts, frame.time_base) or 0.0) - self._origin
+        for out in self._resampler.resample(frame):
+            if start < 0:
+                drop = min(out.samples, round(-start * out.sample_rate))
+                start += out.samples / out.sample_rate
+                if drop >= out.samples:
+                    continue
+                if drop:
+                    out = _tail(out, drop)
+            out.pts = None
+            container.mux(self._stream.encode(out))
+
+    def close(self, container: Any) -> None:
+        try:
+            self.write_until(container, math.inf)
+            if not self.copy:
+                for out in self._resampler.resample(None):
+                    out.pts = None
+                    container.mux(self._stream.encode(out))
+                container.mux(self._stream.encode(None))
+        finally:
+            self._input.close()
+
+
+def _tail(frame: Any, drop: int) -> Any:
+    """The samples of a planar float AudioFrame after the first ``drop``."""
+    import av
+
+    data = np.ascontiguousarray(frame.to_ndarray()[:, drop:])
+    out = av.AudioFrame.from_ndarray(data, format=frame.format.name, layout=frame.layout.name)
+    out.sample_rate = frame.sample_rate
+    return out
+
+
+# ---------------------------------------------------------------------------- video
+
+
+def _even(frame: np.ndarray) -> np.ndarray:
+    """Pad an odd height/width by repeating the last row/column (yuv420p needs even sizes)."""
+    pad_h, pad_w = frame.shape[0] % 2, frame.shape[1] % 2
+    if not pad_h and not pad_w:
+        return frame
+    return np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+
+
+def _check_frame(frame: Any, index: int, first: tuple[int, ...] | None) -> np.ndarray:
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        got = f"{frame.dtype} {tuple(frame.shape)}" if isinstance(frame, np.ndarray) else type(frame).__name__
+        raise ValueError(f"frame {index}: expected uint8 [H, W, 3] RGB, got {got}")
+    if first is not None and frame.shape != first:
+        raise ValueError(f"frame {index} has shape {frame.shape}, frame 0 has {first}; an overlay video has one size")
+    return np.ascontiguousarray(frame)
+
+
+def write_overlay_video(
+    out_path: str | Path,
+    frames_iter: Iterable[np.ndarray],
+    fps: float,
+    audio: np.ndarray | SourceAudio | None = None,
+    sample_rate: int | None = None,
+    *,
+    codec: str | None = None,
+    crf: int = 20,
+) -> Path:
+    """Encode frames (uint8 [H, W, 3] RGB, streamed) at ``fps`` with an audio track; returns the path.
+
+    audio: float [N] mono or [N, 1|2] in [-1, 1] at ``sample_rate`` Hz (encoded to AAC),
+        a :class:`SourceAudio` from :func:`copy_audio_from` (the original track, copied
+        when possible), or None for a video without an audio stream.
+    codec: video encoder (default :func:`video_codec`); crf: libx264 quality (lower is
+        better, 18-23 is visually lossless to good).
+    The container follows the suffix (.mp4, .mov, .m4v, .mkv). ValueError if there is
+    no frame; the partial file is removed on any error.
+    """
+    out = Path(out_path)
+    suffix = out.suffix.lower()
+    if suffix not in CONTAINERS:
+        raise ValueError(f"unsupported output suffix {suffix!r}; use one of {', '.join(CONTAINERS)}")
+    if not fps or fps <= 0 or not math.isfinite(fps):
+        raise ValueError(f"fps: expected a positive frame rate, got {fps}")
+    if isinstance(audio, np.ndarray):
+        writer: _ArrayAudio | _FileAudio | None = _ArrayAudio(audio, sample_rate or 0)
+    elif isinstance(audio, SourceAudio):
+        writer = _FileAudio(audio, suffix)
+    elif audio is None:
+        writer = None
+    else:
+        raise TypeError(f"audio: expected a numpy array, SourceAudio or None, got {type(audio).__name__}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        count = _encode(out, iter(frames_iter), Fraction(fps).limit_denominator(1001), writer, codec or video_codec(), crf)
+    except BaseException:
+        if isinstance(writer, _FileAudio):
+            writer._input.close()
+        out.unlink(missing_ok=True)
+        raise
+    logger.info("wrote %d frames%s to %s", count, " with audio" if writer else "", out)
+    return out
+
+
+def _encode(out: Path, frames: Iterator[np.ndarray], rate: Fraction, writer: Any, codec: str, crf: int) -> int:
+    import av
+
+    first = next(frames, None)
+    if first is None:
+        raise ValueError("frames_iter: expected at least one frame")
+    first = _check_frame(first, 0, None)
+    shape = first.shape
+    options = {"movflags": "+faststart"} if out.suffix.lower() in (".mp4", ".mov", ".m4v") else {}
+    with av.open(str(out), mode="w", options=options) as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.height, stream.width = _even(first).shape[:2]
+        stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": str(crf), "preset": "veryfast"}
+        else:
+            stream.bit_rate = max(1_000_000, int(stream.width * stream.height * float(rate) * 0.15))
+        if writer is not None:
+            writer.add_stream(container)
+        index = 0
+        frame: np.ndarray | None = first
+        while frame is not None:
+            video_frame = av.VideoFrame.from_ndarray(_even(_check_frame(frame, index, shape)), format="rgb24")
+            video_frame.pts = index
+            video_frame.time_base = 1 / rate
+            container.mux(stream.encode(video_frame))
+            index += 1
+            if writer is not None:
+                writer.write_until(container, float(index / rate))
+            frame = next(frames, None)
+        container.mux(stream.encode(None))
+        if writer is not None:
+            writer.close(container)
+    return index
