@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tgs.cli.console import console, friendly_errors, progress_bar
@@ -88,13 +89,15 @@ def check(
         console.print(f"[green]all files present and valid[/] ({seconds:.1f} s)")
         return
     listed = report.problems if show <= 0 else report.problems[:show]
-    table = Table(title=f"{len(report.problems)} problem(s), {len(report.bad_uids())} row(s) affected")
-    for col in ("kind", "issue", "path", "detail", "rows"):
-        table.add_column(col, overflow="fold")
+    # One problem per line, paths unbroken so they can be copied; a table would fold them.
+    console.print(f"[bold red]{len(report.problems)} problem(s)[/], {len(report.bad_uids())} row(s) affected:")
     for p in listed:
-        rows = p.uids[0] + (f" (+{len(p.uids) - 1})" if len(p.uids) > 1 else "")
-        table.add_row(p.kind, p.issue, str(p.path), p.detail, rows)
-    console.print(table)
+        rows = p.uids[0] + (f" (+{len(p.uids) - 1} more)" if len(p.uids) > 1 else "")
+        console.print(
+            f"  [red]{p.kind}[/] {escape(p.issue)}: {escape(str(p.path))}\n      {escape(p.detail)} "
+            f"[dim](row {escape(rows)})[/]",
+            highlight=False, soft_wrap=True, markup=True,
+        )
     if len(listed) < len(report.problems):
         console.print(f"... {len(report.problems) - len(listed)} more (use --show 0 to list all)")
     raise typer.Exit(1)

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tgs.cli.data",
     "tgs.cli.eval",
     "tgs.cli.think",
+    "tgs.cli.train",
     "tgs.cli.ground_segment",
     "tgs.cli.models",
     "tgs.cli.report",

@@ -23,7 +23,10 @@ def think_command(
     meta: Path = typer.Option(..., "--meta", help="Metadata CSV (vid,uid,split,fid,exp)."),
     split: list[str] = typer.Option(["test_s"], "--split", help="Split to think about (repeatable)."),
     model: str | None = typer.Option(
-        None, "--model", help="Converted Ref-Thinker directory (see `tgs models convert-ref-thinker`)."
+        None,
+        "--model",
+        help="Converted Ref-Thinker directory (see `tgs models convert-ref-thinker`), or a `tgs train` output "
+        "folder / checkpoint (its model is exported on first use).",
     ),
     out: Path = typer.Option(..., "--out", help="Run directory; rerunning the same command resumes it."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Samples per generate call (8 in the paper)."),
@@ -53,7 +56,7 @@ def think_command(
         meta=meta,
         out=out,
         splits=tuple(split),
-        model=model,
+        model=_resolve_model(model),
         models=models,  # type: ignore[arg-type]
         device=device,
         dtype=dtype,
@@ -86,6 +89,13 @@ def think_command(
             highlight=False,
         )
     console.print(f"thoughts: {outcome.thoughts_path}", highlight=False)
+
+
+def _resolve_model(model: str | None) -> str | None:
+    """A training output folder or checkpoint becomes its runnable model directory (tgs.train.export)."""
+    from tgs.train.export import resolve_think_model
+
+    return None if model is None else str(resolve_think_model(model))
 
 
 def register(app: typer.Typer) -> None:

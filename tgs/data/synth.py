@@ -16,6 +16,7 @@ Layout written under ``out`` (see tgs.data.benchmark)::
     media/null_{c|m}-<vid>/..., media_cross/null_{c|m}-<vid>/audio.wav,
     gt_mask/null_{c|m}-<vid>/fid_0/...            null references (empty masks)
     synth_info.json                               per uid: object name, colour, shape, sounds
+    RefThinker_instruction_tuning_set.json        target chains of the train rows (tgs.data.synth_instructions)
 
 Splits: video i is train, val, test_s, test_u for i % 4 = 0, 1, 2, 3; test_u videos use
 shapes never used elsewhere (star, diamond), as Ref-AVS's unseen split uses unseen
@@ -43,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from tgs.data.benchmark import HEADER, NUM_FRAMES
+from tgs.data.synth_instructions import write_instruction_set
 
 __all__ = [
     "AUDIO_SAMPLE_RATE",
@@ -462,6 +464,7 @@ def generate(out: Path, videos: int, seed: int, size: tuple[int, int] = DEFAULT_
         writer.writerows(rows)
     summary = {"seed": seed, "videos": videos, "size": [width, height], "uids": info, "video_objects": video_info}
     (out / "synth_info.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    write_instruction_set(out, summary)  # RefThinker_instruction_tuning_set.json for the train rows
     logger.info("wrote %d rows for %d videos under %s", len(rows), videos, out)
     return meta
 

@@ -329,12 +329,20 @@ class RayExecutor:
                 except ray.exceptions.RayError as exc:  # the actor (or its node) is gone
                     yield from self._on_death(slot, exc, pending, in_flight)
                     if self.stats.restarts < max_restarts:
-                        slot.actor = self._start(remote_cls, options, factory, 1)[0]
                         self.stats.restarts += 1
+                        slot.actor = self._replace(remote_cls, options, factory)
                     continue
                 yield self._finish(slot, ref).batch, outcomes
         finally:
             self._kill([slot.actor for slot in slots if slot.actor is not None])
+
+    def _replace(self, remote_cls: Any, options: dict[str, Any], factory: WorkerFactory) -> Any | None:
+        """A new actor for a dead one; None (go on with the others) when it cannot start."""
+        try:
+            return self._start(remote_cls, options, factory, 1)[0]
+        except TGSError as exc:
+            logger.warning("a replacement Ray worker could not start (%s); going on with the others", exc)
+            return None
 
     def _fill(self, slots: list[_Slot], pending: deque[_Task], in_flight: dict[Any, _Slot]) -> None:
         """Queue pending batches on live actors, up to ``max_in_flight`` each, round robin."""

@@ -357,10 +357,9 @@ class _Assembler:
             if tuple(tensor.shape) != tuple(target.shape):
                 self.wrong_shapes.append(f"{source}: {key} is {tuple(tensor.shape)}, model has {tuple(target.shape)}")
                 continue
-            if key in self.origin:
-                self.overridden[f"{self.origin[key]} -> {source}"] = self.overridden.get(
-                    f"{self.origin[key]} -> {source}", 0
-                ) + 1
+            if key in self.origin:  # a later file overrides an earlier one, as in the original
+                transition = f"{self.origin[key]} -> {source}"
+                self.overridden[transition] = self.overridden.get(transition, 0) + 1
             self.values[key] = tensor.to(self.dtype) if tensor.is_floating_point() else tensor
             self.origin[key] = source
 
