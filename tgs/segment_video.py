@@ -68,7 +68,7 @@ from typing import Any
 import numpy as np
 
 from tgs.errors import MediaError, NoAudioWarning, TGSError, ThinkerError
-from tgs.models.registry import ModelSet, require_models, resolve_source
+from tgs.models.registry import ModelSet, require_models
 from tgs.presets import Preset, get_preset
 from tgs.types import Clip, Query, Thought, stack_frames
 
@@ -335,37 +335,13 @@ def _think(thinker: Any, query: Query, clip: Clip | None, video: Path) -> Though
 def _load_stages(
     preset: Preset, models: ModelSet, sources: Mapping[str, str], device: Any, dtype: Any, *, direct: bool
 ) -> tuple[Any, Any]:
-    """Grounding DINO and the preset's SAM2 segmenter, loaded strictly (as ``tgs ground-segment`` does)."""
-    from tgs.ground.grounding_dino import GroundingDinoGrounder
+    """Grounding DINO and the preset's SAM2 segmenter, loaded as ``tgs ground-segment`` loads them."""
+    from tgs.pipeline import load_stages
 
-    dtype = dtype if dtype is not None else preset.dtype
-    grounder = GroundingDinoGrounder.from_pretrained(
-        resolve_source("grounding_dino", sources.get("grounding_dino"), models),
-        device=device,
-        dtype=dtype,
-        box_threshold=preset.box_threshold,
-        text_threshold=preset.text_threshold,
-        preprocess=preset.gdino_preprocess,
-        dedupe_period=preset.dedupe_period(direct=direct),
+    return load_stages(
+        preset, models=models, gdino_source=sources.get("grounding_dino"), sam2_source=sources.get("sam2"),
+        device=device, dtype=dtype, direct=direct,
     )
-    sam_source = resolve_source(preset.sam_model_key, sources.get("sam2"), models)
-    if preset.segment_mode == "image":
-        from tgs.segment.sam2_image import Sam2ImageSegmenter
-
-        segmenter: Any = Sam2ImageSegmenter.from_pretrained(
-            sam_source, device=device, dtype=dtype, preprocess=preset.sam_preprocess
-        )
-    else:
-        from tgs.segment.sam2_video import Sam2VideoSegmenter
-
-        segmenter = Sam2VideoSegmenter.from_pretrained(
-            sam_source,
-            device=device,
-            dtype=dtype,
-            seed_frames=preset.video_seeds,
-            preprocess=preset.sam_preprocess,
-        )
-    return grounder, segmenter
 
 
 class _OncePerMessage(logging.Filter):

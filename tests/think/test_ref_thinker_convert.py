@@ -161,7 +161,7 @@ def test_a_wrong_shape_is_an_error(release: FakeRelease, tmp_path: Path) -> None
 
 def test_pickled_objects_are_refused(release: FakeRelease, tmp_path: Path) -> None:
     files = _edited_release(release, tmp_path, "finetune", lambda s: s.__setitem__("args", argparse.Namespace(a=1)))
-    with pytest.raises(WeightsError, match="refusing to unpickle"):
+    with pytest.raises(WeightsError, match="refusing to load released weight file"):
         _convert(release, files, tmp_path / "out")
 
 

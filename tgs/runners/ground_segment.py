@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from tgs.data.benchmark import Benchmark, Sample
-from tgs.models.registry import MODEL_SPECS, ModelSet, require_models, resolve_source
+from tgs.models.registry import MODEL_SPECS, ModelSet, require_models
 from tgs.pipeline import Grounder, GroundSegmentPipeline, Segmenter
 from tgs.presets import Preset
 from tgs.runners.executor import Executor, SampleOutput, run_stage
@@ -186,44 +186,19 @@ def _version_of(package: str) -> str | None:
 
 
 def load_stages(config: GroundSegmentConfig) -> tuple[Grounder, Segmenter]:
-    """Grounding DINO and the SAM2 segmenter the preset asks for, loaded strictly."""
-    from tgs.ground.grounding_dino import GroundingDinoGrounder
+    """Grounding DINO and the SAM2 segmenter the run's preset asks for, loaded strictly."""
+    from tgs.pipeline import load_stages as load_preset_stages
 
-    preset = config.preset
     sources = dict(config.model_requests())
-    grounder = GroundingDinoGrounder.from_pretrained(
-        resolve_source("grounding_dino", sources["grounding_dino"], config.models),
+    return load_preset_stages(
+        config.preset,
+        models=config.models,
+        gdino_source=sources["grounding_dino"],
+        sam2_source=sources[config.preset.sam_model_key],
         device=config.device,
-        dtype=preset.dtype,
-        box_threshold=preset.box_threshold,
-        text_threshold=preset.text_threshold,
         frame_batch_size=config.frame_batch_size,
-        preprocess=preset.gdino_preprocess,
-        dedupe_period=preset.dedupe_period(direct=config.direct),
+        direct=config.direct,
     )
-    sam_source = resolve_source(preset.sam_model_key, sources[preset.sam_model_key], config.models)
-    segmenter: Segmenter
-    if preset.segment_mode == "image":
-        from tgs.segment.sam2_image import Sam2ImageSegmenter
-
-        segmenter = Sam2ImageSegmenter.from_pretrained(
-            sam_source,
-            device=config.device,
-            dtype=preset.dtype,
-            preprocess=preset.sam_preprocess,
-            frame_batch_size=config.frame_batch_size,
-        )
-    else:
-        from tgs.segment.sam2_video import Sam2VideoSegmenter
-
-        segmenter = Sam2VideoSegmenter.from_pretrained(
-            sam_source,
-            device=config.device,
-            dtype=preset.dtype,
-            seed_frames=preset.video_seeds,
-            preprocess=preset.sam_preprocess,
-        )
-    return grounder, segmenter
 
 
 # --------------------------------------------------------------------------- one sample

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tgs.errors import CheckpointKeyError, MissingWeightsError, WeightsError
+from tgs.errors import CheckpointKeyError, WeightsError
+from tgs.safety import safe_torch_load
 from tgs.think.ref_thinker.beats_layers import ACTIVATIONS, BEATsEncoder, BEATsSelfAttention
 
 __all__ = [
@@ -396,32 +396,13 @@ def load_beats_state_dict(model: BEATs, state_dict: Mapping[str, Tensor], *, pat
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise MissingWeightsError(
-            f"BEATs checkpoint not found: {path}",
-            path=path,
-            fix=f"download {BEATS_CHECKPOINT_NAME} from the microsoft/unilm BEATs release and pass its path",
-        )
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "Unsupported operand" in str(error):  # not a pickle stream at all: a damaged or foreign file
-            raise WeightsError(
-                f"cannot read BEATs checkpoint {path}: not a torch checkpoint ({error})",
-                path=path,
-                fix="re-download the file",
-            ) from error
-        raise WeightsError(
-            f"refusing to load BEATs checkpoint {path}: it pickles Python objects other than tensors and "
-            f"plain containers, and unpickling those could run arbitrary code. torch said: {error}",
-            path=path,
-            fix="re-save it from a trusted environment as {'cfg': dict, 'model': state_dict} "
-            "(for example with tgs.think.ref_thinker.beats.save_beats_checkpoint)",
-        ) from error
-    except Exception as error:  # weights-only unpickling runs no code: any failure means a damaged file
-        raise WeightsError(
-            f"cannot read BEATs checkpoint {path}: {error}", path=path, fix="re-download the file"
-        ) from error
+    checkpoint = safe_torch_load(
+        path,
+        what="BEATs checkpoint",
+        fix_unsafe="re-save it from a trusted environment as {'cfg': dict, 'model': state_dict} "
+        "(for example with tgs.think.ref_thinker.beats.save_beats_checkpoint)",
+        how_to_get=f"download {BEATS_CHECKPOINT_NAME} from the microsoft/unilm BEATs release and pass its path",
+    )
     if not isinstance(checkpoint, dict) or "cfg" not in checkpoint or "model" not in checkpoint:
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise WeightsError(

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -41,6 +40,7 @@ import torch
 from torch import nn
 
 from tgs.errors import CheckpointKeyError, DataError, MissingWeightsError, WeightsError
+from tgs.safety import safe_torch_load
 from tgs.think.ref_thinker.checkpoint import (
     LLM_LORA_TARGETS,
     WEIGHTS_NAME,
@@ -142,18 +142,7 @@ class ConversionReport:
 def read_release_file(path: str | Path) -> dict[str, torch.Tensor]:
     """A pickled state dict read with ``weights_only=True``; anything but tensors is refused."""
     path = Path(path)
-    if not path.is_file():
-        raise MissingWeightsError(f"released weight file not found: {path}", path=path)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise WeightsError(
-            f"refusing to unpickle {path}: it holds Python objects other than tensors ({exc})",
-            path=path,
-            fix="re-save it as a plain {name: tensor} dict from a trusted environment",
-        ) from exc
-    except Exception as exc:  # weights-only unpickling runs no code: any failure means a damaged file
-        raise WeightsError(f"cannot read {path}: {exc}", path=path, fix="re-download the file") from exc
+    data = safe_torch_load(path, what="released weight file")
     if not isinstance(data, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in data.items()):
         raise WeightsError(f"{path} is not a {{name: tensor}} state dict", path=path)
     return data
