@@ -22,8 +22,9 @@ from rich.progress import (
 
 from tgs.errors import TGSError
 
-console = Console(stderr=False)
-err_console = Console(stderr=True)
+# soft_wrap: long lines (paths, commands to copy) are never broken by inserted newlines.
+console = Console(stderr=False, soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -86,6 +86,9 @@ class QFormerConfig:
     cross_attention_freq: int = 1
     encoder_width: int = 768
     initializer_range: float = 0.02
+    # bert-base's dropout, active only in training (the original trains its Q-Formers with it).
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_attention_heads:

@@ -48,6 +48,7 @@ class QFormerSelfAttention(nn.Module):
         self.query = nn.Linear(config.hidden_size, config.hidden_size)
         self.key = nn.Linear(kv_width, config.hidden_size)
         self.value = nn.Linear(kv_width, config.hidden_size)
+        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
@@ -61,7 +62,7 @@ class QFormerSelfAttention(nn.Module):
         # The original's op order (scores / sqrt(d), softmax, weighted sum), so fp32 outputs
         # agree to float rounding; the Q-Former is tiny, a fused kernel would gain nothing.
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_size)
-        out = torch.matmul(scores.softmax(dim=-1), v)
+        out = torch.matmul(self.dropout(scores.softmax(dim=-1)), v)
         b, _, n, _ = out.shape
         return out.transpose(1, 2).reshape(b, n, self.num_heads * self.head_size)
 
@@ -73,9 +74,10 @@ class QFormerSelfOutput(nn.Module):
         super().__init__()
         self.dense = nn.Linear(in_width, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dense(hidden_states) + residual)
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
 
 
 class QFormerAttention(nn.Module):
@@ -142,9 +144,10 @@ class QFormerEmbeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         # A persistent buffer in the original, hence part of its state dict.
         self.register_buffer("position_ids", torch.arange(config.max_position_embeddings).expand((1, -1)))
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, query_embeds: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(query_embeds)
+        return self.dropout(self.LayerNorm(query_embeds))
 
 
 class QFormerBert(nn.Module):
