@@ -1,8 +1,8 @@
 """DeepSpeed on CPU (gloo): ZeRO-2 with the paper's CPU optimizer offload gives the plain HF run's
 losses and weights and resumes exactly; ZeRO-3 gives them too and saves the gathered tensors.
 
-Opt-in (``TGS_TEST_DEEPSPEED=1``) because it needs the ``train`` extra and about a minute
-(DeepSpeed compiles a communication op on first use, then each run starts an engine).
+Needs DeepSpeed (in the ``dev`` and ``train`` extras) and about a minute (DeepSpeed compiles
+a communication op on first use, then each run starts an engine); marked slow, run in CI.
 """
 
 from __future__ import annotations
@@ -19,10 +19,7 @@ from safetensors.torch import load_file
 
 from tgs.data.synth_instructions import INSTRUCTION_SET_NAME
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(os.environ.get("TGS_TEST_DEEPSPEED") != "1", reason="opt-in: set TGS_TEST_DEEPSPEED=1"),
-]
+pytestmark = [pytest.mark.slow]
 
 
 def _free_port() -> int:

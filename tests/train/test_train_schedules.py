@@ -33,7 +33,7 @@ def test_hand_computed_schedule() -> None:
 
 
 def test_equals_deepspeed_warmup_decay_lr_stepped_like_its_engine() -> None:
-    lr_schedules = pytest.importorskip("deepspeed.runtime.lr_schedules")
+    from deepspeed.runtime import lr_schedules
     total, ratio, peak = 40, 0.1, 1e-4
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=peak)
     reference = lr_schedules.WarmupDecayLR(
