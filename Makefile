@@ -22,7 +22,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 lint: install
-	$(BIN)/ruff check tgs tests benchmarks
+	$(BIN)/ruff check tgs tests benchmarks scripts
 
 # The demo's browser test drives the system Chromium (Debian package `chromium`); Playwright never
 # downloads a browser. Installed here when missing and we can (root with apt-get); else a hint.
@@ -36,7 +36,7 @@ browser:
 	fi
 
 test: install browser
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/ruff check tgs tests benchmarks
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/ruff check tgs tests benchmarks scripts
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 quickstart: install

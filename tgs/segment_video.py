@@ -21,7 +21,8 @@ How the video is read (all decided here, documented in ``docs/segment.md``):
   audio that starts at each summary frame: a 10-second digest in which frame k goes with
   audio second k, as in a Ref-AVS clip (``omni`` is told 1 fps for it). For a 10 s video
   this is exactly a Ref-AVS clip (frames at 0, 1, ..., 9 s, 10 s of audio), the input
-  Ref-Thinker was trained on. The thinker is released before Ground and Segment load.
+  Ref-Thinker was trained on. The thinker is released before Ground and Segment load
+  (unless the caller passes a :class:`~tgs.model_cache.ModelCache`, which keeps models).
 - **Ground + Segment** run on windows of ``chunk_seconds`` (default 10 s, a Ref-AVS clip):
   each window is one :class:`~tgs.types.Clip` for the preset's pipeline. Under ``best``
   SAM2 propagates masks within a window, not across windows.
@@ -50,13 +51,11 @@ How the video is read (all decided here, documented in ``docs/segment.md``):
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import math
 import os
 import re
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -68,6 +67,7 @@ from typing import Any
 import numpy as np
 
 from tgs.errors import MediaError, NoAudioWarning, TGSError, ThinkerError
+from tgs.model_cache import ModelCache, freeze, release_memory
 from tgs.models.registry import ModelSet, require_models
 from tgs.presets import Preset, get_preset
 from tgs.types import Clip, Query, Thought, stack_frames
@@ -81,7 +81,9 @@ __all__ = [
     "SegmentVideoResult",
     "segment_model_requests",
     "segment_video",
+    "stages_cache_key",
     "think_plan",
+    "thinker_cache_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -225,10 +227,7 @@ def _report(progress: ProgressCallback | None, fraction: float, desc: str) -> No
 
 def _release_models() -> None:
     """Give back the memory of models just dropped (the thinker before Ground + Segment load)."""
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    release_memory()
 
 
 def _public_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -279,6 +278,16 @@ def _build_thinker(
         if dtype is not None:
             options.setdefault("dtype", dtype)
     return build_thinker(key, **options)
+
+
+def thinker_cache_key(
+    key: str, options: Mapping[str, Any], models: ModelSet, device: Any, dtype: Any, *, digest: bool
+) -> tuple[Any, ...]:
+    """What decides the thinker :func:`_build_thinker` would build: name, options, model set, device, dtype.
+
+    ``digest`` only matters to ``omni`` (it is told 1 fps for the 10 s digest of a long video).
+    """
+    return ("thinker", key, freeze(options), models, freeze(device), freeze(dtype), key == "omni" and digest)
 
 
 def think_plan(duration: float) -> tuple[list[float], list[tuple[float, float]] | None]:
@@ -341,6 +350,34 @@ def _load_stages(
     return load_stages(
         preset, models=models, gdino_source=sources.get("grounding_dino"), sam2_source=sources.get("sam2"),
         device=device, dtype=dtype, direct=direct,
+    )
+
+
+def stages_cache_key(
+    preset: Preset, models: ModelSet, sources: Mapping[str, str], device: Any, dtype: Any, *, direct: bool
+) -> tuple[Any, ...]:
+    """What decides the pair :func:`tgs.pipeline.load_stages` would load for this call.
+
+    The preset's loading fields (segment mode and so SAM2 model, dtype, thresholds,
+    preprocessing, video seeds, caption-period dedupe), the model set, the Grounding DINO
+    and SAM2 sources, device, dtype and ``direct``; the preset's other switches act after
+    loading (in :class:`tgs.pipeline.GroundSegmentPipeline`), so presets differing only
+    there share a pair.
+    """
+    loading = (
+        preset.segment_mode,
+        preset.sam_model_key,
+        preset.dtype,
+        preset.box_threshold,
+        preset.text_threshold,
+        preset.gdino_preprocess,
+        preset.sam_preprocess,
+        preset.video_seeds,
+        preset.dedupe_period(direct=direct),
+    )
+    return (
+        "stages", loading, models, sources.get("grounding_dino"), sources.get("sam2"),
+        freeze(device), freeze(dtype), direct,
     )
 
 
@@ -542,6 +579,7 @@ def segment_video(
     dtype: Any = None,
     chunk_seconds: float | None = None,
     progress: ProgressCallback | None = None,
+    cache: ModelCache | None = None,
 ) -> SegmentVideoResult:
     """Run Think, Ground and Segment on one video file; see the module docstring for outputs.
 
@@ -558,6 +596,9 @@ def segment_video(
         fp32; the preset's dtype for Ground + Segment).
     chunk_seconds: Ground + Segment window (default 10 s).
     progress: called as ``progress(fraction, desc=...)``.
+    cache: a :class:`~tgs.model_cache.ModelCache` to take models from and keep them in
+        (a server's); None loads every model for this call and releases the thinker
+        before Ground + Segment load (a one-shot CLI call on a small machine).
 
     Raises MediaError (unreadable video, naming it and the decoder's reason),
     MissingWeightsError (listing every missing model, before anything heavy), ValueError
@@ -591,7 +632,7 @@ def segment_video(
 
     _report(progress, 0.02, f"thinking ({settings.thinker})")
     thought, think_input = _think_once(
-        settings, video, duration, source_audio is not None, query, device, dtype, timer
+        settings, video, duration, source_audio is not None, query, device, dtype, timer, cache
     )
     _report(progress, 0.2, "loading Grounding DINO and SAM2")
     stream = _ground_segment(
@@ -605,6 +646,7 @@ def segment_video(
         device,
         dtype,
         timer,
+        cache,
         progress=lambda done: _report(
             progress,
             0.25 + 0.73 * min(done / expected, 1.0),
@@ -643,25 +685,31 @@ def _think_once(
     device: Any,
     dtype: Any,
     timer: _Timer,
+    cache: ModelCache | None,
 ) -> tuple[Thought, dict[str, Any]]:
-    """(the thought, what the thinker saw): the thinker built, asked once, then released."""
-    thinker = timer.run(
-        "load_thinker",
-        _build_thinker,
-        settings.thinker,
-        _thinker_build_options(settings),
-        settings.models,
-        device,
-        dtype,
-        digest=duration > DIGEST_SECONDS,
-    )
+    """(the thought, what the thinker saw): the thinker built (or taken from ``cache``), asked once.
+
+    Without a cache the thinker is released before Ground + Segment load.
+    """
+    build = (settings.thinker, _thinker_build_options(settings), settings.models, device, dtype)
+    digest = duration > DIGEST_SECONDS
+
+    def load() -> Any:
+        return _build_thinker(*build, digest=digest)
+
+    if cache is None:
+        thinker = timer.run("load_thinker", load)
+    else:
+        key = thinker_cache_key(*build, digest=digest)
+        thinker = timer.run("load_thinker", cache.thinker, key, load, settings.thinker)
     clip = None
     if settings.thinker != "direct":
         clip = timer.run("think_input", _summary_clip, video, duration, has_audio)
     thought = timer.run("think", _think, thinker, query, clip, video)
     seen = _think_record(clip, duration)
     del thinker, clip
-    _release_models()
+    if cache is None:
+        _release_models()
     return thought, seen
 
 
@@ -676,6 +724,7 @@ def _ground_segment(
     device: Any,
     dtype: Any,
     timer: _Timer,
+    cache: ModelCache | None,
     *,
     progress: Callable[[int], None],
 ) -> _WindowStream:
@@ -683,16 +732,18 @@ def _ground_segment(
     from tgs.pipeline import GroundSegmentPipeline
     from tgs.video_out import write_overlay_video
 
-    grounder, segmenter = timer.run(
-        "load_models",
-        _load_stages,
-        settings.preset,
-        settings.models,
-        settings.sources,
-        device,
-        dtype,
-        direct=settings.thinker == "direct",
-    )
+    load_args = (settings.preset, settings.models, settings.sources, device, dtype)
+    direct = settings.thinker == "direct"
+
+    def load() -> tuple[Any, Any]:
+        return _load_stages(*load_args, direct=direct)
+
+    if cache is None:
+        grounder, segmenter = timer.run("load_models", load)
+    else:
+        key = stages_cache_key(*load_args, direct=direct)
+        label = f"({settings.preset.name} preset, {settings.preset.sam_model_key})"
+        grounder, segmenter = timer.run("load_models", cache.stages, key, load, label)
     stream = _WindowStream(
         video,
         fps=settings.fps,

@@ -23,7 +23,7 @@ FAKE_TIMINGS = {"decode": 0.25, "think": 1.5, "ground": 0.5, "segment": 0.75, "t
 
 @dataclass
 class FakeSegmentVideo:
-    """Callable like ``segment_video(video, expression, *, thinker, preset, models, out, fps, progress)``."""
+    """Callable like ``segment_video(video, expression, *, thinker, preset, models, out, fps, progress, cache)``."""
 
     calls: list[dict[str, Any]] = field(default_factory=list)
     escape_to: Path | None = None  # when set, reports an overlay outside ``out`` (a misbehaving pipeline)
@@ -39,13 +39,17 @@ class FakeSegmentVideo:
         out: Path,
         fps: float,
         progress: Any = None,
+        cache: Any = None,
     ) -> SegmentVideoResult:
         from tgs.data.media import iter_video_frames
         from tgs.video_out import write_overlay_video
         from tgs.viz import overlay_frame
 
         self.calls.append(
-            dict(video=Path(video), expression=expression, thinker=thinker, preset=preset, models=models, out=out, fps=fps)
+            dict(
+                video=Path(video), expression=expression, thinker=thinker, preset=preset, models=models, out=out,
+                fps=fps, cache=cache,
+            )
         )
         out = Path(out)
         out.mkdir(parents=True)

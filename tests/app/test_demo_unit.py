@@ -217,7 +217,8 @@ def test_request_stages_the_upload_under_our_name_and_writes_only_in_its_run(
     assert call["video"] == run_dir / "input.mp4"
     assert call["video"].read_bytes() == clip.read_bytes()
     assert call | {"video": None, "out": None} == dict(
-        video=None, out=None, expression="the red circle", thinker="direct", preset="best", models="tiny", fps=2.0
+        video=None, out=None, expression="the red circle", thinker="direct", preset="best", models="tiny", fps=2.0,
+        cache=backend.model_cache,
     )
     new_files = _files_under(tmp_path) - before
     assert new_files and all(p.is_relative_to(run_dir) for p in new_files)

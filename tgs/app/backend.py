@@ -19,6 +19,7 @@ from tgs.app.workspace import (
     synthetic_clip_label,
 )
 from tgs.errors import MediaError, TGSError
+from tgs.model_cache import ModelCache
 from tgs.types import Thought
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ UPLOAD_CHOICE = "Uploaded video"
 
 SegmentFn = Callable[..., "SegmentVideoResult"]
 """Called like :func:`tgs.segment_video.segment_video` with (video, expression, *, thinker,
-preset, models, out, fps, progress); returns its result (or an object with the same fields)."""
+preset, models, out, fps, progress, cache); returns its result (or an object with the same fields)."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,9 @@ class DemoBackend:
 
     segment_fn: the pipeline (default :func:`tgs.segment_video.segment_video`, imported on
     first use); models: "real" or "tiny" (untrained, for tests and install checks).
+    model_cache: the models kept loaded between requests, for the server's lifetime
+    (default: a new :class:`~tgs.model_cache.ModelCache` holding one thinker and one
+    Grounding DINO + SAM2 pair); passed to every ``segment_fn`` call as ``cache``.
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class DemoBackend:
         models: str = "real",
         segment_fn: SegmentFn | None = None,
         limits: DemoLimits | None = None,
+        model_cache: ModelCache | None = None,
     ) -> None:
         if models not in ("real", "tiny"):
             raise ValueError(f"models: expected 'real' or 'tiny', got {models!r}")
@@ -126,6 +131,7 @@ class DemoBackend:
         self.models = models
         self.limits = limits or DemoLimits()
         self._segment_fn = segment_fn
+        self.model_cache = model_cache if model_cache is not None else ModelCache()
         self.clip_choices: dict[str, int | None] = {UPLOAD_CHOICE: None}
         self.clip_choices.update({synthetic_clip_label(seed): seed for seed in SYNTHETIC_CLIPS})
 
@@ -209,6 +215,7 @@ class DemoBackend:
                 out=run_dir / "result",
                 fps=float(fps),
                 progress=progress,
+                cache=self.model_cache,
             )
             return self._outcome(result, run_dir)
         except (TGSError, ValueError) as exc:
