@@ -19,6 +19,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 
 from tgs.errors import TGSError
 
@@ -73,3 +74,30 @@ def progress_bar(description: str, total: int | None, *, disable: bool = False) 
             progress.advance(task, n)
 
         yield advance
+
+
+def print_run_summary(stage: str, run_dir: object, summary: Any, records_file: str) -> None:
+    """The end-of-stage table (done now / already done / failed / left) and the failures by kind.
+
+    summary: a ``tgs.runners.local.RunSummary``; records_file: where failures are detailed.
+    """
+    table = Table(title=f"{stage}: {run_dir}", title_justify="left")
+    for column in ("samples", "done now", "already done", "failed", "left"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(summary.total),
+        str(summary.succeeded),
+        str(summary.skipped),
+        f"[red]{summary.failed}[/]" if summary.failed else "0",
+        str(summary.remaining),
+    )
+    console.print(table)
+    if summary.failures:
+        first = summary.failures[0]
+        kinds = ", ".join(f"{kind}: {n}" for kind, n in summary.failures_by_kind().items())
+        err_console.print(
+            f"[yellow]{summary.failed} sample(s) failed[/] ({kinds}); first: {first.uid}: {first.error}\n"
+            f"rerun the same command to retry them; details in {records_file}",
+            highlight=False,
+        )
+

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from tgs.cli.console import console, err_console, friendly_errors, progress_bar
+from tgs.cli.console import console, friendly_errors, print_run_summary, progress_bar
 from tgs.cli.executor_options import (
     EXECUTOR_OPTION,
     RAY_ADDRESS_OPTION,
@@ -113,25 +112,7 @@ def ground_segment_command(
 
 
 def _print_summary(outcome) -> None:
-    summary = outcome.summary
-    table = Table(title=f"ground-segment: {outcome.run_dir}", title_justify="left")
-    for column in ("samples", "done now", "already done", "failed", "left"):
-        table.add_column(column, justify="right")
-    table.add_row(
-        str(summary.total),
-        str(summary.succeeded),
-        str(summary.skipped),
-        f"[red]{summary.failed}[/]" if summary.failed else "0",
-        str(summary.remaining),
-    )
-    console.print(table)
-    if summary.failures:
-        kinds = ", ".join(f"{kind}: {n}" for kind, n in summary.failures_by_kind().items())
-        err_console.print(
-            f"[yellow]{summary.failed} sample(s) failed[/] ({kinds}); first: {summary.failures[0].uid}: "
-            f"{summary.failures[0].error}\nrerun the same command to retry them; details in samples.jsonl",
-            highlight=False,
-        )
+    print_run_summary("ground-segment", outcome.run_dir, outcome.summary, "samples.jsonl")
     for note in outcome.notes:
         console.print(note, highlight=False)
 

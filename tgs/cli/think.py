@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from tgs.cli.console import console, err_console, friendly_errors, progress_bar
+from tgs.cli.console import console, friendly_errors, print_run_summary, progress_bar
 from tgs.cli.executor_options import (
     EXECUTOR_OPTION,
     RAY_ADDRESS_OPTION,
@@ -68,26 +67,7 @@ def think_command(
     )
     with executor_from_options(executor, ray_address, workers, resources_per_worker) as runner:
         outcome = run_think(config, progress=lambda total: progress_bar("think", total), executor=runner)
-    summary = outcome.summary
-    table = Table(title=f"think: {outcome.run_dir}", title_justify="left")
-    for column in ("samples", "done now", "already done", "failed", "left"):
-        table.add_column(column, justify="right")
-    table.add_row(
-        str(summary.total),
-        str(summary.succeeded),
-        str(summary.skipped),
-        f"[red]{summary.failed}[/]" if summary.failed else "0",
-        str(summary.remaining),
-    )
-    console.print(table)
-    if summary.failures:
-        first = summary.failures[0]
-        kinds = ", ".join(f"{kind}: {n}" for kind, n in summary.failures_by_kind().items())
-        err_console.print(
-            f"[yellow]{summary.failed} sample(s) failed[/] ({kinds}); first: {first.uid}: {first.error}\n"
-            "rerun the same command to retry them; details in thoughts.jsonl",
-            highlight=False,
-        )
+    print_run_summary("think", outcome.run_dir, outcome.summary, "thoughts.jsonl")
     console.print(f"thoughts: {outcome.thoughts_path}", highlight=False)
 
 
