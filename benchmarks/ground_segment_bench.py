@@ -9,6 +9,10 @@ Modes (each runs in its own subprocess so that peak RSS is its own):
 * ``fp32`` / ``bf16``: the same paper path through the tgs stages
   (GroundingDinoGrounder + Sam2ImageSegmenter with preprocess="original") in that dtype.
 * ``video``: Sam2VideoSegmenter (bf16, box on the first frame) on clips of --video-lengths.
+* ``--presets paper,best``: each preset end to end through ``load_stages`` +
+  ``GroundSegmentPipeline.run`` (the path ``segment_video`` and benchmark runs take), one
+  process per preset and dtype (--preset-dtypes), the same clip and SAM2.1 size for both:
+  paper = image mode per frame on the 224 squash, best = video propagation at full size.
 
 Reported per mode: seconds per sample (wall and process CPU), peak RSS, load time; and the
 ratios naive / fp32 / bf16, plus the accuracy of bf16 against fp32 (same first-query box,
@@ -18,6 +22,8 @@ Examples::
 
     python benchmarks/ground_segment_bench.py --frames 2 --sam2 tiny --video-lengths 10
     nice -n 10 python benchmarks/ground_segment_bench.py --frames 10 --out bench.json
+    nice -n 10 python benchmarks/ground_segment_bench.py --modes "" --memory-frames 0 \
+        --video-lengths "" --presets paper,best --preset-dtypes bf16 --frames 4 --threads 1
 """
 
 from __future__ import annotations
@@ -107,13 +113,21 @@ def machine() -> dict:
     }
 
 
-def ensure_models(models_dir: Path, sam2: str, video_sam2: str | None) -> dict[str, Path]:
-    """Full-size random models saved once under models_dir (hundreds of MB each)."""
+def ensure_models(
+    models_dir: Path, sam2: str, video_sam2: str | None, preset_video: bool = False
+) -> dict[str, Path]:
+    """Full-size random models saved once under models_dir (hundreds of MB each).
+
+    preset_video: also the video variant of the image-mode SAM2.1 size (``best``'s model),
+    so that ``paper`` and ``best`` run the same Hiera trunk.
+    """
     from tgs.testing.tiny_vision import build_full_size
 
     wanted = {"gdino": ("grounding-dino-tiny", False), "sam2": (f"sam2.1-hiera-{sam2}", False)}
     if video_sam2:
         wanted["video"] = (f"sam2.1-hiera-{video_sam2}", True)
+    if preset_video:
+        wanted["sam2_video"] = (f"sam2.1-hiera-{sam2}", True)
     paths = {}
     for key, (name, video) in wanted.items():
         path = models_dir / (name + ("-video" if video else ""))
@@ -299,12 +313,61 @@ def child_video(args: argparse.Namespace, paths: dict[str, Path]) -> dict:
     }
 
 
+def child_preset(args: argparse.Namespace, paths: dict[str, Path]) -> dict:
+    """One preset end to end: load_stages + GroundSegmentPipeline.run on the synthetic clip.
+
+    The thinker answer is fixed (``<s_object>`` = CAPTION), so both presets ground the same
+    text (up to the paper's extra trailing period). --warmup untimed one-frame clips first.
+    """
+    from tgs.pipeline import GroundSegmentPipeline, load_stages
+    from tgs.presets import get_preset
+    from tgs.types import Clip, Query, Thought
+
+    preset = get_preset(args.preset)
+    sam2_key = "sam2" if preset.segment_mode == "image" else "sam2_video"
+    t0 = time.perf_counter()
+    grounder, segmenter = load_stages(
+        preset,
+        models="real",
+        gdino_source=str(paths["gdino"]),
+        sam2_source=str(paths[sam2_key]),
+        dtype=args.dtype,
+    )
+    pipeline = GroundSegmentPipeline(grounder, segmenter, preset)
+    load_s = time.perf_counter() - t0
+    rss_loaded = rss_now_mb()
+    query = Query(uid="bench", expression=CAPTION)
+    thought = Thought(uid="bench", raw=f"<s_object>{CAPTION}</s_object>", s_object=CAPTION)
+    clip = synthetic_clip(args.frames, args.height, args.width)
+    for _ in range(args.warmup):
+        t0 = time.perf_counter()
+        pipeline.run(Clip(clip.frames[:1], None, None, clip.frame_times[:1]), thought, query)
+        LOG.info("warm-up %s/%s: %.1f s", args.preset, args.dtype, time.perf_counter() - t0)
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    result = pipeline.run(clip, thought, query)
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    LOG.info("%s/%s: %.1f s for %d frames %s", args.preset, args.dtype, wall, args.frames, result.timings)
+    return {
+        "load_s": load_s,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "rss_loaded_mb": rss_loaded,
+        "steps_s": dict(result.timings),
+        "frames_with_box": sum(c is not None for c in result.chosen),
+        "frames_with_mask": int(result.masks.masks.any(axis=(1, 2)).sum()),
+        "mask_size": list(result.masks.masks.shape[1:]),
+        "sam2_source": str(paths[sam2_key]),
+    }
+
+
 def child_main(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
     paths = {k: Path(v) for k, v in json.loads(args.paths).items()}
-    run = {"timing": child_timing, "memory": child_memory, "video": child_video}[args.kind]
+    run = {"timing": child_timing, "memory": child_memory, "video": child_video, "preset": child_preset}[
+        args.kind
+    ]
     result = run(args, paths)
     result["peak_rss_mb"] = peak_rss_mb()
     Path(args.result).write_text(json.dumps(result))
@@ -379,13 +442,19 @@ def agreement(ref: dict, other: dict) -> dict:
 
 
 def parent_main(args: argparse.Namespace) -> dict:
-    paths = ensure_models(Path(args.models_dir), args.sam2, args.video_sam2 if args.video_lengths else None)
+    paths = ensure_models(
+        Path(args.models_dir),
+        args.sam2,
+        args.video_sam2 if args.video_lengths else None,
+        preset_video="best" in args.presets,
+    )
     report: dict = {
         "machine": machine(),
         "settings": vars(args).copy(),
         "timing": {},
         "memory": {},
         "video": {},
+        "presets": {},
     }
     with tempfile.TemporaryDirectory(prefix="tgs-bench-") as tmp:
         work = Path(tmp)
@@ -415,6 +484,23 @@ def parent_main(args: argparse.Namespace) -> dict:
             result = run_child("video", args, paths, work / f"video-{length}.json", frames=length)
             result["wall_s_per_frame"] = result["wall_s"] / length
             report["video"][str(length)] = result
+        for dtype in args.preset_dtypes if args.presets else ():
+            runs = {}
+            for name in args.presets:
+                result = run_child(
+                    "preset", args, paths, work / f"preset-{name}-{dtype}.json", preset=name, dtype=dtype
+                )
+                result["wall_s_per_frame"] = result["wall_s"] / args.frames
+                result["wall_s_per_sample"] = result["wall_s_per_frame"] * 10
+                result["cpu_s_per_sample"] = result["cpu_s"] / args.frames * 10
+                runs[name] = result
+            if "paper" in runs and "best" in runs:
+                runs["best/paper"] = {
+                    "wall": runs["best"]["wall_s"] / runs["paper"]["wall_s"],
+                    "cpu": runs["best"]["cpu_s"] / runs["paper"]["cpu_s"],
+                    "peak_rss": runs["best"]["peak_rss_mb"] / runs["paper"]["peak_rss_mb"],
+                }
+            report["presets"][dtype] = runs
     return report
 
 
@@ -452,6 +538,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--video-sam2", default="tiny", choices=["large", "small", "tiny"], help="SAM2.1 size, video"
     )
+    p.add_argument(
+        "--presets",
+        default="",
+        type=lambda s: [m for m in s.split(",") if m],
+        help="presets run end to end, one process each (e.g. paper,best; '' to skip)",
+    )
+    p.add_argument(
+        "--preset-dtypes",
+        default="bf16",
+        type=lambda s: [m for m in s.split(",") if m],
+        help="e.g. bf16,fp32",
+    )
     p.add_argument("--threads", type=int, default=2, help="torch threads in every mode")
     p.add_argument("--models-dir", default=str(Path(tempfile.gettempdir()) / "tgs-bench-models"))
     p.add_argument("--out", default=None, help="write the JSON report here (default: stdout)")
@@ -459,12 +557,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--kind", help=argparse.SUPPRESS)
     p.add_argument("--mode", help=argparse.SUPPRESS)
+    p.add_argument("--preset", help=argparse.SUPPRESS)
+    p.add_argument("--dtype", help=argparse.SUPPRESS)
     p.add_argument("--paths", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     bad = [m for m in args.modes if m not in ("naive", "fp32", "bf16")]
     if bad:
         p.error(f"unknown mode(s) {bad}; choose from naive, fp32, bf16")
+    bad = [m for m in args.presets if m not in ("paper", "best")]
+    if bad:
+        p.error(f"unknown preset(s) {bad}; choose from paper, best")
+    bad = [d for d in args.preset_dtypes if d not in ("fp32", "bf16")]
+    if bad:
+        p.error(f"unknown preset dtype(s) {bad}; choose from fp32, bf16")
     return args
 
 
