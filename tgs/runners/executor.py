@@ -45,8 +45,8 @@ from tgs.runners.local import (
     _commit,
     _log_summary,
     _no_progress,
+    _plan,
     _run_batch,
-    _unique_todo,
     error_kind,
 )
 from tgs.runners.store import MASKS_DIR, RunStore, encode_masks
@@ -345,15 +345,8 @@ def run_stage(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit: expected a non-negative integer, got {limit}")
     recover_run(store, stream, extra_streams)
-    total, skipped, todo = _unique_todo(items, uid_of, store.done_uids(stream))
-    summary = RunSummary(total=total, skipped=skipped)
-    if limit is not None and limit < len(todo):
-        todo, summary.stopped_early = todo[:limit], True
-    if skipped:
-        logger.info("resuming: %d of %d samples already done", skipped, total)
+    summary, todo = _plan(items, uid_of, store.done_uids(stream), batch_size, limit)
     batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
     committed: set[str] = set()
     with contextlib.ExitStack() as stack:

@@ -140,6 +140,23 @@ def _unique_todo(items: Iterable[T], uid_of: Callable[[T], str], done: set[str])
     return len(seen), skipped, todo
 
 
+def _plan(
+    items: Iterable[T], uid_of: Callable[[T], str], done: set[str], batch_size: int, limit: int | None
+) -> tuple[RunSummary, list[T]]:
+    """The work of one call: arguments checked, done uids skipped, ``limit`` applied."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit: expected a non-negative integer, got {limit}")
+    total, skipped, todo = _unique_todo(items, uid_of, done)
+    summary = RunSummary(total=total, skipped=skipped)
+    if limit is not None and limit < len(todo):
+        todo, summary.stopped_early = todo[:limit], True
+    if skipped:
+        logger.info("resuming: %d of %d samples already done", skipped, total)
+    return summary, todo
+
+
 def run_local(
     items: Iterable[T],
     process: Callable[[list[T]], BatchResult],
@@ -155,16 +172,7 @@ def run_local(
 
     limit: process at most this many samples in this call (a rerun goes on from there).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit: expected a non-negative integer, got {limit}")
-    total, skipped, todo = _unique_todo(items, uid_of, store.done_uids(stream))
-    summary = RunSummary(total=total, skipped=skipped)
-    if limit is not None and limit < len(todo):
-        todo, summary.stopped_early = todo[:limit], True
-    if skipped:
-        logger.info("resuming: %d of %d samples already done", skipped, total)
+    summary, todo = _plan(items, uid_of, store.done_uids(stream), batch_size, limit)
     with (progress or _no_progress)(len(todo)) as advance:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]

@@ -45,6 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from tgs.errors import ThinkerError
+from tgs.think.base import PerItemThinker
 from tgs.think.parser import parse_answer
 from tgs.think.prompting import (
     AUDIO_SAMPLE_RATE,
@@ -192,7 +193,7 @@ def answer_text(body: Any) -> str:
     return content
 
 
-class ApiThinker:
+class ApiThinker(PerItemThinker):
     """Zero-shot thinking by a chat model behind an OpenAI-compatible HTTP endpoint.
 
     base_url: e.g. ``http://localhost:8000/v1``; default ``$TGS_API_BASE_URL``, then
@@ -285,14 +286,6 @@ class ApiThinker:
         return self.send_audio == "always" or (self.send_audio == "auto" and not self._audio_refused)
 
     # ------------------------------------------------------------------ public API
-
-    def think(self, items: Sequence[tuple[Query, Clip | None]]) -> list[Thought]:
-        """The Thinker protocol: one Thought per item, or the first item's failure raised."""
-        outcomes = self.think_each(items)
-        for outcome in outcomes:
-            if isinstance(outcome, Exception):
-                raise outcome
-        return outcomes  # type: ignore[return-value]
 
     def think_each(self, items: Sequence[tuple[Query, Clip | None]]) -> list[Thought | Exception]:
         """One Thought or one exception per item, in order; a failure touches only its item."""

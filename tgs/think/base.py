@@ -19,7 +19,7 @@ from tgs.errors import ParseError
 from tgs.think.parser import parse_answer
 from tgs.types import Clip, ParseStatus, Query, Thought
 
-__all__ = ["DirectThinker", "Thinker", "thought_from_record", "thought_record"]
+__all__ = ["DirectThinker", "PerItemThinker", "Thinker", "thought_from_record", "thought_record"]
 
 FAILED = "failed"
 
@@ -31,6 +31,27 @@ class Thinker(Protocol):
     name: str
 
     def think(self, items: Sequence[tuple[Query, Clip | None]]) -> list[Thought]: ...
+
+
+class PerItemThinker:
+    """Base of thinkers that report one outcome per item (``think_each``).
+
+    Runners call ``think_each`` so one sample's failure touches only its record; the
+    plain Thinker protocol's ``think`` raises the first failure.
+    """
+
+    name: str
+
+    def think_each(self, items: Sequence[tuple[Query, Clip | None]]) -> list[Thought | Exception]:
+        raise NotImplementedError
+
+    def think(self, items: Sequence[tuple[Query, Clip | None]]) -> list[Thought]:
+        """The Thinker protocol: one Thought per item, or the first item's failure raised."""
+        outcomes = self.think_each(items)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+        return outcomes  # type: ignore[return-value]
 
 
 class DirectThinker:

@@ -29,6 +29,7 @@ import torch
 
 from tgs.devices import resolve_device, resolve_dtype
 from tgs.errors import ThinkerError, WeightsError
+from tgs.think.base import PerItemThinker
 from tgs.think.parser import parse_answer
 from tgs.think.prompting import (
     AUDIO_SAMPLE_RATE,
@@ -75,7 +76,7 @@ def _frame_rate(times: np.ndarray, default: float) -> float:
     return round(1.0 / step, 3) if step > 0 else default
 
 
-class OmniThinker:
+class OmniThinker(PerItemThinker):
     """Qwen2.5-Omni, prompted zero-shot for Ref-Thinker's answer format.
 
     model / processor: a loaded ``Qwen2_5OmniThinkerForConditionalGeneration`` and
@@ -201,14 +202,6 @@ class OmniThinker:
         )
 
     # ------------------------------------------------------------------ thinking
-
-    def think(self, items: Sequence[tuple[Query, Clip | None]]) -> list[Thought]:
-        """The Thinker protocol: one Thought per item, or the first item's failure raised."""
-        outcomes = self.think_each(items)
-        for outcome in outcomes:
-            if isinstance(outcome, Exception):
-                raise outcome
-        return outcomes  # type: ignore[return-value]
 
     def think_each(self, items: Sequence[tuple[Query, Clip | None]]) -> list[Thought | Exception]:
         """One Thought or one exception per item, in order.

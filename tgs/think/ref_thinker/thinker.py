@@ -17,6 +17,7 @@ import torch
 
 from tgs.devices import resolve_device, resolve_dtype
 from tgs.errors import ThinkerError
+from tgs.think.base import PerItemThinker
 from tgs.think.parser import parse_answer
 from tgs.think.ref_thinker.generation import GenerationSettings, generate_ids
 from tgs.think.ref_thinker.modeling import RefThinkerForCausalLM
@@ -40,7 +41,7 @@ class PreparedSample:
         self.audio_fbank = audio_fbank
 
 
-class RefThinker:
+class RefThinker(PerItemThinker):
     """Ref-Thinker as a Thinker: (Query, Clip) pairs -> Thoughts.
 
     batch_size: samples per generate call (8 in the original).
@@ -90,14 +91,6 @@ class RefThinker:
         return self.model.lm_head.weight.dtype
 
     # ---------------------------------------------------------------- protocol
-    def think(self, items: Sequence[tuple[Query, Clip | None]]) -> list[Thought]:
-        """Thoughts in input order; raises the first per-sample failure."""
-        outcomes = self.think_each(items)
-        for outcome in outcomes:
-            if isinstance(outcome, Exception):
-                raise outcome
-        return outcomes  # type: ignore[return-value]
-
     def think_each(self, items: Sequence[tuple[Query, Clip | None]]) -> list[Thought | Exception]:
         """One Thought or one exception per item, in order."""
         prepared: list[PreparedSample | Exception] = []
