@@ -7,7 +7,10 @@ Modes (each runs in its own subprocess so that peak RSS is its own):
   R/B swapped, SAM2 image encoder + box decode in fp32 — transformers models called one frame
   at a time, as the original scripts call theirs.
 * ``fp32`` / ``bf16``: the same paper path through the tgs stages
-  (GroundingDinoGrounder + Sam2ImageSegmenter with preprocess="original") in that dtype.
+  (GroundingDinoGrounder + Sam2ImageSegmenter with preprocess="original") in that dtype,
+  with the grounder's default deformable sampling (the fused gather on CPU);
+  ``fp32-grid`` / ``bf16-grid`` force transformers' grid_sample sampling and
+  ``fp32-gather`` / ``bf16-gather`` the gather kernel (what ``auto`` picks differs by device).
 * ``video``: Sam2VideoSegmenter (bf16, box on the first frame) on clips of --video-lengths.
 * ``--presets paper,best``: each preset end to end through ``load_stages`` +
   ``GroundSegmentPipeline.run`` (the path ``segment_video`` and benchmark runs take), one
@@ -17,6 +20,9 @@ Modes (each runs in its own subprocess so that peak RSS is its own):
 Reported per mode: seconds per sample (wall and process CPU), peak RSS, load time; and the
 ratios naive / fp32 / bf16, plus the accuracy of bf16 against fp32 (same first-query box,
 mask IoU). Random weights: timings and agreement are meaningful, masks are not.
+
+``--device cuda`` runs every mode on the GPU (the naive loop too); timings then synchronise
+through the outputs each frame returns to the host, and peak GPU memory is reported.
 
 Examples::
 
@@ -146,7 +152,7 @@ class NaivePipeline:
 
     name = "naive"
 
-    def __init__(self, paths: dict[str, Path]) -> None:
+    def __init__(self, paths: dict[str, Path], device: str) -> None:
         from transformers import (
             GroundingDinoForObjectDetection,
             GroundingDinoProcessor,
@@ -155,9 +161,10 @@ class NaivePipeline:
         )
 
         self.gd_proc = GroundingDinoProcessor.from_pretrained(paths["gdino"])
-        self.gd = GroundingDinoForObjectDetection.from_pretrained(paths["gdino"]).eval()
+        self.gd = GroundingDinoForObjectDetection.from_pretrained(paths["gdino"]).eval().to(device)
         self.sam_proc = Sam2Processor.from_pretrained(paths["sam2"])
-        self.sam = Sam2Model.from_pretrained(paths["sam2"]).eval()
+        self.sam = Sam2Model.from_pretrained(paths["sam2"]).eval().to(device)
+        self.device = device
 
     def run(self, clip) -> dict:
         import torch
@@ -170,10 +177,10 @@ class NaivePipeline:
         out: dict[str, list] = {"first_query": [], "boxes224": [], "masks": [], "probs": []}
         for frame in clip.frames:
             pixels = original_transform(frame, 800, 1333, mean=ip.image_mean, std=ip.image_std)
-            tokens = self.gd_proc.tokenizer(prepare_caption(CAPTION), return_tensors="pt")
+            tokens = self.gd_proc.tokenizer(prepare_caption(CAPTION), return_tensors="pt").to(self.device)
             with torch.no_grad():
-                det = self.gd(pixel_values=pixels[None], **tokens)
-            scores = det.logits.sigmoid()[0].max(dim=1).values
+                det = self.gd(pixel_values=pixels[None].to(self.device), **tokens)
+            scores = det.logits.sigmoid()[0].max(dim=1).values.cpu()
             keep = torch.nonzero(scores > 0.1).flatten()
             frame224 = squash_and_swap(frame[None])
             if keep.numel() == 0:
@@ -182,32 +189,40 @@ class NaivePipeline:
                 )
                 continue
             scale = torch.tensor([PAPER_SIZE] * 4, dtype=torch.float32)
-            box = box_convert(det.pred_boxes[0, keep[:1]] * scale, in_fmt="cxcywh", out_fmt="xyxy").numpy()
+            box = box_convert(det.pred_boxes[0, keep[:1]].cpu() * scale, in_fmt="cxcywh", out_fmt="xyxy").numpy()
             with torch.no_grad():
                 emb = self.sam.get_image_embeddings(
-                    pixel_values(frame224, self.sam_proc.image_processor, "original")
+                    pixel_values(frame224, self.sam_proc.image_processor, "original").to(self.device)
                 )
                 coords = boxes_to_input_coords(box, (PAPER_SIZE, PAPER_SIZE), (1024, 1024))[:, None]
+                coords = coords.to(self.device)
                 low = self.sam(image_embeddings=emb, input_boxes=coords, multimask_output=False).pred_masks[
                     :, 0
                 ]
-            m, p = low_res_to_masks_and_probs(low.float(), (PAPER_SIZE, PAPER_SIZE))
+            m, p = low_res_to_masks_and_probs(low.float().cpu(), (PAPER_SIZE, PAPER_SIZE))
             _append(out, int(keep[0]), box[0], m[0], p[0])
         return out
 
 
 class StagePipeline:
-    """The paper path through the tgs stages, in one dtype."""
+    """The paper path through the tgs stages, in one dtype (mode ``dtype`` or ``dtype-grid``)."""
 
-    def __init__(self, paths: dict[str, Path], dtype: str) -> None:
+    def __init__(self, paths: dict[str, Path], mode: str, device: str) -> None:
         from tgs.ground import GroundingDinoGrounder
         from tgs.segment import Sam2ImageSegmenter
 
-        self.name = dtype
+        self.name = mode
+        dtype, _, kernel = mode.partition("-")
         self.grounder = GroundingDinoGrounder.from_pretrained(
-            paths["gdino"], dtype=dtype, preprocess="original"
+            paths["gdino"],
+            device=device,
+            dtype=dtype,
+            preprocess="original",
+            deformable_sampling={"": "auto", "grid": "grid_sample", "gather": "gather"}[kernel],
         )
-        self.segmenter = Sam2ImageSegmenter.from_pretrained(paths["sam2"], dtype=dtype, preprocess="original")
+        self.segmenter = Sam2ImageSegmenter.from_pretrained(
+            paths["sam2"], device=device, dtype=dtype, preprocess="original"
+        )
 
     def run(self, clip) -> dict:
         from tgs.types import Clip
@@ -235,49 +250,116 @@ def _append(out: dict[str, list], query: int, box, mask: np.ndarray, prob: np.nd
     out["probs"].append(prob)
 
 
-def make_pipeline(mode: str, paths: dict[str, Path]):
-    return NaivePipeline(paths) if mode == "naive" else StagePipeline(paths, mode)
+def make_pipeline(mode: str, paths: dict[str, Path], device: str):
+    return NaivePipeline(paths, device) if mode == "naive" else StagePipeline(paths, mode, device)
 
 
-def child_timing(args: argparse.Namespace, paths: dict[str, Path]) -> dict:
-    """All modes loaded in one process and run frame by frame in rotating order, so that the
-    load of a shared machine hits every mode alike; returns per-frame times and outputs."""
+PROTOCOL = "@@bench "  # prefix of the worker's reply lines on stdout (other output is passed through)
+
+
+def child_worker(args: argparse.Namespace, paths: dict[str, Path]) -> dict:
+    """One mode in its own process, driven frame by frame by the parent (see time_modes).
+
+    Commands on stdin, one JSON object per line: {"op": "warm"} runs a one-frame warm-up,
+    {"op": "frame", "index": i} times frame i of the synthetic clip, {"op": "finish"} saves the
+    outputs and ends. The tgs modes keep freed memory in the process as ``load_stages`` does
+    (tgs.cpu_memory); the naive loop keeps the C library's defaults, as the original's process.
+    """
+    from tgs.cpu_memory import keep_freed_memory
     from tgs.types import Clip
 
-    pipelines = [make_pipeline(mode, paths) for mode in args.modes]
+    pipeline = make_pipeline(args.mode, paths, args.device)
+    allocator_tuned = args.mode != "naive" and args.device == "cpu" and keep_freed_memory()
     clip = synthetic_clip(args.frames, args.height, args.width)
-    warm = Clip(clip.frames[:1], None, None, clip.frame_times[:1])
-    for pipeline in pipelines:  # first calls pay one-off allocations / kernel selection
-        for _ in range(args.warmup):
-            t0 = time.perf_counter()
-            pipeline.run(warm)
-            LOG.info("warm-up %s: %.1f s", pipeline.name, time.perf_counter() - t0)
-    times = {p.name: {"wall": [], "cpu": []} for p in pipelines}
-    outputs = {p.name: {"first_query": [], "boxes224": [], "masks": [], "probs": []} for p in pipelines}
-    for i in range(clip.num_frames):
+    outputs: dict[str, list] = {"first_query": [], "boxes224": [], "masks": [], "probs": []}
+
+    def reply(message: dict) -> None:
+        sys.stdout.write(PROTOCOL + json.dumps(message) + "\n")
+        sys.stdout.flush()
+
+    reply({"ready": True, "allocator_tuned": allocator_tuned})
+    for line in sys.stdin:
+        command = json.loads(line)
+        if command["op"] == "finish":
+            break
+        i = 0 if command["op"] == "warm" else int(command["index"])
         one = Clip(clip.frames[i : i + 1], None, None, clip.frame_times[i : i + 1])
-        for k in range(len(pipelines)):
-            pipeline = pipelines[(i + k) % len(pipelines)]
-            t0, c0 = time.perf_counter(), cpu_seconds()
-            result = pipeline.run(one)
-            times[pipeline.name]["wall"].append(time.perf_counter() - t0)
-            times[pipeline.name]["cpu"].append(cpu_seconds() - c0)
+        t0, c0 = time.perf_counter(), cpu_seconds()
+        result = pipeline.run(one)
+        wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+        if command["op"] == "frame":
             for key, values in result.items():
-                outputs[pipeline.name][key].extend(values)
-        LOG.info("frame %d: %s", i, {n: round(t["wall"][-1], 1) for n, t in times.items()})
-    for name, out in outputs.items():
-        np.savez(f"{args.result}.{name}.npz", **{k: np.stack(v) for k, v in out.items()})
-    return {"times": times}
+                outputs[key].extend(values)
+        reply({"wall": wall, "cpu": cpu})
+    np.savez(f"{args.result}.npz", **{k: np.stack(v) for k, v in outputs.items()})
+    return {"allocator_tuned": allocator_tuned}
+
+
+def time_modes(args: argparse.Namespace, paths: dict[str, Path], work: Path) -> dict:
+    """Every mode in its own worker process, all loaded at once, run frame by frame in rotating
+    order: the load of a shared machine hits every mode alike, and each mode has its own
+    process state (allocator, peak RSS), as a user's run would. Returns per-frame times."""
+    workers = {}
+    for mode in args.modes:
+        cmd = _child_command("worker", args, paths, work / f"worker-{mode}.json", mode=mode)
+        workers[mode] = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(mode: str, command: dict | None) -> dict:
+        proc = workers[mode]
+        if command is not None:
+            proc.stdin.write(json.dumps(command) + "\n")
+            proc.stdin.flush()
+        for line in proc.stdout:
+            if line.startswith(PROTOCOL):
+                return json.loads(line[len(PROTOCOL) :])
+            sys.stderr.write(line)
+        raise RuntimeError(f"benchmark worker {mode!r} ended without replying (exit {proc.wait()})")
+
+    try:
+        ready = {mode: ask(mode, None) for mode in args.modes}
+        for mode in args.modes:  # first calls pay one-off allocations / kernel selection
+            for _ in range(args.warmup):
+                LOG.info("warm-up %s: %.1f s", mode, ask(mode, {"op": "warm"})["wall"])
+        times = {mode: {"wall": [], "cpu": []} for mode in args.modes}
+        for i in range(args.frames):
+            for k in range(len(args.modes)):
+                mode = args.modes[(i + k) % len(args.modes)]
+                timing = ask(mode, {"op": "frame", "index": i})
+                times[mode]["wall"].append(timing["wall"])
+                times[mode]["cpu"].append(timing["cpu"])
+            LOG.info("frame %d: %s", i, {m: round(t["wall"][-1], 1) for m, t in times.items()})
+        for mode, proc in workers.items():
+            proc.stdin.write(json.dumps({"op": "finish"}) + "\n")
+            proc.stdin.flush()
+            proc.stdin.close()
+            for line in proc.stdout:
+                sys.stderr.write(line)
+            if proc.wait() != 0:
+                raise RuntimeError(f"benchmark worker {mode!r} failed (exit {proc.returncode})")
+    finally:
+        for proc in workers.values():
+            if proc.poll() is None:
+                proc.kill()
+    result = {"times": times, "workers": {}}
+    for mode in args.modes:
+        info = json.loads((work / f"worker-{mode}.json").read_text())
+        result["workers"][mode] = {**info, "allocator_tuned": ready[mode]["allocator_tuned"]}
+    return result
 
 
 def child_memory(args: argparse.Namespace, paths: dict[str, Path]) -> dict:
-    """One mode alone: load time, RSS after loading, time and peak RSS of one sample."""
+    """One mode alone: load time, RSS after loading, time and peak RSS of one sample (the tgs
+    modes with freed memory kept in the process, as in child_worker)."""
     import torch
+
+    from tgs.cpu_memory import keep_freed_memory
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    pipeline = make_pipeline(args.mode, paths)
+    pipeline = make_pipeline(args.mode, paths, args.device)
     load_s = time.perf_counter() - t0
+    if args.mode != "naive" and args.device == "cpu":
+        keep_freed_memory()
     rss_loaded = rss_now_mb()
     clip = synthetic_clip(args.frames, args.height, args.width)
     t0, c0 = time.perf_counter(), cpu_seconds()
@@ -296,7 +378,7 @@ def child_video(args: argparse.Namespace, paths: dict[str, Path]) -> dict:
 
     clip = synthetic_clip(args.frames, args.height, args.width, seed=1)
     t0 = time.perf_counter()
-    segmenter = Sam2VideoSegmenter.from_pretrained(paths["video"], dtype="bf16")
+    segmenter = Sam2VideoSegmenter.from_pretrained(paths["video"], device=args.device, dtype="bf16")
     load_s = time.perf_counter() - t0
     rss_loaded = rss_now_mb()
     boxes: list = [None] * args.frames
@@ -331,7 +413,9 @@ def child_preset(args: argparse.Namespace, paths: dict[str, Path]) -> dict:
         models="real",
         gdino_source=str(paths["gdino"]),
         sam2_source=str(paths[sam2_key]),
+        device=args.device,
         dtype=args.dtype,
+        frame_batch_size=args.frame_batch_size,
     )
     pipeline = GroundSegmentPipeline(grounder, segmenter, preset)
     load_s = time.perf_counter() - t0
@@ -365,20 +449,23 @@ def child_main(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     paths = {k: Path(v) for k, v in json.loads(args.paths).items()}
-    run = {"timing": child_timing, "memory": child_memory, "video": child_video, "preset": child_preset}[
+    run = {"worker": child_worker, "memory": child_memory, "video": child_video, "preset": child_preset}[
         args.kind
     ]
     result = run(args, paths)
     result["peak_rss_mb"] = peak_rss_mb()
+    if args.device.startswith("cuda"):
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        result["gpu"] = torch.cuda.get_device_name()
     Path(args.result).write_text(json.dumps(result))
 
 
 # --------------------------------------------------------------------------- parent side
 
 
-def run_child(
+def _child_command(
     kind: str, args: argparse.Namespace, paths: dict[str, Path], result: Path, **extra: object
-) -> dict:
+) -> list[str]:
     cmd = [sys.executable, __file__, "--child", "--kind", kind, "--result", str(result)]
     settings = {
         "frames": args.frames,
@@ -387,14 +474,21 @@ def run_child(
         "threads": args.threads,
         "warmup": args.warmup,
         "modes": ",".join(args.modes),
+        "device": args.device,
+        "frame_batch_size": args.frame_batch_size,
         **extra,
     }
     for key, value in settings.items():
-        cmd += [f"--{key}", str(value)]
-    cmd += ["--paths", json.dumps({k: str(v) for k, v in paths.items()})]
+        cmd += [f"--{key.replace('_', '-')}", str(value)]
+    return [*cmd, "--paths", json.dumps({k: str(v) for k, v in paths.items()})]
+
+
+def run_child(
+    kind: str, args: argparse.Namespace, paths: dict[str, Path], result: Path, **extra: object
+) -> dict:
     LOG.info("child %s %s", kind, extra or "")
     load_before = os.getloadavg()[0]
-    subprocess.run(cmd, check=True)
+    subprocess.run(_child_command(kind, args, paths, result, **extra), check=True)
     out = json.loads(result.read_text())
     out["load_average_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return out
@@ -459,8 +553,10 @@ def parent_main(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="tgs-bench-") as tmp:
         work = Path(tmp)
         if args.modes:
-            timing = run_child("timing", args, paths, work / "timing.json")
-            report["timing_load_average_1min"] = timing["load_average_1min"]
+            load_before = os.getloadavg()[0]
+            timing = time_modes(args, paths, work)
+            report["timing_load_average_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+            report["workers"] = timing["workers"]
             for mode, t in timing["times"].items():
                 report["timing"][mode] = {
                     "wall_s_per_sample": sum(t["wall"]) / args.frames * 10,
@@ -469,13 +565,13 @@ def parent_main(args: argparse.Namespace) -> dict:
                 }
             outputs = {}
             for mode in args.modes:
-                with np.load(work / f"timing.json.{mode}.npz") as data:
+                with np.load(work / f"worker-{mode}.json.npz") as data:
                     outputs[mode] = {k: data[k] for k in data.files}
             report["ratios"] = _ratios(report["timing"], args.modes)
-            if "fp32" in outputs and "naive" in outputs:
-                report["fp32_vs_naive"] = agreement(outputs["naive"], outputs["fp32"])
-            if "fp32" in outputs and "bf16" in outputs:
-                report["bf16_vs_fp32"] = agreement(outputs["fp32"], outputs["bf16"])
+            for mode in args.modes:
+                for ref in ("naive", "fp32"):
+                    if ref in outputs and mode != ref and mode != "naive":
+                        report[f"{mode}_vs_{ref}"] = agreement(outputs[ref], outputs[mode])
         for mode in args.modes if args.memory_frames else ():
             report["memory"][mode] = run_child(
                 "memory", args, paths, work / f"memory-{mode}.json", mode=mode, frames=args.memory_frames
@@ -507,7 +603,10 @@ def parent_main(args: argparse.Namespace) -> dict:
 def _ratios(timing: dict, modes: list[str]) -> dict:
     """naive / mode on summed times, and the median of per-frame ratios (robust to load spikes)."""
     ratios = {}
-    for base, other in (("naive", "fp32"), ("naive", "bf16"), ("fp32", "bf16")):
+    pairs = [("naive", m) for m in modes if m != "naive"]
+    pairs += [("fp32", "bf16")]
+    pairs += [(f"{d}-grid", f"{d}{k}") for d in ("fp32", "bf16") for k in ("", "-gather")]
+    for base, other in pairs:
         if base in modes and other in modes:
             b, o = timing[base], timing[other]
             per_frame = np.array(b["wall_s_per_frame"]) / np.array(o["wall_s_per_frame"])
@@ -551,6 +650,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="e.g. bf16,fp32",
     )
     p.add_argument("--threads", type=int, default=2, help="torch threads in every mode")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]; every mode runs there")
+    p.add_argument(
+        "--frame-batch-size", type=int, default=1, help="frames per forward in the --presets runs (GPU: try 10)"
+    )
     p.add_argument("--models-dir", default=str(Path(tempfile.gettempdir()) / "tgs-bench-models"))
     p.add_argument("--out", default=None, help="write the JSON report here (default: stdout)")
     # child-process arguments
@@ -562,9 +665,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--paths", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    bad = [m for m in args.modes if m not in ("naive", "fp32", "bf16")]
+    known = ("naive", *(f"{d}{k}" for d in ("fp32", "bf16") for k in ("", "-grid", "-gather")))
+    bad = [m for m in args.modes if m not in known]
     if bad:
-        p.error(f"unknown mode(s) {bad}; choose from naive, fp32, bf16")
+        p.error(f"unknown mode(s) {bad}; choose from {', '.join(known)}")
     bad = [m for m in args.presets if m not in ("paper", "best")]
     if bad:
         p.error(f"unknown preset(s) {bad}; choose from paper, best")

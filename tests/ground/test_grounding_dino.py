@@ -141,10 +141,13 @@ def test_batched_frames_give_the_same_boxes_as_one_at_a_time(tiny_gdino: Path, c
 def test_bf16_keeps_deformable_sampling_in_fp32(tiny_gdino: Path, clip: Clip) -> None:
     from transformers.models.grounding_dino.modeling_grounding_dino import MultiScaleDeformableAttention
 
+    from tgs.ground.deformable_sampling import GatherDeformableAttention
+
     grounder = GroundingDinoGrounder.from_pretrained(tiny_gdino, dtype="bf16")
     assert grounder.fp32_deformable_sampling and grounder.model.dtype == torch.bfloat16
     seen: list[tuple[torch.dtype, torch.dtype]] = []
-    modules = [m for m in grounder.model.modules() if isinstance(m, MultiScaleDeformableAttention)]
+    kernels = (MultiScaleDeformableAttention, GatherDeformableAttention)
+    modules = [m for m in grounder.model.modules() if isinstance(m, kernels)]
     assert len(modules) == 3  # 1 encoder + 2 decoder layers in the tiny model
     for module in modules:  # registered after the stage's hooks: sees what the sampling sees
         module.register_forward_pre_hook(lambda _m, args: seen.append((args[0].dtype, args[4].dtype)))

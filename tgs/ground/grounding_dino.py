@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from tgs.devices import resolve_device, resolve_dtype
+from tgs.ground.deformable_sampling import GatherDeformableAttention, use_gather_deformable_sampling
 from tgs.models.hf_loading import load_model, load_processor
 from tgs.types import Boxes, Clip, FrameBoxes
 
@@ -51,6 +52,7 @@ HOW_TO_GET = (
     "directory saved with save_pretrained (`tgs models list` shows what is present)"
 )
 PREPROCESS_CHOICES = ("hf", "original")
+DEFORMABLE_SAMPLING_CHOICES = ("auto", "gather", "grid_sample")
 
 
 def keep_deformable_sampling_in_fp32(model: torch.nn.Module) -> int:
@@ -65,6 +67,7 @@ def keep_deformable_sampling_in_fp32(model: torch.nn.Module) -> int:
     """
     from transformers.models.grounding_dino.modeling_grounding_dino import MultiScaleDeformableAttention
 
+    kernels = (MultiScaleDeformableAttention, GatherDeformableAttention)
     model_dtype = next(model.parameters()).dtype
 
     def as_fp32(value: object) -> object:
@@ -78,7 +81,7 @@ def keep_deformable_sampling_in_fp32(model: torch.nn.Module) -> int:
 
     count = 0
     for module in model.modules():
-        if isinstance(module, MultiScaleDeformableAttention):
+        if isinstance(module, kernels):
             module.register_forward_pre_hook(to_fp32, with_kwargs=True)
             module.register_forward_hook(to_model_dtype)
             count += 1
@@ -145,6 +148,11 @@ class GroundingDinoGrounder:
     800 x 1333 (measured on the full-size model), not worth bypassing transformers for.
     With a bf16/fp16 ``dtype`` the deformable-attention sampling stays in fp32
     (``fp32_deformable_sampling``, see :func:`keep_deformable_sampling_in_fp32`).
+    ``deformable_sampling`` picks how that sampling is computed: ``"gather"`` (one fused
+    weighted gather, :mod:`tgs.ground.deformable_sampling`, ~12x faster on CPU),
+    ``"grid_sample"`` (transformers' own code, or its hub kernel where one is installed), or
+    ``"auto"`` = gather on CPU, transformers' elsewhere. Both give the same result up to float
+    summation order.
     """
 
     def __init__(
@@ -160,6 +168,7 @@ class GroundingDinoGrounder:
         preprocess: str = "hf",
         dedupe_period: bool = False,
         fp32_deformable_sampling: bool = True,
+        deformable_sampling: str = "auto",
         source: str = "",
     ) -> None:
         if not 0.0 <= box_threshold <= 1.0 or not 0.0 <= text_threshold <= 1.0:
@@ -170,6 +179,15 @@ class GroundingDinoGrounder:
             raise ValueError(f"frame_batch_size must be >= 1, got {frame_batch_size}")
         if preprocess not in PREPROCESS_CHOICES:
             raise ValueError(f"preprocess: expected one of {PREPROCESS_CHOICES}, got {preprocess!r}")
+        if deformable_sampling not in DEFORMABLE_SAMPLING_CHOICES:
+            raise ValueError(
+                f"deformable_sampling: expected one of {DEFORMABLE_SAMPLING_CHOICES}, got {deformable_sampling!r}"
+            )
+        if deformable_sampling == "auto":
+            deformable_sampling = "gather" if torch.device(device).type == "cpu" else "grid_sample"
+        self.deformable_sampling = deformable_sampling
+        if deformable_sampling == "gather":
+            use_gather_deformable_sampling(model)
         self.model = model
         self.processor = processor
         self.device = device
@@ -198,6 +216,7 @@ class GroundingDinoGrounder:
         preprocess: str = "hf",
         dedupe_period: bool = False,
         fp32_deformable_sampling: bool = True,
+        deformable_sampling: str = "auto",
     ) -> GroundingDinoGrounder:
         """Load model + processor from a hub id or a local directory (strict key check)."""
         from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
@@ -220,6 +239,7 @@ class GroundingDinoGrounder:
             preprocess=preprocess,
             dedupe_period=dedupe_period,
             fp32_deformable_sampling=fp32_deformable_sampling,
+            deformable_sampling=deformable_sampling,
             source=str(source),
         )
 

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Every full-size benchmark on one CUDA GPU, in one go (random weights built from the real configs).
+#
+#   bash benchmarks/gpu_all.sh [OUT_DIR]        # default OUT_DIR: bench-gpu
+#
+# Writes one JSON report and one log per benchmark into OUT_DIR, and the card's name beside
+# them; docs/performance.md quotes these files. Each step has its own time limit so that one
+# that hangs cannot take the others with it. SKIP="think train" leaves steps out.
+set -u -o pipefail
+out=${1:-bench-gpu}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+py=${PYTHON:-python3}
+skip=" ${SKIP:-} "
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+"$py" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" \
+    | tee -a "$out/gpu.txt"
+
+step() {  # step NAME SECONDS COMMAND...
+    local name=$1 limit=$2
+    shift 2
+    case $skip in *" $name "*) echo "== $name skipped"; return ;; esac
+    echo "== $name (limit ${limit}s)"
+    local start=$SECONDS
+    timeout "$limit" "$@" >"$out/$name.log" 2>&1
+    local rc=$?
+    echo "== $name: exit $rc after $((SECONDS - start)) s"
+    tail -n 25 "$out/$name.log"
+}
+
+step ground_segment 300 "$py" benchmarks/ground_segment_bench.py --device cuda --threads 8 \
+    --frames 10 --warmup 2 --modes naive,fp32,bf16,fp32-gather,bf16-gather --memory-frames 0 \
+    --video-lengths 10,30,100 --video-sam2 large --presets paper,best --preset-dtypes bf16,fp32 \
+    --models-dir /tmp/tgs-bench-models --out "$out/ground_segment.json"
+step think 180 "$py" benchmarks/think_bench.py --preset full --device cuda --new-tokens 64 \
+    --out "$out/think.json"
+step train 150 "$py" benchmarks/train_step_bench.py --device cuda --batch 4 --dtype bf16 \
+    --out "$out/train.json"
