@@ -73,12 +73,13 @@ def preset_config(name: str, first_added_token_id: int) -> Any:
     raise ValueError(f"preset: expected full or cpu-small, got {name!r}")
 
 
-def build(preset: str, device: torch.device, seed: int = 0) -> tuple[Any, Any]:
-    """(random RefThinker thinker in fp32 on ``device``, its config)."""
+def build(preset: str, device: torch.device, seed: int = 0, merge: bool = False) -> tuple[Any, Any]:
+    """(random RefThinker thinker in fp32 on ``device``, its config); ``merge`` folds the LoRA
+    adapter into the projections as ``RefThinker.from_pretrained`` does by default."""
     from transformers import CLIPImageProcessorPil
 
     from tgs.testing.tiny_thinker import _with_added_tokens, build_tiny_llama_tokenizer
-    from tgs.think.ref_thinker.checkpoint import inject_lora
+    from tgs.think.ref_thinker.checkpoint import inject_lora, merge_lora
     from tgs.think.ref_thinker.modeling import RefThinkerForCausalLM
     from tgs.think.ref_thinker.processing import RefThinkerProcessor
     from tgs.think.ref_thinker.thinker import RefThinker
@@ -89,6 +90,8 @@ def build(preset: str, device: torch.device, seed: int = 0) -> tuple[Any, Any]:
     with device:
         model = RefThinkerForCausalLM(config)
         inject_lora(model, config.lora)
+    if merge:
+        merge_lora(model)
     model.eval()
     processor = RefThinkerProcessor(tokenizer, CLIPImageProcessorPil())
     return RefThinker(model, processor, batch_size=8), config
@@ -190,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--merge-lora", action="store_true", help="fold LoRA into the weights (the loader's default)")
     parser.add_argument(
         "--clock", choices=("wall", "cpu"), default="wall",
         help="cpu: process CPU time (use with --threads 1 on a shared machine)",
@@ -204,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
 
     device = resolve_device(args.device)
     start = time.perf_counter()
-    thinker, config = build(args.preset, device)
+    thinker, config = build(args.preset, device, merge=args.merge_lora)
     build_s = time.perf_counter() - start
     params = sum(p.numel() for p in thinker.model.parameters())
     LOG.info("built %s: %.3f B parameters in %.1f s", args.preset, params / 1e9, build_s)
@@ -226,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(row)
     report = {
         "preset": args.preset,
+        "lora": "merged" if args.merge_lora else "adapter",
         "parameters": params,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),

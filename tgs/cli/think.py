@@ -36,6 +36,9 @@ def think_command(
     unmasked_batches: bool = typer.Option(
         False, "--unmasked-batches", help="Reproduce the original's batched generation without an attention mask."
     ),
+    unmerged_lora: bool = typer.Option(
+        False, "--unmerged-lora", help="Keep the LoRA adapter separate, as the original runs it (default: merged at load)."
+    ),
     prompt: str = typer.Option("inference", "--prompt", help="inference (the paper's) or training prompt variant."),
     limit: int | None = typer.Option(None, "--limit", min=0, help="Think about at most N new samples, then stop."),
     executor: str = EXECUTOR_OPTION,
@@ -62,6 +65,7 @@ def think_command(
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         mask_padding=not unmasked_batches,
+        merge_lora=not unmerged_lora,
         prompt_variant=prompt,
         limit=limit,
     )

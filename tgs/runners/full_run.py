@@ -72,7 +72,7 @@ FINGERPRINT_KEYS = ("kind", "thinker", "thoughts", "data", "preset", "models")
 """run.json keys that must match for a rerun to resume (device and batch sizes may change)."""
 
 _THINKER_MODEL_KEYS = {"omni": "omni", "ref-thinker": "ref_thinker"}
-_REF_THINKER_OPTIONS = ("max_new_tokens", "mask_padding", "prompt_variant")
+_REF_THINKER_OPTIONS = ("max_new_tokens", "mask_padding", "merge_lora", "prompt_variant")
 _SECRET_OPTIONS = ("api_key",)
 
 
@@ -83,7 +83,7 @@ class FullRunConfig:
     thinker: "ref-thinker", "omni", "api" or "direct" (ground the expressions).
     thinker_source: the thinker's weights (a converted Ref-Thinker directory, an Omni hub
         id or directory); None: the registry default (Ref-Thinker has none).
-    thinker_options: ref-thinker: ``max_new_tokens``, ``mask_padding``, ``prompt_variant``;
+    thinker_options: ref-thinker: ``max_new_tokens``, ``mask_padding``, ``merge_lora``, ``prompt_variant``;
         omni / api: the options of :func:`tgs.think.registry.build_thinker`.
     thoughts: reuse an earlier Think (a thoughts file, ours or the original
         ``inference_results.jsonl``, or a run directory holding thoughts.jsonl): no Think stage.

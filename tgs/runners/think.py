@@ -52,6 +52,7 @@ class ThinkConfig:
     model: a converted Ref-Thinker directory (None with ``models="tiny"``).
     batch_size: samples per generate call (8 in the original).
     mask_padding: False reproduces the original's unmasked batched generation.
+    merge_lora: fold the LoRA adapter into the LLaMA weights at load (False: keep it, as the original).
     limit: think about at most this many new samples in this call.
     """
 
@@ -66,6 +67,7 @@ class ThinkConfig:
     batch_size: int = 8
     max_new_tokens: int = 256
     mask_padding: bool = True
+    merge_lora: bool = True
     prompt_variant: str = "inference"
     limit: int | None = None
 
@@ -101,6 +103,7 @@ def build_manifest(config: ThinkConfig, bench: Benchmark, model_source: str, dty
         "max_new_tokens": config.max_new_tokens,
         "mask_padding": config.mask_padding,
         "prompt_variant": config.prompt_variant,
+        "lora": "merged" if config.merge_lora else "adapter",
         "greedy": True,
         "dtype": dtype,
     }
@@ -235,4 +238,5 @@ def _load_ref_thinker(config: ThinkConfig, source: str, device: Any, dtype: Any)
         prompt_variant=config.prompt_variant,
         max_new_tokens=config.max_new_tokens,
         mask_padding=config.mask_padding,
+        merge_lora=config.merge_lora,
     )

@@ -112,7 +112,7 @@ def export_checkpoint(
     """
     from transformers import CLIPImageProcessorPil
 
-    from tgs.think.ref_thinker.convert import merge_lora_layers
+    from tgs.think.ref_thinker.checkpoint import merge_lora as fold_lora
     from tgs.think.ref_thinker.processing import load_tokenizer
 
     checkpoint = resolve_checkpoint(checkpoint)
@@ -140,7 +140,7 @@ def export_checkpoint(
     apply_trainable_tensors(model, read_trainable_tensors(checkpoint), expected, checkpoint / TRAINABLE_WEIGHTS)
     model.requires_grad_(False)
     if merge_lora:
-        merge_lora_layers(model)
+        fold_lora(model)
         model.config.lora = None
     model.config.use_cache = True
 

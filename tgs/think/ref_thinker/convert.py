@@ -49,6 +49,7 @@ from tgs.think.ref_thinker.checkpoint import (
     shared_tensor_aliases,
     tie_shared,
 )
+from tgs.think.ref_thinker.checkpoint import merge_lora as fold_lora
 from tgs.think.ref_thinker.configuration import SPECIAL_TOKENS, RefThinkerConfig
 
 if TYPE_CHECKING:
@@ -60,7 +61,6 @@ __all__ = [
     "ConversionReport",
     "ReleaseFiles",
     "convert_ref_thinker",
-    "merge_lora_layers",
     "read_release_file",
 ]
 
@@ -371,18 +371,6 @@ class _Assembler:
         return values, recomputed
 
 
-def merge_lora_layers(model: nn.Module) -> nn.Module:
-    """Fold every peft LoRA layer into its base Linear (peft's ``merge``) and drop the adapter."""
-    from peft.tuners.lora import LoraLayer
-
-    targets = [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLayer)]
-    for name, module in targets:
-        module.merge()
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, module.get_base_layer())
-    return model
-
-
 def _check_output(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise DataError(f"output directory {out_dir} is not empty", path=out_dir, fix="choose a new --out or pass --overwrite")
@@ -442,7 +430,7 @@ def convert_ref_thinker(
     model.load_state_dict(values, strict=True, assign=True)
     tie_shared(model, aliases)
     if merge_lora and lora is not None:
-        merge_lora_layers(model)
+        fold_lora(model)
         model.config.lora = None
 
     staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=out_dir.parent if out_dir.parent.exists() else None))

@@ -75,11 +75,24 @@ class RefThinker(PerItemThinker):
         batch_size: int = 8,
         settings: GenerationSettings | None = None,
         prompt_variant: PromptVariant = "inference",
+        merge_lora: bool = True,
     ) -> RefThinker:
+        """Load a converted Ref-Thinker directory for inference.
+
+        ``merge_lora`` folds the LoRA adapter into the LLaMA projections once at load
+        (:func:`~tgs.think.ref_thinker.checkpoint.merge_lora`): the same function up to one
+        rounding of each merged weight, with fewer kernels per decoding step. False keeps
+        the adapter as the original runs it.
+        """
+        from tgs.think.ref_thinker.checkpoint import merge_lora as merge
+
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
         processor = RefThinkerProcessor.from_pretrained(path, prompt_variant=prompt_variant)
         model = RefThinkerForCausalLM.from_pretrained(path, device=torch_device, dtype=torch_dtype)
+        if merge_lora:
+            merged = merge(model)
+            logger.debug("merged %d LoRA adapters into their projections", merged)
         return cls(model, processor, batch_size=batch_size, settings=settings)
 
     @property
