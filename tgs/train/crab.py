@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from tgs.errors import CheckpointKeyError, DataError, MissingWeightsError, WeightsError
+from tgs.errors import CheckpointKeyError, MissingWeightsError, WeightsError
+from tgs.publish import check_output_dir, staged_directory
 from tgs.think.ref_thinker.checkpoint import (
     build_empty_model,
     save_ref_thinker_model,
@@ -209,8 +208,7 @@ def build_crab_init(
     )
 
     llama_dir, clip_dir, beats_path, out_dir = Path(llama_dir), Path(clip_dir), Path(beats_path), Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise DataError(f"output directory {out_dir} is not empty", path=out_dir, fix="choose a new --out or pass --overwrite")
+    check_output_dir(out_dir, overwrite)
     files = read_crab_files(crab_dir)
     merged = {k: v for _, state in files.values() for k, v in state.items()}
     tokenizer, base_vocab = _load_tokenizer(llama_dir)
@@ -237,8 +235,7 @@ def build_crab_init(
     model.load_state_dict(values, strict=True, assign=True)
     tie_shared(model, aliases)
 
-    staging = Path(tempfile.mkdtemp(prefix=".crab-init-", dir=out_dir.parent if out_dir.parent.exists() else None))
-    try:
+    with staged_directory(out_dir) as staging:
         save_ref_thinker_model(model, staging, dtype=dtype)
         tokenizer.save_pretrained(str(staging))
         CLIPImageProcessorPil.from_pretrained(str(clip_dir)).save_pretrained(str(staging))
@@ -249,12 +246,5 @@ def build_crab_init(
             "dtype": str(dtype).removeprefix("torch."),
         }
         (staging / INIT_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging.rename(out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     logger.info("wrote the Crab-initialised Ref-Thinker to %s", out_dir)
     return report

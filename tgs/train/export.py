@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
-from tgs.errors import DataError, MissingWeightsError, WeightsError
+from tgs.errors import MissingWeightsError, WeightsError
+from tgs.publish import check_output_dir, staged_directory
 from tgs.think.ref_thinker.checkpoint import (
     WEIGHTS_NAME,
     inject_lora,
@@ -117,8 +116,7 @@ def export_checkpoint(
 
     checkpoint = resolve_checkpoint(checkpoint)
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise DataError(f"output directory {out_dir} is not empty", path=out_dir, fix="choose a new folder or pass --overwrite")
+    check_output_dir(out_dir, overwrite, option="folder")
     record = read_checkpoint_record(checkpoint)
     if init_dir is not None:
         record = {**record, "init": {**record["init"], "path": str(init_dir)}}
@@ -144,10 +142,7 @@ def export_checkpoint(
         model.config.lora = None
     model.config.use_cache = True
 
-    parent = out_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-export-", dir=parent))
-    try:
+    with staged_directory(out_dir) as staging:
         save_ref_thinker_model(model, staging, dtype=dtype or storage)
         load_tokenizer(init).save_pretrained(str(staging))
         CLIPImageProcessorPil.from_pretrained(str(init)).save_pretrained(str(staging))
@@ -160,12 +155,6 @@ def export_checkpoint(
             "trained_prompt_variant": recipe.prompt_variant,
         }
         (staging / EXPORT_RECORD).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     logger.info("exported %s to %s", checkpoint, out_dir)
     return out_dir
 

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +38,7 @@ import torch
 from torch import nn
 
 from tgs.errors import CheckpointKeyError, DataError, MissingWeightsError, WeightsError
+from tgs.publish import check_output_dir, staged_directory
 from tgs.safety import safe_torch_load
 from tgs.think.ref_thinker.checkpoint import (
     LLM_LORA_TARGETS,
@@ -371,11 +370,6 @@ class _Assembler:
         return values, recomputed
 
 
-def _check_output(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise DataError(f"output directory {out_dir} is not empty", path=out_dir, fix="choose a new --out or pass --overwrite")
-
-
 def convert_ref_thinker(
     release: ReleaseFiles,
     llama_dir: str | Path,
@@ -402,7 +396,7 @@ def convert_ref_thinker(
     from transformers import CLIPImageProcessorPil
 
     llama_dir, clip_dir, beats_path, out_dir = Path(llama_dir), Path(clip_dir), Path(beats_path), Path(out_dir)
-    _check_output(out_dir, overwrite)
+    check_output_dir(out_dir, overwrite)
     non_lora = _strip_peft_prefix(read_release_file(release.non_lora_trainables), release.non_lora_trainables)
     finetune = _strip_peft_prefix(read_release_file(release.finetune_weights), release.finetune_weights)
     lora = _lora_settings(
@@ -433,8 +427,7 @@ def convert_ref_thinker(
         fold_lora(model)
         model.config.lora = None
 
-    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=out_dir.parent if out_dir.parent.exists() else None))
-    try:
+    with staged_directory(out_dir) as staging:
         save_ref_thinker_model(model, staging, dtype=dtype)
         tokenizer.save_pretrained(str(staging))
         CLIPImageProcessorPil.from_pretrained(str(clip_dir)).save_pretrained(str(staging))
@@ -459,12 +452,6 @@ def convert_ref_thinker(
         )
         (staging / CONVERSION_RECORD).write_text(json.dumps(asdict(report), indent=2) + "\n")
         _verify_keys(staging)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     logger.info("wrote Ref-Thinker to %s (%d tensors)", out_dir, report.num_tensors)
     return report
 
