@@ -102,7 +102,7 @@ def merge_lora(model: nn.Module) -> int:
     For inference: the unmerged adapter costs two extra small matmuls, a scale and an add
     per projection (224 modules in LLaMA-7B) on every decoding step, which on a GPU is
     launch-bound work (measured 36-74 ms per step on an H200 for ~3 ms of weight reads)
-    and on a CPU 8 % of a small model's step. ``W + scale * B @ A`` is computed in float32
+    and on a CPU 4-42 % of a small model's step. ``W + scale * B @ A`` is computed in float32
     and rounded to the weight's dtype once. Used by the thinker at load, by
     ``convert-ref-thinker --merge-lora`` and by ``tgs models export --merge-lora``; training
     keeps the adapter.
