@@ -269,7 +269,7 @@ def child_worker(args: argparse.Namespace, paths: dict[str, Path]) -> dict:
     from tgs.types import Clip
 
     pipeline = make_pipeline(args.mode, paths, args.device)
-    allocator_tuned = args.mode != "naive" and args.device == "cpu" and keep_freed_memory()
+    allocator_tuned = args.mode != "naive" and keep_freed_memory(args.device)
     clip = synthetic_clip(args.frames, args.height, args.width)
     outputs: dict[str, list] = {"first_query": [], "boxes224": [], "masks": [], "probs": []}
 
@@ -358,8 +358,8 @@ def child_memory(args: argparse.Namespace, paths: dict[str, Path]) -> dict:
     t0 = time.perf_counter()
     pipeline = make_pipeline(args.mode, paths, args.device)
     load_s = time.perf_counter() - t0
-    if args.mode != "naive" and args.device == "cpu":
-        keep_freed_memory()
+    if args.mode != "naive":
+        keep_freed_memory(args.device)
     rss_loaded = rss_now_mb()
     clip = synthetic_clip(args.frames, args.height, args.width)
     t0, c0 = time.perf_counter(), cpu_seconds()

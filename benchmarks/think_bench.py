@@ -195,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--merge-lora", action="store_true", help="fold LoRA into the weights (the loader's default)")
     parser.add_argument(
+        "--default-allocator", action="store_true",
+        help="leave glibc's malloc settings alone (tgs keeps freed memory on CPU, see tgs.cpu_memory)",
+    )  # fmt: skip
+    parser.add_argument(
         "--clock", choices=("wall", "cpu"), default="wall",
         help="cpu: process CPU time (use with --threads 1 on a shared machine)",
     )  # fmt: skip
@@ -207,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     from tgs.devices import resolve_device, resolve_dtype
 
     device = resolve_device(args.device)
+    from tgs.cpu_memory import keep_freed_memory
+
+    allocator_tuned = not args.default_allocator and keep_freed_memory(device)  # as RefThinker.from_pretrained
     start = time.perf_counter()
     thinker, config = build(args.preset, device, merge=args.merge_lora)
     build_s = time.perf_counter() - start
@@ -231,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "preset": args.preset,
         "lora": "merged" if args.merge_lora else "adapter",
+        "freed_memory_kept": allocator_tuned,
         "parameters": params,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),

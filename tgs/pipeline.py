@@ -330,8 +330,7 @@ def load_stages(
             sam_source, device=device, dtype=dtype, seed_frames=preset.video_seeds,
             preprocess=preset.sam_preprocess,
         )
-    if grounder.device.type == "cpu":
-        from tgs.cpu_memory import keep_freed_memory
+    from tgs.cpu_memory import keep_freed_memory
 
-        keep_freed_memory()
+    keep_freed_memory(grounder.device)
     return grounder, segmenter
