@@ -151,6 +151,7 @@ class NaivePipeline:
     """The original per-frame loop on transformers models: fp32, no_grad, batch 1."""
 
     name = "naive"
+    allocator_tuned = False  # the C library's defaults, as the original's process
 
     def __init__(self, paths: dict[str, Path], device: str) -> None:
         from transformers import (
@@ -205,9 +206,11 @@ class NaivePipeline:
 
 
 class StagePipeline:
-    """The paper path through the tgs stages, in one dtype (mode ``dtype`` or ``dtype-grid``)."""
+    """The paper path through the tgs stages, in one dtype (mode ``dtype`` or ``dtype-grid``),
+    with freed memory kept in the process on CPU as ``load_stages`` does."""
 
     def __init__(self, paths: dict[str, Path], mode: str, device: str) -> None:
+        from tgs.cpu_memory import keep_freed_memory
         from tgs.ground import GroundingDinoGrounder
         from tgs.segment import Sam2ImageSegmenter
 
@@ -223,6 +226,7 @@ class StagePipeline:
         self.segmenter = Sam2ImageSegmenter.from_pretrained(
             paths["sam2"], device=device, dtype=dtype, preprocess="original"
         )
+        self.allocator_tuned = keep_freed_memory(device)
 
     def run(self, clip) -> dict:
         from tgs.types import Clip
@@ -265,11 +269,10 @@ def child_worker(args: argparse.Namespace, paths: dict[str, Path]) -> dict:
     outputs and ends. The tgs modes keep freed memory in the process as ``load_stages`` does
     (tgs.cpu_memory); the naive loop keeps the C library's defaults, as the original's process.
     """
-    from tgs.cpu_memory import keep_freed_memory
     from tgs.types import Clip
 
     pipeline = make_pipeline(args.mode, paths, args.device)
-    allocator_tuned = args.mode != "naive" and keep_freed_memory(args.device)
+    allocator_tuned = pipeline.allocator_tuned
     clip = synthetic_clip(args.frames, args.height, args.width)
     outputs: dict[str, list] = {"first_query": [], "boxes224": [], "masks": [], "probs": []}
 
@@ -348,18 +351,13 @@ def time_modes(args: argparse.Namespace, paths: dict[str, Path], work: Path) -> 
 
 
 def child_memory(args: argparse.Namespace, paths: dict[str, Path]) -> dict:
-    """One mode alone: load time, RSS after loading, time and peak RSS of one sample (the tgs
-    modes with freed memory kept in the process, as in child_worker)."""
+    """One mode alone: load time, RSS after loading, time and peak RSS of one sample."""
     import torch
-
-    from tgs.cpu_memory import keep_freed_memory
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     pipeline = make_pipeline(args.mode, paths, args.device)
     load_s = time.perf_counter() - t0
-    if args.mode != "naive":
-        keep_freed_memory(args.device)
     rss_loaded = rss_now_mb()
     clip = synthetic_clip(args.frames, args.height, args.width)
     t0, c0 = time.perf_counter(), cpu_seconds()
