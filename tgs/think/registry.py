@@ -9,8 +9,9 @@ Unknown names and unknown options fail at once, listing what is accepted:
 - ``omni``: :class:`tgs.think.omni.OmniThinker` (``source``, ``models`` and the options of
   ``OmniThinker.from_pretrained``);
 - ``ref-thinker``: ``tgs.think.ref_thinker.thinker.RefThinker`` (``source``, ``models``,
-  the options of its ``from_pretrained``, and ``max_new_tokens``/``mask_padding``/
-  ``autocast``, which make its ``GenerationSettings``).
+  the options of its ``from_pretrained``, e.g. ``share_across_expressions``, and
+  ``max_new_tokens``/``mask_padding``/``autocast``/``decode``/``compile``, which make its
+  ``GenerationSettings``).
 
 ``source`` is a hub id or a local directory (default: the model registry's default for
 that role); ``models="tiny"`` uses the random tiny model instead (install checks, tests).
@@ -37,7 +38,7 @@ __all__ = ["THINKER_NAMES", "build_thinker", "think_each"]
 THINKER_NAMES: tuple[str, ...] = ("direct", "api", "omni", "ref-thinker")
 
 _MODEL_KEYS = {"omni": "omni", "ref-thinker": "ref_thinker"}
-_REF_THINKER_SETTINGS = ("max_new_tokens", "mask_padding", "autocast")
+_REF_THINKER_SETTINGS = ("max_new_tokens", "mask_padding", "autocast", "decode", "compile")
 
 
 def _canonical(name: str) -> str:

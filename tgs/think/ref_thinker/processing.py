@@ -140,6 +140,10 @@ class RefThinkerProcessor:
     def prompt(self, expression: str) -> str:
         return build_prompt(expression, self.prompt_variant)
 
+    def prompt_ids(self, expression: str) -> list[int]:
+        """The prompt's token ids, unpadded, as ``collate`` tokenizes them."""
+        return list(self.tokenizer(self.prompt(expression), add_special_tokens=False)["input_ids"])
+
     def preprocess_frames(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 [T, H, W, 3] -> float32 [T, 3, 224, 224]: PIL resize, then CLIP normalisation."""
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:

@@ -1,0 +1,196 @@
+"""Per-video sharing: one encoding and one prefix prefill per clip, answers equal to each expression alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from ref_thinker_helpers import random_clip, tiny_model_dir
+
+from tgs.errors import DataError, ThinkerError
+from tgs.think import registry
+from tgs.think.ref_thinker import thinker as thinker_module
+from tgs.think.ref_thinker.generation import GenerationSettings, prefill_clip, prefixed_inputs
+from tgs.think.ref_thinker.sharing import common_prefix_length
+from tgs.think.ref_thinker.thinker import RefThinker
+from tgs.types import Clip, Query, Thought
+
+MAX_NEW = 6
+# Different lengths; "do"/"dog"/"dogs" and "a"/"an" share text but not tokens at the boundary
+# (the tiny BPE has "▁do", "▁dog", "▁a", "▁an"); "the dog" twice: a prefix covering a whole prompt.
+CLIP_A_EXPRESSIONS = ("do", "The dog", "dogs", "The man on the left who is playing the guitar.", "the dog", "dog")
+CLIP_B_EXPRESSIONS = ("a", "an", "The guitarist making the loudest sound")
+
+
+@pytest.fixture(scope="module")
+def base() -> RefThinker:
+    return RefThinker.from_pretrained(tiny_model_dir(), device="cpu", dtype="fp32", batch_size=4,
+                                      settings=GenerationSettings(max_new_tokens=MAX_NEW))  # fmt: skip
+
+
+def _variant(base: RefThinker, *, share: bool = True, batch_size: int = 4, **settings) -> RefThinker:
+    return RefThinker(base.model, base.processor, batch_size=batch_size, share_across_expressions=share,
+                      settings=GenerationSettings(max_new_tokens=MAX_NEW, **settings))  # fmt: skip
+
+
+def _video_items() -> list[tuple[Query, Clip]]:
+    """Two clips interleaved, plus a clip with one expression."""
+    a, b, c = random_clip(11), random_clip(12), random_clip(13)
+    first = [(Query(uid=f"a{i}", expression=e), a) for i, e in enumerate(CLIP_A_EXPRESSIONS)]
+    second = [(Query(uid=f"b{i}", expression=e), b) for i, e in enumerate(CLIP_B_EXPRESSIONS)]
+    mixed = [x for pair in zip(first, second) for x in pair] + first[len(second) :]
+    return [*mixed[:5], (Query(uid="c0", expression="A cat"), c), *mixed[5:]]
+
+
+def _raw(outcomes: list) -> list[str]:
+    assert all(isinstance(o, Thought) for o in outcomes), outcomes
+    return [o.raw for o in outcomes]
+
+
+def _count_encoders(monkeypatch: pytest.MonkeyPatch, model) -> dict[str, list[int]]:
+    calls: dict[str, list[int]] = {"video": [], "audio": []}
+    for name, method in (("video", model.encode_video), ("audio", model.encode_audio)):
+
+        def counted(tensor, _method=method, _name=name):
+            calls[_name].append(tensor.shape[0])
+            return _method(tensor)
+
+        monkeypatch.setattr(model, f"encode_{name}", counted)
+    return calls
+
+
+def test_common_prefix_of_token_ids() -> None:
+    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+    assert common_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2  # whole prompt: one token left to feed
+    assert common_prefix_length([[1, 2, 3, 4]]) == 3
+    assert common_prefix_length([[7, 2], [8, 2]]) == 0
+    with pytest.raises(ValueError):
+        common_prefix_length([[1]])
+
+
+def test_prefix_stops_before_a_token_that_merges_across_the_boundary(base: RefThinker) -> None:
+    processor = base.processor
+    a, an = processor.prompt_ids("a"), processor.prompt_ids("an")
+    text_common = len(processor.prompt("a")) - len(processor.prompt("a").split("expression a", 1)[1])
+    assert processor.prompt("an")[:text_common] == processor.prompt("a")[:text_common]  # text shares "... a"
+    k = common_prefix_length([a, an])
+    assert a[:k] == an[:k] and a[k] != an[k]
+    assert processor.tokenizer.decode(a[k:k + 1]).strip() == "a"  # fmt: skip
+
+
+def test_sharing_gives_the_answers_of_the_plain_path(base: RefThinker, monkeypatch: pytest.MonkeyPatch) -> None:
+    items = _video_items()
+    plain = _raw(_variant(base, share=False).think_each(items))
+    alone = _raw(_variant(base, share=False, batch_size=1).think_each(items))
+    calls = _count_encoders(monkeypatch, base.model)
+    shared = _raw(_variant(base, batch_size=4).think_each(items))  # clip A (6 expressions) > batch size
+    assert shared == plain == alone
+    assert calls == {"video": [1, 1, 1], "audio": [1, 1, 1]}  # once per clip, not per expression
+    assert len(set(shared)) > 3  # the expressions do get different answers
+
+
+def test_answer_does_not_depend_on_batch_or_company(base: RefThinker) -> None:
+    items = _video_items()
+    full = dict(zip([q.uid for q, _ in items], _raw(_variant(base, batch_size=4).think_each(items))))
+    for batch_size in (1, 3, 16):
+        got = _raw(_variant(base, batch_size=batch_size).think_each(items))
+        assert got == [full[q.uid] for q, _ in items]
+    subset = items[3:6] + items[:1]
+    assert _raw(_variant(base, batch_size=2).think_each(subset)) == [full[q.uid] for q, _ in subset]
+
+
+def test_first_step_logits_equal_each_prompt_alone(base: RefThinker) -> None:
+    """Rows of two clips with different prefix and suffix lengths in one batch: logits of the
+    first generated token equal each expression's own unpadded run (positions and masks right)."""
+    model, processor = base.model, base.processor
+    settings = GenerationSettings(max_new_tokens=2)
+    clips = {"A": random_clip(21), "B": random_clip(22)}
+    exprs = {"A": ("the dog", "The man on the left who is playing the guitar."), "B": ("a", "an", "a cat")}
+    rows, expected = [], []
+    for key, clip in clips.items():
+        sample = base.prepare(Query(uid=key, expression=""), clip)
+        prompts = [processor.prompt_ids(e) for e in exprs[key]]
+        rows += prefill_clip(model, sample.pixel_values, sample.audio_fbank, prompts, settings)
+        for expression in exprs[key]:
+            batch = processor.collate([expression], [sample.pixel_values], [sample.audio_fbank])
+            with torch.inference_mode():
+                spliced = model.prepare_multimodal_inputs(batch.input_ids, batch.attention_mask, batch.pixel_values,
+                                                          batch.audio_fbank)  # fmt: skip
+                expected.append(model(inputs_embeds=spliced.inputs_embeds).logits[0, -1])
+    assert len({row.prefix.length for row in rows}) == 2 and len({row.suffix_embeds.shape[0] for row in rows}) > 2
+    with torch.inference_mode():
+        out = model.generate(**prefixed_inputs(model, rows, settings), max_new_tokens=1, do_sample=False,
+                             pad_token_id=2, output_logits=True, return_dict_in_generate=True)  # fmt: skip
+    torch.testing.assert_close(out.logits[0], torch.stack(expected), rtol=1e-5, atol=1e-5)
+    assert (expected[0] - expected[2]).abs().max() > 1e-3  # the clips and expressions do matter
+
+
+def test_switch_off_and_unmasked_batches_take_the_plain_path(base: RefThinker, monkeypatch: pytest.MonkeyPatch) -> None:
+    items = _video_items()[:4]
+    calls = _count_encoders(monkeypatch, base.model)
+    _variant(base, share=False).think_each(items)
+    assert calls["video"] == [4]  # one batch of 4 samples, every clip encoded per expression
+    calls["video"].clear()
+    unmasked = _raw(_variant(base, mask_padding=False).think_each(items))
+    assert calls["video"] == [4]
+    assert unmasked == _raw(_variant(base, share=False, mask_padding=False).think_each(items))
+
+
+def test_failures_stay_per_sample(base: RefThinker, monkeypatch: pytest.MonkeyPatch) -> None:
+    good, bad = random_clip(31), random_clip(32)
+    real_frames = base.processor.preprocess_frames
+
+    def unreadable(frames):
+        if frames is bad.frames:
+            raise DataError("cannot read these frames")
+        return real_frames(frames)
+
+    monkeypatch.setattr(base.processor, "preprocess_frames", unreadable)
+    items = [(Query("g0", "the dog"), good), (Query("x0", "a"), bad), (Query("n", "x"), None),
+             (Query("g1", "a cat"), good), (Query("x1", "an"), bad)]  # fmt: skip
+    outcomes = _variant(base).think_each(items)
+    assert [type(o).__name__ for o in outcomes] == ["Thought", "DataError", "ThinkerError", "Thought", "DataError"]
+    assert "n:" in str(outcomes[2])
+    reference = _raw(_variant(base, share=False).think_each([items[0], items[3]]))
+
+    real = thinker_module.generate_after_prefix
+
+    def fails_in_batches(model, rows, *args, **kwargs):
+        if len(rows) > 1:
+            raise RuntimeError("out of memory")
+        return real(model, rows, *args, **kwargs)
+
+    monkeypatch.setattr(thinker_module, "generate_after_prefix", fails_in_batches)
+    retried = _variant(base).think_each([items[0], items[3]])
+    assert _raw(retried) == reference
+
+    def always_fails(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(thinker_module, "prefill_clip", always_fails)
+    failed = _variant(base).think_each([items[0], items[3]])
+    assert all(isinstance(o, ThinkerError) and "boom" in str(o) for o in failed)
+    assert [str(o).split(":")[0] for o in failed] == ["g0", "g1"]
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_static_cache_decode_equals_dynamic(base: RefThinker, share: bool) -> None:
+    items = _video_items()
+    dynamic = _raw(_variant(base, share=share).think_each(items))
+    static = _raw(_variant(base, share=share, decode="static").think_each(items))
+    assert static == dynamic
+
+
+def test_decode_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="decode"):
+        GenerationSettings(decode="paged")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="static"):
+        GenerationSettings(compile=True)
+
+
+@pytest.mark.slow
+def test_options_through_build_thinker() -> None:
+    thinker = registry.build_thinker("ref-thinker", models="tiny", device="cpu", dtype="fp32", max_new_tokens=3,
+                                     share_across_expressions=False, decode="static")  # fmt: skip
+    assert isinstance(thinker, RefThinker)
+    assert thinker.share_across_expressions is False and thinker.settings.decode == "static"
+    assert RefThinker.from_pretrained(tiny_model_dir(), device="cpu").share_across_expressions is True
