@@ -194,3 +194,21 @@ def test_options_through_build_thinker() -> None:
     assert isinstance(thinker, RefThinker)
     assert thinker.share_across_expressions is False and thinker.settings.decode == "static"
     assert RefThinker.from_pretrained(tiny_model_dir(), device="cpu").share_across_expressions is True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("share", [True, False])
+def test_compile_switch_compiles_the_decode_step(base: RefThinker, share: bool) -> None:
+    """The switch reaches torch.compile through generate; a counting backend keeps CI fast
+    (inductor on the tiny model also gives the same answers, but takes minutes on a CPU)."""
+    graphs: list[int] = []
+
+    def counting_backend(graph_module: torch.fx.GraphModule, example_inputs: list) -> object:
+        graphs.append(len(example_inputs))
+        return graph_module.forward
+
+    items = _video_items()[:3]
+    eager = _raw(_variant(base, share=share).think_each(items))
+    compiled = _raw(_variant(base, share=share, decode="static", compile=True,
+                             compile_backend=counting_backend).think_each(items))  # fmt: skip
+    assert compiled == eager and graphs

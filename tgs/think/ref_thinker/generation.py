@@ -23,7 +23,7 @@ expressions; :func:`generate_after_prefix` continues batch rows from such prefix
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -59,6 +59,7 @@ class GenerationSettings:
     decode: "dynamic" (a growing ``DynamicCache``, the default) or "static" (a
         preallocated ``StaticCache``; fixed shapes per step, for compiled decoding).
     compile: compile the decoding step with ``torch.compile`` (needs ``decode="static"``).
+    compile_backend: ``torch.compile``'s backend ("inductor"; tests pass a lighter one).
     """
 
     max_new_tokens: int = 256
@@ -67,6 +68,7 @@ class GenerationSettings:
     min_new_tokens: int = 0
     decode: DecodeMode = "dynamic"
     compile: bool = False
+    compile_backend: str | Callable[..., Any] = "inductor"
 
     def __post_init__(self) -> None:
         if self.decode not in DECODE_MODES:
@@ -93,7 +95,8 @@ def _generation_config(settings: GenerationSettings, device: torch.device, *, eo
 
     options: dict[str, Any] = {}
     if settings.compile:
-        compile_config = CompileConfig(fullgraph=False, mode="reduce-overhead" if device.type == "cuda" else "default")
+        mode = "reduce-overhead" if device.type == "cuda" else "default"  # CUDA graphs on a GPU
+        compile_config = CompileConfig(fullgraph=False, backend=settings.compile_backend, mode=mode)
         # transformers compiles automatically on accelerators only; its own flag (meant for tests) extends that to CPUs.
         compile_config._compile_all_devices = True
         options["compile_config"] = compile_config
