@@ -35,5 +35,14 @@ step ground_segment 300 "$py" benchmarks/ground_segment_bench.py --device cuda -
     --models-dir /tmp/tgs-bench-models --out "$out/ground_segment.json"
 step think 180 "$py" benchmarks/think_bench.py --preset full --device cuda --new-tokens 64 \
     --out "$out/think.json"
+# Decode: dynamic vs static KV cache vs static + compiled step (CUDA graphs), merged LoRA, bf16,
+# batch 1/8/32: decode ms/step, samples/s at 64 and (projected) 256 tokens, same answers as dynamic.
+step think_decode 600 "$py" benchmarks/think_bench.py --preset full --device cuda --dtypes bf16 \
+    --batch-sizes 1 8 32 --decode-modes dynamic static --compile --new-tokens 64 --merge-lora \
+    --out "$out/think_decode.json"
+# One video, 1-16 expressions: encoders + prefill per expression plain vs shared; 8 whole answers.
+step think_sharing 300 "$py" benchmarks/think_bench.py --preset full --device cuda --dtypes bf16 fp32 \
+    --video-sharing --expression-counts 1 2 4 8 16 --answer-expressions 8 --merge-lora \
+    --out "$out/think_sharing.json"
 step train 150 "$py" benchmarks/train_step_bench.py --device cuda --batch 4 --dtype bf16 \
     --out "$out/train.json"
