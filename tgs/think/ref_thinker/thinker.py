@@ -17,6 +17,7 @@ Off, or with the original's unmasked batches, every item runs the whole path by 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -131,11 +132,22 @@ class RefThinker(PerItemThinker):
 
         Items whose Clip is the same object are one video: with sharing on (and masked
         padding) its encoders and common prompt prefix run once for all its expressions.
+        The answers are those of the plain path (each expression alone).
         """
         items = list(items)
-        if self.share_across_expressions and self.settings.mask_padding:
-            return self._think_shared(items)
-        return self._think_separately(items)
+        if not (self.share_across_expressions and self.settings.mask_padding):
+            return self._think_separately(items)
+        # A clip with one expression has nothing to share: it is batched the plain way (whole
+        # prompts, encoders batched across clips), which is cheaper per sample on a GPU.
+        counts = Counter(id(clip) for _, clip in items if clip is not None)
+        together = [i for i, (_, clip) in enumerate(items) if clip is not None and counts[id(clip)] > 1]
+        alone = sorted(set(range(len(items))) - set(together))
+        outcomes: list[Thought | Exception | None] = [None] * len(items)
+        for indices, think in ((together, self._think_shared), (alone, self._think_separately)):
+            if indices:
+                for index, outcome in zip(indices, think([items[i] for i in indices])):
+                    outcomes[index] = outcome
+        return outcomes  # type: ignore[return-value]
 
     def _think_separately(self, items: list[tuple[Query, Clip | None]]) -> list[Thought | Exception]:
         """Every item by itself: preprocessing, encoders and the whole prompt per sample."""
