@@ -176,14 +176,9 @@ class RefThinker(PerItemThinker):
         batched and freed after its last one, so a call over many videos holds few caches.
         """
         outcomes: list[Thought | Exception | None] = [None] * len(items)
-        groups: dict[int, list[int]] = {}
-        for index, (query, clip) in enumerate(items):
-            if clip is None:
-                outcomes[index] = ThinkerError(
-                    f"{query.uid}: Ref-Thinker needs the decoded clip (frames and audio)"
-                )
-            else:
-                groups.setdefault(id(clip), []).append(index)
+        groups: dict[int, list[int]] = {}  # id(clip) -> its items (think_each sends clips of 2+ items, none None)
+        for index, (_, clip) in enumerate(items):
+            groups.setdefault(id(clip), []).append(index)
         media: dict[int, PreparedSample] = {}
         prompts: dict[int, list[int]] = {}
         order: list[tuple[int, int]] = []  # (group key, item index)
@@ -210,7 +205,7 @@ class RefThinker(PerItemThinker):
                 outcomes[index] = outcome
             for _, index in chunk:
                 rows.pop(index, None)
-        return [o if o is not None else ThinkerError("internal: no outcome") for o in outcomes]
+        return outcomes  # type: ignore[return-value]  # every item got a Thought or an exception above
 
     def _prefill_group(
         self,
