@@ -405,12 +405,16 @@ def load_stages(
     dtype: Any = None,
     frame_batch_size: int = 1,
     direct: bool = False,
+    device_preprocess: bool = False,
+    compile: bool | str = False,
 ) -> tuple[Grounder, Segmenter]:
     """Grounding DINO and the SAM2 segmenter a preset asks for, loaded strictly.
 
     The one place that turns a preset into stage objects, shared by benchmark runs and
     ``segment_video``; ``dtype`` None means the preset's. Models are looked up through
     the registry, so missing weights fail with the full list before anything loads.
+    ``device_preprocess`` and ``compile`` (False, True or a torch.compile backend) are
+    handed to the image stages (see ``GroundingDinoGrounder``).
     """
     from tgs.ground.grounding_dino import GroundingDinoGrounder
     from tgs.models.registry import resolve_source
@@ -425,6 +429,8 @@ def load_stages(
         frame_batch_size=frame_batch_size,
         preprocess=preset.gdino_preprocess,
         dedupe_period=preset.dedupe_period(direct=direct),
+        device_preprocess=device_preprocess,
+        compile=compile,
     )
     sam_source = resolve_source(preset.sam_model_key, sam2_source, models)  # type: ignore[arg-type]
     segmenter: Segmenter
@@ -433,7 +439,7 @@ def load_stages(
 
         segmenter = Sam2ImageSegmenter.from_pretrained(
             sam_source, device=device, dtype=dtype, preprocess=preset.sam_preprocess,
-            frame_batch_size=frame_batch_size,
+            frame_batch_size=frame_batch_size, device_preprocess=device_preprocess, compile=compile,
         )
     else:
         from tgs.segment.sam2_video import Sam2VideoSegmenter

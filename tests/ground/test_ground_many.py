@@ -140,3 +140,16 @@ def test_device_original_transform_agrees_with_pil_within_a_grey_level() -> None
     grey = (ours - pil).abs() * torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1) * 255
     assert float(grey.max()) <= 2 + 1e-3
     assert float((grey > 0.5).float().mean()) < 0.05
+
+
+def test_compile_switch_gives_the_same_boxes(tiny_gdino: Path, clip: Clip) -> None:
+    """``compile`` wraps the heavy submodules in torch.compile; "aot_eager" traces them the same way
+    inductor does without its minutes of C++ compilation on a small CPU."""
+    eager = GroundingDinoGrounder.from_pretrained(tiny_gdino, box_threshold=0.3)
+    compiled = GroundingDinoGrounder.from_pretrained(tiny_gdino, box_threshold=0.3, compile="aot_eager")
+    assert compiled.compile == "aot_eager" and eager.compile is None
+    assert hasattr(compiled.model.model.encoder, "_compiled_call_impl")
+    texts = TEXTS[:2]
+    assert_same_boxes(eager.ground_many(clip, texts), compiled.ground_many(clip, texts))
+    with pytest.raises(ValueError, match="compile"):
+        GroundingDinoGrounder.from_pretrained(tiny_gdino, compile=3)  # type: ignore[arg-type]

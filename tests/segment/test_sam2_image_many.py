@@ -83,3 +83,13 @@ def test_segment_many_checks_its_inputs(tiny_sam2: Path, clip: Clip) -> None:
         segmenter.segment_many(clip, [[None] * (clip.num_frames - 1)])
     with pytest.raises(ValueError, match="score lists"):
         segmenter.segment_many(clip, [[None] * clip.num_frames], [])
+
+
+def test_compile_switch_gives_the_same_masks(tiny_sam2: Path, clip: Clip) -> None:
+    objects = _objects(clip.num_frames)[:2]
+    eager = Sam2ImageSegmenter.from_pretrained(tiny_sam2)
+    compiled = Sam2ImageSegmenter.from_pretrained(tiny_sam2, compile="aot_eager")
+    assert hasattr(compiled.model.vision_encoder, "_compiled_call_impl")
+    for a, b in zip(eager.segment_many(clip, objects), compiled.segment_many(clip, objects)):
+        np.testing.assert_array_equal(a.masks, b.masks)
+        np.testing.assert_allclose(b.probs, a.probs, rtol=0, atol=1e-6)

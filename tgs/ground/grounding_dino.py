@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tgs.devices import compile_modules, frames_to_device, resolve_device, resolve_dtype
+from tgs.devices import compile_backend, compile_modules, frames_to_device, resolve_device, resolve_dtype
 from tgs.ground.deformable_sampling import GatherDeformableAttention, use_gather_deformable_sampling
 from tgs.models.hf_loading import load_model, load_processor
 from tgs.types import Boxes, Clip, FrameBoxes
@@ -266,7 +266,7 @@ class GroundingDinoGrounder:
         deformable_sampling: str = "auto",
         expression_batch_size: int | None = None,
         device_preprocess: bool = False,
-        compile: bool = False,
+        compile: bool | str = False,
         source: str = "",
     ) -> None:
         if not 0.0 <= box_threshold <= 1.0 or not 0.0 <= text_threshold <= 1.0:
@@ -305,10 +305,12 @@ class GroundingDinoGrounder:
             expression_batch_size = 1
         self.expression_batch_size = expression_batch_size
         self.device_preprocess = bool(device_preprocess)
-        self.compile = bool(compile)
-        if self.compile:
+        self.compile = compile_backend(compile)  # None = eager
+        if self.compile is not None:
             inner = model.model
-            compile_modules([inner.backbone.conv_encoder, inner.text_backbone, inner.encoder, inner.decoder])
+            compile_modules(
+                [inner.backbone.conv_encoder, inner.text_backbone, inner.encoder, inner.decoder], self.compile
+            )
         self.source = source
 
     @classmethod
@@ -327,7 +329,7 @@ class GroundingDinoGrounder:
         deformable_sampling: str = "auto",
         expression_batch_size: int | None = None,
         device_preprocess: bool = False,
-        compile: bool = False,
+        compile: bool | str = False,
     ) -> GroundingDinoGrounder:
         """Load model + processor from a hub id or a local directory (strict key check)."""
         from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tgs.devices import compile_modules, resolve_device, resolve_dtype
+from tgs.devices import compile_backend, compile_modules, resolve_device, resolve_dtype
 from tgs.models.hf_loading import load_model, load_processor
 from tgs.segment._sam2_common import (
     PREPROCESS_CHOICES,
@@ -78,7 +78,7 @@ class Sam2ImageSegmenter:
         preprocess: str = "hf",
         frame_batch_size: int = 1,
         device_preprocess: bool = False,
-        compile: bool = False,
+        compile: bool | str = False,
         source: str = "",
     ) -> None:
         if preprocess not in PREPROCESS_CHOICES:
@@ -92,9 +92,9 @@ class Sam2ImageSegmenter:
         self.preprocess = preprocess
         self.frame_batch_size = int(frame_batch_size)
         self.device_preprocess = bool(device_preprocess)
-        self.compile = bool(compile)
-        if self.compile:
-            compile_modules([model.vision_encoder, model.mask_decoder])
+        self.compile = compile_backend(compile)  # None = eager
+        if self.compile is not None:
+            compile_modules([model.vision_encoder, model.mask_decoder], self.compile)
         self.source = source
         size = processor.image_processor.size
         self.input_hw = (int(size.height), int(size.width))
@@ -109,7 +109,7 @@ class Sam2ImageSegmenter:
         preprocess: str = "hf",
         frame_batch_size: int = 1,
         device_preprocess: bool = False,
-        compile: bool = False,
+        compile: bool | str = False,
     ) -> Sam2ImageSegmenter:
         """Load Sam2Model + Sam2Processor strictly. A SAM2 *video* checkpoint (the hub's
         facebook/sam2.1-* repositories are saved as Sam2VideoModel) also loads: transformers
