@@ -157,32 +157,69 @@ def original_transform(
     return tvf.normalize(tvf.to_tensor(image), mean=list(mean), std=list(std))
 
 
+_PIL_PRECISION_BITS = 22  # Pillow's fixed-point precision for 8-bit resampling (Resample.c)
+
+
+def _pil_bilinear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices [out, k] and fixed-point weights [out, k] of Pillow's bilinear resize along one axis.
+
+    Pillow's coefficients (``precompute_coeffs`` + ``normalize_coeffs_8bpc``): a triangle filter
+    widened by the downscale factor, centred at ``(i + 0.5) * in / out``, window bounds rounded
+    by truncation, weights normalised in double precision then scaled by 2**22 and rounded.
+    Unused taps get weight 0 (and a valid index).
+    """
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = filterscale  # the bilinear filter's support is 1
+    ksize = int(np.ceil(support)) * 2 + 1
+    center = (np.arange(out_size, dtype=np.float64) + 0.5) * scale
+    first = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)
+    count = np.minimum(np.trunc(center + support + 0.5), in_size).astype(np.int64) - first
+    taps = np.arange(ksize)
+    distance = np.abs((taps[None, :] + first[:, None] - center[:, None] + 0.5) / filterscale)
+    weights = np.where((distance < 1.0) & (taps[None, :] < count[:, None]), 1.0 - distance, 0.0)
+    total = np.zeros(out_size)
+    for k in range(ksize):  # summed in tap order, as Pillow does
+        total = total + weights[:, k]
+    weights = weights / np.where(total == 0.0, 1.0, total)[:, None]
+    fixed = np.trunc(0.5 + weights * (1 << _PIL_PRECISION_BITS)).astype(np.int32)
+    return np.minimum(first[:, None] + taps[None, :], in_size - 1), fixed
+
+
+def _pil_resize_pass(x: torch.Tensor, out_size: int, dim: int) -> torch.Tensor:
+    """One Pillow 8-bit resampling pass of int32 values along ``dim``, rounded and clipped to 0..255."""
+    index, fixed = _pil_bilinear_taps(x.shape[dim], out_size)
+    gathered = x.index_select(dim, torch.from_numpy(index.reshape(-1)).to(x.device))
+    gathered = gathered.unflatten(dim, index.shape)  # [..., out, k, ...]
+    shape = [1] * gathered.dim()
+    shape[dim], shape[dim + 1] = index.shape
+    weights = torch.from_numpy(fixed).to(x.device).reshape(shape)
+    total = (gathered * weights).sum(dim=dim + 1, dtype=torch.int32) + (1 << (_PIL_PRECISION_BITS - 1))
+    return (total >> _PIL_PRECISION_BITS).clamp_(0, 255)
+
+
 def device_original_transform(
     frames: torch.Tensor,
     shape: tuple[int, int],
     mean: Sequence[float] = (0.485, 0.456, 0.406),
     std: Sequence[float] = (0.229, 0.224, 0.225),
 ) -> torch.Tensor:
-    """The original transform with tensor ops, on the frames' device: uint8 [N, H, W, 3] -> float32 [N, 3, h, w].
+    """:func:`original_transform` with tensor ops on the frames' device: uint8 [N, H, W, 3] -> float32 [N, 3, h, w].
 
-    PIL's bilinear resize is separable, horizontal pass first, each pass rounded to 8 bits;
-    this does the same with torch's antialiased bilinear kernel (PIL's triangle filter). PIL
-    computes with fixed-point weights, so a few percent of the pixels come out one grey level
-    apart (measured in ``tests/ground``): a named option (``device_preprocess``), not the paper path.
+    Pillow's bilinear resize reproduced in integer arithmetic (horizontal pass, then vertical,
+    each rounded to 8 bits, with Pillow's fixed-point weights), so the pixels equal the PIL
+    path's bit for bit (``tests/ground``); then ``ToTensor`` and ``Normalize`` as float ops.
     """
-    import torch.nn.functional as F
-
-    x = frames.permute(0, 3, 1, 2).float()
-    (height, width), (out_h, out_w) = x.shape[-2:], shape
+    x = frames.to(torch.int32)
+    (height, width), (out_h, out_w) = x.shape[1:3], shape
     if out_w != width:
-        x = F.interpolate(x, size=(height, out_w), mode="bilinear", antialias=True, align_corners=False)
-        x = x.round_().clamp_(0, 255)
+        x = _pil_resize_pass(x, out_w, 2)
     if out_h != height:
-        x = F.interpolate(x, size=(out_h, out_w), mode="bilinear", antialias=True, align_corners=False)
-        x = x.round_().clamp_(0, 255)
+        x = _pil_resize_pass(x, out_h, 1)
+    x = x.permute(0, 3, 1, 2).float().div(255)
     mean_t = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
-    return (x / 255.0 - mean_t) / std_t
+    return x.sub_(mean_t).div_(std_t)
 
 
 def caption_token_limit(source_or_config: Any) -> int:
@@ -245,8 +282,8 @@ class GroundingDinoGrounder:
     run once per frame; ``expression_batch_size`` captions share a forward (padded; None = all
     of them on CUDA, one at a time on a CPU, where batching saves nothing and costs memory).
     ``device_preprocess`` moves frames to the device as uint8 and resizes / normalises them there
-    ("hf": the processor's own torchvision ops, equal to the host path; "original": see
-    :func:`device_original_transform`). ``compile`` wraps the backbone, text encoder, encoder and
+    ("hf": the processor's own torchvision ops; "original": Pillow's resize in integer tensor
+    ops, :func:`device_original_transform`); both equal the host path. ``compile`` wraps the backbone, text encoder, encoder and
     decoder in ``torch.compile`` (same results to float rounding).
     """
 
