@@ -162,7 +162,7 @@ def test_compile_switch_gives_the_same_boxes(tiny_gdino: Path, clip: Clip) -> No
     compiled = GroundingDinoGrounder.from_pretrained(tiny_gdino, box_threshold=0.3, compile="aot_eager")
     assert compiled.compile == "aot_eager" and eager.compile is None
     assert hasattr(compiled.model.model.encoder, "_compiled_call_impl")
-    texts = TEXTS[:2]
-    assert_same_boxes(eager.ground_many(clip, texts), compiled.ground_many(clip, texts))
+    short = Clip(clip.frames[:2], None, None, clip.frame_times[:2])  # tracing time grows with the shapes seen
+    assert_same_boxes(eager.ground_many(short, TEXTS[:1]), compiled.ground_many(short, TEXTS[:1]))
     with pytest.raises(ValueError, match="compile"):
         GroundingDinoGrounder.from_pretrained(tiny_gdino, compile=3)  # type: ignore[arg-type]

@@ -86,10 +86,11 @@ def test_segment_many_checks_its_inputs(tiny_sam2: Path, clip: Clip) -> None:
 
 
 def test_compile_switch_gives_the_same_masks(tiny_sam2: Path, clip: Clip) -> None:
-    objects = _objects(clip.num_frames)[:2]
+    short = Clip(clip.frames[:2], None, None, clip.frame_times[:2])  # tracing time grows with the shapes seen
+    objects = [boxes[:2] for boxes in _objects(clip.num_frames)[:2]]
     eager = Sam2ImageSegmenter.from_pretrained(tiny_sam2)
     compiled = Sam2ImageSegmenter.from_pretrained(tiny_sam2, compile="aot_eager")
     assert hasattr(compiled.model.vision_encoder, "_compiled_call_impl")
-    for a, b in zip(eager.segment_many(clip, objects), compiled.segment_many(clip, objects)):
+    for a, b in zip(eager.segment_many(short, objects), compiled.segment_many(short, objects)):
         np.testing.assert_array_equal(a.masks, b.masks)
         np.testing.assert_allclose(b.probs, a.probs, rtol=0, atol=1e-6)
