@@ -33,6 +33,16 @@ step ground_segment 300 "$py" benchmarks/ground_segment_bench.py --device cuda -
     --frames 10 --warmup 2 --modes naive,fp32,bf16,fp32-gather,bf16-gather --memory-frames 0 \
     --video-lengths 10,30,100 --video-sam2 large --presets paper,best --preset-dtypes bf16,fp32 \
     --models-dir /tmp/tgs-bench-models --out "$out/ground_segment.json"
+# Ground + Segment of one video with 8 expressions (paper preset, bf16, 1280x720, full size):
+# today's path (one expression at a time, host preprocessing, eager, frame by frame) vs the new
+# one (frame work shared across expressions, preprocessing on the GPU, torch.compile, 10 frames
+# and every expression per forward); frames/s = frames x expressions / wall second.
+step video_sharing 420 "$py" benchmarks/video_sharing_bench.py --device cuda --frames 10 --expressions 8 \
+    --dtypes bf16 --curve-dtypes bf16 --curve 1,2,4,16 --device-preprocess --compile --frame-batch-size 10 \
+    --models-dir /tmp/tgs-bench-models --out "$out/video_sharing.json"
+step video_sharing_eager 300 "$py" benchmarks/video_sharing_bench.py --device cuda --frames 10 --expressions 8 \
+    --dtypes bf16 --curve "" --device-preprocess --frame-batch-size 10 \
+    --models-dir /tmp/tgs-bench-models --out "$out/video_sharing_eager.json"
 step think 180 "$py" benchmarks/think_bench.py --preset full --device cuda --new-tokens 64 \
     --out "$out/think.json"
 # Decode: dynamic vs static KV cache vs static + compiled step (CUDA graphs), merged LoRA, bf16,

@@ -205,6 +205,16 @@ class GroundSegmentResult:
         }
 
 
+@dataclass(frozen=True, eq=False)
+class _Shared:
+    """One text's part of a shared Ground + Segment call: boxes, chosen boxes, SAM-size masks, timings."""
+
+    boxes: Boxes
+    chosen: tuple[int | None, ...]
+    masks: Masks
+    timings: dict[str, float]
+
+
 class GroundSegmentPipeline:
     """Composes a grounder and a segmenter under a preset; one call per clip."""
 
@@ -222,21 +232,15 @@ class GroundSegmentPipeline:
         object_text = choose_object_text(thought, query, self.preset)
         out_size, probs_size = self._output_sizes(clip)
         if object_text.text is None:
-            boxes = Boxes.empty(clip.num_frames, clip.size)
-            chosen: tuple[int | None, ...] = (None,) * clip.num_frames
-            masks = Masks(
-                np.zeros((clip.num_frames, *out_size), np.bool_),
-                np.zeros((clip.num_frames, *probs_size), np.float32),
-            )
-        else:
-            boxes = self._timed(timings, "ground", self.grounder.ground, clip, object_text.text)
-            self._check_boxes(boxes, clip)
-            chosen = tuple(self._timed(timings, "select", boxes.select, self.preset.box_rule))
-            seen = self._timed(timings, "prepare", sam_clip, clip, self.preset)
-            prompts = sam_boxes(boxes, chosen, seen.size)
-            masks = self._timed(timings, "segment", self._segment, seen, prompts, boxes, chosen)
-            self._check_masks(masks, seen)
-            masks = self._timed(timings, "resize", resize_masks, masks, out_size, probs_size)
+            return self._nothing_grounded(clip, thought, query, object_text)
+        boxes = self._timed(timings, "ground", self.grounder.ground, clip, object_text.text)
+        self._check_boxes(boxes, clip)
+        chosen = tuple(self._timed(timings, "select", boxes.select, self.preset.box_rule))
+        seen = self._timed(timings, "prepare", sam_clip, clip, self.preset)
+        prompts = sam_boxes(boxes, chosen, seen.size)
+        masks = self._timed(timings, "segment", self._segment, seen, prompts, boxes, chosen)
+        self._check_masks(masks, seen)
+        masks = self._timed(timings, "resize", resize_masks, masks, out_size, probs_size)
         return GroundSegmentResult(
             uid=query.uid,
             object_text=object_text,
@@ -247,13 +251,121 @@ class GroundSegmentPipeline:
             timings=timings,
         )
 
+    def run_many(self, clip: Clip, pairs: Sequence[tuple[Thought, Query]]) -> list[GroundSegmentResult]:
+        """Ground and segment every (thought, query) pair of one clip; one result per pair, in order.
+
+        Equal to ``[run(clip, t, q) for t, q in pairs]``. With the preset's
+        ``share_across_expressions`` the work that depends on the frames only is done once:
+        SAM2's input frames (:func:`sam_clip`), Grounding DINO's image backbone
+        (``grounder.ground_many``) and SAM2's image embeddings (``segmenter.segment_many``),
+        each used when the stage has it (else its one-text method in a loop). Timings of a
+        shared step are split equally between the expressions that used it. Without sharing
+        it is the loop over :meth:`run`.
+        """
+        for thought, query in pairs:
+            if thought.uid != query.uid:
+                raise ValueError(f"thought for {thought.uid!r} given with query {query.uid!r}")
+        if not self.preset.share_across_expressions:
+            return [self.run(clip, thought, query) for thought, query in pairs]
+        object_texts = [choose_object_text(thought, query, self.preset) for thought, query in pairs]
+        grounded = [i for i, o in enumerate(object_texts) if o.text is not None]
+        texts = [object_texts[i].text for i in grounded]
+        shared = dict(zip(grounded, self._ground_segment_shared(clip, texts))) if grounded else {}  # type: ignore[arg-type]
+        out_size, probs_size = self._output_sizes(clip)
+        results = []
+        for i, ((thought, query), object_text) in enumerate(zip(pairs, object_texts)):
+            if i not in shared:
+                results.append(self._nothing_grounded(clip, thought, query, object_text))
+                continue
+            part = shared[i]
+            timings = dict(part.timings)
+            masks = self._timed(timings, "resize", resize_masks, part.masks, out_size, probs_size)
+            results.append(
+                GroundSegmentResult(
+                    uid=query.uid,
+                    object_text=object_text,
+                    thought_status=thought.status.value,
+                    boxes=part.boxes,
+                    chosen=part.chosen,
+                    masks=masks,
+                    timings=timings,
+                )
+            )
+        return results
+
+    def _ground_segment_shared(self, clip: Clip, texts: list[str]) -> list[_Shared]:
+        """Boxes, chosen boxes and SAM-size masks for several texts on one clip, frame work shared."""
+        n = len(texts)
+        timings: list[dict[str, float]] = [{} for _ in texts]
+
+        def share(name: str, seconds: float) -> None:
+            for t in timings:
+                t[name] = seconds / n
+
+        start = time.perf_counter()
+        ground_many = getattr(self.grounder, "ground_many", None)
+        if ground_many is not None:
+            all_boxes = list(ground_many(clip, texts))
+            share("ground", time.perf_counter() - start)
+        else:
+            all_boxes = [self._timed(t, "ground", self.grounder.ground, clip, text) for t, text in zip(timings, texts)]
+        chosen = []
+        for boxes, t in zip(all_boxes, timings):
+            self._check_boxes(boxes, clip)
+            chosen.append(tuple(self._timed(t, "select", boxes.select, self.preset.box_rule)))
+        start = time.perf_counter()
+        seen = sam_clip(clip, self.preset)
+        share("prepare", time.perf_counter() - start)
+        prompts = [sam_boxes(boxes, c, seen.size) for boxes, c in zip(all_boxes, chosen)]
+        segment_many = getattr(self.segmenter, "segment_many", None)
+        if segment_many is not None:
+            start = time.perf_counter()
+            scores = (
+                [self._chosen_scores(boxes, c) for boxes, c in zip(all_boxes, chosen)]
+                if self._segment_takes_scores
+                else None
+            )
+            all_masks = list(segment_many(seen, prompts, scores))
+            share("segment", time.perf_counter() - start)
+        else:
+            all_masks = [
+                self._timed(t, "segment", self._segment, seen, p, boxes, c)
+                for t, p, boxes, c in zip(timings, prompts, all_boxes, chosen)
+            ]
+        if len(all_boxes) != n or len(all_masks) != n:
+            raise ValueError(f"stages returned {len(all_boxes)} boxes and {len(all_masks)} masks for {n} texts")
+        for masks in all_masks:
+            self._check_masks(masks, seen)
+        return [_Shared(*parts) for parts in zip(all_boxes, chosen, all_masks, timings)]
+
+    def _nothing_grounded(
+        self, clip: Clip, thought: Thought, query: Query, object_text: ObjectText
+    ) -> GroundSegmentResult:
+        """The result when nothing is grounded (a null answer): no boxes, zero masks and probabilities."""
+        out_size, probs_size = self._output_sizes(clip)
+        return GroundSegmentResult(
+            uid=query.uid,
+            object_text=object_text,
+            thought_status=thought.status.value,
+            boxes=Boxes.empty(clip.num_frames, clip.size),
+            chosen=(None,) * clip.num_frames,
+            masks=Masks(
+                np.zeros((clip.num_frames, *out_size), np.bool_),
+                np.zeros((clip.num_frames, *probs_size), np.float32),
+            ),
+            timings={},
+        )
+
+    @staticmethod
+    def _chosen_scores(boxes: Boxes, chosen: Sequence[int | None]) -> list[float | None]:
+        return [None if p is None else float(f.scores[p]) for f, p in zip(boxes.frames, chosen)]
+
     def _segment(
         self, clip: Clip, prompts: list[np.ndarray | None], boxes: Boxes, chosen: Sequence[int | None]
     ) -> Masks:
         if not self._segment_takes_scores:
             return self.segmenter.segment(clip, prompts)
-        scores = [None if p is None else float(f.scores[p]) for f, p in zip(boxes.frames, chosen)]
-        return self.segmenter.segment(clip, prompts, scores=scores)  # type: ignore[call-arg]
+        return self.segmenter.segment(clip, prompts, scores=self._chosen_scores(boxes, chosen))  # type: ignore[call-arg]
 
     def _output_sizes(self, clip: Clip) -> tuple[tuple[int, int], tuple[int, int]]:
         """(mask size, probability map size) under the preset, as (height, width)."""
@@ -293,12 +405,16 @@ def load_stages(
     dtype: Any = None,
     frame_batch_size: int = 1,
     direct: bool = False,
+    device_preprocess: bool = False,
+    compile: bool | str = False,
 ) -> tuple[Grounder, Segmenter]:
     """Grounding DINO and the SAM2 segmenter a preset asks for, loaded strictly.
 
     The one place that turns a preset into stage objects, shared by benchmark runs and
     ``segment_video``; ``dtype`` None means the preset's. Models are looked up through
     the registry, so missing weights fail with the full list before anything loads.
+    ``device_preprocess`` and ``compile`` (False, True or a torch.compile backend) are
+    handed to the image stages (see ``GroundingDinoGrounder``).
     """
     from tgs.ground.grounding_dino import GroundingDinoGrounder
     from tgs.models.registry import resolve_source
@@ -313,6 +429,8 @@ def load_stages(
         frame_batch_size=frame_batch_size,
         preprocess=preset.gdino_preprocess,
         dedupe_period=preset.dedupe_period(direct=direct),
+        device_preprocess=device_preprocess,
+        compile=compile,
     )
     sam_source = resolve_source(preset.sam_model_key, sam2_source, models)  # type: ignore[arg-type]
     segmenter: Segmenter
@@ -321,7 +439,7 @@ def load_stages(
 
         segmenter = Sam2ImageSegmenter.from_pretrained(
             sam_source, device=device, dtype=dtype, preprocess=preset.sam_preprocess,
-            frame_batch_size=frame_batch_size,
+            frame_batch_size=frame_batch_size, device_preprocess=device_preprocess, compile=compile,
         )
     else:
         from tgs.segment.sam2_video import Sam2VideoSegmenter

@@ -33,6 +33,19 @@ SAM_SQUASH_SIZE = 224
 """Side of the square frame the original scripts hand to SAM2 (and measure masks at)."""
 
 
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def _parse_bool(key: str, text: str) -> bool:
+    """``--set KEY=true|false|1|0|yes|no`` (any case) -> bool; anything else raises ValueError."""
+    value = str(text).strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"preset switch {key}: expected one of {', '.join(_TRUE + _FALSE)}, got {text!r}")
+
+
 def _switch(default: Any, choices: tuple[str, ...] | None, help: str) -> Any:
     return field(default=default, metadata={"choices": choices, "help": help})
 
@@ -112,6 +125,13 @@ class Preset:
         ("auto", "fp32", "bf16", "fp16"),
         "model precision; auto = bf16 on CUDA, fp32 on CPU (the original runs fp32)",
     )
+    share_across_expressions: bool = _switch(
+        True,
+        None,
+        "share the work that depends on the frames only between the expressions of one video (Grounding DINO's "
+        "image backbone and SAM2's image embeddings once per frame); changes no result, off = one expression at "
+        "a time",
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -126,6 +146,9 @@ class Preset:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"preset switch {key}: expected a number in [0, 1], got {value!r}")
             object.__setattr__(self, key, float(value))
+        for f in fields(self):
+            if f.type in ("bool", bool) and not isinstance(getattr(self, f.name), bool):
+                raise ValueError(f"preset switch {f.name}: expected true or false, got {getattr(self, f.name)!r}")
 
     # ------------------------------------------------------------------ derived
     @property
@@ -174,7 +197,9 @@ class Preset:
                 close = difflib.get_close_matches(key, list(names), n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
                 raise ValueError(f"unknown preset switch {key!r}.{hint} Switches: {', '.join(names)}")
-            if names[key].type in ("float", float):
+            if names[key].type in ("bool", bool):
+                changes[key] = _parse_bool(key, text)
+            elif names[key].type in ("float", float):
                 try:
                     changes[key] = float(text)
                 except ValueError:
@@ -210,6 +235,7 @@ PAPER = Preset(
     mask_size="224",
     probs_size="224",
     dtype="fp32",
+    share_across_expressions=True,
 )
 """The original scripts (``ground_segment_scripts/*.py``), quirks included."""
 
@@ -231,6 +257,7 @@ BEST = Preset(
     mask_size="original",
     probs_size="224",
     dtype="auto",
+    share_across_expressions=True,
 )
 """The same models with the known weak spots fixed and temporal propagation."""
 
@@ -262,5 +289,5 @@ def parse_overrides(items: Iterable[str]) -> dict[str, str]:
 
 
 def switch_choices() -> dict[str, tuple[str, ...] | None]:
-    """Every switch name with its valid choices (None for numeric switches)."""
+    """Every switch name with its valid choices (None for numeric and true/false switches)."""
     return {f.name: f.metadata.get("choices") for f in fields(Preset) if f.name != "name"}

@@ -96,6 +96,27 @@ def _docs_table() -> dict[str, tuple[str, str]]:
 def test_docs_table_lists_every_switch_with_both_values() -> None:
     table = _docs_table()
     assert set(table) == set(switch_choices())
+    def shown(value: object) -> str:
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
     for name, (paper_value, best_value) in table.items():
-        assert paper_value == str(getattr(PAPER, name)), name
-        assert best_value == str(getattr(BEST, name)), name
+        assert paper_value == shown(getattr(PAPER, name)), name
+        assert best_value == shown(getattr(BEST, name)), name
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("false", False), ("FALSE", False), ("0", False), ("no", False), ("true", True), ("1", True), ("Yes", True)],
+)
+def test_share_across_expressions_parses_true_false_words(text: str, expected: bool) -> None:
+    assert PAPER.share_across_expressions is True and BEST.share_across_expressions is True
+    preset = get_preset("paper", {"share_across_expressions": text})
+    assert preset.share_across_expressions is expected
+    assert Preset.from_dict(preset.to_dict()) == preset
+
+
+def test_share_across_expressions_refuses_other_values() -> None:
+    with pytest.raises(ValueError, match="expected one of true, 1, yes, false, 0, no"):
+        get_preset("best", {"share_across_expressions": "maybe"})
+    with pytest.raises(ValueError, match="expected true or false"):
+        Preset(share_across_expressions="no")  # type: ignore[arg-type]

@@ -36,20 +36,33 @@ def _size_of(image_processor) -> tuple[int, int]:
     return int(size.height), int(size.width)
 
 
-def pixel_values(frames: np.ndarray, image_processor, preprocess: str) -> torch.Tensor:
+def pixel_values(
+    frames: np.ndarray, image_processor, preprocess: str, device: torch.device | None = None
+) -> torch.Tensor:
     """float32 [N, 3, S, S] model input for uint8 RGB frames [N, H, W, 3].
 
     preprocess="hf": the checkpoint's Sam2ImageProcessor; "original": SAM2Transforms
-    (float resize, then normalise) with the processor's size, mean and std.
+    (float resize, then normalise) with the processor's size, mean and std. With ``device``
+    the frames travel to it as uint8 (:func:`tgs.devices.frames_to_device`) and the same
+    tensor operations run there (on the CPU: the same numbers as without it).
     """
-    if preprocess == "hf":
-        return image_processor(images=list(frames), return_tensors="pt")["pixel_values"]
-    if preprocess != "original":
+    if preprocess not in PREPROCESS_CHOICES:
         raise ValueError(f"preprocess: expected one of {PREPROCESS_CHOICES}, got {preprocess!r}")
+    if device is not None:
+        from tgs.devices import frames_to_device
+
+        on_device = frames_to_device(frames, device)
+        if preprocess == "hf":
+            images = list(on_device.permute(0, 3, 1, 2))
+            return image_processor(images=images, return_tensors="pt", device=device)["pixel_values"]
+        x = on_device.permute(0, 3, 1, 2).float().div(255)
+    elif preprocess == "hf":
+        return image_processor(images=list(frames), return_tensors="pt")["pixel_values"]
+    else:
+        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(255)
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as tvf
 
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(255)
     x = tvf.resize(
         x, list(_size_of(image_processor)), interpolation=InterpolationMode.BILINEAR, antialias=True
     )
@@ -75,7 +88,10 @@ def boxes_to_input_coords(
 
 
 def low_res_to_masks_and_probs(low_res: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Low-res logits [N, 1, h, w] -> (bool masks [N, H, W], float32 probs [N, H, W]) at ``size``."""
+    """Low-res logits [N, 1, h, w] -> (bool masks [N, H, W], float32 probs [N, H, W]) at ``size``.
+
+    Computed on ``low_res``'s device; the results come to the host at the end.
+    """
     logits = low_res.float()
     masks = F.interpolate(logits, size=size, mode="bilinear", align_corners=False) > 0.0
     clamped = torch.clamp(logits, -LOGIT_CLAMP, LOGIT_CLAMP)
