@@ -84,9 +84,13 @@ def hub_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", "").rstrip("/") or _DEFAULT_ENDPOINT
 
 
-def probe_hub(endpoint: str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> HubProbe:
-    """One HEAD request to the hub's root, no retries; classifies why it failed."""
+def probe_hub(endpoint: str | None = None, timeout: float | None = None) -> HubProbe:
+    """One HEAD request to the hub's root, no retries; classifies why it failed.
+
+    timeout: seconds for connecting and for the answer (default $TGS_HUB_TIMEOUT, else 3).
+    """
     base = endpoint or hub_endpoint()
+    timeout = timeout if timeout is not None else _timeout()
     if hub_offline():
         return HubProbe(HubState.OFFLINE, base)
     try:
@@ -99,11 +103,10 @@ def probe_hub(endpoint: str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -
     return HubProbe(HubState.ANSWERED, base)
 
 
-def probe_repo(
-    repo_id: str, filename: str, endpoint: str | None = None, timeout: float = DEFAULT_TIMEOUT_S
-) -> RepoAccess:
+def probe_repo(repo_id: str, filename: str, endpoint: str | None = None, timeout: float | None = None) -> RepoAccess:
     """HEAD on one file of a repository (with the user's token): can it be downloaded?"""
     base = endpoint or hub_endpoint()
+    timeout = timeout if timeout is not None else _timeout()
     url = f"{base}/{repo_id}/resolve/main/{filename}"
     try:
         with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=True) as client:
@@ -120,6 +123,13 @@ def probe_repo(
     if code == 404:
         return RepoAccess.NOT_FOUND
     return RepoAccess.ERROR
+
+
+def _timeout() -> float:
+    try:
+        return float(os.environ.get("TGS_HUB_TIMEOUT", "") or DEFAULT_TIMEOUT_S)
+    except ValueError:
+        return DEFAULT_TIMEOUT_S
 
 
 def _auth_headers() -> dict[str, str]:
