@@ -89,10 +89,10 @@ def http_hub(respond: Responder) -> Iterator[tuple[str, Counter]]:
             if method != "HEAD":
                 self.wfile.write(body)
 
-        def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+        def do_HEAD(self) -> None:
             self._serve("HEAD")
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self._serve("GET")
 
         def log_message(self, format: str, *args: object) -> None:  # quiet

@@ -89,9 +89,8 @@ def test_probe_tells_the_states_apart(state: str, expected: HubState, monkeypatc
 
 @pytest.mark.parametrize("state", ["offline", "dns", "refused", "timeout", "gated"])
 def test_every_missing_model_listed_after_one_probe(state: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    with hub_in_state(state, monkeypatch) as counter:
-        with pytest.raises(MissingWeightsError) as info:
-            require_models(NEEDED)
+    with hub_in_state(state, monkeypatch) as counter, pytest.raises(MissingWeightsError) as info:
+        require_models(NEEDED)
     text = str(info.value)
     for key, repo in (("grounding_dino", "IDEA-Research/grounding-dino-tiny"), ("sam2_video", "facebook/sam2.1-hiera-large"),
                       ("omni", "Qwen/Qwen2.5-Omni-3B")):  # fmt: skip
