@@ -66,7 +66,9 @@ def silent_server() -> Iterator[tuple[str, Counter]]:
         server.close()
 
 
-Responder = Callable[[str, str, dict[str, str]], tuple[int, dict[str, str], bytes]]
+# (status, headers, body) or (status, headers, body, cut): with cut, only body[:cut] is sent and
+# the connection is closed (an interrupted download).
+Responder = Callable[[str, str, dict[str, str]], tuple]
 
 
 @contextmanager
@@ -79,7 +81,7 @@ def http_hub(respond: Responder) -> Iterator[tuple[str, Counter]]:
 
         def _serve(self, method: str) -> None:
             counter.add_request(method, self.path)
-            status, headers, body = respond(method, self.path, dict(self.headers))
+            status, headers, body, *cut = respond(method, self.path, dict(self.headers))
             self.send_response(status)
             for key, value in headers.items():
                 self.send_header(key, value)
@@ -87,6 +89,11 @@ def http_hub(respond: Responder) -> Iterator[tuple[str, Counter]]:
                 self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if method != "HEAD":
+                if cut and cut[0] is not None:
+                    self.wfile.write(body[: cut[0]])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 self.wfile.write(body)
 
         def do_HEAD(self) -> None:
@@ -111,3 +118,69 @@ def http_hub(respond: Responder) -> Iterator[tuple[str, Counter]]:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+class FakeRepos:
+    """Serves repositories the way the hub's API and ``resolve`` URLs do, for huggingface_hub.
+
+    repos: repo id -> {path: bytes}; gated: repo ids answered 401; files: other URL paths
+    (e.g. ``/beats.pt``) with range support; interrupt: paths whose first full GET is cut in half.
+    """
+
+    COMMIT = "a" * 40
+
+    def __init__(self, repos: dict[str, dict[str, bytes]], gated: set[str] = frozenset(),
+                 files: dict[str, bytes] | None = None, interrupt: set[str] = frozenset()) -> None:  # fmt: skip
+        self.repos, self.gated, self.files = repos, set(gated), files or {}
+        self.interrupt = set(interrupt)
+        self.cutting = True  # full GETs of the ``interrupt`` paths are cut while this holds
+        self.ranges: list[tuple[str, str]] = []
+
+    def __call__(self, method: str, path: str, headers: dict[str, str]) -> tuple:
+        import json
+        from urllib.parse import unquote, urlparse
+
+        path = unquote(urlparse(path).path)
+        if path == "/":
+            return 200, {}, b""
+        if path in self.files:
+            return self._file(path, self.files[path], headers, {}, method)
+        if path.startswith("/api/models/"):
+            rest = path[len("/api/models/"):]
+            for repo_id, content in self.repos.items():
+                if rest.startswith(repo_id + "/"):
+                    if repo_id in self.gated:
+                        return 401, {"X-Error-Code": "GatedRepo", "X-Error-Message": "Access restricted"}, b"{}"
+                    kind = rest[len(repo_id) + 1:].split("/", 1)[0]
+                    if kind == "revision":
+                        body = {"id": repo_id, "sha": self.COMMIT, "siblings": [{"rfilename": f} for f in content]}
+                    else:  # tree
+                        body = [{"type": "file", "path": f, "size": len(b), "oid": sha256(b)[:40]}
+                                for f, b in sorted(content.items())]  # fmt: skip
+                    data = json.dumps(body).encode()
+                    return 200, {"Content-Type": "application/json"}, data
+            return 404, {"X-Error-Code": "RepoNotFound"}, b"{}"
+        for repo_id, content in self.repos.items():
+            prefix = f"/{repo_id}/resolve/"
+            if path.startswith(prefix):
+                if repo_id in self.gated:
+                    return 401, {"X-Error-Code": "GatedRepo", "X-Error-Message": "Access restricted"}, b""
+                filename = path[len(prefix):].split("/", 1)[1]
+                if filename not in content:
+                    return 404, {"X-Error-Code": "EntryNotFound"}, b""
+                extra = {"X-Repo-Commit": self.COMMIT, "ETag": f'"{sha256(content[filename])}"'}
+                return self._file(path, content[filename], headers, extra, method)
+        return 404, {}, b""
+
+    def _file(self, path: str, data: bytes, headers: dict[str, str], extra: dict[str, str], method: str = "GET") -> tuple:
+        wanted = headers.get("Range") or headers.get("range")
+        if wanted and method == "GET":
+            self.ranges.append((path, wanted))
+            start = int(wanted.split("=", 1)[1].split("-", 1)[0])
+            part = data[start:]
+            return 206, {**extra, "Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}",
+                         "Content-Length": str(len(part))}, part  # fmt: skip
+        if method == "GET" and path in self.interrupt and self.cutting:
+            self.interrupt.discard(path)
+            return 200, {**extra, "Content-Length": str(len(data))}, data, len(data) // 2
+        return 200, {**extra, "Content-Length": str(len(data))}, data

@@ -14,7 +14,7 @@ from tgs.models.registry import MODEL_SPECS, check_models
 models_app = typer.Typer(help="List, check and convert model weights.", no_args_is_help=True)
 
 # Modules adding more commands to ``tgs models`` through their own ``register(models_app)``.
-EXTRA_COMMAND_MODULES: tuple[str, ...] = ("tgs.cli.models_convert", "tgs.cli.models_export")
+EXTRA_COMMAND_MODULES: tuple[str, ...] = ("tgs.cli.models_convert", "tgs.cli.models_export", "tgs.cli.models_fetch")
 
 
 @models_app.command("list")
