@@ -144,3 +144,11 @@ def test_quickstart_lists_all_missing_before_generating(state: str, monkeypatch:
     assert "Traceback" not in result.output
     if counter is not None:
         assert counter.connections == 1
+
+
+def test_demo_checks_its_models_before_serving(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with hub_in_state("refused", monkeypatch):
+        result = CliRunner().invoke(build_app(), ["demo", "--serve", "--workdir", str(tmp_path / "w")])
+    assert result.exit_code == 1, result.output
+    assert "- grounding_dino:" in result.output and "- sam2_video:" in result.output
+    assert "demo (real models) on http" not in result.output
