@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # real: the default public weights (downloaded once); tiny: untrained random models, an install check.
 MODELS ?= real
 
-.PHONY: install browser test lint quickstart clean
+.PHONY: install browser test test-install lint quickstart clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ browser:
 test: install browser
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/ruff check tgs tests benchmarks scripts
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+# The wheel, installed into a fresh venv without this Makefile, runs the tiny pipeline (a few
+# minutes; pip's cache makes reruns fast). Left out of `make test`; CI runs it once.
+test-install: install
+	$(BIN)/python -m pytest -m install $(PYTEST_ARGS)
 
 quickstart: install
 	$(BIN)/tgs quickstart --out quickstart --models $(MODELS)

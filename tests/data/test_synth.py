@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +26,13 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 
 def test_same_seed_gives_identical_files(tmp_path: Path) -> None:
-    start = time.perf_counter()
     synth.generate(tmp_path / "a", videos=6, seed=5, size=(96, 64))
-    elapsed = time.perf_counter() - start
     synth.generate(tmp_path / "b", videos=6, seed=5, size=(96, 64))
     synth.generate(tmp_path / "c", videos=6, seed=6, size=(96, 64))
     a, b, c = (tree_digest(tmp_path / x) for x in "abc")
     assert a == b
     assert len(a) > 100
     assert a != c
-    assert elapsed < 5.0
 
 
 def test_video_does_not_depend_on_the_number_of_videos(tmp_path: Path) -> None:

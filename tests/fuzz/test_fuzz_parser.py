@@ -10,8 +10,8 @@ repeated, unclosed and empty tags are common rather than rare.
 from __future__ import annotations
 
 import re
-import time
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -72,14 +72,13 @@ def test_parse_never_raises_and_tags_exclude_their_closing_tag(text: str) -> Non
         assert thought.error
 
 
+@pytest.mark.timeout(60)  # quadratic backtracking would take hours on these; linear takes milliseconds
 def test_extraction_is_linear_on_unclosed_tags() -> None:
     """Long unclosed answers (an endpoint that rambles) parse at once, not in minutes."""
     texts = ["<think>" + " " * 200_000, "<f_object>" * 20_000, "<s_object>" + "\n \t" * 50_000 + "</s_object"]
-    start = time.perf_counter()
     for text in texts:
         thought = parse_answer("u_x_1", text)
         assert thought.status is ParseStatus.NO_TAGS
-    assert time.perf_counter() - start < 2.0
 
 
 # Object strings as a thinker writes them: anything that holds no tag of the answer format.

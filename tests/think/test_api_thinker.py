@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import logging
 import re
 import socket
 import threading
-import time
 import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,7 +40,8 @@ class Reply:
     status: int = 200
     body: bytes | dict | Callable[[dict], dict] = field(default_factory=lambda: chat_body(GOOD_TEXT))
     headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
+    hold: bool = False  # answer only when the server is closed: the client must time out
+    gate: threading.Barrier | None = None  # answer once this many requests are in flight together
 
 
 @dataclass
@@ -57,6 +58,7 @@ class ScriptedServer:
         self.requests: list[Recorded] = []
         self._replies: list[Reply] = [Reply()]
         self._lock = threading.Lock()
+        self.released = threading.Event()
         self.in_flight = 0
         self.max_in_flight = 0
         owner = self
@@ -70,7 +72,11 @@ class ScriptedServer:
                     owner.in_flight += 1
                     owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
                 try:
-                    time.sleep(reply.delay)
+                    if reply.hold:
+                        owner.released.wait(60)
+                    if reply.gate is not None:
+                        with contextlib.suppress(threading.BrokenBarrierError):
+                            reply.gate.wait(30)  # only concurrent requests get past; a sequential client fails
                     body = reply.body(payload) if callable(reply.body) else reply.body
                     data = body if isinstance(body, bytes) else json.dumps(body).encode()
                     self.send_response(reply.status)
@@ -99,6 +105,7 @@ class ScriptedServer:
         self._replies = list(replies)
 
     def close(self) -> None:
+        self.released.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -211,16 +218,15 @@ def test_429_honours_retry_after(server: ScriptedServer, clip: Clip) -> None:
 
 
 def test_timeout_is_retried_then_fails(server: ScriptedServer, clip: Clip) -> None:
-    server.script(Reply(delay=0.5), Reply())
-    start = time.monotonic()
+    """A reply held back until the test ends can only end in the client's timeout (no clock asserted)."""
+    server.script(Reply(hold=True), Reply())
     [thought] = make(server, timeout=0.15, max_retries=1).think([(Query("u1", "the dog"), clip)])
     assert thought.s_object == "dog" and len(server.requests) == 2
 
-    server.script(Reply(delay=0.5))
+    server.script(Reply(hold=True))
     with pytest.raises(ApiError, match=r"timed out after 0.15 s after 1 attempt") as info:
         make(server, timeout=0.15, max_retries=0).think([(Query("u2", "the dog"), clip)])
-    assert info.value.status is None
-    assert time.monotonic() - start < 1.5
+    assert info.value.status is None and len(server.requests) == 3
 
 
 @pytest.mark.parametrize(
@@ -293,7 +299,7 @@ def test_concurrent_requests_keep_item_order(server: ScriptedServer, clip: Clip)
         expression = text.split('Referring expression: "', 1)[1].split('"', 1)[0]
         return chat_body(f"<f_object> {expression} </f_object><s_object> {expression} </s_object>")
 
-    server.script(Reply(body=echo, delay=0.1))
+    server.script(Reply(body=echo, gate=threading.Barrier(2)))
     items = [(Query(f"u{i}", f"object {i}"), clip) for i in range(4)]
     thoughts = make(server, max_concurrency=4).think(items)
     assert [t.uid for t in thoughts] == ["u0", "u1", "u2", "u3"]

@@ -68,3 +68,25 @@ def test_cli_refusals_and_the_recipe_listing(train_bench: Path, tmp_path: Path) 
     result = runner.invoke(app, [*_train_args(bench, tmp_path / "r"), "--models", "tiny", *FAST])
     assert result.exit_code == 1 and "1 of" in result.output and "have no target" in result.output
     assert not (tmp_path / "r").exists()  # refused before anything was written
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without a GPU")
+def test_train_without_gpu_runs_with_cpu_settings_and_says_what_changed(train_bench: Path, tmp_path: Path) -> None:
+    """The README's command, no extra flags: on a CPU bf16 becomes fp32 (said aloud), no traceback."""
+    out = tmp_path / "run"
+    result = runner.invoke(build_app(), [*_train_args(train_bench, out), "--models", "tiny", "--max-steps", "2",
+                                         "--set", "per_device_train_batch_size=2",
+                                         "--set", "gradient_accumulation_steps=1"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "no GPU" in result.output and "bf16: true -> false" in result.output
+    manifest = json.loads((out / "train_manifest.json").read_text())
+    assert manifest["recipe"]["bf16"] is False and manifest["device"] == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without a GPU")
+def test_train_explicit_bf16_without_gpu_is_one_line_naming_the_flag(train_bench: Path, tmp_path: Path) -> None:
+    result = runner.invoke(build_app(), [*_train_args(train_bench, tmp_path / "run"), "--models", "tiny",
+                                         "--set", "bf16=true"])  # fmt: skip
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output and "bf16=false" in result.output

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -30,7 +31,50 @@ err_console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# Libraries whose log lines are not ours: errors only by default, warnings with -v, all with -vv.
+THIRD_PARTY_LOGGERS: tuple[str, ...] = (
+    "transformers",
+    "huggingface_hub",
+    "DeepSpeed",
+    "deepspeed",
+    "accelerate",
+    "peft",
+    "ray",
+    "httpx",
+    "httpcore",
+    "urllib3",
+    "openai",
+    "filelock",
+    "gradio",
+    "matplotlib",
+    "PIL",
+    "torch",
+)
+
+
+class _AtLeast(logging.Filter):
+    """Drops records below a level on a logger whose library resets its level when imported (DeepSpeed)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level
+
+
+def third_party_level(verbosity: int) -> int:
+    return logging.ERROR if verbosity <= 0 else logging.WARNING if verbosity == 1 else logging.DEBUG
+
+
 def setup_logging(verbosity: int) -> None:
+    """Our messages through one rich handler; other libraries quiet (and printed once) unless -v.
+
+    Libraries that install their own handler (huggingface_hub) would print each line twice,
+    once plain and once through ours: their handlers are removed so every line goes through
+    ours. Their progress bars (downloads, "Loading weights", "Writing model shards") are off
+    unless -v; ours (rich) are not affected.
+    """
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(
         level=level,
@@ -38,19 +82,97 @@ def setup_logging(verbosity: int) -> None:
         handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=False)],
         force=True,
     )
+    quiet_third_party(verbosity)
 
 
-def friendly_errors(func: F) -> F:
-    """Render a TGSError as one red message and exit 1, instead of a traceback."""
+def quiet_third_party(verbosity: int) -> None:
+    """Third-party loggers at ERROR (WARNING with -v, DEBUG with -vv), their progress bars off unless -v."""
+    import os
+    import sys
+
+    others = third_party_level(verbosity)
+    # transformers sets its own level when first imported; tell it ours (an explicit user setting wins).
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", logging.getLevelName(others).lower())
+    try:
+        from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+        from huggingface_hub.utils import logging as hub_logging
+
+        hub_logging.get_logger()  # make sure its handler exists, then remove it: ours prints once
+        disable_progress_bars() if verbosity <= 0 else enable_progress_bars()
+    except ImportError:  # pragma: no cover - a dependency of transformers
+        pass
+    for name in THIRD_PARTY_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(others)
+        for old in [f for f in logger.filters if isinstance(f, _AtLeast)]:
+            logger.removeFilter(old)
+        logger.addFilter(_AtLeast(others))
+        if name == "huggingface_hub":
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.propagate = True
+    if "transformers" in sys.modules:  # already imported: its own switches
+        from transformers.utils import logging as tf_logging
+
+        tf_logging.set_verbosity(others)
+        tf_logging.disable_progress_bar() if verbosity <= 0 else tf_logging.enable_progress_bar()
+
+
+def _one_line(exc: BaseException) -> str:
+    """A user-facing message for an error that is the user's input or machine, not a bug."""
+    if isinstance(exc, TGSError):
+        return str(exc)
+    if isinstance(exc, IsADirectoryError):
+        return f"{exc.filename} is a folder, but a file is expected here. Fix: pass the file inside it."
+    if isinstance(exc, NotADirectoryError):
+        return f"{exc.filename} is a file (or under one), but a folder is expected here. Fix: pass a folder."
+    if isinstance(exc, FileNotFoundError):
+        return f"{exc.filename or exc}: no such file or folder. Fix: check the path."
+    if isinstance(exc, PermissionError):
+        return f"{exc.filename or exc}: permission denied. Fix: choose a path you can read and write."
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return f"out of memory ({exc}). Fix: use smaller batches (--batch-size), fewer frames or another device."
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return (
+        f"unexpected {type(exc).__name__}: {exc}\n"
+        "This is a bug in tgs, or an input it does not check yet. Rerun with `tgs --debug ...` to see "
+        "the traceback, and please report it."
+    )
+
+
+def _never() -> bool:
+    return False
+
+
+def friendly_errors(func: F, debug: Callable[[], bool] = _never) -> F:
+    """Render an error as one red message and exit 1 instead of a traceback (``tgs --debug`` shows it).
+
+    Errors raised on purpose (``TGSError``) and those of the user's files or machine
+    (missing file, folder given for a file, permission, out of memory) are explained; anything
+    else is named as a possible bug. Typer's usage errors and exits pass through.
+    ``debug()`` says whether to re-raise instead (``tgs --debug``). ``tgs.cli.main.build_app``
+    applies it to every command, re-wrapping those decorated at definition.
+    """
+    func = getattr(func, "__tgs_unwrapped__", func)
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except TGSError as exc:
-            err_console.print(f"[bold red]error[/]: {exc}", highlight=False, soft_wrap=True)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except KeyboardInterrupt as exc:
+            err_console.print("[bold red]interrupted[/]", highlight=False)
+            raise typer.Exit(130) from exc
+        except Exception as exc:
+            if debug():
+                raise
+            err_console.print(f"[bold red]error[/]: {escape(_one_line(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from exc
 
+    wrapper.__tgs_unwrapped__ = func  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
 
 

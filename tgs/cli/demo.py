@@ -41,6 +41,11 @@ def demo_command(
             highlight=False,
         )
         return
+    from tgs.models.registry import require_models
+    from tgs.segment_video import segment_model_requests
+
+    # Ground + Segment serve every request: a missing model stops here, all listed, before a port opens.
+    require_models(segment_model_requests("direct", "best"), models)  # type: ignore[arg-type]
     if not loopback(host):
         err_console.print(
             f"[yellow]warning[/]: binding {host} lets anyone who can reach this machine use the demo "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 
 import typer
 
@@ -44,18 +45,35 @@ def build_app() -> typer.Typer:
         pretty_exceptions_show_locals=False,
     )
 
+    debug_state = {"debug": False}  # set by the root option, read by the commands' error handler
+
     @app.callback()
     def _root(
         verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-v info, -vv debug)."),
         version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+        debug: bool = typer.Option(False, "--debug", help="Show the Python traceback of an error."),
     ) -> None:
         from tgs.cli.console import setup_logging
 
         setup_logging(verbose)
+        debug_state["debug"] = debug
 
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(app)
+    _friendly_everywhere(app, lambda: debug_state["debug"])
     return app
+
+
+def _friendly_everywhere(app: typer.Typer, debug: Callable[[], bool]) -> None:
+    """Every command, in every group, reports errors as one message (``--debug``: the traceback)."""
+    from tgs.cli.console import friendly_errors
+
+    for command in app.registered_commands:
+        if command.callback is not None:
+            command.callback = friendly_errors(command.callback, debug)
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            _friendly_everywhere(group.typer_instance, debug)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tgs.cli.console import console
@@ -13,7 +14,7 @@ from tgs.models.registry import MODEL_SPECS, check_models
 models_app = typer.Typer(help="List, check and convert model weights.", no_args_is_help=True)
 
 # Modules adding more commands to ``tgs models`` through their own ``register(models_app)``.
-EXTRA_COMMAND_MODULES: tuple[str, ...] = ("tgs.cli.models_convert", "tgs.cli.models_export")
+EXTRA_COMMAND_MODULES: tuple[str, ...] = ("tgs.cli.models_convert", "tgs.cli.models_export", "tgs.cli.models_fetch")
 
 
 @models_app.command("list")
@@ -40,16 +41,19 @@ def list_models(
     statuses = check_models([(k, overrides.get(k)) for k in keys], models)  # type: ignore[arg-type]
     title = f"models ({models})" + (f" needed by preset {preset}" if preset is not None else "")
     table = Table(title=title)
-    for col in ("role", "source", "looked for at", "present"):
-        table.add_column(col)
+    for col in ("role", "source", "present", "looked for at"):
+        table.add_column(col, overflow="fold")
     for status in statuses:
         table.add_row(
             status.key,
             status.source or "-",
-            status.location,
-            "[green]yes[/]" if status.present else f"[red]no[/] - {status.how_to_get}",
+            "[green]yes[/]" if status.present else "[red]no[/]",
+            escape(status.location),
         )
     console.print(table)
+    for status in statuses:
+        if not status.present:
+            console.print(f"{status.key}: get it: {escape(status.how_to_get)}", highlight=False, soft_wrap=True)
     if not all(s.present for s in statuses):
         raise typer.Exit(1)
 

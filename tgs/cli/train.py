@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from tgs.cli.console import console, friendly_errors
+from tgs.cli.console import console, err_console, friendly_errors
 
 
 def _show_recipe(value: bool) -> None:
@@ -51,6 +51,26 @@ def _recipe(config: Path | None, sets: list[str], overrides: dict[str, Any]) -> 
         return recipe.replace(**changes)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--set / options") from exc
+
+
+def _fit_machine(recipe: Any, sets: list[str], device: str) -> tuple[Any, str]:
+    """Without a GPU: CPU-working settings (said aloud), or one line naming the flag to change."""
+    import torch
+
+    from tgs.train.config import adapt_to_cpu
+
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        return recipe, device
+    try:
+        recipe, notes = adapt_to_cpu(recipe, set(_parse_sets(sets)))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--set") from exc
+    if notes:
+        err_console.print(
+            "[yellow]no GPU[/]: training on the CPU, changed from the paper's recipe:\n  " + "\n  ".join(notes),
+            highlight=False,
+        )
+    return recipe, "cpu"
 
 
 @friendly_errors
@@ -111,6 +131,7 @@ def train_command(
         "report_to": report_to or None,
     }
     recipe = _recipe(config, set_, overrides)
+    recipe, device = _fit_machine(recipe, set_, device)
     init_dir = Path(resolve_source("ref_thinker", None, "tiny")) if models == "tiny" else init
     job = TrainJob(
         data=data, meta=meta, targets=targets, init=init_dir, out=out, recipe=recipe,  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from tgs.errors import MissingWeightsError
+from tgs.models.hub_probe import HubProbe, RepoAccess, probe_hub, probe_repo
 
 __all__ = [
     "MODEL_SPECS",
@@ -72,21 +73,21 @@ for _spec in (
         description="Grounding DINO (Swin-T OGC), the Ground stage",
         default_source="IDEA-Research/grounding-dino-tiny",
         tiny_builder="tgs.testing.tiny_vision:build_tiny_grounding_dino",
-        how_to_get="huggingface-cli download IDEA-Research/grounding-dino-tiny (or pass a local directory)",
+        how_to_get="`tgs models fetch grounding_dino` (or `huggingface-cli download IDEA-Research/grounding-dino-tiny`, or pass a local directory)",
     ),
     ModelSpec(
         key="sam2",
         description="SAM2.1 image model, the Segment stage (per-frame mode)",
         default_source="facebook/sam2.1-hiera-large",
         tiny_builder="tgs.testing.tiny_vision:build_tiny_sam2",
-        how_to_get="huggingface-cli download facebook/sam2.1-hiera-large (or pass a local directory)",
+        how_to_get="`tgs models fetch sam2` (or `huggingface-cli download facebook/sam2.1-hiera-large`, or pass a local directory)",
     ),
     ModelSpec(
         key="sam2_video",
         description="SAM2.1 video model, the Segment stage (propagation mode)",
         default_source="facebook/sam2.1-hiera-large",
         tiny_builder="tgs.testing.tiny_vision:build_tiny_sam2_video",
-        how_to_get="huggingface-cli download facebook/sam2.1-hiera-large (or pass a local directory)",
+        how_to_get="`tgs models fetch sam2_video` (or `huggingface-cli download facebook/sam2.1-hiera-large`, or pass a local directory)",
     ),
     ModelSpec(
         key="ref_thinker",
@@ -94,8 +95,9 @@ for _spec in (
         default_source=None,
         tiny_builder="tgs.testing.tiny_thinker:build_tiny_ref_thinker",
         how_to_get=(
-            "download Jinxing1/TGS-Agent, meta-llama/Llama-2-7b-chat-hf, openai/clip-vit-large-patch14 and the BEATs "
-            "iter3+ AS2M cpt2 file, then run `tgs models convert-ref-thinker` and pass its output as --model"
+            "`tgs models fetch ref-thinker --out DIR` (downloads Jinxing1/TGS-Agent, meta-llama/Llama-2-7b-chat-hf, "
+            "openai/clip-vit-large-patch14 and the BEATs iter3+ AS2M cpt2 file, then runs `tgs models "
+            "convert-ref-thinker`), then pass DIR as --model"
         ),
     ),
     ModelSpec(
@@ -103,7 +105,7 @@ for _spec in (
         description="Qwen2.5-Omni thinker (3B or 7B), the zero-shot audio-visual Think stage",
         default_source="Qwen/Qwen2.5-Omni-3B",
         tiny_builder="tgs.testing.tiny_omni:build_tiny_omni",
-        how_to_get="huggingface-cli download Qwen/Qwen2.5-Omni-3B (or -7B; or pass a local directory)",
+        how_to_get="`tgs models fetch omni` (or `huggingface-cli download Qwen/Qwen2.5-Omni-3B` or -7B, or pass a local directory)",
     ),
 ):
     register_model(_spec)
@@ -165,43 +167,72 @@ def _build_tiny(key: str, seed: int = 0) -> Path:
     return target
 
 
-def _hub_offline() -> bool:
-    try:
-        from huggingface_hub import constants
-
-        return bool(constants.HF_HUB_OFFLINE)
-    except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
-        return os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
-
-
 def _looks_like_path(source: str) -> bool:
     return source.startswith(("/", ".", "~")) or os.sep in source.strip("/").split("/", 1)[-1] or Path(source).exists()
 
 
-def _locate(spec: ModelSpec, source: str) -> tuple[str, bool]:
-    """(where it is or would be, whether it is usable now)."""
-    path = Path(source).expanduser()
-    if path.exists() or _looks_like_path(source):
-        present = path.is_dir() and all((path / f).exists() for f in spec.required_files)
-        return str(path), present
-    # A hub id: present if cached; otherwise usable only when the hub can be reached.
+def _cached(spec: ModelSpec, source: str) -> str | None:
+    """The cached directory of a hub id's snapshot, or None (no network)."""
     try:
         from huggingface_hub import try_to_load_from_cache
 
         cached = try_to_load_from_cache(source, spec.required_files[0])
     except Exception:  # a malformed id, or no hub library
-        cached = None
-    if isinstance(cached, str):
-        return str(Path(cached).parent), True
-    if _hub_offline():
-        return f"hub:{source} (not in the local cache; hub access is off)", False
-    return f"hub:{source} (will be downloaded)", True
+        return None
+    return str(Path(cached).parent) if isinstance(cached, str) else None
+
+
+class _HubAsker:
+    """Asks the hub at most once per check: one reachability probe, then one HEAD per repository."""
+
+    def __init__(self) -> None:
+        self._probe: HubProbe | None = None
+
+    @property
+    def probe(self) -> HubProbe:
+        if self._probe is None:
+            self._probe = probe_hub()
+            logger.info("hub probe: %s %s", self._probe.describe(), self._probe.detail)
+        return self._probe
+
+    def status(self, spec: ModelSpec, source: str) -> tuple[str, bool, str]:
+        """(location text, downloadable, how to get it) for a hub id that is not cached."""
+        probe = self.probe
+        if not probe.answered:
+            return f"hub:{source} (not cached; {probe.describe()})", False, spec.how_to_get
+        access = probe_repo(source, spec.required_files[0], probe.endpoint)
+        if access is RepoAccess.AVAILABLE:
+            return f"hub:{source} (will be downloaded)", True, spec.how_to_get
+        how = spec.how_to_get
+        if access is RepoAccess.GATED:
+            how = (
+                f"accept the licence at {probe.endpoint}/{source} and log in with `huggingface-cli login` "
+                f"(or set HF_TOKEN); then {how}"
+            )
+        return f"hub:{source} (not cached; {access.value})", False, how
+
+
+def _locate(spec: ModelSpec, source: str, hub: _HubAsker) -> tuple[str, bool, str]:
+    """(where it is or would be, whether it is usable now, how to get it)."""
+    path = Path(source).expanduser()
+    if path.exists() or _looks_like_path(source):
+        present = path.is_dir() and all((path / f).exists() for f in spec.required_files)
+        return str(path), present, spec.how_to_get
+    cached = _cached(spec, source)
+    if cached is not None:
+        return cached, True, spec.how_to_get
+    return hub.status(spec, source)
 
 
 def check_models(
     requests: Iterable[tuple[str, str | None]], models: ModelSet = "real"
 ) -> list[ModelStatus]:
-    """Status of each (key, source) without loading anything; source None = the default."""
+    """Status of each (key, source) without loading anything; source None = the default.
+
+    Local directories and the hub cache are looked at first; the hub is asked only about
+    hub ids that are not cached, with one short probe for all of them.
+    """
+    hub = _HubAsker()
     out = []
     for key, source in requests:
         spec = _spec(key)
@@ -213,8 +244,8 @@ def check_models(
         if src is None:
             out.append(ModelStatus(key, None, "(no default: pass a local directory)", False, spec.how_to_get))
             continue
-        location, present = _locate(spec, src)
-        out.append(ModelStatus(key, src, location, present, spec.how_to_get))
+        location, present, how = _locate(spec, src, hub)
+        out.append(ModelStatus(key, src, location, present, how))
     return out
 
 
@@ -241,5 +272,7 @@ def resolve_source(key: str, source: str | None = None, models: ModelSet = "real
     spec = _spec(key)
     src = source or spec.default_source
     assert src is not None  # require_models rejected a missing default
-    location, _ = _locate(spec, src)
-    return location if not location.startswith("hub:") else src
+    path = Path(src).expanduser()
+    if path.exists() or _looks_like_path(src):
+        return str(path)
+    return _cached(spec, src) or src

@@ -95,6 +95,8 @@ def build_tiny_llama_tokenizer(vocab_size: int = 480) -> LlamaTokenizer:
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import LlamaTokenizer
 
+    from tgs.think.ref_thinker.tokenizer_legacy import pin_legacy
+
     byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))
     bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
@@ -104,7 +106,9 @@ def build_tiny_llama_tokenizer(vocab_size: int = 480) -> LlamaTokenizer:
     bpe.train_from_iterator(_tokenizer_corpus(), trainer)
     model = json.loads(bpe.to_str())["model"]
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
-    return LlamaTokenizer(vocab=model["vocab"], merges=merges)
+    # legacy written explicitly (false: no extra "▁" after added tokens), so every directory made from
+    # it loads the same way whatever a transformers version assumes for a missing key.
+    return pin_legacy(LlamaTokenizer(vocab=model["vocab"], merges=merges, legacy=False), False)
 
 
 def _with_added_tokens(tokenizer: LlamaTokenizer) -> LlamaTokenizer:

@@ -23,7 +23,7 @@ import dataclasses
 import difflib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
@@ -37,6 +37,7 @@ __all__ = [
     "RECIPE_FORMAT",
     "TRAINABLE_MODULES",
     "TrainRecipe",
+    "adapt_to_cpu",
     "deepspeed_config_path",
 ]
 
@@ -326,3 +327,27 @@ def deepspeed_config_path(name_or_path: str) -> Path:
             fix=f"use one of {', '.join(DEEPSPEED_CONFIGS)} or a path to a DeepSpeed JSON config",
         )
     return path
+
+
+def adapt_to_cpu(recipe: TrainRecipe, explicit: Collection[str]) -> tuple[TrainRecipe, list[str]]:
+    """The recipe for a machine without a GPU, and what changed from it (one line each).
+
+    The paper trains in bf16 mixed precision on GPUs; transformers refuses bf16 without a
+    GPU, so on a CPU the recipe's default becomes fp32 and the change is said aloud. A bf16
+    the user asked for explicitly (``--set bf16=true``) is not overridden: ValueError
+    naming the flag instead.
+    """
+    changes: dict[str, Any] = {}
+    notes: list[str] = []
+    if recipe.bf16:
+        if "bf16" in explicit:
+            raise ValueError("bf16=true needs a GPU and none is visible; use --set bf16=false to train on the CPU")
+        changes["bf16"] = False
+        notes.append("bf16: true -> false (no GPU: fp32 on the CPU; the paper used bf16 mixed precision)")
+    if recipe.dataloader_num_workers and "dataloader_num_workers" not in explicit:
+        changes["dataloader_num_workers"] = 0
+        notes.append(
+            f"dataloader_num_workers: {recipe.dataloader_num_workers} -> 0 "
+            "(the CPU also computes; worker processes only compete with it)"
+        )
+    return (recipe.replace(**changes) if changes else recipe), notes

@@ -34,6 +34,7 @@ from tgs.data.media import REF_AVS_SAMPLE_RATE, resample_like_librosa
 from tgs.errors import DataError, NoAudioWarning
 from tgs.think.ref_thinker.configuration import SPECIAL_TOKENS
 from tgs.think.ref_thinker.prompts import PromptVariant, build_prompt
+from tgs.think.ref_thinker.tokenizer_legacy import original_legacy, pin_legacy
 
 if TYPE_CHECKING:
     from transformers import CLIPImageProcessorPil, PreTrainedTokenizerBase
@@ -89,7 +90,8 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     """
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    legacy = original_legacy(path)  # written by the converter; 4.37's reading for older directories
+    tokenizer = pin_legacy(AutoTokenizer.from_pretrained(str(path), legacy=legacy), legacy)
     ids = tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))
     first = ids[0]
     if ids != list(range(first, first + len(SPECIAL_TOKENS))) or first == tokenizer.unk_token_id:

@@ -1,0 +1,84 @@
+"""The LLaMA tokenizer's ``legacy`` flag is read as the original's transformers 4.37 read it.
+
+A base ``tokenizer_config.json`` without the key meant ``legacy=True`` there (an extra ``▁``
+after each added token) and means false in transformers 5: every prompt's ids differed. The
+converter reads the key (missing -> True), writes it explicitly, and loading honours it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tgs.testing.tiny_thinker import build_tiny_llama_tokenizer
+from tgs.think.ref_thinker.configuration import SPECIAL_TOKENS
+from tgs.think.ref_thinker.convert import _load_tokenizer
+from tgs.think.ref_thinker.processing import load_tokenizer
+from tgs.think.ref_thinker.prompts import build_prompt
+
+PROMPT = build_prompt("The dog barking on the left")
+
+
+def _base_dir(root: Path, legacy: bool | None) -> Path:
+    """A base LLaMA tokenizer directory whose config says legacy true, false, or nothing."""
+    out = root / f"llama_{legacy}"
+    build_tiny_llama_tokenizer().save_pretrained(str(out))
+    config_path = out / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config.pop("legacy", None)
+    if legacy is not None:
+        config["legacy"] = legacy
+    config_path.write_text(json.dumps(config))
+    return out
+
+
+def _ids(tokenizer: object) -> list[int]:
+    return tokenizer(PROMPT, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
+
+
+def _reference_ids(base: Path, legacy: bool) -> list[int]:
+    """transformers with ``legacy`` given explicitly: what 4.37 did for the file's resolved value."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base), legacy=legacy)
+    tokenizer.add_tokens(list(SPECIAL_TOKENS), special_tokens=True)
+    return _ids(tokenizer)
+
+
+@pytest.mark.parametrize(("in_config", "resolved"), [(True, True), (False, False), (None, True)])
+def test_converter_and_loader_use_the_original_legacy(
+    in_config: bool | None, resolved: bool, tmp_path: Path
+) -> None:
+    base = _base_dir(tmp_path, in_config)
+    tokenizer, _ = _load_tokenizer(base)
+    converted_ids = _ids(tokenizer)
+    assert converted_ids == _reference_ids(base, resolved)
+
+    out = tmp_path / "converted"
+    tokenizer.save_pretrained(str(out))
+    assert json.loads((out / "tokenizer_config.json").read_text())["legacy"] is resolved  # written explicitly
+    assert _ids(load_tokenizer(out)) == converted_ids
+
+
+def test_missing_key_tokenizes_like_legacy_true_not_like_false(tmp_path: Path) -> None:
+    ids = {legacy: _ids(_load_tokenizer(_base_dir(tmp_path, legacy))[0]) for legacy in (True, False, None)}
+    assert ids[None] == ids[True]
+    assert ids[True] != ids[False]
+    tokenizer, _ = _load_tokenizer(_base_dir(tmp_path / "again", None))
+    tokens = tokenizer.convert_ids_to_tokens(ids[None])
+    after = tokens[tokens.index("<video_end>") + 1]
+    assert after == "▁"  # legacy: the word prefix after an added token
+
+
+def test_converted_directory_without_the_key_loads_as_legacy(tmp_path: Path) -> None:
+    """Directories converted before the pin (no key) load as 4.37 read their base: legacy true."""
+    base = _base_dir(tmp_path, True)
+    tokenizer, _ = _load_tokenizer(base)
+    out = tmp_path / "old_converted"
+    tokenizer.save_pretrained(str(out))
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    config.pop("legacy")
+    (out / "tokenizer_config.json").write_text(json.dumps(config))
+    assert _ids(load_tokenizer(out)) == _ids(tokenizer)
