@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -28,6 +30,28 @@ console = Console(stderr=False, soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _visible(char: str, keep: str) -> str:
+    """A control character as a visible escape (``\\x1b``), so it cannot move the cursor or recolour
+    the terminal; every other character as it is."""
+    if char in keep or unicodedata.category(char) != "Cc":
+        return char
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_user_text(value: object, *, keep_newlines: bool = False) -> str:
+    """User-supplied text (an expression, a path, a CSV field, an error naming them) made safe to
+    print through rich: markup-like brackets are escaped so ``"the man [on the left]"`` and
+    ``"[/]"`` are shown as typed instead of being read as style tags, and control characters
+    (ESC, BEL, CR, ...) are shown as ``\\xNN`` escapes instead of acting on the terminal.
+
+    keep_newlines: keep line breaks and tabs (multi-line messages the program wrote itself).
+    Every CLI print of text that did not come from the program goes through here.
+    """
+    text = "".join(_visible(c, "\n\t" if keep_newlines else "") for c in str(value))
+    return escape(text)
 
 
 def setup_logging(verbosity: int) -> None:
@@ -48,10 +72,17 @@ def friendly_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except TGSError as exc:
-            err_console.print(f"[bold red]error[/]: {exc}", highlight=False, soft_wrap=True)
+            print_error(exc)
             raise typer.Exit(1) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+def print_error(exc: BaseException) -> None:
+    """One red ``error:`` line; the message may hold user text (paths, expressions), so it is escaped."""
+    err_console.print(
+        f"[bold red]error[/]: {escape_user_text(exc, keep_newlines=True)}", highlight=False, soft_wrap=True
+    )
 
 
 @contextmanager
@@ -81,7 +112,7 @@ def print_run_summary(stage: str, run_dir: object, summary: Any, records_file: s
 
     summary: a ``tgs.runners.local.RunSummary``; records_file: where failures are detailed.
     """
-    table = Table(title=f"{stage}: {run_dir}", title_justify="left")
+    table = Table(title=f"{stage}: {escape_user_text(run_dir)}", title_justify="left")
     for column in ("samples", "done now", "already done", "failed", "left"):
         table.add_column(column, justify="right")
     table.add_row(
@@ -96,8 +127,9 @@ def print_run_summary(stage: str, run_dir: object, summary: Any, records_file: s
         first = summary.failures[0]
         kinds = ", ".join(f"{kind}: {n}" for kind, n in summary.failures_by_kind().items())
         err_console.print(
-            f"[yellow]{summary.failed} sample(s) failed[/] ({kinds}); first: {first.uid}: {first.error}\n"
-            f"rerun the same command to retry them; details in {records_file}",
+            f"[yellow]{summary.failed} sample(s) failed[/] ({kinds}); first: {escape_user_text(first.uid)}: "
+            f"{escape_user_text(first.error, keep_newlines=True)}\n"
+            f"rerun the same command to retry them; details in {escape_user_text(records_file)}",
             highlight=False,
         )
 

@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from tgs.cli.console import console, friendly_errors, progress_bar
+from tgs.cli.console import escape_user_text as escape
 
 data_app = typer.Typer(help="Inspect, check and synthesise Ref-AVS style benchmarks.", no_args_is_help=True)
 
@@ -33,7 +33,7 @@ def info(
 ) -> None:
     """Rows per split of a metadata CSV (reads only the CSV)."""
     bench = _open_bench(root, meta, split, name)
-    table = Table(title=f"{bench.name}: {bench.meta_path}")
+    table = Table(title=f"{escape(bench.name)}: {escape(bench.meta_path)}")
     table.add_column("split")
     table.add_column("rows", justify="right")
     table.add_column("null rows", justify="right")
@@ -42,12 +42,12 @@ def info(
         if sample.is_null:
             nulls[sample.split] = nulls.get(sample.split, 0) + 1
     for s, n in bench.count_by_split().items():
-        table.add_row(s, str(n), str(nulls.get(s, 0)))
+        table.add_row(escape(s), str(n), str(nulls.get(s, 0)))
     table.add_row("[bold]all[/]", f"[bold]{len(bench)}[/]", f"[bold]{sum(nulls.values())}[/]")
     console.print(table)
     dups = bench.duplicate_uids()
     if dups:
-        console.print(f"[yellow]{len(dups)} uid(s) appear on more than one row[/], e.g. {dups[0]}")
+        console.print(f"[yellow]{len(dups)} uid(s) appear on more than one row[/], e.g. {escape(dups[0])}")
 
 
 @data_app.command("check")
@@ -76,7 +76,7 @@ def check(
     seconds = time.perf_counter() - start
 
     counts = report.counts()
-    summary = Table(title=f"{bench.name}: {len(bench)} rows, {'full decode' if decode else 'quick check'}")
+    summary = Table(title=f"{escape(bench.name)}: {len(bench)} rows, {'full decode' if decode else 'quick check'}")
     for col in ("kind", "files checked", "missing", "corrupt", "empty", "size mismatch"):
         summary.add_column(col, justify="left" if col == "kind" else "right")
     for kind in KINDS:
@@ -124,8 +124,11 @@ def synth(
     seconds = time.perf_counter() - start
     counts = Benchmark(out, meta).count_by_split()
     parts = ", ".join(f"{k} {v}" for k, v in counts.items())
-    console.print(f"wrote {sum(counts.values())} rows ({parts}) for {videos} videos to {out} in {seconds:.1f} s")
-    console.print(f"metadata: {meta}")
+    console.print(
+        f"wrote {sum(counts.values())} rows ({escape(parts)}) for {videos} videos to {escape(out)} in {seconds:.1f} s",
+        highlight=False,
+    )
+    console.print(f"metadata: {escape(meta)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

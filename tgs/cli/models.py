@@ -7,7 +7,7 @@ import importlib
 import typer
 from rich.table import Table
 
-from tgs.cli.console import console
+from tgs.cli.console import console, escape_user_text
 from tgs.models.registry import MODEL_SPECS, check_models
 
 models_app = typer.Typer(help="List, check and convert model weights.", no_args_is_help=True)
@@ -45,8 +45,8 @@ def list_models(
     for status in statuses:
         table.add_row(
             status.key,
-            status.source or "-",
-            status.location,
+            escape_user_text(status.source or "-"),
+            escape_user_text(status.location),
             "[green]yes[/]" if status.present else f"[red]no[/] - {status.how_to_get}",
         )
     console.print(table)
