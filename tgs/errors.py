@@ -97,8 +97,21 @@ class RunError(TGSError):
     kind = "run"
 
 
+class SettingsError(TGSError, ValueError):
+    """A setting cannot be used as given: a device, an option, a size, an output path.
+
+    Also a ValueError, so callers that validate arguments by catching ValueError keep working.
+    """
+
+    kind = "settings"
+
+
 class TGSWarning(UserWarning):
     """Base class of tgs warnings, so users can filter them in one place."""
+
+
+class SamplingWarning(TGSWarning):
+    """A requested sampling was changed to one the input supports (e.g. --fps above the video's rate)."""
 
 
 class NoAudioWarning(TGSWarning):

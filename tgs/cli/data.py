@@ -109,18 +109,21 @@ def synth(
     out: Path = typer.Argument(..., help="Output folder of the synthetic benchmark."),
     videos: int = typer.Option(6, "--videos", min=1, help="Number of videos."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives identical files."),
-    size: str = typer.Option("320x180", "--size", help="Frame size WIDTHxHEIGHT."),
+    size: str = typer.Option("320x180", "--size", help="Frame size WIDTHxHEIGHT (each side >= 32)."),
+    force: bool = typer.Option(
+        False, "--force", help="Write into a non-empty folder, replacing a previous synthetic benchmark there."
+    ),
 ) -> None:
     """Write a synthetic benchmark in the Ref-AVSBench layout (metadata.csv, media/, gt_mask/...)."""
     from tgs.data.benchmark import Benchmark
-    from tgs.data.synth import generate, parse_size
+    from tgs.data.synth import check_size, generate, parse_size
 
     try:
-        width, height = parse_size(size)
+        width, height = check_size(parse_size(size))
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--size") from None
     start = time.perf_counter()
-    meta = generate(out, videos, seed, (width, height))
+    meta = generate(out, videos, seed, (width, height), force=force)
     seconds = time.perf_counter() - start
     counts = Benchmark(out, meta).count_by_split()
     parts = ", ".join(f"{k} {v}" for k, v in counts.items())

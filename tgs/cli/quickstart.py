@@ -64,7 +64,7 @@ def make_clip(data: Path, seed: int) -> tuple[Path, Path, dict[str, Any]]:
     """(video file with audio, metadata CSV, the chosen row) of one synthetic clip."""
     from tgs.data.synth import generate, write_video
 
-    meta = generate(data, videos=1, seed=seed, size=CLIP_SIZE)
+    meta = generate(data, videos=1, seed=seed, size=CLIP_SIZE, force=True)  # quickstart's own folder
     video = write_video(data / "clip.mp4", CLIP_SECONDS, CLIP_FPS, CLIP_SIZE, seed, with_audio=True)
     return video, meta, pick_row(data)
 
