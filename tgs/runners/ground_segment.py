@@ -273,8 +273,6 @@ def run_ground_segment(
         The models are loaded where the samples run; the results are written here.
     """
     if stages is None:
-        if config.models == "tiny" and (config.gdino_source or config.sam2_source):
-            logger.warning("model sources are ignored with the tiny model set")
         require_models(config.model_requests(), config.models)
     bench = Benchmark(config.data, config.meta, config.splits, name=config.benchmark)
     inputs = None if config.direct else load_thoughts(config.thoughts)  # type: ignore[arg-type]
