@@ -15,12 +15,13 @@ class TGSError(Exception):
     kind: str = "error"
 
     def __init__(self, message: str, *, path: str | Path | None = None, fix: str | None = None) -> None:
+        self.message = message  # without the file and fix parts, for errors that wrap this one
         self.path = str(path) if path is not None else None
         self.fix = fix
         parts = [message]
         if self.path is not None and self.path not in message:
             parts.append(f"(file: {self.path})")
-        if fix:
+        if fix and f"Fix: {fix}" not in message:  # a wrapped error's text may carry the same fix already
             parts.append(f"Fix: {fix}")
         super().__init__(" ".join(parts))
 

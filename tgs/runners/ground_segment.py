@@ -305,11 +305,10 @@ def run_ground_segment(
 
 
 def _log_coverage(bench: Benchmark, inputs: ThoughtInputs) -> None:
-    uids = set(bench.uids())
-    without = len(uids - set(inputs.thoughts) - set(inputs.failed))
-    if without:
-        logger.warning("%d of %d samples have no thought in %s; they will be recorded as failed",
-                       without, len(uids), inputs.path)
+    from tgs.think.inputs import coverage_problems
+
+    for problem in coverage_problems(inputs, bench.uids()):
+        logger.warning("%s", problem)
 
 
 def _evaluate(
