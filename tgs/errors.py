@@ -115,6 +115,10 @@ class SamplingWarning(TGSWarning):
     """A requested sampling was changed to one the input supports (e.g. --fps above the video's rate)."""
 
 
+class ShortAudioWarning(TGSWarning):
+    """A clip's audio is shorter than an audio encoder needs and was padded with silence."""
+
+
 class NoAudioWarning(TGSWarning):
     """A clip has no audio track: the audio-dependent parts see silence or nothing."""
 
