@@ -66,13 +66,16 @@ def check(
 ) -> None:
     """List missing or corrupt frames, audio and masks; exit 1 if there is any."""
     from tgs.data.benchmark import Benchmark
-    from tgs.data.check import KINDS, check_benchmark, count_files
+    from tgs.data.check import KINDS, check_benchmark, count_files, grounding_token_counter
 
     default = "R2AVSBench_metadata.csv" if name == "r2avs" else "metadata.csv"
     bench = Benchmark(root, meta or root / default, split or None, name=name, null_audio_dir=null_audio)
     start = time.perf_counter()
     with progress_bar("checking files", count_files(bench)) as advance:
-        report = check_benchmark(bench, decode=decode, workers=workers or None, progress=advance)
+        count_tokens, counted_by = grounding_token_counter()
+        report = check_benchmark(
+            bench, decode=decode, workers=workers or None, progress=advance, count_tokens=count_tokens
+        )
     seconds = time.perf_counter() - start
 
     counts = report.counts()
@@ -85,6 +88,17 @@ def check(
         cells = [f"[red]{v}[/]" if v != "0" else v for v in cells]
         summary.add_row(kind, str(report.checked[kind]), *cells)
     console.print(summary)
+    if report.warnings:
+        console.print(
+            f"[yellow]{len(report.warnings)} warning(s)[/] (tokens counted with {escape(counted_by)}):",
+            highlight=False,
+        )
+        for w in report.warnings[: show if show > 0 else None]:
+            console.print(
+                f"  [yellow]{w.kind}[/] {escape(w.issue)}: {escape(str(w.path))}\n      {escape(w.detail)} "
+                f"[dim](row {escape(w.uids[0])})[/]",
+                highlight=False, soft_wrap=True,
+            )
     if report.ok:
         console.print(f"[green]all files present and valid[/] ({seconds:.1f} s)")
         return
