@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,7 +13,6 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -26,8 +26,8 @@ from rich.table import Table
 from tgs.errors import TGSError
 
 # soft_wrap: long lines (paths, commands to copy) are never broken by inserted newlines.
-console = Console(stderr=False, soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+console = Console(stderr=False, soft_wrap=True, emoji=False)  # ":dog:" in a path stays text
+err_console = Console(stderr=True, soft_wrap=True, emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,17 +41,43 @@ def _visible(char: str, keep: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+_TAG_LIKE = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")  # what rich reads as a tag (rich.markup.RE_TAGS)
+_BACKSLASHED_BRACKET = re.compile(r"(\\+)\[")
+
+
+def _escape_markup(text: str) -> str:
+    """``text`` as rich markup that renders exactly ``text``, whatever follows it.
+
+    rich.markup.escape alone is not enough: rich also drops the backslash of any ``\\[``
+    that is not a tag (``x\\[y`` showed as ``x[y``), and a trailing backslash escapes the
+    markup after it. So: tag-like brackets get rich's escape (backslashes doubled, one added),
+    other brackets after backslashes one more backslash, and the text is closed in a no-op
+    ``[none]`` style whose closing tag its doubled trailing backslashes cannot escape.
+    """
+
+    def plain(segment: str) -> str:
+        return _BACKSLASHED_BRACKET.sub(lambda m: m.group(1) + "\\[", segment)
+
+    parts, position = [], 0
+    for match in _TAG_LIKE.finditer(text):
+        parts.append(plain(text[position : match.start()]))
+        parts.append(match.group(1) * 2 + "\\" + match.group(2))
+        position = match.end()
+    parts.append(plain(text[position:]))
+    body = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, "".join(parts))
+    return f"[none]{body}[/none]" if body else ""
+
+
 def escape_user_text(value: object, *, keep_newlines: bool = False) -> str:
     """User-supplied text (an expression, a path, a CSV field, an error naming them) made safe to
-    print through rich: markup-like brackets are escaped so ``"the man [on the left]"`` and
-    ``"[/]"`` are shown as typed instead of being read as style tags, and control characters
-    (ESC, BEL, CR, ...) are shown as ``\\xNN`` escapes instead of acting on the terminal.
+    print through rich: shown exactly as typed instead of being read as markup (``"the man [on
+    the left]"``, ``"[/]"``, ``"x\\[y"``), and control characters (ESC, BEL, CR, ...) shown as
+    ``\\xNN`` escapes instead of acting on the terminal.
 
     keep_newlines: keep line breaks and tabs (multi-line messages the program wrote itself).
     Every CLI print of text that did not come from the program goes through here.
     """
-    text = "".join(_visible(c, "\n\t" if keep_newlines else "") for c in str(value))
-    return escape(text)
+    return _escape_markup("".join(_visible(c, "\n\t" if keep_newlines else "") for c in str(value)))
 
 
 def setup_logging(verbosity: int) -> None:
