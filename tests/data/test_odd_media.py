@@ -43,7 +43,7 @@ def write_rotated(path: Path, degrees: int, frames: int = 4, rate: int = 4) -> P
 
 def corner_of_block(frame: np.ndarray) -> tuple[int, int]:
     ys, xs = np.nonzero(frame[..., 0] > 128)
-    return int(round(ys.mean() / frame.shape[0])), int(round(xs.mean() / frame.shape[1]))
+    return round(float(ys.mean()) / frame.shape[0]), round(float(xs.mean()) / frame.shape[1])
 
 
 @pytest.mark.parametrize(
