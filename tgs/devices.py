@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from tgs.errors import SettingsError
+
 __all__ = ["DTYPE_NAMES", "compile_backend", "compile_modules", "frames_to_device", "resolve_device", "resolve_dtype"]
 
 DTYPE_NAMES: dict[str, torch.dtype] = {
@@ -38,10 +40,13 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
         try:
             device = torch.device(str(name).strip())
         except RuntimeError as exc:
-            raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}") from exc
+            raise SettingsError(
+                f"device {name!r} is not a device name", fix="use --device auto, cpu, cuda or cuda:N"
+            ) from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device {name!r} requested but CUDA is not available on this machine; use 'cpu' or 'auto'"
+        raise SettingsError(
+            f"device {name!r} requested but CUDA is not available on this machine",
+            fix="use --device cpu, or --device auto (CUDA when present, else CPU)",
         )
     return device
 
@@ -60,7 +65,7 @@ def resolve_dtype(name: str | torch.dtype | None, device: torch.device | str | N
         return torch.bfloat16 if dev.type == "cuda" else torch.float32
     key = str(name).strip().lower()
     if key not in DTYPE_NAMES:
-        raise ValueError(f"dtype: expected one of auto, bf16, fp16, fp32, got {name!r}")
+        raise SettingsError(f"dtype {name!r} is not a dtype name", fix="use auto, bf16, fp16 or fp32")
     return DTYPE_NAMES[key]
 
 

@@ -15,12 +15,13 @@ class TGSError(Exception):
     kind: str = "error"
 
     def __init__(self, message: str, *, path: str | Path | None = None, fix: str | None = None) -> None:
+        self.message = message  # without the file and fix parts, for errors that wrap this one
         self.path = str(path) if path is not None else None
         self.fix = fix
         parts = [message]
         if self.path is not None and self.path not in message:
             parts.append(f"(file: {self.path})")
-        if fix:
+        if fix and f"Fix: {fix}" not in message:  # a wrapped error's text may carry the same fix already
             parts.append(f"Fix: {fix}")
         super().__init__(" ".join(parts))
 
@@ -97,8 +98,25 @@ class RunError(TGSError):
     kind = "run"
 
 
+class SettingsError(TGSError, ValueError):
+    """A setting cannot be used as given: a device, an option, a size, an output path.
+
+    Also a ValueError, so callers that validate arguments by catching ValueError keep working.
+    """
+
+    kind = "settings"
+
+
 class TGSWarning(UserWarning):
     """Base class of tgs warnings, so users can filter them in one place."""
+
+
+class SamplingWarning(TGSWarning):
+    """A requested sampling was changed to one the input supports (e.g. --fps above the video's rate)."""
+
+
+class ShortAudioWarning(TGSWarning):
+    """A clip's audio is shorter than an audio encoder needs and was padded with silence."""
 
 
 class NoAudioWarning(TGSWarning):

@@ -604,14 +604,18 @@ def segment_video(
     MissingWeightsError (listing every missing model, before anything heavy), ValueError
     (bad arguments). A video without audio runs, with a NoAudioWarning.
     """
-    from tgs.data.media import sample_times, video_duration
+    from tgs.data.media import cap_sampling_rate, sample_times, video_duration
+    from tgs.devices import resolve_device
+    from tgs.paths import check_output_folder
     from tgs.video_out import copy_audio_from
 
     started = time.perf_counter()
     video = Path(video)
+    fps = cap_sampling_rate(video, fps)  # never above the source's frame rate (warns)
     settings = _settings(
         expression, thinker, preset, models, fps, chunk_seconds, sources, thinker_options, dtype
     )
+    resolve_device(device)  # a bad or unavailable --device fails here, before any work
     timer = _Timer()
 
     _report(progress, 0.0, f"reading {video.name}")
@@ -627,6 +631,7 @@ def segment_video(
     expected = max(1, len(sample_times(duration, None, settings.fps)))
 
     out_dir = Path(out) if out is not None else Path(f"segment_{video.stem or 'video'}")
+    check_output_folder(out_dir, [video], (OVERLAY_NAME, MASKS_DIR, RESULT_NAME))  # never overwrite the input
     overlay_path, masks_dir = _prepare_out(out_dir)
     query = Query(uid=video.stem or "video", expression=expression.strip())
 

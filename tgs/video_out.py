@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -33,7 +34,7 @@ import numpy as np
 
 from tgs.errors import MediaError
 
-__all__ = ["CONTAINERS", "SourceAudio", "copy_audio_from", "video_codec", "write_overlay_video"]
+__all__ = ["CONTAINERS", "SourceAudio", "copy_audio_from", "partial_path", "video_codec", "write_overlay_video"]
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +165,8 @@ class _FileAudio:
                              fix="use copy_audio_from(), which returns None for a silent file")
         self._path = source.path
         self._in_stream = self._input.streams.audio[0]
-        codec = self._in_stream.codec_context.name
+        # The codec's canonical name ("mp3"), not its decoder's ("mp3float"), decides what can be copied.
+        codec = self._in_stream.codec_context.codec.canonical_name
         fits = codec in _COPYABLE[suffix]
         if source.mode == "copy" and not fits:
             self._input.close()
@@ -309,7 +311,9 @@ def write_overlay_video(
     codec: video encoder (default :func:`video_codec`); crf: libx264 quality (lower is
         better, 18-23 is visually lossless to good).
     The container follows the suffix (.mp4, .mov, .m4v, .mkv). ValueError if there is
-    no frame; the partial file is removed on any error.
+    no frame. The video is written under a temporary name beside ``out_path`` and renamed
+    to it only when complete (:func:`partial_path`), so a killed or failed call never
+    leaves an unplayable file under the final name; the partial file is removed on any error.
     """
     out = Path(out_path)
     suffix = out.suffix.lower()
@@ -326,15 +330,25 @@ def write_overlay_video(
     else:
         raise TypeError(f"audio: expected a numpy array, SourceAudio or None, got {type(audio).__name__}")
     out.parent.mkdir(parents=True, exist_ok=True)
+    partial = partial_path(out)
     try:
-        count = _encode(out, iter(frames_iter), Fraction(fps).limit_denominator(1001), writer, codec or video_codec(), crf)
+        count = _encode(
+            partial, iter(frames_iter), Fraction(fps).limit_denominator(1001), writer, codec or video_codec(), crf
+        )
+        os.replace(partial, out)
     except BaseException:
         if isinstance(writer, _FileAudio):
             writer._input.close()
-        out.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise
     logger.info("wrote %d frames%s to %s", count, " with audio" if writer else "", out)
     return out
+
+
+def partial_path(out: Path) -> Path:
+    """Where :func:`write_overlay_video` writes before the rename: a hidden name beside ``out``,
+    same suffix (the suffix chooses the container), same folder (so the rename is atomic)."""
+    return out.with_name(f".{out.stem}.partial{out.suffix}")
 
 
 def _encode(out: Path, frames: Iterator[np.ndarray], rate: Fraction, writer: Any, codec: str, crf: int) -> int:

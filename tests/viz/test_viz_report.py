@@ -65,7 +65,8 @@ def make_run(run_dir: Path, root: Path, meta: Path, *, models: str = "tiny", obj
     manifest = {
         "kind": "ground-segment",
         "preset": {"name": "best", "object_tag": object_tag},
-        "thoughts": {"mode": "file", "path": str(run_dir / "thoughts.jsonl")},
+        "thoughts": {"mode": "file", "sha256": "0" * 64},
+        "thoughts_path": str(run_dir / "thoughts.jsonl"),
         "data": {"benchmark": "refavs", "root": str(root), "splits": list(SPLITS),
                  "meta_sha256": hashlib.sha256(meta.read_bytes()).hexdigest()},
         "models": {"set": models},
@@ -221,7 +222,7 @@ def test_thoughts_come_from_the_file_the_manifest_names(bench_files, tmp_path):
     thoughts = tmp_path / "inference_results.jsonl"  # the original format: uid, ref, predict
     answer = "<think>because <i>loud</i></think><f_object>a red circle</f_object><s_object>circle</s_object>"
     thoughts.write_text(json.dumps({"uid": uid, "ref": "x", "predict": answer}) + "\n")
-    manifest = {"kind": "ground-segment", "thoughts": {"mode": "file", "path": str(thoughts)}}
+    manifest = {"kind": "ground-segment", "thoughts": {"mode": "file", "sha256": "0" * 64}, "thoughts_path": str(thoughts)}
     RunStore.open(tmp_path / "run", manifest).close()
     run = load_run(tmp_path / "run")
     assert run.thoughts[uid].reasoning == "because <i>loud</i>" and run.thoughts[uid].s_object == "circle"

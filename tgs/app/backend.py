@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from tgs.app.workspace import (
     suggested_expression,
     synthetic_clip_label,
 )
-from tgs.errors import MediaError, TGSError
+from tgs.errors import MediaError, TGSError, TGSWarning
 from tgs.model_cache import ModelCache
 from tgs.types import Thought
 
@@ -206,27 +207,35 @@ class DemoBackend:
                 raise ValueError(f"frames per second: expected a value in (0, 30], got {fps}")
             text = self.check_expression(expression)
             video = self.stage_input(choice, upload, run_dir)
-            result = self.segment_fn(
-                video,
-                text,
-                thinker=thinker,
-                preset=preset,
-                models=self.models,
-                out=run_dir / "result",
-                fps=float(fps),
-                progress=progress,
-                cache=self.model_cache,
-            )
-            return self._outcome(result, run_dir)
+            with warnings.catch_warnings(record=True) as caught:  # e.g. a short clip's padded audio
+                warnings.simplefilter("always", TGSWarning)
+                result = self.segment_fn(
+                    video,
+                    text,
+                    thinker=thinker,
+                    preset=preset,
+                    models=self.models,
+                    out=run_dir / "result",
+                    fps=float(fps),
+                    progress=progress,
+                    cache=self.model_cache,
+                )
+            notes = [str(w.message) for w in caught if issubclass(w.category, TGSWarning)]
+            return self._outcome(result, run_dir, notes)
         except (TGSError, ValueError) as exc:
             logger.info("demo request refused: %s", exc)
-            return DemoOutcome(status=f"**Error:** {escape_markdown(str(exc))}")
+            return DemoOutcome(status=f"**Error:** {escape_markdown(self.workspace.hide_root(str(exc)))}")
         except Exception as exc:  # the page must answer; the log keeps the traceback
             logger.exception("demo request failed")
-            return DemoOutcome(status=f"**Internal error** ({type(exc).__name__}): {escape_markdown(str(exc))}")
+            return DemoOutcome(
+                status=f"**Internal error** ({type(exc).__name__}): "
+                f"{escape_markdown(self.workspace.hide_root(str(exc)))}"
+            )
 
-    def _outcome(self, result: SegmentVideoResult, run_dir: Path) -> DemoOutcome:
-        """What the page shows of a finished call; refuses outputs outside ``run_dir``."""
+    def _outcome(self, result: SegmentVideoResult, run_dir: Path, notes: Sequence[str] = ()) -> DemoOutcome:
+        """What the page shows of a finished call; refuses outputs outside ``run_dir``.
+
+        notes: the warnings raised during the call (shown in plain words beside the result's own)."""
         for produced in (result.overlay_video, result.result_json):
             if not inside(Path(produced), run_dir):
                 raise RuntimeError(f"the pipeline wrote {Path(produced).name} outside its run folder; not serving it")
@@ -237,8 +246,11 @@ class DemoBackend:
         status = [f"**Done** in {total:.1f} s."]
         if result.untrained:
             status.append("Untrained tiny models: the masks are meaningless.")
-        status += [escape_markdown(note) for note in result.warnings]
+        shown = list(dict.fromkeys([*result.warnings, *notes]))  # each once, in order
+        status += [escape_markdown(self.workspace.hide_root(note)) for note in shown]
         result_json = Path(result.result_json)
+        if result_json.is_file():  # served to the visitor: no absolute server paths in it
+            result_json.write_text(self.workspace.hide_root(result_json.read_text(encoding="utf-8")), encoding="utf-8")
         return DemoOutcome(
             status=" ".join(status),
             overlay_video=Path(result.overlay_video),

@@ -122,7 +122,12 @@ def _probe_container(container: Any, size: int, limits: DemoLimits) -> VideoProb
             f"the uploaded video lasts {seconds:.0f} s, over the {limits.max_video_seconds:.0f} s limit",
             fix="upload a shorter clip",
         )
-    return VideoProbe(fmt, _CONTAINER_SUFFIX[fmt], seconds, int(first.width), int(first.height), size)
+    from tgs.data.media import display_rotation
+
+    width, height = int(first.width), int(first.height)
+    if display_rotation(first) % 2:  # played a quarter turn round (phone video): sizes as it plays
+        width, height = height, width
+    return VideoProbe(fmt, _CONTAINER_SUFFIX[fmt], seconds, width, height, size)
 
 
 def _duration(container: Any, stream: Any) -> float:

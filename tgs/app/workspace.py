@@ -57,6 +57,12 @@ class DemoWorkspace:
         """Whether ``path`` (links resolved) lies inside the work folder."""
         return inside(path, self.root)
 
+    def hide_root(self, text: str) -> str:
+        """``text`` with the work folder's absolute path taken out of every path in it
+        (``/tmp/tgs-demo-x/sessions/s/run/input.mp4`` -> ``sessions/s/run/input.mp4``): what the
+        page and the downloadable result.json show, so a visitor never learns the server's folders."""
+        return text.replace(str(self.root) + os.sep, "").replace(str(self.root), ".")
+
     def new_session(self) -> Path:
         """A fresh folder for one browser session's runs."""
         return Path(tempfile.mkdtemp(prefix="session-", dir=self.sessions))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -11,7 +13,6 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -25,8 +26,8 @@ from rich.table import Table
 from tgs.errors import TGSError
 
 # soft_wrap: long lines (paths, commands to copy) are never broken by inserted newlines.
-console = Console(stderr=False, soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+console = Console(stderr=False, soft_wrap=True, emoji=False)  # ":dog:" in a path stays text
+err_console = Console(stderr=True, soft_wrap=True, emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -65,6 +66,54 @@ class _AtLeast(logging.Filter):
 
 def third_party_level(verbosity: int) -> int:
     return logging.ERROR if verbosity <= 0 else logging.WARNING if verbosity == 1 else logging.DEBUG
+
+
+def _visible(char: str, keep: str) -> str:
+    """A control character as a visible escape (``\\x1b``), so it cannot move the cursor or recolour
+    the terminal; every other character as it is."""
+    if char in keep or unicodedata.category(char) != "Cc":
+        return char
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+_TAG_LIKE = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")  # what rich reads as a tag (rich.markup.RE_TAGS)
+_BACKSLASHED_BRACKET = re.compile(r"(\\+)\[")
+
+
+def _escape_markup(text: str) -> str:
+    """``text`` as rich markup that renders exactly ``text``, whatever follows it.
+
+    rich.markup.escape alone is not enough: rich also drops the backslash of any ``\\[``
+    that is not a tag (``x\\[y`` showed as ``x[y``), and a trailing backslash escapes the
+    markup after it. So: tag-like brackets get rich's escape (backslashes doubled, one added),
+    other brackets after backslashes one more backslash, and the text is closed in a no-op
+    ``[none]`` style whose closing tag its doubled trailing backslashes cannot escape.
+    """
+
+    def plain(segment: str) -> str:
+        return _BACKSLASHED_BRACKET.sub(lambda m: m.group(1) + "\\[", segment)
+
+    parts, position = [], 0
+    for match in _TAG_LIKE.finditer(text):
+        parts.append(plain(text[position : match.start()]))
+        parts.append(match.group(1) * 2 + "\\" + match.group(2))
+        position = match.end()
+    parts.append(plain(text[position:]))
+    body = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, "".join(parts))
+    return f"[none]{body}[/none]" if body else ""
+
+
+def escape_user_text(value: object, *, keep_newlines: bool = False) -> str:
+    """User-supplied text (an expression, a path, a CSV field, an error naming them) made safe to
+    print through rich: shown exactly as typed instead of being read as markup (``"the man [on
+    the left]"``, ``"[/]"``, ``"x\\[y"``), and control characters (ESC, BEL, CR, ...) shown as
+    ``\\xNN`` escapes instead of acting on the terminal.
+
+    keep_newlines: keep line breaks and tabs (multi-line messages the program wrote itself).
+    Every CLI print of text that did not come from the program goes through here.
+    """
+    return _escape_markup("".join(_visible(c, "\n\t" if keep_newlines else "") for c in str(value)))
 
 
 def setup_logging(verbosity: int) -> None:
@@ -169,11 +218,18 @@ def friendly_errors(func: F, debug: Callable[[], bool] = _never) -> F:
         except Exception as exc:
             if debug():
                 raise
-            err_console.print(f"[bold red]error[/]: {escape(_one_line(exc))}", highlight=False, soft_wrap=True)
+            print_error(exc)
             raise typer.Exit(1) from exc
 
     wrapper.__tgs_unwrapped__ = func  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+def print_error(exc: BaseException) -> None:
+    """One red ``error:`` line; the message may hold user text (paths, expressions), so it is escaped."""
+    err_console.print(
+        f"[bold red]error[/]: {escape_user_text(_one_line(exc), keep_newlines=True)}", highlight=False, soft_wrap=True
+    )
 
 
 @contextmanager
@@ -203,7 +259,7 @@ def print_run_summary(stage: str, run_dir: object, summary: Any, records_file: s
 
     summary: a ``tgs.runners.local.RunSummary``; records_file: where failures are detailed.
     """
-    table = Table(title=f"{stage}: {run_dir}", title_justify="left")
+    table = Table(title=f"{stage}: {escape_user_text(run_dir)}", title_justify="left")
     for column in ("samples", "done now", "already done", "failed", "left"):
         table.add_column(column, justify="right")
     table.add_row(
@@ -218,8 +274,9 @@ def print_run_summary(stage: str, run_dir: object, summary: Any, records_file: s
         first = summary.failures[0]
         kinds = ", ".join(f"{kind}: {n}" for kind, n in summary.failures_by_kind().items())
         err_console.print(
-            f"[yellow]{summary.failed} sample(s) failed[/] ({kinds}); first: {first.uid}: {first.error}\n"
-            f"rerun the same command to retry them; details in {records_file}",
+            f"[yellow]{summary.failed} sample(s) failed[/] ({kinds}); first: {escape_user_text(first.uid)}: "
+            f"{escape_user_text(first.error, keep_newlines=True)}\n"
+            f"rerun the same command to retry them; details in {escape_user_text(records_file)}",
             highlight=False,
         )
 

@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from tgs.cli.console import console, friendly_errors, progress_bar
+from tgs.cli.console import escape_user_text as escape
 
 data_app = typer.Typer(help="Inspect, check and synthesise Ref-AVS style benchmarks.", no_args_is_help=True)
 
@@ -33,7 +33,7 @@ def info(
 ) -> None:
     """Rows per split of a metadata CSV (reads only the CSV)."""
     bench = _open_bench(root, meta, split, name)
-    table = Table(title=f"{bench.name}: {bench.meta_path}")
+    table = Table(title=f"{escape(bench.name)}: {escape(bench.meta_path)}")
     table.add_column("split")
     table.add_column("rows", justify="right")
     table.add_column("null rows", justify="right")
@@ -42,12 +42,12 @@ def info(
         if sample.is_null:
             nulls[sample.split] = nulls.get(sample.split, 0) + 1
     for s, n in bench.count_by_split().items():
-        table.add_row(s, str(n), str(nulls.get(s, 0)))
+        table.add_row(escape(s), str(n), str(nulls.get(s, 0)))
     table.add_row("[bold]all[/]", f"[bold]{len(bench)}[/]", f"[bold]{sum(nulls.values())}[/]")
     console.print(table)
     dups = bench.duplicate_uids()
     if dups:
-        console.print(f"[yellow]{len(dups)} uid(s) appear on more than one row[/], e.g. {dups[0]}")
+        console.print(f"[yellow]{len(dups)} uid(s) appear on more than one row[/], e.g. {escape(dups[0])}")
 
 
 @data_app.command("check")
@@ -66,17 +66,20 @@ def check(
 ) -> None:
     """List missing or corrupt frames, audio and masks; exit 1 if there is any."""
     from tgs.data.benchmark import Benchmark
-    from tgs.data.check import KINDS, check_benchmark, count_files
+    from tgs.data.check import KINDS, check_benchmark, count_files, grounding_token_counter
 
     default = "R2AVSBench_metadata.csv" if name == "r2avs" else "metadata.csv"
     bench = Benchmark(root, meta or root / default, split or None, name=name, null_audio_dir=null_audio)
     start = time.perf_counter()
     with progress_bar("checking files", count_files(bench)) as advance:
-        report = check_benchmark(bench, decode=decode, workers=workers or None, progress=advance)
+        count_tokens, counted_by = grounding_token_counter()
+        report = check_benchmark(
+            bench, decode=decode, workers=workers or None, progress=advance, count_tokens=count_tokens
+        )
     seconds = time.perf_counter() - start
 
     counts = report.counts()
-    summary = Table(title=f"{bench.name}: {len(bench)} rows, {'full decode' if decode else 'quick check'}")
+    summary = Table(title=f"{escape(bench.name)}: {len(bench)} rows, {'full decode' if decode else 'quick check'}")
     for col in ("kind", "files checked", "missing", "corrupt", "empty", "size mismatch"):
         summary.add_column(col, justify="left" if col == "kind" else "right")
     for kind in KINDS:
@@ -85,6 +88,17 @@ def check(
         cells = [f"[red]{v}[/]" if v != "0" else v for v in cells]
         summary.add_row(kind, str(report.checked[kind]), *cells)
     console.print(summary)
+    if report.warnings:
+        console.print(
+            f"[yellow]{len(report.warnings)} warning(s)[/] (tokens counted with {escape(counted_by)}):",
+            highlight=False,
+        )
+        for w in report.warnings[: show if show > 0 else None]:
+            console.print(
+                f"  [yellow]{w.kind}[/] {escape(w.issue)}: {escape(str(w.path))}\n      {escape(w.detail)} "
+                f"[dim](row {escape(w.uids[0])})[/]",
+                highlight=False, soft_wrap=True,
+            )
     if report.ok:
         console.print(f"[green]all files present and valid[/] ({seconds:.1f} s)")
         return
@@ -109,23 +123,29 @@ def synth(
     out: Path = typer.Argument(..., help="Output folder of the synthetic benchmark."),
     videos: int = typer.Option(6, "--videos", min=1, help="Number of videos."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives identical files."),
-    size: str = typer.Option("320x180", "--size", help="Frame size WIDTHxHEIGHT."),
+    size: str = typer.Option("320x180", "--size", help="Frame size WIDTHxHEIGHT (each side >= 32)."),
+    force: bool = typer.Option(
+        False, "--force", help="Write into a non-empty folder, replacing a previous synthetic benchmark there."
+    ),
 ) -> None:
     """Write a synthetic benchmark in the Ref-AVSBench layout (metadata.csv, media/, gt_mask/...)."""
     from tgs.data.benchmark import Benchmark
-    from tgs.data.synth import generate, parse_size
+    from tgs.data.synth import check_size, generate, parse_size
 
     try:
-        width, height = parse_size(size)
+        width, height = check_size(parse_size(size))
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--size") from None
     start = time.perf_counter()
-    meta = generate(out, videos, seed, (width, height))
+    meta = generate(out, videos, seed, (width, height), force=force)
     seconds = time.perf_counter() - start
     counts = Benchmark(out, meta).count_by_split()
     parts = ", ".join(f"{k} {v}" for k, v in counts.items())
-    console.print(f"wrote {sum(counts.values())} rows ({parts}) for {videos} videos to {out} in {seconds:.1f} s")
-    console.print(f"metadata: {meta}")
+    console.print(
+        f"wrote {sum(counts.values())} rows ({escape(parts)}) for {videos} videos to {escape(out)} in {seconds:.1f} s",
+        highlight=False,
+    )
+    console.print(f"metadata: {escape(meta)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

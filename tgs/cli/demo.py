@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from tgs.cli.console import console, err_console, friendly_errors
+from tgs.cli.console import console, err_console, escape_user_text, friendly_errors
 
 
 @friendly_errors
@@ -48,7 +48,7 @@ def demo_command(
     require_models(segment_model_requests("direct", "best"), models)  # type: ignore[arg-type]
     if not loopback(host):
         err_console.print(
-            f"[yellow]warning[/]: binding {host} lets anyone who can reach this machine use the demo "
+            f"[yellow]warning[/]: binding {escape_user_text(host)} lets anyone who can reach this machine use the demo "
             "(it has no login). Use --host 127.0.0.1 to keep it local.",
             highlight=False,
         )
@@ -70,8 +70,8 @@ def _serve(host: str, port: int, models: str, workdir: Path | None, max_upload_m
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)  # stop like Ctrl+C, so the server closes and cleans up
-    console.print(f"TGS demo ({models} models) on http://{host}:{port} - Ctrl+C to stop.", highlight=False)
-    console.print(f"work folder: {root}", highlight=False)
+    console.print(f"TGS demo ({models} models) on http://{escape_user_text(host)}:{port} - Ctrl+C to stop.", highlight=False)
+    console.print(f"work folder: {escape_user_text(root)}", highlight=False)
     try:
         serve(
             host=host,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tgs.cli.console import console, friendly_errors, progress_bar
+from tgs.cli.console import console, escape_user_text, friendly_errors, progress_bar
 
 PROTOCOL_CHOICES = {"tgs": ("tgs",), "refavs": ("refavs",), "both": ("tgs", "refavs")}
 BENCHMARK_CHOICES = ("refavs", "r2avs")
@@ -66,7 +66,9 @@ def eval_command(
     metrics_path, samples_path = save_metrics(result, out if out is not None else Path(pred) / "metrics.json")
     for table in metrics_tables(result):
         console.print(table)
-    console.print(f"metrics: {metrics_path}\nper-sample: {samples_path}", highlight=False)
+    console.print(
+        f"metrics: {escape_user_text(metrics_path)}\nper-sample: {escape_user_text(samples_path)}", highlight=False
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tgs.cli.console import console, friendly_errors, print_run_summary, progress_bar
+from tgs.cli.console import console, escape_user_text, friendly_errors, print_run_summary, progress_bar
 from tgs.cli.executor_options import (
     EXECUTOR_OPTION,
     RAY_ADDRESS_OPTION,
@@ -108,13 +108,13 @@ def ground_segment_command(
 
         for table in metrics_tables(outcome.metrics):
             console.print(table)
-        console.print(f"metrics: {outcome.metrics_path}", highlight=False)
+        console.print(f"metrics: {escape_user_text(outcome.metrics_path)}", highlight=False)
 
 
 def _print_summary(outcome) -> None:
     print_run_summary("ground-segment", outcome.run_dir, outcome.summary, "samples.jsonl")
     for note in outcome.notes:
-        console.print(note, highlight=False)
+        console.print(escape_user_text(note, keep_newlines=True), highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import importlib
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from tgs.cli.console import console
+from tgs.cli.console import console, escape_user_text
 from tgs.models.registry import MODEL_SPECS, check_models
 
 models_app = typer.Typer(help="List, check and convert model weights.", no_args_is_help=True)
@@ -46,14 +45,14 @@ def list_models(
     for status in statuses:
         table.add_row(
             status.key,
-            status.source or "-",
+            escape_user_text(status.source or "-"),
             "[green]yes[/]" if status.present else "[red]no[/]",
-            escape(status.location),
+            escape_user_text(status.location),
         )
     console.print(table)
     for status in statuses:
         if not status.present:
-            console.print(f"{status.key}: get it: {escape(status.how_to_get)}", highlight=False, soft_wrap=True)
+            console.print(f"{status.key}: get it: {escape_user_text(status.how_to_get)}", highlight=False, soft_wrap=True)
     if not all(s.present for s in statuses):
         raise typer.Exit(1)
 

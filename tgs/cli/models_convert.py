@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tgs.cli.console import console, friendly_errors
+from tgs.cli.console import console, escape_user_text, friendly_errors
 
 
 @friendly_errors
@@ -54,12 +54,12 @@ def convert_ref_thinker_command(
         overwrite=overwrite,
     )
     console.print(
-        f"wrote {report.output_dir}: {report.num_tensors} tensors, {report.num_parameters / 1e9:.2f} B parameters "
+        f"wrote {escape_user_text(report.output_dir)}: {report.num_tensors} tensors, {report.num_parameters / 1e9:.2f} B parameters "
         f"({report.dtype}, LoRA {'merged' if report.merged_lora else 'kept as an adapter'})",
         highlight=False,
     )
     for source, count in report.from_source.items():
-        console.print(f"  {count:5d} tensors from {source}", highlight=False)
+        console.print(f"  {count:5d} tensors from {escape_user_text(source)}", highlight=False)
     for what, count in report.overridden.items():
         console.print(f"  {count:5d} tensors overridden ({what})", highlight=False)
 

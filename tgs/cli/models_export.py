@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from tgs.cli.console import console, friendly_errors
+from tgs.cli.console import console, escape_user_text, friendly_errors
 
 
 def _dtype(name: str | None) -> object:
@@ -35,7 +35,7 @@ def export_command(
 
     source = resolve_checkpoint(checkpoint)
     export_checkpoint(source, out, dtype=_dtype(dtype), merge_lora=merge_lora, init_dir=init, overwrite=overwrite)  # type: ignore[arg-type]
-    console.print(f"exported {source} to {out}", highlight=False)
+    console.print(f"exported {escape_user_text(source)} to {escape_user_text(out)}", highlight=False)
 
 
 @friendly_errors
@@ -53,14 +53,14 @@ def init_ref_thinker_command(
     from tgs.train.crab import build_crab_init
 
     report = build_crab_init(llama, clip, beats, crab, out, dtype=_dtype(dtype), seed=seed, overwrite=overwrite)  # type: ignore[arg-type]
-    console.print(f"wrote {out}", highlight=False)
+    console.print(f"wrote {escape_user_text(out)}", highlight=False)
     for name, count in report.loaded.items():
         console.print(f"  {count:5d} tensors from {name}", highlight=False)
     if report.overridden:
         console.print(f"  {report.overridden:5d} tensors of the audio file replaced by the visual file", highlight=False)
     for dropped in report.dropped:
         console.print(f"  dropped {dropped} (as the original does)", highlight=False)
-    console.print(f"train from it: tgs train --init {out} ...", highlight=False)
+    console.print(f"train from it: tgs train --init {escape_user_text(out)} ...", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

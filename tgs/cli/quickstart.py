@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from tgs.cli.console import console, err_console, friendly_errors
+from tgs.cli.console import console, err_console, escape_user_text, friendly_errors, print_error
 from tgs.cli.segment import (
     MODEL_SETS,
     check_choice,
@@ -64,7 +64,7 @@ def make_clip(data: Path, seed: int) -> tuple[Path, Path, dict[str, Any]]:
     """(video file with audio, metadata CSV, the chosen row) of one synthetic clip."""
     from tgs.data.synth import generate, write_video
 
-    meta = generate(data, videos=1, seed=seed, size=CLIP_SIZE)
+    meta = generate(data, videos=1, seed=seed, size=CLIP_SIZE, force=True)  # quickstart's own folder
     video = write_video(data / "clip.mp4", CLIP_SECONDS, CLIP_FPS, CLIP_SIZE, seed, with_audio=True)
     return video, meta, pick_row(data)
 
@@ -111,13 +111,13 @@ def quickstart_command(
     try:
         require_models(segment_model_requests(thinker, "best", sources), models)  # before generating anything
     except MissingWeightsError as exc:
-        err_console.print(f"[bold red]error[/]: {exc}", highlight=False, soft_wrap=True)
+        print_error(exc)
         err_console.print(
             "\nTo check the installation without weights, run the same pipeline on the untrained tiny models "
             "(results are meaningless):\n",
             highlight=False,
         )
-        err_console.print(f"    {tiny_command(out, thinker, seed)}", highlight=False, soft_wrap=True)
+        err_console.print(f"    {escape_user_text(tiny_command(out, thinker, seed))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from exc
     untrained = models == "tiny"
     if untrained:
@@ -159,14 +159,18 @@ def quickstart_command(
     (out / MANIFEST_NAME).write_text(
         json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
-    console.print(f"clip: {video}  expression: {row['exp']!r}  (the {row['object']})", highlight=False)
+    console.print(
+        f"clip: {escape_user_text(video)}  expression: {escape_user_text(repr(row['exp']))}  "
+        f"(the {escape_user_text(row['object'])})",
+        highlight=False,
+    )
     print_segment_result(result)
     console.print(
         f"J {block.get('J', 0):.4f}  F {block.get('F', 0):.4f}  (TGS-Agent protocol, "
-        f"metrics: {out / 'metrics.json'})",
+        f"metrics: {escape_user_text(out / 'metrics.json')})",
         highlight=False,
     )
-    console.print(f"summary: {out / MANIFEST_NAME}", highlight=False)
+    console.print(f"summary: {escape_user_text(out / MANIFEST_NAME)}", highlight=False)
     if untrained:
         err_console.print(untrained_banner())
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tgs.cli.console import console, friendly_errors
+from tgs.cli.console import console, escape_user_text, friendly_errors
 
 
 @friendly_errors
@@ -30,7 +30,7 @@ def report_command(
     from tgs.report import build_report
 
     path = build_report(run, out, data, meta, top_k, compare=compare, protocol=protocol, max_frames=max_frames)
-    console.print(f"report: {path}", highlight=False)
+    console.print(f"report: {escape_user_text(path)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

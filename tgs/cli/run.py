@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from tgs.cli.console import console, err_console, friendly_errors, progress_bar
+from tgs.cli.console import console, err_console, escape_user_text, friendly_errors, progress_bar
 from tgs.cli.executor_options import (
     EXECUTOR_OPTION,
     RAY_ADDRESS_OPTION,
@@ -29,7 +29,7 @@ BENCHMARK_META = {"refavs": "metadata.csv", "r2avs": "R2AVSBench_metadata.csv"}
 
 
 def _stage_table(outcome) -> Table:  # outcome: tgs.runners.full_run.FullRunOutcome
-    table = Table(title=f"run: {outcome.run_dir}", title_justify="left")
+    table = Table(title=f"run: {escape_user_text(outcome.run_dir)}", title_justify="left")
     for column in ("stage", "status", "samples", "done now", "already done", "failed", "left", "output"):
         table.add_column(column, justify="left" if column in ("stage", "status", "output") else "right")
     for stage in (outcome.think, outcome.ground_segment):
@@ -43,7 +43,7 @@ def _stage_table(outcome) -> Table:  # outcome: tgs.runners.full_run.FullRunOutc
                 f"[red]{summary.failed}[/]" if summary.failed else "0",
                 str(summary.remaining),
             ]
-        table.add_row(stage.name, stage.status, *numbers, "" if stage.path is None else str(stage.path))
+        table.add_row(stage.name, stage.status, *numbers, "" if stage.path is None else escape_user_text(stage.path))
     return table
 
 
@@ -140,17 +140,18 @@ def run_command(
     failures = outcome.ground_segment.summary.failures if outcome.ground_segment.summary else []
     if failures:
         err_console.print(
-            f"[yellow]{len(failures)} sample(s) failed[/]; first: {failures[0].uid}: {failures[0].error}",
+            f"[yellow]{len(failures)} sample(s) failed[/]; first: {escape_user_text(failures[0].uid)}: "
+            f"{escape_user_text(failures[0].error, keep_newlines=True)}",
             highlight=False,
         )
     for note in outcome.notes:
-        err_console.print(f"[yellow]note[/]: {note}", highlight=False)
+        err_console.print(f"[yellow]note[/]: {escape_user_text(note, keep_newlines=True)}", highlight=False)
     if outcome.metrics is not None:
         from tgs.eval.table import metrics_tables
 
         for table in metrics_tables(outcome.metrics):
             console.print(table)
-        console.print(f"metrics: {outcome.metrics_path}", highlight=False)
+        console.print(f"metrics: {escape_user_text(outcome.metrics_path)}", highlight=False)
     if models == "tiny":
         err_console.print(untrained_banner())
 

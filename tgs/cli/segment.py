@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from rich.panel import Panel
 
-from tgs.cli.console import console, err_console, friendly_errors, progress_bar
+from tgs.cli.console import console, err_console, escape_user_text, friendly_errors, progress_bar
 
 MODEL_SETS = ("real", "tiny")
 
@@ -89,31 +89,32 @@ def fraction_progress(description: str) -> Iterator[Callable[..., None]]:
 def print_segment_result(result) -> None:  # result: tgs.segment_video.SegmentVideoResult
     """The thought, the outputs and the main timings of one segment_video call."""
     thought = result.thought
-    grounded = result.object_text if result.object_text is not None else "(nothing: null answer)"
+    e = escape_user_text
+    grounded = e(result.object_text) if result.object_text is not None else "(nothing: null answer)"
     lines = [
         f"[bold]object grounded:[/] {grounded}",
-        f"[bold]f_object:[/] {thought.f_object}   [bold]s_object:[/] {thought.s_object}   "
+        f"[bold]f_object:[/] {e(thought.f_object)}   [bold]s_object:[/] {e(thought.s_object)}   "
         f"[bold]parse:[/] {thought.status.value}",
     ]
     if thought.reasoning:
-        lines.append(f"[bold]reasoning:[/] {thought.reasoning}")
+        lines.append(f"[bold]reasoning:[/] {e(thought.reasoning, keep_newlines=True)}")
     console.print(Panel("\n".join(lines), title="think", title_align="left", expand=False), highlight=False)
     boxed = sum(box is not None for box in result.boxes)
     # Plain lines, not a table: paths stay whole, so they can be copied.
-    console.print(f"overlay video: {result.overlay_video}", highlight=False, soft_wrap=True)
+    console.print(f"overlay video: {e(result.overlay_video)}", highlight=False, soft_wrap=True)
     console.print(
-        f"masks: {result.masks_dir} ({result.num_frames} PNG, {boxed} frames boxed)",
+        f"masks: {e(result.masks_dir)} ({result.num_frames} PNG, {boxed} frames boxed)",
         highlight=False,
         soft_wrap=True,
     )
-    console.print(f"result: {result.result_json}", highlight=False, soft_wrap=True)
+    console.print(f"result: {e(result.result_json)}", highlight=False, soft_wrap=True)
     shown = ("think", "ground", "segment", "encode", "total")
     console.print(
         "timings (s): " + ", ".join(f"{k} {result.timings[k]:.2f}" for k in shown if k in result.timings),
         highlight=False,
     )
     for message in result.warnings:
-        err_console.print(f"[bold yellow]warning[/]: {message}", highlight=False)
+        err_console.print(f"[bold yellow]warning[/]: {e(message, keep_newlines=True)}", highlight=False)
 
 
 @friendly_errors

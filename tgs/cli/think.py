@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tgs.cli.console import console, friendly_errors, print_run_summary, progress_bar
+from tgs.cli.console import console, escape_user_text, friendly_errors, print_run_summary, progress_bar
 from tgs.cli.executor_options import (
     EXECUTOR_OPTION,
     RAY_ADDRESS_OPTION,
@@ -72,7 +72,7 @@ def think_command(
     with executor_from_options(executor, ray_address, workers, resources_per_worker) as runner:
         outcome = run_think(config, progress=lambda total: progress_bar("think", total), executor=runner)
     print_run_summary("think", outcome.run_dir, outcome.summary, "thoughts.jsonl")
-    console.print(f"thoughts: {outcome.thoughts_path}", highlight=False)
+    console.print(f"thoughts: {escape_user_text(outcome.thoughts_path)}", highlight=False)
 
 
 def _resolve_model(model: str | None) -> str | None:

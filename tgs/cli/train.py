@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from tgs.cli.console import console, err_console, friendly_errors
+from tgs.cli.console import console, err_console, escape_user_text, friendly_errors
 
 
 def _show_recipe(value: bool) -> None:
@@ -140,18 +140,18 @@ def train_command(
     outcome = run_training(job)
     if not outcome.is_main:
         return
-    table = Table(title=f"train: {outcome.out}", title_justify="left")
+    table = Table(title=f"train: {escape_user_text(outcome.out)}", title_justify="left")
     for column in ("rows", "steps", "first loss", "last loss", "last checkpoint"):
         table.add_column(column, justify="right" if column != "last checkpoint" else "left")
     first = f"{outcome.losses[0]:.4f}" if outcome.losses else "-"
     last = f"{outcome.losses[-1]:.4f}" if outcome.losses else "-"
-    table.add_row(str(outcome.num_rows), str(outcome.global_step), first, last, str(outcome.last_checkpoint))
+    table.add_row(str(outcome.num_rows), str(outcome.global_step), first, last, escape_user_text(outcome.last_checkpoint))
     console.print(table)
     if outcome.missing.count:
-        console.print(f"[yellow]{outcome.missing.describe()}[/]; skipped", highlight=False)
+        console.print(f"[yellow]{escape_user_text(outcome.missing.describe())}[/]; skipped", highlight=False)
     console.print(
-        f"think with it: tgs think --model {outcome.out} ... (uses the latest checkpoint), "
-        f"or export: tgs models export {outcome.last_checkpoint} OUT",
+        f"think with it: tgs think --model {escape_user_text(outcome.out)} ... (uses the latest checkpoint), "
+        f"or export: tgs models export {escape_user_text(outcome.last_checkpoint)} OUT",
         highlight=False,
     )
 

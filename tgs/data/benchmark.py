@@ -177,7 +177,7 @@ def _parse_row(path: Path, line: int, fields: list[str]) -> MetaRow:
     try:
         media_folder(uid)
     except DataError as exc:
-        raise MetadataError(f"{path}: line {line}: {exc}", path=path, fix=exc.fix) from exc
+        raise MetadataError(f"{path}: line {line}: {exc.message}", path=path, fix=exc.fix) from exc
     return MetaRow(vid=vid, uid=uid, split=split, fid=fid, exp=exp, line=line)
 
 

@@ -14,11 +14,22 @@ Two depths:
 
 Both depths also check every row's expression (kind "expression", path = the metadata CSV,
 detail = its line): an empty one, or one longer than ``benchmark.MAX_EXPRESSION_CHARS``.
+
+And they *warn* (``CheckReport.warnings``, not a failure) about an expression whose caption
+(``expr.lower().strip() + "."``, what Grounding DINO reads when the expression itself is
+grounded) is longer than Grounding DINO's text limit, :data:`GDINO_MAX_TEXT_TOKENS` = 256
+tokens (its ``max_text_len``, the positions of its bert-base-uncased text encoder): the
+grounder cannot read past it. Tokens are counted with the grounding model's own tokenizer
+when its weights are on this machine (:func:`grounding_token_counter`); otherwise with
+:func:`estimate_caption_tokens`, a lower bound (one token per word and per punctuation
+mark, plus ``[CLS]``/``[SEP]``; WordPiece never makes fewer), so that warning is never false.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +41,24 @@ import numpy as np
 from tgs.data.benchmark import NUM_FRAMES, Benchmark, Sample, check_expression
 from tgs.data.media import wav_truncation
 
-__all__ = ["KINDS", "CheckReport", "Problem", "check_benchmark", "check_file", "count_files"]
+__all__ = [
+    "GDINO_MAX_TEXT_TOKENS",
+    "KINDS",
+    "CheckReport",
+    "Problem",
+    "check_benchmark",
+    "check_file",
+    "count_files",
+    "estimate_caption_tokens",
+    "grounding_token_counter",
+]
+
+logger = logging.getLogger(__name__)
+
+GDINO_MAX_TEXT_TOKENS = 256
+"""Grounding DINO's text limit (``max_text_len`` of every released checkpoint; bert-base-uncased tokens)."""
+
+_PIECES = re.compile(r"\w+|[^\w\s]")
 
 KINDS = ("frame", "audio", "mask", "expression")
 
@@ -64,6 +92,8 @@ class CheckReport:
     decode: bool
     checked: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    """Rows that work but lose something (issue "long": text past Grounding DINO's limit)."""
 
     @property
     def ok(self) -> bool:
@@ -175,6 +205,47 @@ class _Plan:
     expressions: list[Problem] = field(default_factory=list)
 
 
+def grounding_caption(expression: str) -> str:
+    """The caption Grounding DINO reads for an expression grounded as it is (lowercased, ".")."""
+    return expression.lower().strip() + "."
+
+
+def estimate_caption_tokens(caption: str) -> int:
+    """A lower bound on the bert-base-uncased tokens of ``caption``: words and punctuation marks
+    (each at least one WordPiece token) plus [CLS] and [SEP]."""
+    return len(_PIECES.findall(caption)) + 2
+
+
+def grounding_token_counter() -> tuple[Callable[[str], int], str]:
+    """(token counter, what it is): the default Grounding DINO's tokenizer when its weights are
+    on this machine (never downloaded for a check), else :func:`estimate_caption_tokens`."""
+    from tgs.errors import TGSError
+    from tgs.models.registry import check_models
+
+    try:
+        status = check_models([("grounding_dino", None)], "real")[0]
+        if status.present and not status.location.startswith("hub:"):
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(status.location)
+            return (lambda text: len(tokenizer(text)["input_ids"])), f"the tokenizer of {status.source}"
+    except (TGSError, OSError, ValueError) as exc:
+        logger.info("no Grounding DINO tokenizer to count caption tokens (%s); estimating", exc)
+    return estimate_caption_tokens, "an estimate (a lower bound; the Grounding DINO weights are not here)"
+
+
+def _long_caption(sample: Sample, count_tokens: Callable[[str], int]) -> Problem | None:
+    tokens = count_tokens(grounding_caption(sample.expression))
+    if tokens <= GDINO_MAX_TEXT_TOKENS:
+        return None
+    meta = sample.meta_path if sample.meta_path is not None else Path("metadata.csv")
+    detail = (
+        f"line {sample.row.line}: expression of {tokens} tokens, past Grounding DINO's {GDINO_MAX_TEXT_TOKENS}: "
+        "grounded as it is, the text after the limit is not read"
+    )
+    return Problem("expression", "long", meta, detail, (sample.uid,))
+
+
 def _plan(samples: Iterable[Sample]) -> tuple[_Plan, int]:
     plan = _Plan()
     dir_exists: dict[Path, bool] = {}
@@ -232,16 +303,25 @@ def check_benchmark(
     decode: bool = False,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
+    count_tokens: Callable[[str], int] | None = None,
 ) -> CheckReport:
     """Check every frame, audio file and mask the rows of ``bench`` need; never stops early.
 
     workers: threads for file checks (I/O and image decoding release the GIL); default
         min(8, CPUs). progress: called with the number of files (and expressions) just checked.
+    count_tokens: tokens of a Grounding DINO caption (see the module docstring); default
+        :func:`estimate_caption_tokens`.
     """
-    plan, rows = _plan(bench)
+    samples = list(bench)
+    plan, rows = _plan(samples)
     report = CheckReport(rows=rows, decode=decode)
     report.checked["expression"] = rows
     report.problems.extend(plan.expressions)
+    bad = {p.uids[0] for p in plan.expressions}
+    counter = count_tokens or estimate_caption_tokens
+    report.warnings.extend(
+        w for s in samples if s.uid not in bad and (w := _long_caption(s, counter)) is not None
+    )
     if progress is not None:
         progress(rows)
     for (kind, folder), uids in sorted(plan.missing_dirs.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):

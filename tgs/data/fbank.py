@@ -35,6 +35,7 @@ __all__ = [
     "povey_window",
     "ref_thinker_chunks",
     "ref_thinker_fbank",
+    "samples_for_frames",
 ]
 
 FBANK_MEAN = 15.41663
@@ -148,8 +149,20 @@ def ref_thinker_chunks(audio: np.ndarray | torch.Tensor, num_chunks: int = 10) -
     return wave[: n * num_chunks].reshape(num_chunks, n)
 
 
+def samples_for_frames(num_frames: int, frame_length: float = 25.0, frame_shift: float = 10.0,
+                       sample_frequency: float = 16000.0) -> int:
+    """Fewest samples that give ``num_frames`` fbank frames (the inverse of :func:`num_fbank_frames`)."""
+    size = int(sample_frequency * frame_length * 0.001)
+    shift = int(sample_frequency * frame_shift * 0.001)
+    return size + (max(num_frames, 1) - 1) * shift
+
+
 def ref_thinker_fbank(
-    audio: np.ndarray | torch.Tensor, num_chunks: int = 10, *, pad_short_to: int | None = None
+    audio: np.ndarray | torch.Tensor,
+    num_chunks: int = 10,
+    *,
+    pad_short_to: int | None = None,
+    min_chunk_frames: int | None = None,
 ) -> torch.Tensor:
     """Ref-Thinker's audio features: float32 [num_chunks, F, 128], F = 98 for 10 s @ 16 kHz.
 
@@ -157,12 +170,20 @@ def ref_thinker_fbank(
     pad_short_to: if given, audio shorter than this many samples is zero-padded at the end
         first (an improvement; the original fails on clips under 0.25 s, whose chunks are
         shorter than one 400-sample frame). Without it such audio raises DataError.
+    min_chunk_frames: if given, each chunk too short for this many fbank frames is
+        zero-padded at its end to :func:`samples_for_frames` samples ("short-chunk padding":
+        BEATs needs 16 frames for one 16x16 patch, i.e. 2,800 samples per chunk, so a clip
+        under 1.75 s). The original pads a chunk with zeros only up to ``int(len / 10)``
+        samples, which never runs, and fails on such clips; chunks that are long enough are
+        untouched, so every clip the original accepts gives the same features.
     """
     wave = torch.as_tensor(np.asarray(audio) if not isinstance(audio, torch.Tensor) else audio)
     wave = wave.to(torch.float32)
     if pad_short_to is not None and wave.shape[-1] < pad_short_to:
         wave = torch.nn.functional.pad(wave, (0, pad_short_to - wave.shape[-1]))
     chunks = ref_thinker_chunks(wave, num_chunks)
+    if min_chunk_frames is not None and num_fbank_frames(chunks.shape[1]) < min_chunk_frames:
+        chunks = torch.nn.functional.pad(chunks, (0, samples_for_frames(min_chunk_frames) - chunks.shape[1]))
     if num_fbank_frames(chunks.shape[1]) == 0:
         raise DataError(
             f"audio of {wave.shape[-1]} samples ({wave.shape[-1] / 16000:.3f} s at 16 kHz) gives {num_chunks} "

@@ -10,6 +10,16 @@ way the original Ref-Thinker loads it, ``librosa.load(path, sr=16000, mono=True)
 3. resample with soxr, quality "HQ" (librosa's default ``res_type='soxr_hq'``);
 4. pad with zeros or trim to ``ceil(n * target_sr / orig_sr)`` samples (librosa's ``fix``).
 
+Orientation: a video whose stream carries a display matrix (phones store portrait video
+sideways with a 90 degree rotation to apply on playback) is decoded *as it plays*: every
+frame is turned by the matrix's rotation (``VideoFrame.rotation``, counterclockwise degrees,
+multiples of 90), so frames, masks, overlays and the sizes reported all follow the
+playback orientation. Mirroring in a display matrix is not applied (rare in practice).
+
+Sampling rate: asking for more frames per second than the video has would only repeat
+frames (``--fps 1000`` on a 25 fps clip: 40 copies of each); :func:`cap_sampling_rate`
+lowers such a rate to the source's, with a :class:`~tgs.errors.SamplingWarning`.
+
 Which frame is taken from a video: frame k of T is the frame *on screen* at time
 ``t_k = (k + anchor) * duration / T`` (or ``(k + anchor) / fps`` when sampling at a rate),
 i.e. the last frame whose presentation time is <= t_k. With the default ``anchor=0`` and a
@@ -28,12 +38,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tgs.errors import MediaError, NoAudioWarning
+from tgs.errors import MediaError, NoAudioWarning, SamplingWarning
 from tgs.types import Clip
 
 __all__ = [
     "REF_AVS_SAMPLE_RATE",
     "VIDEO_SUFFIXES",
+    "cap_sampling_rate",
+    "display_rotation",
     "iter_video_frames",
     "load_audio",
     "load_clip",
@@ -43,6 +55,7 @@ __all__ = [
     "load_video_frames",
     "resample_like_librosa",
     "sample_times",
+    "source_frame_rate",
     "video_duration",
     "wav_truncation",
 ]
@@ -124,6 +137,11 @@ def _count_frames_in_dir(folder: Path) -> int:
 def _open_container(path: Path):  # -> av.container.InputContainer
     import av
 
+    if path.is_dir():
+        raise MediaError(
+            f"{path} is a folder, not a video file", path=path,
+            fix="give a video file (mp4, mkv, webm, ...); a Ref-AVS frames folder is read by tgs run / ground-segment",
+        )
     if not path.is_file():
         raise MediaError(f"video not found: {path}", path=path, fix="check the path")
     try:
@@ -170,6 +188,49 @@ def _demuxed_duration(container, stream) -> float:
         t = float((packet.pts + (packet.duration or 0)) * packet.time_base)
         end = max(end, t)
     return end - start
+
+
+def source_frame_rate(path: Path) -> float | None:
+    """Frames per second of the first video stream (its average rate, else FFmpeg's guess); None if unknown."""
+    path = Path(path)
+    with _open_container(path) as container:
+        stream = _video_stream(container, path)
+        rate = stream.average_rate or stream.guessed_rate
+    return float(rate) if rate else None
+
+
+def cap_sampling_rate(path: Path, fps: float) -> float:
+    """``fps``, or the video's own frame rate when ``fps`` is higher (with a SamplingWarning).
+
+    Sampling above the source rate only repeats frames: every output (mask PNGs, overlay
+    frames, records) would grow with no new information. A rate that is not a positive
+    number is returned unchanged, for the caller's own validation to reject.
+    """
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        return fps
+    source = source_frame_rate(path)
+    if source is None or fps <= source:
+        return fps
+    warnings.warn(
+        f"--fps {fps:g} is above the frame rate of {path} ({source:g} fps): sampling at {source:g} fps instead "
+        "(a higher rate would only repeat frames)",
+        SamplingWarning,
+        stacklevel=2,
+    )
+    return source
+
+
+def display_rotation(frame) -> int:  # frame: av.VideoFrame
+    """Counterclockwise quarter turns (0-3) that show a decoded frame as it plays (its display matrix)."""
+    rotation = getattr(frame, "rotation", 0) or 0
+    return round(float(rotation) / 90.0) % 4
+
+
+def _to_rgb(frame) -> np.ndarray:
+    """A decoded frame as uint8 [H, W, 3] RGB in playback orientation (see the module docstring)."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = display_rotation(frame)
+    return np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
 
 
 def sample_times(
@@ -220,11 +281,11 @@ def _frames_at(path: Path, times: Iterable[float] | None) -> Iterator[tuple[floa
                     continue
                 t = float(frame.pts * frame.time_base) - start
                 if targets is None:
-                    yield t, frame.to_ndarray(format="rgb24")
+                    yield t, _to_rgb(frame)
                     prev = (t, frame)
                     continue
                 while target is not None and prev is not None and t > target + 1e-9:
-                    yield prev[0], prev[1].to_ndarray(format="rgb24")
+                    yield prev[0], _to_rgb(prev[1])
                     target = next(targets, None)
                 if target is None:
                     return
@@ -233,7 +294,7 @@ def _frames_at(path: Path, times: Iterable[float] | None) -> Iterator[tuple[floa
                 last_end = t + period
             # The last frame stays on screen until the end of the stream.
             while targets is not None and target is not None and prev is not None and target < last_end - 1e-9:
-                yield prev[0], prev[1].to_ndarray(format="rgb24")
+                yield prev[0], _to_rgb(prev[1])
                 target = next(targets, None)
         except av.FFmpegError as exc:
             raise MediaError(f"cannot decode video {path}: {exc}", path=path, fix="re-encode the file") from exc

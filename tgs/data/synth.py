@@ -45,6 +45,7 @@ import numpy as np
 
 from tgs.data.benchmark import HEADER, NUM_FRAMES
 from tgs.data.synth_instructions import write_instruction_set
+from tgs.errors import SettingsError
 
 __all__ = [
     "AUDIO_SAMPLE_RATE",
@@ -405,19 +406,65 @@ def _object_info(obj: SynthObject) -> dict:
     return info
 
 
-def generate(out: Path, videos: int, seed: int, size: tuple[int, int] = DEFAULT_SIZE) -> Path:
+MIN_SIZE = 32
+"""Smallest frame side (pixels) of a synthetic benchmark: room for three objects side by side.
+Odd sizes are fine (frames are JPEGs, masks PNGs; only video files need even sizes)."""
+
+OUTPUTS = ("metadata.csv", "synth_info.json", "RefThinker_instruction_tuning_set.json", "media", "media_cross", "gt_mask")
+"""What :func:`generate` writes under its folder: what ``force`` replaces, and nothing else."""
+
+
+def check_size(size: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) if both are at least :data:`MIN_SIZE`; SettingsError saying why not."""
+    width, height = (int(v) for v in size)
+    if width < MIN_SIZE or height < MIN_SIZE:
+        raise SettingsError(
+            f"size {width}x{height}: a synthetic benchmark needs frames of at least {MIN_SIZE}x{MIN_SIZE} pixels "
+            "(three objects must fit side by side)",
+            fix=f"use e.g. --size 320x180 (any WIDTHxHEIGHT with both sides >= {MIN_SIZE}, odd sizes included)",
+        )
+    return width, height
+
+
+def prepare_target(out: Path, *, force: bool = False) -> Path:
+    """The folder a benchmark is written into, made ready: absent or empty is fine; a file is refused;
+    a folder with anything in it is refused unless ``force``, which removes a previous benchmark's
+    :data:`OUTPUTS` (so no old media is left beside the new CSV) and keeps any other file.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SettingsError(f"{out} is a file, not a folder", path=out, fix="give a new folder name")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise SettingsError(
+                f"{out} is not empty: writing a benchmark there would mix it with what is there",
+                path=out,
+                fix="give a new or empty folder, or pass --force to replace a previous synthetic benchmark there",
+            )
+        for name in OUTPUTS:
+            target = out / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def generate(
+    out: Path, videos: int, seed: int, size: tuple[int, int] = DEFAULT_SIZE, *, force: bool = False
+) -> Path:
     """Write a synthetic benchmark of ``videos`` videos under ``out``; returns metadata.csv.
 
-    ``size`` is (width, height) of frames and masks. See the module docstring for the
-    layout, the splits and the null rows.
+    ``size`` is (width, height) of frames and masks (each side >= :data:`MIN_SIZE`). ``out``
+    must be absent or empty unless ``force`` (see :func:`prepare_target`). See the module
+    docstring for the layout, the splits and the null rows.
     """
     if videos < 1:
         raise ValueError(f"videos: expected >= 1, got {videos}")
-    width, height = size
-    if width < 32 or height < 32:
-        raise ValueError(f"size: expected at least 32x32, got {width}x{height}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    width, height = check_size(size)
+    size = (width, height)
+    out = prepare_target(out, force=force)
     rows: list[tuple[str, str, str, int, str]] = []
     info: dict[str, dict] = {}
     video_info: dict[str, dict] = {}

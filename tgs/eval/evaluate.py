@@ -110,6 +110,7 @@ def evaluate(
     samples = [s for s in all_samples if s.split in split_names]
     last_row = {s.uid: i for i, s in enumerate(samples)}
     available = source.uids()
+    _require_overlap(available, last_row, source, bench, split_names)
 
     scores: dict[str, dict[str, list[SampleScore]]] = {p.name: {s: [] for s in split_names} for p in chosen}
     unscored: dict[str, dict[str, list[dict[str, str]]]] = {p.name: {s: [] for s in split_names} for p in chosen}
@@ -179,6 +180,23 @@ def evaluate(
             logger.warning("%s protocol: %d sample(s) without a prediction, scored with the %r substitute",
                            protocol.name, n_missing, missing)
     return result
+
+
+def _require_overlap(
+    available: frozenset[str], wanted: Mapping[str, int], source: Any, bench: Any, splits: Sequence[str]
+) -> None:
+    """DataError when there are predictions but none for a scored row: the wrong benchmark, CSV
+    or split was given, and scoring every sample as missing would only hide that (and overwrite
+    a good metrics.json with zeros). No predictions at all (every sample failed) is scored."""
+    if not available or not wanted or not available.isdisjoint(wanted):
+        return
+    where = getattr(bench, "meta_path", None) or "the benchmark"
+    raise DataError(
+        f"none of the {len(available)} predictions in {getattr(source, 'description', source)} is for a row of "
+        f"{where} in split(s) {', '.join(splits)} (predictions e.g. {sorted(available)[0]!r}, "
+        f"rows e.g. {next(iter(wanted))!r}); nothing was scored or written",
+        fix="pass the benchmark (--data/--meta/--benchmark) and --split the predictions were made for",
+    )
 
 
 def save_metrics(result: Mapping[str, Any], out: str | Path) -> tuple[Path, Path]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 __all__ = ["metrics_tables"]
@@ -36,7 +37,7 @@ def metrics_tables(result: Mapping[str, Any]) -> list[Table]:
             unscored = int(stats.get("unscored", 0))
             unscored_total += unscored
             table.add_row(
-                split,
+                escape(split),  # split names come from the CSV
                 str(stats.get("count", 0)),
                 f"[red]{missing}[/]" if missing else "0",
                 f"[red]{unscored}[/]" if unscored else "0",
@@ -47,7 +48,7 @@ def metrics_tables(result: Mapping[str, Any]) -> list[Table]:
         mean = block.get("mean", {})
         if len(mean.get("splits", [])) > 1:
             table.add_row(
-                "mean (" + "+".join(mean["splits"]) + ")", "", "", "", _cell(mean.get("J")), _cell(mean.get("F")), "-",
+                "mean (" + escape("+".join(mean["splits"])) + ")", "", "", "", _cell(mean.get("J")), _cell(mean.get("F")), "-",
                 style="bold",
             )
         notes = []

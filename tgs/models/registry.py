@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tgs.errors import MissingWeightsError
+from tgs.errors import MissingWeightsError, SettingsError
 from tgs.models.hub_probe import HubProbe, RepoAccess, probe_hub, probe_repo
 
 __all__ = [
@@ -249,8 +249,24 @@ def check_models(
     return out
 
 
+def refuse_sources_with_tiny(requests: Iterable[tuple[str, str | None]], models: ModelSet) -> None:
+    """SettingsError when a model source is given with the tiny set: the tiny set builds its own
+    random models, so the source would be silently ignored (``--gdino DIR --models tiny``)."""
+    given = [(key, source) for key, source in requests if source is not None]
+    if models == "tiny" and given:
+        shown = ", ".join(f"{key} = {source}" for key, source in given)
+        raise SettingsError(
+            f"model source(s) given with the tiny model set, which uses its own random models: {shown}",
+            fix="drop --models tiny to use these weights, or drop the source options (--model/--gdino/--sam2)",
+        )
+
+
 def require_models(requests: Iterable[tuple[str, str | None]], models: ModelSet = "real") -> None:
-    """Fail at start-up, listing every missing model, before any sample is processed."""
+    """Fail at start-up, listing every missing model, before any sample is processed.
+
+    With the tiny set, a given source is refused (:func:`refuse_sources_with_tiny`)."""
+    requests = list(requests)
+    refuse_sources_with_tiny(requests, models)
     missing = [s for s in check_models(requests, models) if not s.present]
     if not missing:
         return
@@ -265,6 +281,7 @@ def require_models(requests: Iterable[tuple[str, str | None]], models: ModelSet 
 def resolve_source(key: str, source: str | None = None, models: ModelSet = "real") -> str:
     """The path or hub id to hand to ``from_pretrained`` for one model role."""
     if models == "tiny":
+        refuse_sources_with_tiny([(key, source)], models)
         return str(_build_tiny(key))
     if models != "real":
         raise ValueError(f"models: expected 'real' or 'tiny', got {models!r}")

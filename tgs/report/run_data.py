@@ -181,10 +181,12 @@ def _thoughts_source(data: RunData) -> Path | None:
     own = data.run_dir / f"{THOUGHTS_STREAM}.jsonl"
     if own.is_file():
         return own
+    # The manifest's one key for the thoughts file a run read (written by tgs.runners.ground_segment).
     thoughts = data.manifest.get("thoughts")
-    if not isinstance(thoughts, Mapping) or thoughts.get("mode") != "file" or not thoughts.get("path"):
+    given = data.manifest.get("thoughts_path")
+    if not isinstance(thoughts, Mapping) or thoughts.get("mode") != "file" or not given:
         return None
-    path = Path(str(thoughts["path"]))
+    path = Path(str(given))
     if not path.is_file():
         data.notes.append(f"the thoughts file the run used is gone ({path}): reasoning is not shown")
         return None

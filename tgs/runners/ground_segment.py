@@ -273,8 +273,6 @@ def run_ground_segment(
         The models are loaded where the samples run; the results are written here.
     """
     if stages is None:
-        if config.models == "tiny" and (config.gdino_source or config.sam2_source):
-            logger.warning("model sources are ignored with the tiny model set")
         require_models(config.model_requests(), config.models)
     bench = Benchmark(config.data, config.meta, config.splits, name=config.benchmark)
     inputs = None if config.direct else load_thoughts(config.thoughts)  # type: ignore[arg-type]
@@ -307,11 +305,10 @@ def run_ground_segment(
 
 
 def _log_coverage(bench: Benchmark, inputs: ThoughtInputs) -> None:
-    uids = set(bench.uids())
-    without = len(uids - set(inputs.thoughts) - set(inputs.failed))
-    if without:
-        logger.warning("%d of %d samples have no thought in %s; they will be recorded as failed",
-                       without, len(uids), inputs.path)
+    from tgs.think.inputs import coverage_problems
+
+    for problem in coverage_problems(inputs, bench.uids()):
+        logger.warning("%s", problem)
 
 
 def _evaluate(

@@ -12,10 +12,17 @@ is a torn write from a crash and is cut off when the stream is next opened for w
 A mask file is written to a temporary name and atomically renamed, and only counts once a
 record naming its uid is committed, so a crash between the two simply redoes the sample.
 Every append is flushed and fsynced: nothing finished is ever lost, and a rerun resumes.
+
+One writer: :meth:`RunStore.open` takes an exclusive ``flock`` on ``RUN/.lock`` (which holds
+the writer's pid) until :meth:`RunStore.close`. A second process opening the same run for
+writing is refused with a RunError naming the holder's pid, instead of both running every
+sample. The kernel drops the lock when its process dies, so the lock file of a killed run
+(``kill -9``) is stale and simply taken over. Readers (eval, report) take no lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import logging
@@ -35,6 +42,7 @@ __all__ = ["MANIFEST", "RunStore", "encode_masks", "safe_uid"]
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+LOCK = ".lock"
 MASKS_DIR = "masks"
 FAILED = "failed"
 _SAFE_UID = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9._\-]*$")
@@ -98,6 +106,40 @@ class RunStore:
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
         self._handles: dict[str, IO[str]] = {}
+        self._lock: IO[str] | None = None
+
+    # --------------------------------------------------------------------- lock
+    def lock(self) -> None:
+        """Become the run directory's only writer (see the module docstring); RunError if another
+        live process is. Reentrant within one process (it already holds the lock)."""
+        if self._lock is not None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / LOCK
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until close()
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            if holder == str(os.getpid()):
+                return  # this process already writes here (another RunStore of the same run)
+            raise RunError(
+                f"run directory {self.run_dir} is being written by another process (pid {holder})",
+                path=path,
+                fix=f"wait for process {holder} to finish (or stop it), or choose another --out",
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock = handle
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the flock
+            self._lock = None
 
     # ----------------------------------------------------------------- manifest
     @classmethod
@@ -116,6 +158,18 @@ class RunStore:
         configuration is never silently mixed with this one.
         """
         store = cls(run_dir)
+        store.lock()
+        try:
+            store._check_or_write_manifest(manifest, resume=resume, fingerprint_keys=fingerprint_keys)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def _check_or_write_manifest(
+        self, manifest: Mapping[str, Any], *, resume: bool, fingerprint_keys: Iterable[str] | None
+    ) -> None:
+        store = self
         path = store.run_dir / MANIFEST
         if path.exists():
             existing = store.manifest()
@@ -140,7 +194,6 @@ class RunStore:
         else:
             store.run_dir.mkdir(parents=True, exist_ok=True)
             _atomic_write_bytes(path, (json.dumps(dict(manifest), indent=2, sort_keys=True) + "\n").encode())
-        return store
 
     def manifest(self) -> dict[str, Any]:
         path = self.run_dir / MANIFEST
@@ -288,6 +341,7 @@ class RunStore:
         for handle in self._handles.values():
             handle.close()
         self._handles.clear()
+        self._unlock()
 
     def __enter__(self) -> RunStore:
         return self

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from tgs.errors import DataError, ParseError
 from tgs.think.base import FAILED, thought_from_record
 from tgs.types import Thought
 
-__all__ = ["THOUGHTS_FILE", "ThoughtInputs", "load_thoughts", "resolve_thoughts_path"]
+__all__ = ["THOUGHTS_FILE", "ThoughtInputs", "coverage_problems", "load_thoughts", "resolve_thoughts_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ class ThoughtInputs:
     sha256: str
     thoughts: Mapping[str, Thought] = field(default_factory=dict)
     failed: Mapping[str, str] = field(default_factory=dict)
+    repeated: Mapping[str, int] = field(default_factory=dict)
+    """uid -> how many more successful lines it has after the first (which is the one used)."""
 
     def __len__(self) -> int:
         return len(self.thoughts)
@@ -59,7 +61,8 @@ class ThoughtInputs:
             raise DataError(
                 f"the thinker failed on {uid}: {self.failed[uid]}",
                 path=self.path,
-                fix="rerun `tgs think` on the same run directory to retry failed samples",
+                fix="think again to retry it (`tgs think` on its run directory retries failed samples), then "
+                "ground and segment into a new run directory: a run stays tied to the thoughts file it started with",
             )
         raise DataError(
             f"no thought for {uid} in {self.path}",
@@ -96,6 +99,7 @@ def load_thoughts(path: str | Path) -> ThoughtInputs:
     data = path.read_bytes()
     thoughts: dict[str, Thought] = {}
     failed: dict[str, str] = {}
+    repeated: dict[str, int] = {}
     lines = data.split(b"\n")
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
@@ -110,6 +114,8 @@ def load_thoughts(path: str | Path) -> ThoughtInputs:
                 f"{path}: line {number} has no 'uid' string", path=path, fix="every line needs a non-empty uid"
             )
         if uid in thoughts:
+            if record.get("status") != FAILED:
+                repeated[uid] = repeated.get(uid, 0) + 1
             continue  # first successful line wins
         if record.get("status") == FAILED:
             failed.setdefault(uid, str(record.get("error") or "unknown error"))
@@ -124,18 +130,48 @@ def load_thoughts(path: str | Path) -> ThoughtInputs:
             ) from exc
         failed.pop(uid, None)
     logger.info("read %d thoughts (%d failed) from %s", len(thoughts), len(failed), path)
-    return ThoughtInputs(path=path, sha256=hashlib.sha256(data).hexdigest(), thoughts=thoughts, failed=failed)
+    return ThoughtInputs(
+        path=path, sha256=hashlib.sha256(data).hexdigest(), thoughts=thoughts, failed=failed, repeated=repeated
+    )
+
+
+def coverage_problems(inputs: ThoughtInputs, uids: Iterable[str]) -> list[str]:
+    """What a user should hear about a thoughts file against the rows to run (``uids``): rows
+    without a thought, thoughts for uids that are not rows (another CSV or split?), and uids
+    answered more than once (the first answer is used). Empty when all is in order."""
+    wanted = set(uids)
+    given = set(inputs.thoughts) | set(inputs.failed)
+    problems = []
+    without = wanted - given
+    if without:
+        problems.append(
+            f"{len(without)} of {len(wanted)} samples have no thought in {inputs.path}, e.g. {min(without)!r}; "
+            "they will be recorded as failed"
+        )
+    unknown = given - wanted
+    if unknown:
+        problems.append(
+            f"{len(unknown)} uid(s) in {inputs.path} are not rows of the chosen benchmark and splits, "
+            f"e.g. {min(unknown)!r}; they are not used"
+        )
+    if inputs.repeated:
+        problems.append(
+            f"{len(inputs.repeated)} uid(s) have more than one answer in {inputs.path}, e.g. "
+            f"{min(inputs.repeated)!r}; the first one is used"
+        )
+    return problems
 
 
 def _parse_line(path: Path, number: int, raw: bytes, is_torn_tail: bool) -> dict | None:
     try:
-        record = json.loads(raw)
+        record = json.loads(raw.decode("utf-8"))  # decoded first: json would guess UTF-16/32 from odd bytes
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         if is_torn_tail:
             logger.warning("%s: ignoring line %d, cut short without a newline (a crash mid-write)", path, number)
             return None
+        what = "UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "valid JSON"
         raise DataError(
-            f"{path}: line {number} is not valid JSON ({exc})",
+            f"{path}: line {number} is not {what} ({exc})",
             path=path,
             fix="each line must be one JSON object, e.g. {\"uid\": ..., \"ref\": ..., \"predict\": ...}",
         ) from exc

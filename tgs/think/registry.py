@@ -30,6 +30,7 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from tgs.errors import SettingsError
 from tgs.think.base import DirectThinker, Thinker
 from tgs.types import Clip, Query, Thought
 
@@ -58,9 +59,10 @@ def _accepted(fn: Callable[..., Any], skip: tuple[str, ...] = ()) -> set[str]:
 def _check_options(name: str, options: Mapping[str, Any], accepted: set[str]) -> None:
     unknown = sorted(set(options) - accepted)
     if unknown:
-        raise ValueError(
+        raise SettingsError(
             f"thinker {name!r} has no option {', '.join(map(repr, unknown))}; "
-            f"accepted: {', '.join(sorted(accepted)) or '(none)'}"
+            f"accepted: {', '.join(sorted(accepted)) or '(none)'}",
+            fix="check the --thinker-opt KEY=VALUE names",
         )
 
 

@@ -11,6 +11,12 @@ As TGS-Agent's test dataset and collator do it:
   10 chunks of ``int(len / 10)`` samples, Kaldi fbank, BEATs normalisation ->
   float32 [10, 98, 128] for 10 s (``tgs.data.fbank.ref_thinker_fbank``).
 
+Short-chunk padding: a clip shorter than :data:`MIN_AUDIO_SECONDS` (1.75 s) has chunks too
+short for BEATs' 16x16 patch (16 fbank frames = 2,800 samples per chunk); each chunk is then
+zero-padded at its end to that minimum (``ref_thinker_fbank(min_chunk_frames=...)``), with a
+:class:`~tgs.errors.ShortAudioWarning` saying so in plain words. The original fails on such
+clips; every clip it accepts gets identical features.
+
 A clip without audio gets the fbank of 10 s of silence (the original has no such case: it
 fails to read the file). That is logged as a NoAudioWarning, since the answer then rests on
 the frames alone.
@@ -29,9 +35,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tgs.data.fbank import ref_thinker_fbank
+from tgs.data.fbank import ref_thinker_fbank, samples_for_frames
 from tgs.data.media import REF_AVS_SAMPLE_RATE, resample_like_librosa
-from tgs.errors import DataError, NoAudioWarning
+from tgs.errors import DataError, NoAudioWarning, ShortAudioWarning
 from tgs.think.ref_thinker.configuration import SPECIAL_TOKENS
 from tgs.think.ref_thinker.prompts import PromptVariant, build_prompt
 from tgs.think.ref_thinker.tokenizer_legacy import original_legacy, pin_legacy
@@ -107,6 +113,13 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+MIN_AUDIO_FRAMES = 16
+"""Fbank frames BEATs needs per chunk: one patch of its default ``input_patch_size`` (16)."""
+
+MIN_AUDIO_SECONDS = 10 * samples_for_frames(MIN_AUDIO_FRAMES) / REF_AVS_SAMPLE_RATE
+"""Shortest clip (s) whose 10 chunks reach :data:`MIN_AUDIO_FRAMES` without padding: 1.75 s."""
+
+
 class RefThinkerProcessor:
     """Prompt, frames and audio -> ``RefThinkerBatch``; generated ids -> text."""
 
@@ -166,7 +179,15 @@ class RefThinkerProcessor:
             raise DataError(f"audio without a valid sample rate ({sample_rate})")
         if sample_rate != REF_AVS_SAMPLE_RATE:
             audio = resample_like_librosa(audio, sample_rate, REF_AVS_SAMPLE_RATE)
-        return ref_thinker_fbank(audio, self.num_audio_chunks)
+        seconds = len(audio) / REF_AVS_SAMPLE_RATE
+        if len(audio) < self.num_audio_chunks * samples_for_frames(MIN_AUDIO_FRAMES):
+            warnings.warn(
+                f"the clip has {seconds:.2f} s of audio, shorter than the {MIN_AUDIO_SECONDS:.2f} s the audio "
+                "encoder needs: each of its 10 audio pieces is padded with silence to the minimum",
+                ShortAudioWarning,
+                stacklevel=3,
+            )
+        return ref_thinker_fbank(audio, self.num_audio_chunks, min_chunk_frames=MIN_AUDIO_FRAMES)
 
     def __call__(self, items: Sequence[ProcessorItem]) -> RefThinkerBatch:
         """Preprocess and collate a batch."""
