@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tgs.app.backend import THINKER_CHOICES, UPLOAD_CHOICE, DemoBackend, SegmentFn
+from tgs.app.backend import MAX_EXPRESSIONS, THINKER_CHOICES, UPLOAD_CHOICE, DemoBackend, SegmentFn
 from tgs.app.uploads import UPLOAD_SUFFIXES, DemoLimits, mb
 from tgs.app.workspace import DemoWorkspace, inside
 from tgs.errors import TGSError
@@ -100,9 +100,10 @@ def _layout(gr: Any, backend: DemoBackend) -> None:
                 elem_id="tgs-upload",
             )
             expression = gr.Textbox(
-                label="Expression",
+                label=f"Expressions (one per line, up to {MAX_EXPRESSIONS}; one colour each)",
                 placeholder="e.g. the object making the loudest sound",
-                max_length=backend.limits.max_expression_chars,
+                lines=2,
+                max_length=(backend.limits.max_expression_chars + 1) * MAX_EXPRESSIONS,
                 elem_id="tgs-expression",
             )
             thinker = gr.Dropdown(list(THINKER_CHOICES), value="ref-thinker", label="Thinker", elem_id="tgs-thinker")

@@ -57,7 +57,9 @@ def _serve(host: str, port: int, models: str, workdir: Path | None, max_upload_m
     import tempfile
 
     from tgs.app import confine_process_writes, serve
+    from tgs.cli.common import prepare_process
 
+    prepare_process("auto")  # the server's models load onto the default device
     root = workdir if workdir is not None else Path(tempfile.mkdtemp(prefix="tgs-demo-"))
     confine_process_writes(root)
 
