@@ -112,6 +112,12 @@ class Preset:
         ("auto", "fp32", "bf16", "fp16"),
         "model precision; auto = bf16 on CUDA, fp32 on CPU (the original runs fp32)",
     )
+    share_across_expressions: bool = _switch(
+        True,
+        None,
+        "share a video's work among its expressions (encoders, prompt prefix, image backbones; changes no "
+        "result); off: one expression at a time, the reference path",
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -174,7 +180,12 @@ class Preset:
                 close = difflib.get_close_matches(key, list(names), n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
                 raise ValueError(f"unknown preset switch {key!r}.{hint} Switches: {', '.join(names)}")
-            if names[key].type in ("float", float):
+            if names[key].type in ("bool", bool):
+                lowered = text.strip().lower()
+                if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(f"preset switch {key}: expected true or false, got {text!r}")
+                changes[key] = lowered in ("true", "1", "yes")
+            elif names[key].type in ("float", float):
                 try:
                     changes[key] = float(text)
                 except ValueError:

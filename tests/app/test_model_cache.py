@@ -13,9 +13,9 @@ import pytest
 from demo_fakes import write_clip
 
 import tgs.core.segment as sv
-from tgs.core.settings import Settings
 from tgs.app.backend import DemoBackend
 from tgs.app.workspace import DemoWorkspace
+from tgs.core.settings import Settings
 from tgs.model_cache import ModelCache, freeze
 from tgs.presets import get_preset
 

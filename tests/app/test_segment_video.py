@@ -23,12 +23,12 @@ from segment_media import encode_clip, stream_info
 from typer.testing import CliRunner
 
 from tgs.cli.main import build_app
+from tgs.core.segment import UNTRAINED_LABEL, segment_video, think_plan
+from tgs.core.settings import Settings
 from tgs.data.audio_stream import stream_audio_mono
 from tgs.data.media import load_audio
 from tgs.data.synth import write_video
 from tgs.errors import MediaError, NoAudioWarning
-from tgs.core.segment import UNTRAINED_LABEL, segment_video, think_plan
-from tgs.core.settings import Settings
 
 SMALL = (64, 48)
 FAST_THINK = {"max_new_tokens": 8}

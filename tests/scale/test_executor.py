@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tgs.errors import MediaError
+from tgs.run_store import RunStore
 from tgs.runners.executor import (
     LocalExecutor,
     SampleError,
@@ -23,7 +24,6 @@ from tgs.runners.executor import (
     run_stage,
 )
 from tgs.runners.local import RunSummary
-from tgs.runners.store import RunStore
 from tgs.types import Masks
 
 

@@ -18,7 +18,7 @@ only writer, whatever executor computes the results:
   model-holding actor per GPU or CPU slot, bounded in-flight batches, results handed
   back as they finish, dead actors replaced and their batches redone.
 
-Commit order of one sample (crash safety, see ``tgs.runners.store``): masks are written
+Commit order of one sample (crash safety, see ``tgs.run_store``): masks are written
 to a temporary name and renamed, then the records of the extra streams (e.g. ``boxes``)
 are appended, then the sample's record in the main stream, which commits the sample.
 A kill at any point leaves at worst a ``masks/*.tmp`` file, a mask file or extra-stream
@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
+from tgs.run_store import MASKS_DIR, RunStore
 from tgs.runners.local import (
     ProgressFactory,
     RunSummary,
@@ -56,7 +57,6 @@ from tgs.runners.outcomes import (
     check_ray_available,
     portable_error,
 )
-from tgs.runners.store import MASKS_DIR, RunStore
 
 __all__ = [
     "EXECUTOR_NAMES",

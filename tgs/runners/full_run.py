@@ -50,11 +50,11 @@ from tgs.core.settings import Settings
 from tgs.data.benchmark import Benchmark
 from tgs.errors import RunError
 from tgs.presets import BEST, Preset
+from tgs.run_store import MANIFEST
 from tgs.runners.executor import Executor
 from tgs.runners.ground_segment import GroundSegmentConfig, GroundSegmentOutcome, run_ground_segment
 from tgs.runners.local import ProgressFactory, RunSummary
 from tgs.runners.manifest import FINGERPRINT_KEYS, build_manifest, data_record, public_options
-from tgs.runners.store import MANIFEST
 from tgs.runners.think import ThinkConfig, run_think
 from tgs.think.inputs import resolve_thoughts_path
 from tgs.think.registry import canonical_name

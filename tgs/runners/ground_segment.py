@@ -1,6 +1,6 @@
 """A Ground-Segment run over a benchmark: thoughts in, masks + boxes + metrics out, resumable.
 
-Run directory (see ``tgs.runners.store`` for the commit rule)::
+Run directory (see ``tgs.run_store`` for the commit rule)::
 
     RUN/
       manifest.json     kind "ground-segment" (schema: ``tgs.runners.manifest``): preset
@@ -45,10 +45,10 @@ from tgs.core.settings import Settings
 from tgs.data.benchmark import Benchmark, Sample
 from tgs.pipeline import Grounder, GroundSegmentPipeline, Segmenter
 from tgs.presets import Preset
+from tgs.run_store import RunStore
 from tgs.runners.executor import Executor, run_stage
 from tgs.runners.local import ProgressFactory, RunSummary
 from tgs.runners.manifest import FINGERPRINT_KEYS, build_manifest, data_record, throughput_record
-from tgs.runners.store import RunStore
 from tgs.runners.workers import BOXES_STREAM, GroundSegmentWorker, video_of
 from tgs.think.inputs import ThoughtInputs, load_thoughts
 from tgs.types import Thought

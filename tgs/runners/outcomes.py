@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from tgs.errors import RunError, TGSError
+from tgs.run_store import encode_masks
 from tgs.runners.local import error_kind
-from tgs.runners.store import encode_masks
 from tgs.types import Masks
 
 __all__ = [
@@ -34,7 +34,7 @@ class SampleOutput:
 
     record: the main stream's record (``uid`` and ``status`` are added when absent).
     masks: saved as ``masks/<uid>.npz`` before the record is committed (None: no masks).
-    mask_file: the same, already encoded (:func:`tgs.runners.store.encode_masks`); what a
+    mask_file: the same, already encoded (:func:`tgs.run_store.encode_masks`); what a
         Ray worker sends, so that compressing runs in parallel and not in the driver.
     streams: records for other streams (e.g. ``{"boxes": [...]}``), appended before the
         record; on resume, lines of a sample whose record never committed are dropped.

@@ -1,6 +1,6 @@
 """A Think run over a benchmark split: clips in, ``thoughts.jsonl`` out, resumable, any thinker.
 
-Run directory (see ``tgs.runners.store`` for the commit rule and
+Run directory (see ``tgs.run_store`` for the commit rule and
 ``tgs.runners.manifest`` for the manifest)::
 
     RUN/
@@ -32,6 +32,7 @@ from typing import Any
 from tgs.core.loading import check_thinker_options, load_thinker, thinker_requests
 from tgs.core.settings import Settings
 from tgs.data.benchmark import Benchmark
+from tgs.run_store import RunStore
 from tgs.runners.executor import Executor, run_stage
 from tgs.runners.local import ProgressFactory, RunSummary
 from tgs.runners.manifest import (
@@ -41,7 +42,6 @@ from tgs.runners.manifest import (
     public_options,
     throughput_record,
 )
-from tgs.runners.store import RunStore
 from tgs.runners.workers import ThinkWorker, video_of
 from tgs.think.base import Thinker
 from tgs.think.registry import canonical_name
