@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -179,11 +180,13 @@ def _gs_outputs(run: Path) -> tuple[dict, list[bytes], dict]:
 
 @pytest.mark.parametrize(("preset", "worker_counts"), [(BEST, (1, 2)), (PAPER, (2,))], ids=["best", "paper"])
 def test_ground_segment_on_ray_equals_local(ray_cluster, bench: Path, tmp_path: Path, preset, worker_counts) -> None:
-    def config(out: Path) -> GroundSegmentConfig:
-        return GroundSegmentConfig(data=bench, meta=bench / "small.csv", out=out, preset=preset, direct=True,
+    def config(out: Path, share: bool = True) -> GroundSegmentConfig:
+        return GroundSegmentConfig(data=bench, meta=bench / "small.csv", out=out, direct=True,
+                                   preset=replace(preset, share_across_expressions=share),
                                    splits=SPLITS, settings=Settings.tiny(), evaluate=False)
 
-    local = _gs_outputs(run_ground_segment(config(tmp_path / "local")).run_dir)
+    # the reference: local, one expression at a time; Ray shares each video's work in its worker
+    local = _gs_outputs(run_ground_segment(config(tmp_path / "local", share=False)).run_dir)
     assert sorted(local[0]) == sorted(SMALL) and all(r["status"] == "ok" for r in local[0].values())
     assert sum(int(m.masks.sum()) for m in local[2].values()) > 0  # something was segmented
     for workers in worker_counts:

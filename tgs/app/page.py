@@ -58,7 +58,7 @@ def build_demo(
     """The demo page, ready to ``launch()``: the returned Blocks' launch applies the demo's limits.
 
     models: "real" or "tiny" (untrained; the page says so). segment_fn: the pipeline, by
-    default :func:`tgs.segment_video.segment_video`. workdir: the one folder the demo writes
+    default :func:`tgs.core.segment.segment_video`. workdir: the one folder the demo writes
     to (default: a fresh temporary folder). max_upload_mb: upload limit (MiB).
 
     Gradio reads its upload folder from the environment, so this points ``GRADIO_TEMP_DIR``

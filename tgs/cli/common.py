@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import typer
@@ -14,6 +15,7 @@ __all__ = [
     "check_choice",
     "prepare_process",
     "preset_from_options",
+    "ray_worker_setup",
     "settings_from_options",
     "thinker_options_from",
     "untrained_banner",
@@ -96,6 +98,16 @@ def prepare_process(device: str) -> None:
     except ValueError:  # the command reports a bad device itself, where the stages load
         return
     keep_freed_memory(resolved)
+
+
+WORKER_DEVICE_ENV = "TGS_WORKER_DEVICE"
+"""The device a command's Ray workers run on, for :func:`ray_worker_setup`."""
+
+
+def ray_worker_setup() -> None:
+    """Run by Ray in every worker process of a ``tgs`` command (``worker_process_setup_hook``):
+    the same process-wide settings as the command's own process."""
+    prepare_process(os.environ.get(WORKER_DEVICE_ENV, "auto"))
 
 
 def untrained_banner() -> Panel:

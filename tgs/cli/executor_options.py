@@ -49,12 +49,26 @@ def executor_from_options(
         parsed = parse_resources(resources)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--resources-per-worker") from exc
-    if executor == "ray" and not parsed:
-        parsed = _resources_for_device(device)
+    options = {}
+    if executor == "ray":
+        if not parsed:
+            parsed = _resources_for_device(device)
+        options["runtime_env"] = worker_runtime_env(device)
     try:
-        return make_executor(executor, address=ray_address, workers=workers, resources=parsed)
+        return make_executor(executor, address=ray_address, workers=workers, resources=parsed, **options)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--executor") from exc
+
+
+def worker_runtime_env(device: str | None) -> dict:
+    """Ray runtime environment of a command's workers: each worker process gets the command's
+    process-wide settings (``tgs.cli.common.prepare_process``) when Ray starts it."""
+    from tgs.cli.common import WORKER_DEVICE_ENV
+
+    return {
+        "worker_process_setup_hook": "tgs.cli.common.ray_worker_setup",
+        "env_vars": {WORKER_DEVICE_ENV: device or "auto"},
+    }
 
 
 def _resources_for_device(device: str | None) -> dict[str, float]:

@@ -294,20 +294,12 @@ class Pipeline:
 
 
 def _clip_from_file(path: Path, fps: float = 1.0) -> Clip:
-    """A whole short video file as one Clip: frames at ``fps``, mono audio at 16 kHz."""
-    import numpy as np
-
+    """A whole short video file as one Clip: frames at ``fps``, mono audio at 16 kHz (None without a track)."""
     from tgs.data.audio_stream import stream_audio_mono
-    from tgs.data.media import REF_AVS_SAMPLE_RATE, iter_video_frames
-    from tgs.types import stack_frames
+    from tgs.data.media import REF_AVS_SAMPLE_RATE, load_video_frames
 
-    pairs = list(iter_video_frames(path, fps))
-    times = np.array([t for t, _ in pairs], dtype=np.float64)
-    frames = stack_frames([f for _, f in pairs])
-    try:
-        audio = stream_audio_mono(path, REF_AVS_SAMPLE_RATE)
-    except Exception:  # no audio track: the thinker hears nothing
-        audio = None
+    frames, times = load_video_frames(path, None, fps)
+    audio = stream_audio_mono(path, REF_AVS_SAMPLE_RATE)  # None (with a NoAudioWarning) without a track
     if audio is not None and audio.shape[0] == 0:
         audio = None
     return Clip(frames, audio, REF_AVS_SAMPLE_RATE if audio is not None else None, times, str(path))
