@@ -207,7 +207,7 @@ class NaivePipeline:
 
 class StagePipeline:
     """The paper path through the tgs stages, in one dtype (mode ``dtype`` or ``dtype-grid``),
-    with freed memory kept in the process on CPU as ``load_stages`` does."""
+    with freed memory kept in the process on CPU as the ``tgs`` commands do."""
 
     def __init__(self, paths: dict[str, Path], mode: str, device: str) -> None:
         from tgs.cpu_memory import keep_freed_memory
@@ -266,7 +266,7 @@ def child_worker(args: argparse.Namespace, paths: dict[str, Path]) -> dict:
 
     Commands on stdin, one JSON object per line: {"op": "warm"} runs a one-frame warm-up,
     {"op": "frame", "index": i} times frame i of the synthetic clip, {"op": "finish"} saves the
-    outputs and ends. The tgs modes keep freed memory in the process as ``load_stages`` does
+    outputs and ends. The tgs modes keep freed memory in the process as the ``tgs`` commands do
     (tgs.cpu_memory); the naive loop keeps the C library's defaults, as the original's process.
     """
     from tgs.types import Clip
@@ -394,27 +394,26 @@ def child_video(args: argparse.Namespace, paths: dict[str, Path]) -> dict:
 
 
 def child_preset(args: argparse.Namespace, paths: dict[str, Path]) -> dict:
-    """One preset end to end: load_stages + GroundSegmentPipeline.run on the synthetic clip.
+    """One preset end to end: tgs.core.loading.load_stages + GroundSegmentPipeline.run on the synthetic clip.
 
     The thinker answer is fixed (``<s_object>`` = CAPTION), so both presets ground the same
     text (up to the paper's extra trailing period). --warmup untimed one-frame clips first.
     """
-    from tgs.pipeline import GroundSegmentPipeline, load_stages
+    from tgs.core.loading import load_stages
+    from tgs.core.settings import Settings
+    from tgs.cpu_memory import keep_freed_memory
+    from tgs.pipeline import GroundSegmentPipeline
     from tgs.presets import get_preset
     from tgs.types import Clip, Query, Thought
 
     preset = get_preset(args.preset)
     sam2_key = "sam2" if preset.segment_mode == "image" else "sam2_video"
     t0 = time.perf_counter()
-    grounder, segmenter = load_stages(
-        preset,
-        models="real",
-        gdino_source=str(paths["gdino"]),
-        sam2_source=str(paths[sam2_key]),
-        device=args.device,
-        dtype=args.dtype,
-        frame_batch_size=args.frame_batch_size,
+    settings = Settings(
+        device=args.device, dtype=args.dtype, sources={"grounding_dino": str(paths["gdino"]), "sam2": str(paths[sam2_key])}
     )
+    keep_freed_memory(args.device)  # what the tgs commands set at their entry point
+    grounder, segmenter = load_stages(preset, settings, frame_batch_size=args.frame_batch_size)
     pipeline = GroundSegmentPipeline(grounder, segmenter, preset)
     load_s = time.perf_counter() - t0
     rss_loaded = rss_now_mb()

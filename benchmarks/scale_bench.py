@@ -38,11 +38,12 @@ SPLITS = ("test_s", "test_n", "test_u")
 
 
 def _config(root: Path, out: Path, preset_name: str):
+    from tgs.core.settings import Settings
     from tgs.presets import get_preset
     from tgs.runners.ground_segment import GroundSegmentConfig
 
     return GroundSegmentConfig(data=root, meta=root / "metadata.csv", out=out, preset=get_preset(preset_name),
-                               direct=True, splits=SPLITS, models="tiny", device="cpu", evaluate=False)
+                               direct=True, splits=SPLITS, settings=Settings.tiny(), evaluate=False)
 
 
 class CommitClock:
@@ -83,7 +84,7 @@ def run_once(root: Path, out: Path, preset: str, executor: Any) -> dict[str, Any
 
 
 def outputs(run: Path) -> tuple[dict, list[bytes], dict]:
-    from tgs.runners.store import RunStore
+    from tgs.run_store import RunStore
 
     store = RunStore(run)
     records = {r["uid"]: {k: v for k, v in r.items() if k != "timings"} for r in store.records("samples")}
@@ -103,9 +104,9 @@ def same_outputs(a: Path, b: Path) -> bool:
 
 
 def _commit_times(store_dir: Path, outputs_kept: list) -> list[float]:
+    from tgs.run_store import RunStore
     from tgs.runners.executor import commit_outcome
     from tgs.runners.local import RunSummary
-    from tgs.runners.store import RunStore
 
     store = RunStore.open(store_dir, {"kind": "bench"})
     summary = RunSummary()

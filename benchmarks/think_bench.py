@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     from tgs.cpu_memory import keep_freed_memory
 
-    allocator_tuned = not args.default_allocator and keep_freed_memory(device)  # as RefThinker.from_pretrained
+    allocator_tuned = not args.default_allocator and keep_freed_memory(device)  # as the tgs commands do
     start = time.perf_counter()
     thinker, config = build(args.preset, device, merge=args.merge_lora)
     build_s = time.perf_counter() - start

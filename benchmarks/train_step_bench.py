@@ -58,7 +58,7 @@ def full_config(num_layers: int | None = None) -> Any:
 
 def parameter_counts() -> dict[str, int]:
     """Parameters of the full model by group, and the trained ones (meta device: no memory)."""
-    from tgs.think.ref_thinker.checkpoint import build_empty_model
+    from tgs.think.ref_thinker.modeling import build_empty_model
     from tgs.train.config import TrainRecipe
     from tgs.train.model import freeze_for_training
 

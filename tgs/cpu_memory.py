@@ -49,9 +49,10 @@ def keep_freed_memory(device: torch.device | str | None = None) -> bool:
     ``device``: the device the caller's models run on; nothing is changed unless it is the
     CPU (None: apply regardless).
 
-    Process-wide and idempotent. Called when stages or thinkers are loaded onto a CPU
-    (:func:`tgs.pipeline.load_stages`, ``RefThinker.from_pretrained``,
-    ``OmniThinker.from_pretrained``): the paths of every ``tgs`` command and the demo.
+    Process-wide and idempotent, so it is a decision of the program, not of a library call:
+    the ``tgs`` commands and the demo make it once at their entry point
+    (``tgs.cli.common.prepare_process``), before loading models; a library user who runs
+    models on a CPU calls it once, e.g. ``keep_freed_memory("cpu")``.
     """
     if device is not None and torch.device(device).type != "cpu":
         return False

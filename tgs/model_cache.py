@@ -6,7 +6,7 @@ every request. A :class:`ModelCache` is the explicit opt-in: it keeps at most
 ``max_thinkers`` thinkers and ``max_stage_pairs`` (Grounding DINO, SAM2) pairs, each kind
 evicting its least recently used entry. The caller owns it (no global state) and passes
 it as ``segment_video(..., cache=...)``; the key says everything that changes what would
-be loaded (see ``tgs.segment_video`` for the keys), so a hit returns exactly what a fresh
+be loaded (see ``tgs.core.segment`` for the keys), so a hit returns exactly what a fresh
 load would.
 
 Holding models costs memory: with the defaults (one of each) the thinker stays resident

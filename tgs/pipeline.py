@@ -36,7 +36,6 @@ __all__ = [
     "ObjectText",
     "Segmenter",
     "choose_object_text",
-    "load_stages",
     "sam_boxes",
     "sam_clip",
 ]
@@ -393,62 +392,3 @@ class GroundSegmentPipeline:
         expected = (clip.num_frames, *clip.size)
         if tuple(masks.masks.shape) != expected:
             raise ValueError(f"segmenter returned masks {tuple(masks.masks.shape)}, expected {expected}")
-
-
-def load_stages(
-    preset: Preset,
-    *,
-    models: str,
-    gdino_source: str | None = None,
-    sam2_source: str | None = None,
-    device: Any = None,
-    dtype: Any = None,
-    frame_batch_size: int = 1,
-    direct: bool = False,
-    device_preprocess: bool = False,
-    compile: bool | str = False,
-) -> tuple[Grounder, Segmenter]:
-    """Grounding DINO and the SAM2 segmenter a preset asks for, loaded strictly.
-
-    The one place that turns a preset into stage objects, shared by benchmark runs and
-    ``segment_video``; ``dtype`` None means the preset's. Models are looked up through
-    the registry, so missing weights fail with the full list before anything loads.
-    ``device_preprocess`` and ``compile`` (False, True or a torch.compile backend) are
-    handed to the image stages (see ``GroundingDinoGrounder``).
-    """
-    from tgs.ground.grounding_dino import GroundingDinoGrounder
-    from tgs.models.registry import resolve_source
-
-    dtype = preset.dtype if dtype is None else dtype
-    grounder = GroundingDinoGrounder.from_pretrained(
-        resolve_source("grounding_dino", gdino_source, models),  # type: ignore[arg-type]
-        device=device,
-        dtype=dtype,
-        box_threshold=preset.box_threshold,
-        text_threshold=preset.text_threshold,
-        frame_batch_size=frame_batch_size,
-        preprocess=preset.gdino_preprocess,
-        dedupe_period=preset.dedupe_period(direct=direct),
-        device_preprocess=device_preprocess,
-        compile=compile,
-    )
-    sam_source = resolve_source(preset.sam_model_key, sam2_source, models)  # type: ignore[arg-type]
-    segmenter: Segmenter
-    if preset.segment_mode == "image":
-        from tgs.segment.sam2_image import Sam2ImageSegmenter
-
-        segmenter = Sam2ImageSegmenter.from_pretrained(
-            sam_source, device=device, dtype=dtype, preprocess=preset.sam_preprocess,
-            frame_batch_size=frame_batch_size, device_preprocess=device_preprocess, compile=compile,
-        )
-    else:
-        from tgs.segment.sam2_video import Sam2VideoSegmenter
-
-        segmenter = Sam2VideoSegmenter.from_pretrained(
-            sam_source, device=device, dtype=dtype, seed_frames=preset.video_seeds,
-            preprocess=preset.sam_preprocess,
-        )
-    from tgs.cpu_memory import keep_freed_memory
-
-    keep_freed_memory(grounder.device)
-    return grounder, segmenter

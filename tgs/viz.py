@@ -24,9 +24,11 @@ __all__ = [
     "GT_COLOR",
     "PRED_COLOR",
     "Color",
+    "expression_color",
     "fit_mask",
     "mask_edges",
     "overlay_frame",
+    "overlay_objects",
     "overlay_strip",
     "save_mask_pngs",
 ]
@@ -38,6 +40,18 @@ PRED_COLOR: Color = (255, 56, 56)
 
 GT_COLOR: Color = (64, 255, 64)
 """Ground-truth outlines: green."""
+
+EXPRESSION_COLORS: tuple[Color, ...] = (
+    (255, 56, 56),
+    (56, 128, 255),
+    (255, 200, 0),
+    (200, 56, 255),
+    (0, 210, 200),
+    (255, 128, 0),
+    (140, 255, 56),
+    (255, 56, 200),
+)
+"""One colour per expression of a ``tgs segment`` call (the first is :data:`PRED_COLOR`); cycled after 8."""
 
 _LABEL_TEXT: Color = (255, 255, 255)
 _LABEL_BACKGROUND: Color = (0, 0, 0)
@@ -198,6 +212,68 @@ def overlay_frame(
         font_size = max(10, size[0] // 18)
         anchor = (0.0, 0.0) if box is None else (float(min(box[0], box[2])), float(min(box[1], box[3])) - font_size * 1.5)
         _draw_label(image, label, anchor, font_size)
+    return np.asarray(image).copy()
+
+
+def expression_color(index: int) -> Color:
+    """The colour of the ``index``-th expression (0-based): :data:`EXPRESSION_COLORS`, cycled."""
+    if index < 0:
+        raise ValueError(f"index: expected >= 0, got {index}")
+    return EXPRESSION_COLORS[index % len(EXPRESSION_COLORS)]
+
+
+def overlay_objects(
+    frame: np.ndarray,
+    masks: Sequence[np.ndarray | None],
+    boxes: Sequence[Sequence[float] | None],
+    labels: Sequence[str],
+    colors: Sequence[Color] | None = None,
+    *,
+    alpha: float = 0.5,
+    legend: bool = True,
+    line_width: int | None = None,
+) -> np.ndarray:
+    """Draw several objects on one frame, each in its own colour, with a legend; returns a new frame.
+
+    masks / boxes / labels: one entry per object, in order (a later mask is blended over an
+    earlier one where they overlap); None: nothing of that kind for the object.
+    colors: one per object (default :func:`expression_color` of its position).
+    legend: a colour swatch and the label of every object, stacked at the top-left corner;
+        without it the labels are drawn above the boxes, as :func:`overlay_frame` does.
+    """
+    if not (len(masks) == len(boxes) == len(labels)):
+        raise ValueError(f"expected one mask, box and label per object, got {len(masks)}, {len(boxes)}, {len(labels)}")
+    colors = [expression_color(k) for k in range(len(labels))] if colors is None else list(colors)
+    if len(colors) != len(labels):
+        raise ValueError(f"expected {len(labels)} colours, got {len(colors)}")
+    out = np.asarray(frame)
+    _check_frame(out)
+    for mask, box, label, color in zip(masks, boxes, labels, colors):
+        out = overlay_frame(out, mask, box, None if legend else label, color, alpha=alpha, line_width=line_width)
+    if legend and labels:
+        out = _draw_legend(out, labels, colors)
+    return out
+
+
+def _draw_legend(frame: np.ndarray, labels: Sequence[str], colors: Sequence[Color]) -> np.ndarray:
+    """A colour swatch and a label per object, one line each, from the top-left corner."""
+    from PIL import Image, ImageDraw
+
+    image = Image.fromarray(frame)
+    draw = ImageDraw.Draw(image)
+    font_size = max(10, frame.shape[0] // 24)
+    font = _font(font_size)
+    pad = max(1, font_size // 6)
+    y = pad
+    for label, color in zip(labels, colors):
+        x0, y0, x1, y1 = draw.textbbox((0, 0), label, font=font)
+        height = max(y1 - y0, font_size) + 2 * pad
+        swatch = height - 2 * pad
+        width = swatch + 3 * pad + (x1 - x0) + pad
+        draw.rectangle((0, y - pad, width, y - pad + height - 1), fill=_LABEL_BACKGROUND)
+        draw.rectangle((pad, y, pad + swatch - 1, y + swatch - 1), fill=tuple(int(c) for c in _check_color(color)))
+        draw.text((swatch + 3 * pad - x0, y - y0), label, fill=_LABEL_TEXT, font=font)
+        y += height
     return np.asarray(image).copy()
 
 

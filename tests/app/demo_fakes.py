@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tgs.segment_video import SegmentVideoResult
+from tgs.core.segment import ExpressionOutput, SegmentVideoResult
 from tgs.types import Thought
 
 FAKE_REASONING = "The expression names one object; it is the one in the centre."
@@ -23,7 +23,7 @@ FAKE_TIMINGS = {"decode": 0.25, "think": 1.5, "ground": 0.5, "segment": 0.75, "t
 
 @dataclass
 class FakeSegmentVideo:
-    """Callable like ``segment_video(video, expression, *, thinker, preset, models, out, fps, progress, cache)``."""
+    """Callable like ``segment_video(video, expressions, *, thinker, preset, settings, out, fps, progress, cache)``."""
 
     calls: list[dict[str, Any]] = field(default_factory=list)
     escape_to: Path | None = None  # when set, reports an overlay outside ``out`` (a misbehaving pipeline)
@@ -31,11 +31,11 @@ class FakeSegmentVideo:
     def __call__(
         self,
         video: Path,
-        expression: str,
+        expressions: list[str],
         *,
         thinker: str,
         preset: str,
-        models: str,
+        settings: Any,
         out: Path,
         fps: float,
         progress: Any = None,
@@ -47,7 +47,8 @@ class FakeSegmentVideo:
 
         self.calls.append(
             dict(
-                video=Path(video), expression=expression, thinker=thinker, preset=preset, models=models, out=out,
+                video=Path(video), expressions=list(expressions), thinker=thinker, preset=preset, settings=settings,
+                out=out,
                 fps=fps, cache=cache,
             )
         )
@@ -65,17 +66,23 @@ class FakeSegmentVideo:
         thought = Thought(uid="demo", raw=f"<think>{FAKE_REASONING}</think>", reasoning=FAKE_REASONING,
                           f_object="the centre [object]", s_object="object")
         result_json = out / "result.json"
-        result_json.write_text(json.dumps({"expression": expression, "frames": len(frames)}))
+        result_json.write_text(json.dumps({"expressions": list(expressions), "frames": len(frames)}))
+        outputs = tuple(
+            ExpressionOutput(
+                index=k, expression=text, thought=thought, object_text="object", masks_dir=out / "masks" / str(k),
+                color=(255, 0, 0), boxes=[None] * len(frames), scores=[None] * len(frames),
+            )
+            for k, text in enumerate(expressions)
+        )
         return SegmentVideoResult(
             out_dir=out,
             overlay_video=overlay,
             masks_dir=out / "masks",
             result_json=result_json,
-            thought=thought,
-            boxes=[None] * len(frames),
+            expressions=outputs,
             timings=dict(FAKE_TIMINGS),
-            object_text="object",
-            untrained=models == "tiny",
+            frame_times=[float(k) / fps for k in range(len(frames))],
+            untrained=settings.untrained,
             warnings=["a note with <html> in it"],
         )
 

@@ -209,7 +209,7 @@ def test_request_stages_the_upload_under_our_name_and_writes_only_in_its_run(
     upload = _uploaded(workspace, clip, "..;rm -rf ~ $(x).mp4")
     session = workspace.new_session()
     before = _files_under(tmp_path)
-    outcome = _run(backend, session, upload=str(upload), expression="  the   red\ncircle ")
+    outcome = _run(backend, session, upload=str(upload), expression="  the   red\tcircle ")
     assert outcome.ok, outcome.status
     (call,) = fake.calls
     run_dir = call["out"].parent
@@ -217,20 +217,34 @@ def test_request_stages_the_upload_under_our_name_and_writes_only_in_its_run(
     assert call["video"] == run_dir / "input.mp4"
     assert call["video"].read_bytes() == clip.read_bytes()
     assert call | {"video": None, "out": None} == dict(
-        video=None, out=None, expression="the red circle", thinker="direct", preset="best", models="tiny", fps=2.0,
-        cache=backend.model_cache,
+        video=None, out=None, expressions=["the red circle"], thinker="direct", preset="best",
+        settings=backend.settings, fps=2.0, cache=backend.model_cache,
     )
+    assert backend.settings.untrained
     new_files = _files_under(tmp_path) - before
     assert new_files and all(p.is_relative_to(run_dir) for p in new_files)
     assert outcome.overlay_video == run_dir / "result" / "overlay.mp4"
     assert probe_upload(outcome.overlay_video, DemoLimits()).seconds == pytest.approx(2.0, abs=0.6)
-    assert json.loads(outcome.result_json.read_text()) == {"expression": "the red circle", "frames": 4}
+    assert json.loads(outcome.result_json.read_text()) == {"expressions": ["the red circle"], "frames": 4}
     assert outcome.reasoning == FAKE_REASONING
     assert outcome.answer == r"**object:** the centre \[object\] · **simplified:** object · **grounded:** object"
     assert outcome.status == (
         r"**Done** in 3.2 s. Untrained tiny models: the masks are meaningless. a note with \<html\> in it"
     )
     assert "| think | 1.50 |" in outcome.timings and outcome.timings.endswith("| **total** | **3.25** |")
+
+
+def test_one_expression_per_line(workspace: DemoWorkspace, clip: Path) -> None:
+    fake = FakeSegmentVideo()
+    backend = DemoBackend(workspace, models="tiny", segment_fn=fake)
+    upload = _uploaded(workspace, clip, "clip.mp4")
+    outcome = _run(backend, workspace.new_session(), upload=str(upload),
+                   expression=" the red  circle\n\n  the blue square\n")
+    assert outcome.ok, outcome.status
+    assert fake.calls[0]["expressions"] == ["the red circle", "the blue square"]
+    assert outcome.answer.startswith(r"**1. the red circle** · ") and r"**2. the blue square** · " in outcome.answer
+    refused = _run(backend, workspace.new_session(), upload=str(upload), expression="\n".join("x" * 9))
+    assert "at most 8 per request" in refused.status.replace("\\", "")
 
 
 def test_each_request_gets_its_own_run_folder(workspace: DemoWorkspace, clip: Path) -> None:

@@ -13,10 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 from tgs.cli.main import build_app
+from tgs.core.loading import check_thinker_options
+from tgs.core.settings import Settings
 from tgs.data.benchmark import Benchmark
 from tgs.data.synth import generate
+from tgs.run_store import RunStore
 from tgs.runners.full_run import FullRunConfig, run_full
-from tgs.runners.store import RunStore
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +82,13 @@ def test_direct_run_end_to_end_then_resume(bench, tmp_path: Path) -> None:
     assert first["test_s"]["count"] == len(uids) and 0.0 <= first["test_s"]["J"] <= 1.0
     record = json.loads((out / "run.json").read_text())
     assert record["thinker"]["name"] == "direct" and len(record["calls"]) == 1
+    # throughput of the call, per stage, in run.json and in the stage's manifest (here on the CPU)
+    rate = record["throughput"]["ground_segment"]
+    assert rate["expressions"] == len(uids) and rate["seconds"] > 0
+    assert rate["expressions_per_s"] == pytest.approx(rate["expressions"] / rate["seconds"], rel=1e-3)
+    assert record["calls"][0]["ground_segment"]["throughput"] == rate
+    assert json.loads((out / "manifest.json").read_text())["throughput"]["ground_segment"] == rate
+    assert "expressions/s" in text
     masks = {uid: RunStore(out).load_masks(uid).masks for uid in uids}
 
     # rerun: nothing new is done, the metrics are the same
@@ -110,6 +119,8 @@ def test_think_stage_then_reuse_of_its_thoughts(bench, tmp_path: Path) -> None:
     manifest = json.loads((first / "manifest.json").read_text())
     assert manifest["thoughts"]["sha256"] == hashlib.sha256(thoughts_file.read_bytes()).hexdigest()
     assert set(_latest(first, "samples")) == uids
+    rates = json.loads((first / "run.json").read_text())["throughput"]
+    assert rates["think"]["expressions"] == len(uids) and rates["ground_segment"]["expressions"] == len(uids)
 
     # rerun: Think is final once Ground + Segment has started; nothing is redone
     result, text = _run(
@@ -141,8 +152,7 @@ def test_other_thinkers_write_the_same_thoughts_schema(bench, tmp_path: Path) ->
         splits=("test_n",),
         thinker="omni",
         thinker_options={"max_new_tokens": 8},
-        models="tiny",
-        device="cpu",
+        settings=Settings.tiny(),
         batch_size=2,
     )
     outcome = run_full(config)
@@ -189,7 +199,10 @@ def test_config_rejects_contradictions(bench, tmp_path: Path) -> None:
     root, meta = bench
     with pytest.raises(ValueError, match="direct thinker"):
         FullRunConfig(data=root, meta=meta, out=tmp_path, thinker="direct", thoughts=tmp_path / "t.jsonl")
-    with pytest.raises(ValueError, match="ref-thinker has no run option"):
-        FullRunConfig(data=root, meta=meta, out=tmp_path, thinker_options={"temperature": 1.0})
+    with pytest.raises(ValueError, match="has no option 'temperature'"):
+        check_thinker_options("ref-thinker", {"temperature": 1.0})
+    with pytest.raises(ValueError, match="set by the command's own options"):
+        check_thinker_options("omni", {"device": "cuda"})
+    check_thinker_options("ref-thinker", {"autocast": True, "max_new_tokens": 4})  # one table for every command
     with pytest.raises(ValueError, match="unknown thinker"):
         FullRunConfig(data=root, meta=meta, out=tmp_path, thinker="gpt")

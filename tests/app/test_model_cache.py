@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from demo_fakes import write_clip
 
-import tgs.segment_video as sv
+import tgs.core.segment as sv
 from tgs.app.backend import DemoBackend
 from tgs.app.workspace import DemoWorkspace
+from tgs.core.settings import Settings
 from tgs.model_cache import ModelCache, freeze
 from tgs.presets import get_preset
 
@@ -94,29 +95,28 @@ def test_freeze_makes_equal_data_equal_keys() -> None:
 def test_stage_key_follows_the_loading_fields_only() -> None:
     best, paper = get_preset("best"), get_preset("paper")
 
-    def key(preset, **kw):
-        args = {"models": "tiny", "sources": {}, "device": "cpu", "dtype": None, "direct": False, **kw}
-        return sv.stages_cache_key(preset, args.pop("models"), args.pop("sources"), args.pop("device"),
-                                   args.pop("dtype"), **args)
+    def key(preset, settings=None, direct=False):
+        return sv.stages_cache_key(preset, settings or Settings.tiny(), direct=direct)
 
     assert key(best) == key(get_preset("best"))
     assert key(best) != key(paper)  # another SAM2 mode among others
     assert key(best) != key(replace(best, box_threshold=0.3))
-    assert key(best) != key(best, sources={"sam2": "/elsewhere"})
-    assert key(best) != key(best, models="real")
-    assert key(best) != key(best, dtype="bfloat16")
+    assert key(best) != key(best, Settings(device="cpu", sources={"sam2": "/elsewhere"}))
+    assert key(best) != key(best, Settings(device="cpu"))
+    assert key(best) != key(best, Settings.tiny(dtype="bf16"))
     assert key(best) == key(replace(best, box_rule=paper.box_rule, null_policy=paper.null_policy))
 
 
 def test_thinker_key_follows_name_options_and_placement() -> None:
-    def key(name="ref-thinker", options=None, device="cpu", digest=False):
-        return sv.thinker_cache_key(name, options or {}, "tiny", device, None, digest=digest)
+    def key(name="ref-thinker", options=None, device="cpu", share=True):
+        return sv.thinker_cache_key(name, options or {}, Settings.tiny(device=device), share)
 
     assert key(options={"max_new_tokens": 4}) == key(options={"max_new_tokens": 4})
     assert key(options={"max_new_tokens": 4}) != key(options={"max_new_tokens": 8})
     assert key() != key("omni") and key() != key(device="cuda")
-    assert key(digest=True) == key()  # only omni is told 1 fps for the digest
-    assert key("omni", digest=True) != key("omni")
+    assert key() != key(share=False)
+    # omni is told 1 fps for the digest of a long video: an option, so another key
+    assert key("omni", {"fps": 1.0}) != key("omni")
 
 
 # --------------------------------------------------------------------------- segment_video
@@ -131,30 +131,30 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def loads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
     """Spies on segment_video's loaders: every real load is recorded."""
     seen: dict[str, list] = {"thinker": [], "stages": []}
-    build_thinker, load_stages = sv._build_thinker, sv._load_stages
+    load_thinker, load_stages = sv.load_thinker, sv.load_stages
 
     def thinker_spy(key, *args, **kwargs):
         seen["thinker"].append(key)
-        return build_thinker(key, *args, **kwargs)
+        return load_thinker(key, *args, **kwargs)
 
     def stages_spy(preset, *args, **kwargs):
         seen["stages"].append(preset.sam_model_key)
         return load_stages(preset, *args, **kwargs)
 
-    monkeypatch.setattr(sv, "_build_thinker", thinker_spy)
-    monkeypatch.setattr(sv, "_load_stages", stages_spy)
+    monkeypatch.setattr(sv, "load_thinker", thinker_spy)
+    monkeypatch.setattr(sv, "load_stages", stages_spy)
     return seen
 
 
 def _segment(clip: Path, out: Path, **kwargs):
-    options = {"thinker": "ref-thinker", "models": "tiny", "device": "cpu", "fps": 2.0, "out": out, **kwargs}
+    options = {"thinker": "ref-thinker", "settings": Settings.tiny(), "fps": 2.0, "out": out, **kwargs}
     if options["thinker"] == "ref-thinker":
         options["thinker_options"] = FAST_THINK
     return sv.segment_video(clip, "The red object.", **options)
 
 
 def _outputs(result) -> tuple:
-    masks = tuple(p.read_bytes() for p in sorted(result.masks_dir.glob("*.png")))
+    masks = tuple(p.read_bytes() for p in sorted(result.expressions[0].masks_dir.glob("*.png")))
     return result.thought.raw, result.object_text, result.boxes, result.scores, result.frame_times, masks
 
 
@@ -185,7 +185,7 @@ def test_one_cache_loads_each_model_once_and_changes_no_output(clip, tmp_path: P
 
 def test_uncached_call_still_releases_the_thinker(clip, tmp_path: Path, monkeypatch, loads) -> None:
     released: list[bool] = []
-    monkeypatch.setattr(sv, "_release_models", lambda: released.append(True))
+    monkeypatch.setattr(sv, "release_memory", lambda: released.append(True))
     _segment(clip, tmp_path / "plain", thinker="direct")
     assert released == [True]
     _segment(clip, tmp_path / "cached", thinker="direct", cache=ModelCache())

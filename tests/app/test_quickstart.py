@@ -13,7 +13,7 @@ from segment_media import stream_info
 from typer.testing import CliRunner
 
 from tgs.cli.main import build_app
-from tgs.segment_video import UNTRAINED_LABEL
+from tgs.core.settings import UNTRAINED_LABEL
 
 
 @pytest.fixture
@@ -76,9 +76,9 @@ def test_tiny_models_complete_and_are_labelled_untrained(tmp_path: Path) -> None
     assert summary["thinker"] == "omni"
     record = json.loads((out / "segment" / "result.json").read_text())
     assert record["untrained"] is True and record["label"] == UNTRAINED_LABEL
-    assert record["expression"] == summary["expression"] and record["thinker"]["name"] == "omni"
+    assert record["expressions"][0]["expression"] == summary["expression"] and record["thinker"]["name"] == "omni"
     # the generated clip is 10 s with audio: 10 masks, a 10-frame overlay that keeps the audio
-    assert len(list((out / "segment" / "masks").glob("*.png"))) == 10
+    assert len(list((out / "segment" / "masks" / "0").glob("*.png"))) == 10
     info = stream_info(out / "segment" / "overlay.mp4")
     assert info["frames"] == 10 and info["audio"]
     metrics = json.loads((out / "metrics.json").read_text())

@@ -8,6 +8,7 @@ and errors that name the file.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -22,11 +23,12 @@ from segment_media import encode_clip, stream_info
 from typer.testing import CliRunner
 
 from tgs.cli.main import build_app
+from tgs.core.segment import UNTRAINED_LABEL, segment_video, think_plan
+from tgs.core.settings import Settings
 from tgs.data.audio_stream import stream_audio_mono
 from tgs.data.media import load_audio
 from tgs.data.synth import write_video
 from tgs.errors import MediaError, NoAudioWarning
-from tgs.segment_video import UNTRAINED_LABEL, segment_video, think_plan
 
 SMALL = (64, 48)
 FAST_THINK = {"max_new_tokens": 8}
@@ -45,14 +47,24 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _run(video: Path, out: Path, **kwargs):
-    options = {"thinker": "direct", "models": "tiny", "device": "cpu", "out": out, **kwargs}
+    options = {"thinker": "direct", "settings": Settings.tiny(), "out": out, **kwargs}
     if options["thinker"] == "ref-thinker":
         options.setdefault("thinker_options", FAST_THINK)
-    return segment_video(video, "The red object.", **options)
+    return segment_video(video, options.pop("expressions", "The red object."), **options)
 
 
 def _pngs(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.png"))
+
+
+def _masks(result) -> list[Path]:
+    """The first expression's mask PNGs."""
+    return _pngs(result.expressions[0].masks_dir)
+
+
+def _first(data: dict) -> dict:
+    """The first expression's entry of result.json."""
+    return data["expressions"][0]
 
 
 def _invoke(*args: str):
@@ -69,10 +81,13 @@ def _invoke(*args: str):
 def test_video_with_audio_gives_all_three_outputs(videos, tmp_path: Path) -> None:
     result = _run(videos["audio"], tmp_path / "out", thinker="ref-thinker")
     # masks: one PNG per sampled frame (1 fps over 10 s), frame-sized, binary
-    pngs = _pngs(result.masks_dir)
+    pngs = _masks(result)
     assert [p.name for p in pngs] == [f"{i:05d}.png" for i in range(10)]
+    assert result.expressions[0].masks_dir == result.out_dir / "masks" / "0"
     data = json.loads(result.result_json.read_text())
-    for path, record in zip(pngs, data["frames"]):
+    first = _first(data)
+    assert data["schema"] == 2 and len(data["expressions"]) == 1
+    for path, record in zip(pngs, first["frames"]):
         image = Image.open(path)
         assert image.mode == "L" and image.size == SMALL
         values = np.asarray(image)
@@ -84,15 +99,18 @@ def test_video_with_audio_gives_all_three_outputs(videos, tmp_path: Path) -> Non
     assert info["audio"] and info["audio_seconds"] == pytest.approx(10.0, abs=0.1)
     # result.json: the reasoning chain, objects, boxes, scores, timings, and the labels
     assert data["untrained"] is True and data["label"] == UNTRAINED_LABEL
-    assert data["expression"] == "The red object."
-    for key in ("reasoning", "f_object", "s_object", "object_text", "timings", "preset", "models"):
+    assert first["expression"] == "The red object." and first["masks_dir"] == "masks/0"
+    for key in ("reasoning", "f_object", "s_object", "object_text"):
+        assert key in first
+    for key in ("timings", "preset", "models"):
         assert key in data
-    assert data["thought"]["raw"] == result.thought.raw
-    assert [r["time"] for r in data["frames"]] == pytest.approx(list(range(10)))
-    assert [r["index"] for r in data["frames"]] == list(range(10))
-    assert [None if r["box"] is None else tuple(r["box"]) for r in data["frames"]] == result.boxes
-    assert [r["score"] for r in data["frames"]] == result.scores
-    assert all((r["box"] is None) == (r["score"] is None) for r in data["frames"])
+    assert first["thought"]["raw"] == result.thought.raw
+    assert [r["time"] for r in first["frames"]] == pytest.approx(list(range(10)))
+    assert data["sampling"]["frame_times"] == pytest.approx(list(range(10)))
+    assert [r["index"] for r in first["frames"]] == list(range(10))
+    assert [None if r["box"] is None else tuple(r["box"]) for r in first["frames"]] == result.boxes
+    assert [r["score"] for r in first["frames"]] == result.scores
+    assert all((r["box"] is None) == (r["score"] is None) for r in first["frames"])
     assert {"think", "ground", "segment", "encode", "total"} <= set(data["timings"])
     assert data["video"]["has_audio"] and data["outputs"]["overlay_has_audio"]
     # a 10 s video is a Ref-AVS clip for the thinker: frames at 0..9 s and the whole track
@@ -109,7 +127,7 @@ def test_video_without_audio_runs_with_a_warning(videos, tmp_path: Path) -> None
     with pytest.warns(NoAudioWarning, match="silent.mp4 has no audio track"):
         result = _run(videos["silent"], tmp_path / "out", thinker="ref-thinker")
     data = json.loads(result.result_json.read_text())
-    assert len(_pngs(result.masks_dir)) == 6 == result.num_frames
+    assert len(_masks(result)) == 6 == result.num_frames
     info = stream_info(result.overlay_video)
     assert info["frames"] == 6 and not info["audio"]
     assert data["video"]["has_audio"] is False and data["outputs"]["overlay_has_audio"] is False
@@ -120,20 +138,20 @@ def test_video_without_audio_runs_with_a_warning(videos, tmp_path: Path) -> None
 def test_odd_frame_size(videos, tmp_path: Path) -> None:
     result = _run(videos["odd"], tmp_path / "out")
     assert result.num_frames == 4
-    assert all(Image.open(p).size == (333, 197) for p in _pngs(result.masks_dir))
+    assert all(Image.open(p).size == (333, 197) for p in _masks(result))
     info = stream_info(result.overlay_video)
     # yuv420p needs even sizes: the overlay gets one replicated row and column
     assert (info["frames"], info["width"], info["height"], info["audio"]) == (4, 334, 198, True)
     data = json.loads(result.result_json.read_text())
     assert (data["video"]["width"], data["video"]["height"]) == (333, 197)
-    assert data["thought"]["status"] == "direct" and data["object_text"] == "The red object."
+    assert _first(data)["thought"]["status"] == "direct" and _first(data)["object_text"] == "The red object."
 
 
 def test_paper_preset_masks_are_written_at_the_frame_size(videos, tmp_path: Path) -> None:
     result = _run(videos["odd"], tmp_path / "out", preset="paper")  # SAM2 image mode, masks kept at 224x224
     data = json.loads(result.result_json.read_text())
     assert data["preset"]["name"] == "paper" and data["preset"]["mask_size"] == "224"
-    for path, record in zip(_pngs(result.masks_dir), data["frames"]):
+    for path, record in zip(_masks(result), _first(data)["frames"]):
         values = np.asarray(Image.open(path))
         assert values.shape == (197, 333)
         assert record["mask_area"] == pytest.approx((values > 0).mean(), abs=1e-6)
@@ -157,10 +175,10 @@ class _NullThinker:
 
 
 def test_thinker_input_and_a_null_answer(videos, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tgs.segment_video as module
+    import tgs.core.segment as module
 
     thinker = _NullThinker()
-    monkeypatch.setattr(module, "_build_thinker", lambda *args, **kwargs: thinker)
+    monkeypatch.setattr(module, "load_thinker", lambda *args, **kwargs: thinker)
     result = _run(videos["fps30"], tmp_path / "out", thinker="omni")
     # the thinker saw 10 frames spread over the 4 s video and its whole track at 16 kHz
     ((query, clip),) = thinker.seen
@@ -169,8 +187,8 @@ def test_thinker_input_and_a_null_answer(videos, tmp_path: Path, monkeypatch: py
     assert clip.sample_rate == 16000 and clip.audio.shape[0] == pytest.approx(64000, abs=1100)
     # a null answer grounds nothing under "best": empty masks, no boxes, and the overlay still written
     assert result.thought.is_null and result.object_text is None and result.boxes == [None] * 4
-    assert all(not np.asarray(Image.open(p)).any() for p in _pngs(result.masks_dir))
-    data = json.loads(result.result_json.read_text())
+    assert all(not np.asarray(Image.open(p)).any() for p in _masks(result))
+    data = _first(json.loads(result.result_json.read_text()))
     assert data["object_text"] is None and data["object_source"] == "null"
     assert data["f_object"] == "null" and data["reasoning"] == "nothing here"
     assert stream_info(result.overlay_video)["frames"] == 4
@@ -180,7 +198,7 @@ def test_30fps_source_sampled_at_another_rate(videos, tmp_path: Path) -> None:
     result = _run(videos["fps30"], tmp_path / "out", fps=2.5)
     # 4 s at 2.5 frames per second: the frames on screen at 0, 0.4, ..., 3.6 s
     assert result.frame_times == pytest.approx([0.4 * k for k in range(10)], abs=1e-6)
-    assert len(_pngs(result.masks_dir)) == 10
+    assert len(_masks(result)) == 10
     info = stream_info(result.overlay_video)
     assert info["frames"] == 10 and info["audio"]
 
@@ -199,7 +217,7 @@ def test_long_video_streams_window_by_window(videos, tmp_path: Path, monkeypatch
     monkeypatch.setattr(GroundSegmentPipeline, "run", recording_run)
     result = _run(videos["long"], tmp_path / "out", thinker="ref-thinker", chunk_seconds=10)
     assert window_sizes == [10, 10, 5]  # never more than one 10 s window of frames at once
-    assert [p.name for p in _pngs(result.masks_dir)] == [f"{i:05d}.png" for i in range(25)]
+    assert [p.name for p in _masks(result)] == [f"{i:05d}.png" for i in range(25)]
     assert stream_info(result.overlay_video)["frames"] == 25
     data = json.loads(result.result_json.read_text())
     assert data["sampling"]["window_frames"] == 10 and data["sampling"]["frames"] == 25
@@ -215,7 +233,53 @@ def test_rerun_replaces_previous_outputs(videos, tmp_path: Path) -> None:
     out = tmp_path / "out"
     _run(videos["fps30"], out, fps=2.5)
     result = _run(videos["fps30"], out)  # 1 fps now: 4 frames, no stale PNGs left over
-    assert [p.name for p in _pngs(result.masks_dir)] == [f"{i:05d}.png" for i in range(4)]
+    assert [p.name for p in _masks(result)] == [f"{i:05d}.png" for i in range(4)]
+
+
+# --------------------------------------------------------------------------- several expressions
+
+
+@pytest.mark.parametrize("preset", ["best", "paper"])
+def test_several_expressions_each_equal_to_alone(videos, tmp_path: Path, preset: str) -> None:
+    """Two expressions in one call: a masks folder, a colour and a result.json entry each, and
+    each expression's boxes and masks exactly those of a call with that expression alone."""
+    texts = ["The red object.", "the blue square"]
+    both = _run(videos["fps30"], tmp_path / "both", expressions=texts, preset=preset)
+    data = json.loads(both.result_json.read_text())
+    assert [e["expression"] for e in data["expressions"]] == texts
+    assert [e["masks_dir"] for e in data["expressions"]] == ["masks/0", "masks/1"]
+    assert data["expressions"][0]["color"] != data["expressions"][1]["color"]
+    assert sorted(p.name for p in (both.out_dir / "masks").iterdir()) == ["0", "1"]
+    assert stream_info(both.overlay_video)["frames"] == 4
+    for k, text in enumerate(texts):
+        alone = _run(videos["fps30"], tmp_path / f"alone{k}", expressions=[text], preset=preset)
+        got, want = both.expressions[k], alone.expressions[0]
+        assert got.object_text == want.object_text
+        assert dataclasses.replace(got.thought, uid=want.thought.uid) == want.thought
+        assert len(got.boxes) == len(want.boxes) == 4
+        for a, b in zip(got.boxes, want.boxes):
+            assert (a is None) == (b is None)
+            if a is not None:
+                np.testing.assert_allclose(a, b, atol=1e-5)
+        np.testing.assert_allclose(
+            [s if s is not None else -1.0 for s in got.scores], [s if s is not None else -1.0 for s in want.scores],
+            atol=1e-5,
+        )
+        for mine, theirs in zip(_pngs(got.masks_dir), _pngs(want.masks_dir), strict=True):
+            assert np.array_equal(np.asarray(Image.open(mine)), np.asarray(Image.open(theirs)))
+
+
+def test_cli_segment_several_expressions(videos, tmp_path: Path) -> None:
+    out = tmp_path / "cli"
+    result, text = _invoke(
+        "segment", str(videos["fps30"]), "the red object", "the blue square", "--thinker", "direct",
+        "--models", "tiny", "--device", "cpu", "--out", str(out),
+    )
+    assert result.exit_code == 0, text
+    assert "1: the red object" in text and "2: the blue square" in text
+    data = json.loads((out / "result.json").read_text())
+    assert [e["expression"] for e in data["expressions"]] == ["the red object", "the blue square"]
+    assert [len(_pngs(out / "masks" / k)) for k in ("0", "1")] == [4, 4]
 
 
 # --------------------------------------------------------------------------- what Think hears
@@ -285,14 +349,19 @@ def test_missing_weights_fail_before_anything_is_written(videos, tmp_path: Path)
 
 
 def test_bad_arguments(videos, tmp_path: Path) -> None:
+    tiny = Settings.tiny()
     with pytest.raises(ValueError, match="expression"):
-        segment_video(videos["audio"], "  ", models="tiny", out=tmp_path)
+        segment_video(videos["audio"], "  ", settings=tiny, out=tmp_path)
+    with pytest.raises(ValueError, match="expression 2"):
+        segment_video(videos["audio"], ["x", " "], settings=tiny, out=tmp_path)
+    with pytest.raises(ValueError, match="at least one"):
+        segment_video(videos["audio"], [], settings=tiny, out=tmp_path)
     with pytest.raises(ValueError, match="unknown thinker"):
-        segment_video(videos["audio"], "x", thinker="gpt", models="tiny", out=tmp_path)
+        segment_video(videos["audio"], "x", thinker="gpt", settings=tiny, out=tmp_path)
     with pytest.raises(ValueError, match="sources"):
-        segment_video(videos["audio"], "x", models="tiny", sources={"sam": "x"}, out=tmp_path)
+        Settings(sources={"sam": "x"})
     with pytest.raises(ValueError, match="fps"):
-        segment_video(videos["audio"], "x", models="tiny", fps=0, out=tmp_path)
+        segment_video(videos["audio"], "x", settings=tiny, fps=0, out=tmp_path)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -317,7 +386,7 @@ def test_cli_segment_without_audio(videos, tmp_path: Path) -> None:
     assert "UNTRAINED TINY MODELS" in text
     assert "no audio track" in text
     assert str(out / "overlay.mp4") in text
-    assert len(_pngs(out / "masks")) == 6 and (out / "result.json").is_file()
+    assert len(_pngs(out / "masks" / "0")) == 6 and (out / "result.json").is_file()
 
 
 # --------------------------------------------------------------------------- memory
@@ -334,10 +403,11 @@ _MEMORY_SCRIPT = textwrap.dedent(
     import json, resource, sys
     import torch
     torch.set_num_threads(1)
-    from tgs.segment_video import segment_video
+    from tgs.core import Settings
+    from tgs.core.segment import segment_video
 
     def run(video, out):
-        return segment_video(video, "the red object", thinker="ref-thinker", models="tiny", device="cpu",
+        return segment_video(video, "the red object", thinker="ref-thinker", settings=Settings.tiny(),
                              out=out, fps=0.2, chunk_seconds=10, thinker_options={"max_new_tokens": 8})
 
     short, long, out = sys.argv[1:4]

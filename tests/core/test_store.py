@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tgs.errors import RunError
-from tgs.runners.store import RunStore, safe_uid
+from tgs.run_store import RunStore, safe_uid
 from tgs.types import Masks
 
 

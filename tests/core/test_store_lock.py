@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tgs.errors import RunError
-from tgs.runners.store import LOCK, RunStore
+from tgs.run_store import LOCK, RunStore
 
 MANIFEST = {"kind": "test", "config": 1}
 

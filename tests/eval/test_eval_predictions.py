@@ -89,7 +89,7 @@ def test_missing_folder_is_an_error(tmp_path):
 
 
 def test_run_directory_through_run_store(tmp_path):
-    from tgs.runners.store import RunStore
+    from tgs.run_store import RunStore
 
     run = tmp_path / "run"
     store = RunStore.open(run, {"preset": "paper"})

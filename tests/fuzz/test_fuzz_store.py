@@ -1,4 +1,4 @@
-"""Property tests of the run store (tgs.runners.store): records, torn tails, masks, uids."""
+"""Property tests of the run store (tgs.run_store): records, torn tails, masks, uids."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from tgs.errors import RunError
-from tgs.runners.store import RunStore, safe_uid
+from tgs.run_store import RunStore, safe_uid
 from tgs.types import Masks
 
 # Few examples: every append is fsynced, which costs wall time on a busy disk.

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from tgs.cli.main import build_app
 from tgs.data.synth import generate
-from tgs.runners.store import RunStore
+from tgs.run_store import RunStore
 
 NULL_UID = "null_m-syn0-0002_0_10000_null_1"
 UIDS = ("syn0-0002_0_10000_yellow-triangle_1", "syn0-0002_0_10000_red-circle_1", NULL_UID)

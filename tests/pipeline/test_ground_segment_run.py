@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from gs_fakes import FakeGrounder, FakeSegmenter, FakeVideoSegmenter
 
+from tgs.core.settings import Settings
 from tgs.data.benchmark import Benchmark
 from tgs.data.synth import generate
 from tgs.errors import MissingWeightsError, RunError
 from tgs.presets import BEST, PAPER, get_preset
+from tgs.run_store import RunStore
 from tgs.runners.ground_segment import GroundSegmentConfig, run_ground_segment
-from tgs.runners.store import RunStore
 
 SPLITS = ("test_s", "test_n")
 
@@ -151,10 +152,15 @@ def test_resume_after_interruption_equals_uninterrupted(bench_root: Path, tmp_pa
     full, broken = tmp_path / "full", tmp_path / "broken"
     run_ground_segment(_config(bench_root, full, BEST, evaluate=False), stages=_stages(BEST))
     grounder, segmenter = FakeGrounder(), FakeVideoSegmenter()
-    segmenter.fail_after = 3  # Ctrl-C while the 4th sample is being segmented
+    segmenter.fail_after = 8  # Ctrl-C while the 9th sample (2nd of the 2nd video) is being segmented
     with pytest.raises(KeyboardInterrupt):
         run_ground_segment(_config(bench_root, broken, BEST, evaluate=False), stages=(grounder, segmenter))
-    assert len(RunStore(broken).done_uids("samples")) == 3
+    # a video's results are committed when the video is done: whole videos are on disk, in order
+    order = [r["uid"] for r in RunStore(full).records("samples")]
+    done = [r["uid"] for r in RunStore(broken).records("samples")]
+    assert len(done) == 7 and done == order[:7]
+    folder = {uid: uid.rsplit("_", 2)[0] for uid in order}
+    assert folder[order[len(done)]] != folder[done[-1]]  # the interrupted video left nothing behind
     run_ground_segment(_config(bench_root, broken, BEST, evaluate=False), stages=_stages(BEST))
     _assert_same_outputs(full, broken)
 
@@ -200,8 +206,8 @@ def test_resume_refuses_another_preset_or_thoughts(bench_root: Path, original_th
 
 def test_missing_weights_fail_before_anything_is_written(bench_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    config = _config(bench_root, out, BEST, gdino_source=str(tmp_path / "no_gdino"),
-                     sam2_source=str(tmp_path / "no_sam2"))
+    config = _config(bench_root, out, BEST, settings=Settings(
+        sources={"grounding_dino": str(tmp_path / "no_gdino"), "sam2": str(tmp_path / "no_sam2")}))
     with pytest.raises(MissingWeightsError) as info:
         run_ground_segment(config)
     message = str(info.value)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tgs.errors import MediaError
+from tgs.run_store import RunStore
 from tgs.runners.local import error_kind, per_item, run_local
-from tgs.runners.store import RunStore
 
 
 @dataclass(frozen=True)

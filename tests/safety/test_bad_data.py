@@ -206,14 +206,15 @@ def test_unusable_expressions_fail_their_query(broken: Broken, uid: str, message
 
 
 def test_think_stage_records_each_failure_and_goes_on(broken: Broken) -> None:
-    """The Think runner's batch step: broken samples become failed records, the others thoughts."""
-    from tgs.runners.think import think_batch
+    """The Think worker's batch step: broken samples become failed records, the others thoughts."""
+    from tgs.core.flow import Pipeline
+    from tgs.runners.workers import ThinkWorker
     from tgs.think.base import DirectThinker
 
     bench = ref_avs_bench(broken.root)
     uids = [f"{VAL_VIDEO}_cyan-square_1", f"{TRAIN_VIDEO}_cyan-square_1", f"{NULL_M}_null_1", EMPTY_EXP_UID,
             LONG_EXP_UID, CLEAN_UID, NO_MASK_UID]
-    records = {r["uid"]: r for r in think_batch(DirectThinker(), [bench[u] for u in uids])}
+    records = {r["uid"]: r for r in ThinkWorker(Pipeline(DirectThinker())).process([bench[u] for u in uids])}
     expected_failures = {
         f"{VAL_VIDEO}_cyan-square_1": ("media", broken.bad_frame),
         f"{TRAIN_VIDEO}_cyan-square_1": ("media", broken.truncated_wav),

@@ -234,7 +234,7 @@ def test_transformers_loader_refuses_a_poisoned_pytorch_model_bin(tiny_bert_dir:
 
 def test_ref_thinker_directories_load_safetensors_only(tmp_path: Path) -> None:
     """A Ref-Thinker directory holding pickled weights instead of model.safetensors is not read."""
-    from tgs.think.ref_thinker.checkpoint import load_ref_thinker_model
+    from tgs.think.ref_thinker.modeling import load_ref_thinker_model
 
     marker = tmp_path / "marker"
     (tmp_path / "config.json").write_text("{}")
@@ -246,7 +246,7 @@ def test_ref_thinker_directories_load_safetensors_only(tmp_path: Path) -> None:
 
 def test_run_store_masks_and_prediction_probs_refuse_pickled_arrays(tmp_path: Path) -> None:
     from tgs.eval.predictions import FolderPredictions
-    from tgs.runners.store import RunStore
+    from tgs.run_store import RunStore
 
     marker = tmp_path / "marker"
     payload = np.array([TouchOnUnpickle(marker)], dtype=object)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tgs.errors import MediaError
+from tgs.run_store import RunStore
 from tgs.runners.executor import (
     LocalExecutor,
     SampleError,
@@ -23,7 +24,6 @@ from tgs.runners.executor import (
     run_stage,
 )
 from tgs.runners.local import RunSummary
-from tgs.runners.store import RunStore
 from tgs.types import Masks
 
 
@@ -183,3 +183,42 @@ def test_encoded_output_commits_the_same_masks(tmp_path: Path) -> None:
         np.testing.assert_array_equal(loaded.masks, masks.masks)
         np.testing.assert_array_equal(loaded.probs, masks.probs)
     assert summary.succeeded == 2 and len(store.records("boxes")) == 2
+
+
+@pytest.mark.parametrize(
+    ("device", "expected"),
+    [("cuda", {"num_gpus": 1.0, "num_cpus": 1.0}), ("cpu", {"num_cpus": 1.0}), ("auto", None)],
+)
+def test_cli_device_decides_the_ray_workers_resources(device: str, expected: dict | None) -> None:
+    """``--device cuda --executor ray``: one GPU per worker (one worker per GPU of the machine)."""
+    pytest.importorskip("ray")
+    from tgs.cli.common import WORKER_DEVICE_ENV
+    from tgs.cli.executor_options import executor_from_options
+
+    runner = executor_from_options("ray", None, None, None, device)  # nothing is started until a run
+    assert runner.name == "ray" and runner.resources == expected
+    assert runner.runtime_env["worker_process_setup_hook"] == "tgs.cli.common.ray_worker_setup"
+    assert runner.runtime_env["env_vars"] == {WORKER_DEVICE_ENV: device}
+    given = executor_from_options("ray", None, None, "gpu=0.5", device)
+    assert given.resources == {"num_gpus": 0.5}  # --resources-per-worker wins
+
+
+def test_cli_refuses_one_named_gpu_for_ray_workers() -> None:
+    pytest.importorskip("ray")
+    import typer
+
+    from tgs.cli.executor_options import executor_from_options
+
+    with pytest.raises(typer.BadParameter, match="use --device cuda"):
+        executor_from_options("ray", None, None, None, "cuda:1")
+    assert executor_from_options("local", None, None, None, "cuda:1").name == "local"
+
+
+def test_ray_worker_setup_applies_the_process_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tgs.cli.common as common
+
+    seen: list[str] = []
+    monkeypatch.setattr(common, "prepare_process", seen.append)
+    monkeypatch.setenv(common.WORKER_DEVICE_ENV, "cpu")
+    common.ray_worker_setup()
+    assert seen == ["cpu"]

@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tgs.core.settings import Settings
 from tgs.data.synth import generate
 from tgs.presets import BEST
+from tgs.run_store import MANIFEST, RunStore
+from tgs.runners.executor import KILL_AFTER_ENV
 from tgs.runners.ground_segment import GroundSegmentConfig, load_stages, run_ground_segment
-from tgs.runners.store import MANIFEST, RunStore
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +53,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def _config(bench: tuple[Path, Path], out: Path, **kw) -> GroundSegmentConfig:
     root, meta = bench
     return GroundSegmentConfig(data=root, meta=meta, out=out, preset=BEST, direct=True, splits=SPLITS,
-                               models="tiny", device="cpu", evaluate=False, **kw)
+                               settings=Settings.tiny(), evaluate=False, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +89,7 @@ def _assert_same_outputs(run: Path, reference: Path) -> None:
 # --------------------------------------------------------------------------- kill -9 of the CLI
 
 
-def _start(bench: tuple[Path, Path], out: Path) -> subprocess.Popen:
+def _start(bench: tuple[Path, Path], out: Path, kill_after: int | None = None) -> subprocess.Popen:
     root, meta = bench
     command = [
         sys.executable, "-m", "tgs.cli.main", "ground-segment", "--data", str(root), "--meta", str(meta),
@@ -95,6 +97,9 @@ def _start(bench: tuple[Path, Path], out: Path) -> subprocess.Popen:
         "--device", "cpu", "--no-eval", "--out", str(out),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.pop(KILL_AFTER_ENV, None)
+    if kill_after is not None:
+        env[KILL_AFTER_ENV] = str(kill_after)  # the driver SIGKILLs itself right after that many commits
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -136,6 +141,29 @@ def test_kill_9_at_several_points_then_rerun_equals_uninterrupted(
     _assert_same_outputs(out, reference)
 
 
+def test_kill_9_in_the_middle_of_a_video_then_rerun_equals_uninterrupted(
+    bench: tuple[Path, Path], reference: Path, tmp_path: Path
+) -> None:
+    """The unit of work is a video, resume is per expression: killed after 2 of a video's 4
+    expressions were committed (then after 1 more), the reruns do only the missing ones."""
+    records = RunStore(reference).records("samples")
+    folders = [r["uid"].rsplit("_", 2)[0] for r in records]
+    first_video = [i for i, f in enumerate(folders) if f == folders[0]]
+    assert len(first_video) == 4 and first_video == [0, 1, 2, 3]  # a video's expressions are together
+    out = tmp_path / "run"
+    for kill_after, committed in ((2, 2), (1, 3)):  # each time inside the first video
+        process = _start(bench, out, kill_after=kill_after)
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
+        assert _committed(out) == committed
+        done = [r["uid"] for r in RunStore(out).records("samples")]
+        assert done == [r["uid"] for r in records[:committed]]
+    final = _start(bench, out)
+    _, stderr = final.communicate(timeout=300)
+    assert final.returncode == 0, stderr.decode()[-2000:]
+    _assert_same_outputs(out, reference)
+
+
 # --------------------------------------------------------------------------- crafted crash leftovers
 
 
@@ -147,7 +175,7 @@ def test_torn_line_stray_tmp_and_orphan_boxes_are_redone(
     out = tmp_path / "run"
     first = run_ground_segment(_config(bench, out, limit=2), stages=stages)
     assert first.summary.processed == 2
-    third, fourth = UIDS[2], UIDS[3]
+    third, fourth = [r["uid"] for r in RunStore(reference).records("samples")][2:4]
     ref_samples = (reference / "samples.jsonl").read_bytes().splitlines(keepends=True)
     ref_boxes = (reference / "boxes.jsonl").read_bytes().splitlines(keepends=True)
     assert RunStore(reference).records("samples")[2]["uid"] == third

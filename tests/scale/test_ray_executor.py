@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +20,13 @@ ray = pytest.importorskip("ray")
 
 from ray import cloudpickle  # noqa: E402
 
+from tgs.core.settings import Settings  # noqa: E402
 from tgs.data.synth import generate  # noqa: E402
 from tgs.presets import BEST, PAPER  # noqa: E402
+from tgs.run_store import RunStore  # noqa: E402
 from tgs.runners.executor import make_executor  # noqa: E402
 from tgs.runners.ground_segment import GroundSegmentConfig, run_ground_segment  # noqa: E402
 from tgs.runners.ray_executor import RayExecutor  # noqa: E402
-from tgs.runners.store import RunStore  # noqa: E402
 from tgs.runners.think import ThinkConfig, run_think  # noqa: E402
 from tgs.think.registry import build_thinker  # noqa: E402
 
@@ -70,7 +72,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --------------------------------------------------------------------------- think
 
 
-def _direct_thinker(source: str):
+def _direct_thinker():
     return build_thinker("direct")
 
 
@@ -91,8 +93,8 @@ class _CrashOnce:
 
 
 def _think(bench: Path, out: Path, executor=None, factory=_direct_thinker, batch_size: int = 2):
-    config = ThinkConfig(data=bench, meta=bench / "metadata.csv", out=out, splits=SPLITS, models="tiny",
-                         device="cpu", batch_size=batch_size)
+    config = ThinkConfig(data=bench, meta=bench / "metadata.csv", out=out, splits=SPLITS, thinker="direct",
+                         settings=Settings.tiny(), batch_size=batch_size)
     return run_think(config, thinker_factory=factory, executor=executor)
 
 
@@ -123,7 +125,7 @@ def test_killed_worker_is_replaced_and_nothing_lost_or_duplicated(
     victim = "syn0-0002_0_10000_red-circle_1"
     marker = tmp_path / "died"
     executor = make_executor("ray", workers=2)
-    outcome = _think(bench, tmp_path / "ray", executor, lambda source: _CrashOnce(victim, marker))
+    outcome = _think(bench, tmp_path / "ray", executor, lambda: _CrashOnce(victim, marker))
     assert marker.exists()  # a worker really died on the victim
     assert executor.stats.restarts == 1 and executor.stats.requeued_batches >= 1
     assert outcome.summary.succeeded == 9 and outcome.summary.failed == 0
@@ -138,7 +140,7 @@ def test_a_sample_that_always_kills_its_worker_is_failed_alone(
     """Its batch is retried, then split; the sample is recorded as a worker crash and the run completes."""
     victim = "syn0-0002_0_10000_red-circle_1"
     executor = RayExecutor(workers=1, max_attempts=1)
-    outcome = _think(bench, tmp_path / "ray", executor, lambda source: _CrashOnce(victim, tmp_path / "m", True))
+    outcome = _think(bench, tmp_path / "ray", executor, lambda: _CrashOnce(victim, tmp_path / "m", True))
     summary = outcome.summary
     assert summary.failures_by_kind() == {"worker_crash": 1} and summary.succeeded == 8
     assert executor.stats.crashed_samples == 1 and executor.stats.restarts == 2  # the batch, then the sample alone
@@ -150,7 +152,7 @@ def test_a_sample_that_always_kills_its_worker_is_failed_alone(
 
 
 def test_a_worker_that_cannot_start_stops_the_run_with_its_error(ray_cluster, bench: Path, tmp_path: Path) -> None:
-    def broken(source: str):
+    def broken():
         raise FileNotFoundError("no weights in /models/x")
 
     with pytest.raises(Exception, match=r"a Ray worker could not start: no weights in /models/x") as info:
@@ -178,11 +180,13 @@ def _gs_outputs(run: Path) -> tuple[dict, list[bytes], dict]:
 
 @pytest.mark.parametrize(("preset", "worker_counts"), [(BEST, (1, 2)), (PAPER, (2,))], ids=["best", "paper"])
 def test_ground_segment_on_ray_equals_local(ray_cluster, bench: Path, tmp_path: Path, preset, worker_counts) -> None:
-    def config(out: Path) -> GroundSegmentConfig:
-        return GroundSegmentConfig(data=bench, meta=bench / "small.csv", out=out, preset=preset, direct=True,
-                                   splits=SPLITS, models="tiny", device="cpu", evaluate=False)
+    def config(out: Path, share: bool = True) -> GroundSegmentConfig:
+        return GroundSegmentConfig(data=bench, meta=bench / "small.csv", out=out, direct=True,
+                                   preset=replace(preset, share_across_expressions=share),
+                                   splits=SPLITS, settings=Settings.tiny(), evaluate=False)
 
-    local = _gs_outputs(run_ground_segment(config(tmp_path / "local")).run_dir)
+    # the reference: local, one expression at a time; Ray shares each video's work in its worker
+    local = _gs_outputs(run_ground_segment(config(tmp_path / "local", share=False)).run_dir)
     assert sorted(local[0]) == sorted(SMALL) and all(r["status"] == "ok" for r in local[0].values())
     assert sum(int(m.masks.sum()) for m in local[2].values()) > 0  # something was segmented
     for workers in worker_counts:

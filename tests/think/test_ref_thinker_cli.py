@@ -48,7 +48,7 @@ def test_think_writes_resumable_thoughts(bench: Path, tmp_path: Path) -> None:
         assert record["ref"] == expected[record["uid"]] and record["thinker"] == "ref-thinker"
         assert record["status"] in ("ok", "null", "partial", "no_tags")
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["kind"] == "think" and manifest["generation"]["max_new_tokens"] == 4
+    assert manifest["kind"] == "think" and manifest["thinker"]["options"]["max_new_tokens"] == 4
 
     again = _think(bench, out)
     assert again.exit_code == 0 and len(_records(out)) == len(records)
@@ -82,6 +82,23 @@ def test_a_sample_whose_clip_fails_is_recorded_and_retried(bench: Path, tmp_path
     assert len(_records(out)) == len(uids) + len(failed)  # only the failed ones were redone
     inputs = load_thoughts(out)  # readable by ground-segment
     assert set(inputs.thoughts) == set(uids)
+
+
+def test_think_runs_any_thinker(bench: Path, tmp_path: Path) -> None:
+    """``tgs think --thinker direct``: the same run directory and thoughts schema as Ref-Thinker's."""
+    out = tmp_path / "direct"
+    args = ["think", "--data", str(bench.parent), "--meta", str(bench), "--thinker", "direct", "--out", str(out),
+            "--split", "test_s"]  # fmt: skip
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 0, result.output
+    records = _records(out)
+    assert [r["uid"] for r in records] == list(_split_rows(bench, "test_s"))
+    assert all(r["status"] == "direct" and r["thinker"] == "direct" for r in records)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["thinker"] == {"name": "direct", "options": {}}
+    assert manifest["throughput"]["think"]["expressions"] == len(records)
+    bad = CliRunner().invoke(build_app(), [*args[:-2], "--out", str(tmp_path / "x"), "--thinker-opt", "k=1"])
+    assert bad.exit_code == 2 and "has no option 'k'" in bad.output
 
 
 def test_real_models_need_a_model_directory(bench: Path, tmp_path: Path) -> None:

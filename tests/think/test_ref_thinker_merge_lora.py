@@ -7,8 +7,9 @@ import torch
 from peft.tuners.lora import LoraLayer
 from ref_thinker_helpers import items, tiny_model_dir
 
-from tgs.think.ref_thinker.checkpoint import load_ref_thinker_model, merge_lora
+from tgs.think.ref_thinker.checkpoint import merge_lora
 from tgs.think.ref_thinker.generation import GenerationSettings
+from tgs.think.ref_thinker.modeling import load_ref_thinker_model
 from tgs.think.ref_thinker.thinker import RefThinker
 
 

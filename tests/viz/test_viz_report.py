@@ -26,7 +26,7 @@ from tgs.eval import evaluate, save_metrics
 from tgs.report import build_report, load_run
 from tgs.report.html import class_means, rank_samples
 from tgs.report.run_data import SampleScore
-from tgs.runners.store import RunStore
+from tgs.run_store import RunStore
 from tgs.think.base import failed_record, thought_record
 from tgs.think.parser import parse_answer
 from tgs.types import Masks

@@ -1,7 +1,7 @@
 """The web demo: segment a video by a referring expression, in the browser (Gradio).
 
 The page takes a video (an upload, or a synthetic clip generated on demand), an
-expression, a thinker and a preset; it calls :func:`tgs.segment_video.segment_video` and
+expression, a thinker and a preset; it calls :func:`tgs.core.segment.segment_video` and
 shows the reasoning chain, the overlay video and the time spent in each stage.
 
 A demo server may be reachable by other people, so it is locked down by default:

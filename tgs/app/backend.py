@@ -24,9 +24,10 @@ from tgs.model_cache import ModelCache
 from tgs.types import Thought
 
 if TYPE_CHECKING:
-    from tgs.segment_video import SegmentVideoResult
+    from tgs.core.segment import SegmentVideoResult
 
 __all__ = [
+    "MAX_EXPRESSIONS",
     "THINKER_CHOICES",
     "UPLOAD_CHOICE",
     "DemoBackend",
@@ -46,8 +47,11 @@ UPLOAD_CHOICE = "Uploaded video"
 """The clip choice that means "the uploaded file" (the others are synthetic clips)."""
 
 SegmentFn = Callable[..., "SegmentVideoResult"]
-"""Called like :func:`tgs.segment_video.segment_video` with (video, expression, *, thinker,
-preset, models, out, fps, progress, cache); returns its result (or an object with the same fields)."""
+"""Called like :func:`tgs.core.segment.segment_video` with (video, expressions, *, thinker,
+preset, settings, out, fps, progress, cache); returns its result (or an object with the same fields)."""
+
+MAX_EXPRESSIONS = 8
+"""Expressions one request may ask about (one per line)."""
 
 
 @dataclass(frozen=True)
@@ -110,8 +114,9 @@ def format_answer(thought: Thought, object_text: str | None) -> str:
 class DemoBackend:
     """Everything the page does, without Gradio: stage the input, call the pipeline, check results.
 
-    segment_fn: the pipeline (default :func:`tgs.segment_video.segment_video`, imported on
-    first use); models: "real" or "tiny" (untrained, for tests and install checks).
+    segment_fn: the pipeline (default :func:`tgs.core.segment.segment_video`, imported on
+    first use); models: "real" or "tiny" (untrained, for tests and install checks), made
+    into the :class:`~tgs.core.settings.Settings` of every call.
     model_cache: the models kept loaded between requests, for the server's lifetime
     (default: a new :class:`~tgs.model_cache.ModelCache` holding one thinker and one
     Grounding DINO + SAM2 pair); passed to every ``segment_fn`` call as ``cache``.
@@ -128,8 +133,11 @@ class DemoBackend:
     ) -> None:
         if models not in ("real", "tiny"):
             raise ValueError(f"models: expected 'real' or 'tiny', got {models!r}")
+        from tgs.core.settings import Settings
+
         self.workspace = workspace
         self.models = models
+        self.settings = Settings.tiny(device="auto") if models == "tiny" else Settings()
         self.limits = limits or DemoLimits()
         self._segment_fn = segment_fn
         self.model_cache = model_cache if model_cache is not None else ModelCache()
@@ -139,7 +147,7 @@ class DemoBackend:
     @property
     def segment_fn(self) -> SegmentFn:
         if self._segment_fn is None:
-            from tgs.segment_video import segment_video
+            from tgs.core.segment import segment_video
 
             self._segment_fn = segment_video
         return self._segment_fn
@@ -182,6 +190,15 @@ class DemoBackend:
             )
         return text
 
+    def check_expressions(self, expressions: str | None) -> list[str]:
+        """One expression per non-empty line of the box (at most :data:`MAX_EXPRESSIONS`)."""
+        lines = [line for line in (expressions or "").splitlines() if line.strip()]
+        if not lines:
+            return [self.check_expression(expressions)]
+        if len(lines) > MAX_EXPRESSIONS:
+            raise ValueError(f"{len(lines)} expressions given; at most {MAX_EXPRESSIONS} per request (one per line)")
+        return [self.check_expression(line) for line in lines]
+
     def run(
         self,
         *,
@@ -205,16 +222,16 @@ class DemoBackend:
                 raise ValueError(f"unknown preset {preset!r}; pick one of {', '.join(PRESETS)}")
             if not (0 < float(fps) <= 30):
                 raise ValueError(f"frames per second: expected a value in (0, 30], got {fps}")
-            text = self.check_expression(expression)
+            texts = self.check_expressions(expression)
             video = self.stage_input(choice, upload, run_dir)
             with warnings.catch_warnings(record=True) as caught:  # e.g. a short clip's padded audio
                 warnings.simplefilter("always", TGSWarning)
                 result = self.segment_fn(
                     video,
-                    text,
+                    texts,
                     thinker=thinker,
                     preset=preset,
-                    models=self.models,
+                    settings=self.settings,
                     out=run_dir / "result",
                     fps=float(fps),
                     progress=progress,
@@ -255,7 +272,25 @@ class DemoBackend:
             status=" ".join(status),
             overlay_video=Path(result.overlay_video),
             result_json=result_json if result_json.is_file() else None,
-            answer=format_answer(result.thought, result.object_text),
-            reasoning=result.thought.reasoning or result.thought.raw,
+            answer=_answers(result),
+            reasoning=_reasonings(result),
             timings=format_timings(timings),
         )
+
+
+def _answers(result: SegmentVideoResult) -> str:
+    """The answer of every expression; numbered when there are several."""
+    outputs = list(getattr(result, "expressions", ()))
+    if len(outputs) <= 1:
+        return format_answer(result.thought, result.object_text)
+    return "\n\n".join(
+        f"**{o.index + 1}. {escape_markdown(o.expression)}** · {format_answer(o.thought, o.object_text)}"
+        for o in outputs
+    )
+
+
+def _reasonings(result: SegmentVideoResult) -> str:
+    outputs = list(getattr(result, "expressions", ()))
+    if len(outputs) <= 1:
+        return result.thought.reasoning or result.thought.raw
+    return "\n\n".join(f"{o.index + 1}. {o.thought.reasoning or o.thought.raw}" for o in outputs)

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tgs.app.backend import THINKER_CHOICES, UPLOAD_CHOICE, DemoBackend, SegmentFn
+from tgs.app.backend import MAX_EXPRESSIONS, THINKER_CHOICES, UPLOAD_CHOICE, DemoBackend, SegmentFn
 from tgs.app.uploads import UPLOAD_SUFFIXES, DemoLimits, mb
 from tgs.app.workspace import DemoWorkspace, inside
 from tgs.errors import TGSError
@@ -58,7 +58,7 @@ def build_demo(
     """The demo page, ready to ``launch()``: the returned Blocks' launch applies the demo's limits.
 
     models: "real" or "tiny" (untrained; the page says so). segment_fn: the pipeline, by
-    default :func:`tgs.segment_video.segment_video`. workdir: the one folder the demo writes
+    default :func:`tgs.core.segment.segment_video`. workdir: the one folder the demo writes
     to (default: a fresh temporary folder). max_upload_mb: upload limit (MiB).
 
     Gradio reads its upload folder from the environment, so this points ``GRADIO_TEMP_DIR``
@@ -100,9 +100,10 @@ def _layout(gr: Any, backend: DemoBackend) -> None:
                 elem_id="tgs-upload",
             )
             expression = gr.Textbox(
-                label="Expression",
+                label=f"Expressions (one per line, up to {MAX_EXPRESSIONS}; one colour each)",
                 placeholder="e.g. the object making the loudest sound",
-                max_length=backend.limits.max_expression_chars,
+                lines=2,
+                max_length=(backend.limits.max_expression_chars + 1) * MAX_EXPRESSIONS,
                 elem_id="tgs-expression",
             )
             thinker = gr.Dropdown(list(THINKER_CHOICES), value="ref-thinker", label="Thinker", elem_id="tgs-thinker")

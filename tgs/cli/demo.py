@@ -41,11 +41,11 @@ def demo_command(
             highlight=False,
         )
         return
-    from tgs.models.registry import require_models
-    from tgs.segment_video import segment_model_requests
+    from tgs.core.segment import segment_model_requests
+    from tgs.core.settings import Settings
 
     # Ground + Segment serve every request: a missing model stops here, all listed, before a port opens.
-    require_models(segment_model_requests("direct", "best"), models)  # type: ignore[arg-type]
+    Settings.from_options(models=models).require(segment_model_requests("direct", "best"))
     if not loopback(host):
         err_console.print(
             f"[yellow]warning[/]: binding {escape_user_text(host)} lets anyone who can reach this machine use the demo "
@@ -62,7 +62,9 @@ def _serve(host: str, port: int, models: str, workdir: Path | None, max_upload_m
     import tempfile
 
     from tgs.app import confine_process_writes, serve
+    from tgs.cli.common import prepare_process
 
+    prepare_process("auto")  # the server's models load onto the default device
     root = workdir if workdir is not None else Path(tempfile.mkdtemp(prefix="tgs-demo-"))
     confine_process_writes(root)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from tgs.cli.common import bad, prepare_process, preset_from_options, settings_from_options
 from tgs.cli.console import console, escape_user_text, friendly_errors, print_run_summary, progress_bar
 from tgs.cli.executor_options import (
     EXECUTOR_OPTION,
@@ -17,24 +18,6 @@ from tgs.cli.executor_options import (
 
 PROTOCOL_CHOICES = {"tgs": ("tgs",), "refavs": ("refavs",), "both": ("tgs", "refavs")}
 BENCHMARK_META = {"refavs": "metadata.csv", "r2avs": "R2AVSBench_metadata.csv"}
-
-
-def _bad(message: str, param: str) -> typer.BadParameter:
-    return typer.BadParameter(message, param_hint=param)
-
-
-def _preset_from_options(name: str, sets: list[str], dtype: str | None):
-    from tgs.presets import PRESETS, get_preset, parse_overrides
-
-    if name not in PRESETS:
-        raise _bad(f"expected one of {', '.join(PRESETS)}, got {name!r}", "--preset")
-    try:
-        overrides = parse_overrides(sets)
-        if dtype is not None:
-            overrides["dtype"] = dtype
-        return get_preset(name, overrides)
-    except ValueError as exc:
-        raise _bad(str(exc), "--set/--dtype") from exc
 
 
 @friendly_errors
@@ -73,32 +56,29 @@ def ground_segment_command(
     from tgs.runners.ground_segment import GroundSegmentConfig, run_ground_segment
 
     if (thoughts is None) == (not direct):
-        raise _bad("give exactly one of --thoughts FILE or --direct", "--thoughts/--direct")
-    if models not in ("real", "tiny"):
-        raise _bad(f"expected real or tiny, got {models!r}", "--models")
+        raise bad("give exactly one of --thoughts FILE or --direct", "--thoughts/--direct")
     if protocol not in PROTOCOL_CHOICES:
-        raise _bad(f"expected one of {', '.join(PROTOCOL_CHOICES)}, got {protocol!r}", "--protocol")
+        raise bad(f"expected one of {', '.join(PROTOCOL_CHOICES)}, got {protocol!r}", "--protocol")
     if benchmark not in BENCHMARK_META:
-        raise _bad(f"expected one of {', '.join(BENCHMARK_META)}, got {benchmark!r}", "--benchmark")
+        raise bad(f"expected one of {', '.join(BENCHMARK_META)}, got {benchmark!r}", "--benchmark")
+    settings = settings_from_options(models, device, dtype, gdino=gdino, sam2=sam2)
     config = GroundSegmentConfig(
         data=data,
         meta=meta if meta is not None else data / BENCHMARK_META[benchmark],
         out=out,
-        preset=_preset_from_options(preset, set_, dtype),
+        preset=preset_from_options(preset, set_),
         thoughts=thoughts,
         direct=direct,
         splits=tuple(split) if split else None,
         benchmark=benchmark,
-        models=models,  # type: ignore[arg-type]
-        gdino_source=gdino,
-        sam2_source=sam2,
-        device=device,
+        settings=settings,
         frame_batch_size=frame_batch_size,
         limit=limit,
         evaluate=not no_eval,
         protocols=PROTOCOL_CHOICES[protocol],
     )
-    with executor_from_options(executor, ray_address, workers, resources_per_worker) as runner:
+    prepare_process(device)
+    with executor_from_options(executor, ray_address, workers, resources_per_worker, device) as runner:
         outcome = run_ground_segment(
             config, progress=lambda total: progress_bar("ground-segment", total), executor=runner
         )

@@ -3,7 +3,7 @@
 The clip is synthetic (``tgs.data.synth``): drawn shapes that each make their own tone,
 written both as a video file with audio (what ``tgs segment`` reads) and as a one-video
 benchmark in the Ref-AVSBench layout (whose ground-truth masks score the result). One
-expression about the clip is segmented with ``tgs.segment_video.segment_video`` under the
+expression about the clip is segmented with ``tgs.core.segment.segment_video`` under the
 ``best`` preset, and J / F are computed under the TGS-Agent protocol.
 
 Default weights: the thinker is ``omni`` (Qwen/Qwen2.5-Omni-3B), the one audio-visual
@@ -25,14 +25,9 @@ from typing import Any
 import numpy as np
 import typer
 
+from tgs.cli.common import MODEL_SETS, check_choice, prepare_process, settings_from_options, untrained_banner
 from tgs.cli.console import console, err_console, escape_user_text, friendly_errors, print_error
-from tgs.cli.segment import (
-    MODEL_SETS,
-    check_choice,
-    fraction_progress,
-    print_segment_result,
-    untrained_banner,
-)
+from tgs.cli.segment import fraction_progress, print_segment_result
 
 DEFAULT_THINKER = "omni"
 DEFAULT_SEED = 2
@@ -100,16 +95,16 @@ def quickstart_command(
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
 ) -> None:
     """Run the whole pipeline on a generated clip and score it: the first thing to try after installing."""
+    from tgs.core.segment import segment_model_requests, segment_video
+    from tgs.core.settings import UNTRAINED_LABEL
     from tgs.errors import MissingWeightsError
-    from tgs.models.registry import require_models
-    from tgs.segment_video import UNTRAINED_LABEL, segment_model_requests, segment_video
     from tgs.think.registry import THINKER_NAMES
 
     check_choice(models, MODEL_SETS, "--models")
     check_choice(thinker, THINKER_NAMES, "--thinker")
-    sources = {"thinker": model} if model else {}
+    settings = settings_from_options(models, device, None, thinker=model)
     try:
-        require_models(segment_model_requests(thinker, "best", sources), models)  # before generating anything
+        settings.require(segment_model_requests(thinker, "best"))  # before generating anything
     except MissingWeightsError as exc:
         print_error(exc)
         err_console.print(
@@ -119,23 +114,23 @@ def quickstart_command(
         )
         err_console.print(f"    {escape_user_text(tiny_command(out, thinker, seed))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from exc
-    untrained = models == "tiny"
+    untrained = settings.untrained
     if untrained:
         err_console.print(untrained_banner())
+    prepare_process(device)
     video, meta, row = make_clip(out / "data", seed)
     with fraction_progress("quickstart") as progress:
         result = segment_video(
             video,
-            row["exp"],
+            [row["exp"]],
             thinker=thinker,
             preset="best",
-            models=models,
+            settings=settings,
             out=out / "segment",
-            sources=sources,
-            device=device,
             progress=progress,
         )
-    metrics = score(out / "data", meta, row["uid"], result.masks_dir, out / "metrics.json")
+    masks = result.expressions[0].masks_dir
+    metrics = score(out / "data", meta, row["uid"], masks, out / "metrics.json")
     block = metrics["protocols"]["tgs"]["splits"][row["split"]]
     manifest = {
         "untrained": untrained,
@@ -150,7 +145,7 @@ def quickstart_command(
         "outputs": {
             "segment": str(result.out_dir),
             "overlay_video": str(result.overlay_video),
-            "masks": str(result.masks_dir),
+            "masks": str(masks),
             "result": str(result.result_json),
             "metrics": str(out / "metrics.json"),
         },

@@ -7,6 +7,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from tgs.cli.common import (
+    bad,
+    check_choice,
+    prepare_process,
+    preset_from_options,
+    settings_from_options,
+    thinker_options_from,
+    untrained_banner,
+)
 from tgs.cli.console import console, err_console, escape_user_text, friendly_errors, progress_bar
 from tgs.cli.executor_options import (
     EXECUTOR_OPTION,
@@ -14,14 +23,6 @@ from tgs.cli.executor_options import (
     RESOURCES_OPTION,
     WORKERS_OPTION,
     executor_from_options,
-)
-from tgs.cli.segment import (
-    MODEL_SETS,
-    bad,
-    check_choice,
-    preset_from_options,
-    thinker_options_from,
-    untrained_banner,
 )
 
 PROTOCOL_CHOICES = {"tgs": ("tgs",), "refavs": ("refavs",), "both": ("tgs", "refavs")}
@@ -100,13 +101,14 @@ def run_command(
     resources_per_worker: str | None = RESOURCES_OPTION,
 ) -> None:
     """Think + Ground + Segment + evaluate a benchmark split; resumable, and reuses an earlier Think."""
+    from tgs.core.loading import check_thinker_options
     from tgs.runners.full_run import FullRunConfig, run_full
     from tgs.think.registry import THINKER_NAMES
 
-    check_choice(models, MODEL_SETS, "--models")
     check_choice(thinker, THINKER_NAMES, "--thinker")
     check_choice(protocol, tuple(PROTOCOL_CHOICES), "--protocol")
     check_choice(benchmark, tuple(BENCHMARK_META), "--benchmark")
+    settings = settings_from_options(models, device, dtype, thinker=model, gdino=gdino, sam2=sam2)
     try:
         config = FullRunConfig(
             data=data,
@@ -114,28 +116,24 @@ def run_command(
             out=out,
             splits=tuple(split),
             thinker=thinker,
-            thinker_source=model,
             thinker_options=thinker_options_from(thinker_opt),
             thoughts=thoughts,
-            preset=preset_from_options(preset, set_, dtype),
-            models=models,  # type: ignore[arg-type]
-            gdino_source=gdino,
-            sam2_source=sam2,
-            device=device,
-            dtype=dtype,
+            preset=preset_from_options(preset, set_),
+            settings=settings,
             batch_size=batch_size,
             frame_batch_size=frame_batch_size,
             protocols=PROTOCOL_CHOICES[protocol],
             benchmark=benchmark,
         )
+        if config.runs_think:
+            check_thinker_options(config.thinker, config.thinker_options)
     except ValueError as exc:
         raise bad(str(exc), "--thinker/--thoughts/--model/--thinker-opt") from exc
-    if models == "tiny":
+    if settings.untrained:
         err_console.print(untrained_banner())
-    with executor_from_options(executor, ray_address, workers, resources_per_worker) as runner:
-        outcome = run_full(
-            config, progress=lambda stage: lambda total: progress_bar(stage, total), executor=runner
-        )
+    prepare_process(device)
+    with executor_from_options(executor, ray_address, workers, resources_per_worker, device) as runner:
+        outcome = run_full(config, progress=lambda stage: lambda total: progress_bar(stage, total), executor=runner)
     console.print(_stage_table(outcome))
     failures = outcome.ground_segment.summary.failures if outcome.ground_segment.summary else []
     if failures:
@@ -146,13 +144,16 @@ def run_command(
         )
     for note in outcome.notes:
         err_console.print(f"[yellow]note[/]: {escape_user_text(note, keep_newlines=True)}", highlight=False)
+    for stage, rate in outcome.throughput.items():
+        if rate.get("expressions_per_s") is not None:
+            console.print(f"{stage}: {rate['expressions_per_s']:.3f} expressions/s", highlight=False)
     if outcome.metrics is not None:
         from tgs.eval.table import metrics_tables
 
         for table in metrics_tables(outcome.metrics):
             console.print(table)
         console.print(f"metrics: {escape_user_text(outcome.metrics_path)}", highlight=False)
-    if models == "tiny":
+    if settings.untrained:
         err_console.print(untrained_banner())
 
 

@@ -8,7 +8,7 @@ streaming resampler produces exactly what its one-shot call does) while holding 
 decoded packet at a time plus the output, and can keep only some time segments of the
 track, so a long video's audio never sits in memory whole.
 
-Used by ``tgs segment`` (``tgs.segment_video``): the Think stage hears the whole track of
+Used by ``tgs segment`` (``tgs.core.segment``): the Think stage hears the whole track of
 a short video and one second per summary frame of a long one.
 """
 

@@ -15,7 +15,7 @@ Frame files are numbered from 00000 without gaps (the names of the ground-truth 
 ``0000{i}.png``). Probability maps feed the F metric (and the refavs protocol, see
 ``refavs_protocol``); without them the binary mask is used as a 0/1 map. A run
 directory (``manifest.json`` with ``masks/`` or ``samples.jsonl``) is read through
-``tgs.runners.store.RunStore``.
+``tgs.run_store.RunStore``.
 """
 
 from __future__ import annotations
@@ -148,9 +148,9 @@ class RunPredictions:
     def __init__(self, run_dir: str | Path, stream: str = "samples") -> None:
         # "samples" is the stream tgs.runners.ground_segment commits segmented samples to
         try:
-            from tgs.runners.store import RunStore
+            from tgs.run_store import RunStore
         except ImportError as exc:  # pragma: no cover - the store ships with tgs
-            raise TGSError("reading run directories needs tgs.runners.store") from exc
+            raise TGSError("reading run directories needs tgs.run_store") from exc
         self.run_dir = Path(run_dir)
         self._store = RunStore(self.run_dir)
         self._stream = stream

@@ -2,7 +2,7 @@
 
 Read (all optional except the manifest; a missing part becomes a note in the report):
 
-- ``manifest.json``: preset, models, data, versions (``tgs.runners.store``);
+- ``manifest.json``: preset, models, data, versions (``tgs.run_store``);
 - ``metrics.json`` and its per-sample ``metrics_samples.jsonl`` (``tgs eval``);
 - ``samples.jsonl``: the latest record per uid of a Ground-Segment run (object text,
   chosen boxes, status / error);
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tgs.errors import RunError, TGSError
-from tgs.runners.store import RunStore
+from tgs.run_store import RunStore
 from tgs.types import Thought
 
 __all__ = ["Failure", "RunData", "SampleScore", "load_run", "object_class"]

@@ -18,7 +18,7 @@ only writer, whatever executor computes the results:
   model-holding actor per GPU or CPU slot, bounded in-flight batches, results handed
   back as they finish, dead actors replaced and their batches redone.
 
-Commit order of one sample (crash safety, see ``tgs.runners.store``): masks are written
+Commit order of one sample (crash safety, see ``tgs.run_store``): masks are written
 to a temporary name and renamed, then the records of the extra streams (e.g. ``boxes``)
 are appended, then the sample's record in the main stream, which commits the sample.
 A kill at any point leaves at worst a ``masks/*.tmp`` file, a mask file or extra-stream
@@ -33,12 +33,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from tgs.errors import RunError, TGSError
+from tgs.run_store import MASKS_DIR, RunStore
 from tgs.runners.local import (
     ProgressFactory,
     RunSummary,
@@ -47,10 +47,16 @@ from tgs.runners.local import (
     _no_progress,
     _plan,
     _run_batch,
-    error_kind,
 )
-from tgs.runners.store import MASKS_DIR, RunStore, encode_masks
-from tgs.types import Masks
+from tgs.runners.outcomes import (
+    Outcome,
+    SampleError,
+    SampleOutput,
+    StageWorker,
+    WorkerFactory,
+    check_ray_available,
+    portable_error,
+)
 
 __all__ = [
     "EXECUTOR_NAMES",
@@ -60,57 +66,21 @@ __all__ = [
     "SampleError",
     "SampleOutput",
     "StageWorker",
+    "WorkerFactory",
+    "check_ray_available",
     "make_executor",
+    "order_by_video",
     "parse_resources",
     "portable_error",
     "recover_run",
     "run_stage",
+    "video_batches",
 ]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 EXECUTOR_NAMES: tuple[str, ...] = ("local", "ray")
-
-
-@dataclass(frozen=True, eq=False)
-class SampleOutput:
-    """Everything one finished sample leaves in the run directory, as plain data.
-
-    record: the main stream's record (``uid`` and ``status`` are added when absent).
-    masks: saved as ``masks/<uid>.npz`` before the record is committed (None: no masks).
-    mask_file: the same, already encoded (:func:`tgs.runners.store.encode_masks`); what a
-        Ray worker sends, so that compressing runs in parallel and not in the driver.
-    streams: records for other streams (e.g. ``{"boxes": [...]}``), appended before the
-        record; on resume, lines of a sample whose record never committed are dropped.
-    """
-
-    record: Mapping[str, Any]
-    masks: Masks | None = None
-    streams: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
-    mask_file: bytes | None = None
-
-    def __post_init__(self) -> None:
-        if self.masks is not None and self.mask_file is not None:
-            raise ValueError("give masks or mask_file, not both")
-
-    def encoded(self) -> SampleOutput:
-        """This output with its masks encoded as the bytes of their file."""
-        if self.masks is None:
-            return self
-        return SampleOutput(record=self.record, streams=self.streams, mask_file=encode_masks(self.masks))
-
-
-Outcome = SampleOutput | Mapping[str, Any] | Exception
-
-
-class StageWorker(Protocol[T]):
-    """Holds a stage's models; turns a batch of sample specs into one outcome per sample."""
-
-    def process(self, batch: list[T]) -> Sequence[Outcome]: ...
-
-
-WorkerFactory = Callable[[], StageWorker[Any]]
 
 
 class Executor(Protocol):
@@ -129,33 +99,6 @@ class Executor(Protocol):
     def __enter__(self) -> Executor: ...
 
     def __exit__(self, *exc: object) -> None: ...
-
-
-# --------------------------------------------------------------------------- errors across processes
-
-
-class SampleError(TGSError):
-    """An error raised in a worker process, carried back as plain data (kind and message).
-
-    Exceptions do not always survive pickling (a library error whose constructor needs
-    extra arguments, a traceback); this one does, and a sample's failure record is the
-    same whichever process failed it.
-    """
-
-    def __init__(self, message: str, kind: str = "error", original_type: str = "") -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.original_type = original_type
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self), self.kind, self.original_type))
-
-
-def portable_error(exc: BaseException) -> SampleError:
-    """``exc`` as a :class:`SampleError` with the same message and error kind."""
-    if isinstance(exc, SampleError):
-        return exc
-    return SampleError(str(exc) or type(exc).__name__, error_kind(exc), type(exc).__name__)
 
 
 # --------------------------------------------------------------------------- local executor
@@ -332,6 +275,7 @@ def run_stage(
     executor: Executor | None = None,
     extra_streams: Sequence[str] = (),
     uid_of: Callable[[T], str] = lambda item: item.uid,  # type: ignore[attr-defined]
+    group_of: Callable[[T], str] | None = None,
     batch_size: int = 1,
     limit: int | None = None,
     progress: ProgressFactory | None = None,
@@ -342,13 +286,26 @@ def run_stage(
     :func:`tgs.runners.local.run_local`; outcomes are committed in the order they arrive
     (with Ray, not the order of ``items``). extra_streams: the streams that
     :class:`SampleOutput` may write besides ``stream`` (for crash recovery).
+
+    group_of: the video of an item. Given, the unit of work is a video: the items of one
+    video are brought together (videos in order of first appearance, over every item,
+    done or not, so a resumed run commits in the order of an uninterrupted one) and a
+    batch holds whole videos only (at least ``batch_size`` items unless the work runs
+    out), so one worker sees all of a video's pending items at once. Resume stays per
+    item: only the items not committed are handed out.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
     recover_run(store, stream, extra_streams)
+    if group_of is not None:
+        items = order_by_video(items, group_of)
     summary, todo = _plan(items, uid_of, store.done_uids(stream), batch_size, limit)
-    batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
+    if group_of is None:
+        batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
+    else:
+        batches = video_batches(todo, group_of, batch_size)
     committed: set[str] = set()
+    kill_after = _test_kill_after()
     with contextlib.ExitStack() as stack:
         if executor is None:
             executor = stack.enter_context(LocalExecutor())
@@ -360,9 +317,46 @@ def run_stage(
                     raise RuntimeError(f"executor {executor.name!r} returned {uid} twice")
                 committed.add(uid)
                 commit_outcome(store, stream, uid, outcome, summary)
+                if kill_after is not None and len(committed) >= kill_after:
+                    os.kill(os.getpid(), signal.SIGKILL)  # test hook: a crash at a known point
             advance(len(batch))
     _log_summary(summary, stream)
     return summary
+
+
+KILL_AFTER_ENV = "TGS_TEST_KILL_AFTER_COMMITS"
+"""Test hook: the driver kills itself (SIGKILL) after committing this many samples in one call."""
+
+
+def _test_kill_after() -> int | None:
+    value = os.environ.get(KILL_AFTER_ENV, "").strip()
+    return int(value) if value else None
+
+
+def order_by_video(items: Iterable[T], group_of: Callable[[T], str]) -> list[T]:
+    """The items with each video's items brought together: videos by first appearance, items in order."""
+    groups: dict[str, list[T]] = {}
+    for item in items:
+        groups.setdefault(group_of(item), []).append(item)
+    return [item for group in groups.values() for item in group]
+
+
+def video_batches(items: Sequence[T], group_of: Callable[[T], str], min_size: int = 1) -> list[list[T]]:
+    """Consecutive items cut into batches of whole videos, each of at least ``min_size`` items
+    (the last may hold fewer); a video is never split."""
+    batches: list[list[T]] = []
+    current: list[T] = []
+    previous: str | None = None
+    for item in items:
+        video = group_of(item)
+        if current and video != previous and len(current) >= min_size:
+            batches.append(current)
+            current = []
+        current.append(item)
+        previous = video
+    if current:
+        batches.append(current)
+    return batches
 
 
 def commit_outcome(store: RunStore, stream: str, uid: str, outcome: Outcome, summary: RunSummary) -> None:
@@ -389,14 +383,3 @@ def commit_outcome(store: RunStore, stream: str, uid: str, outcome: Outcome, sum
     if isinstance(timings, Mapping):
         record["timings"] = {**timings, "save": round(time.perf_counter() - start, 6)}
     _commit(store, stream, uid, record, summary)
-
-
-def check_ray_available() -> None:
-    """Fail with the install command when the optional ``ray`` extra is missing."""
-    try:
-        import ray  # noqa: F401
-    except ImportError as exc:
-        raise RunError(
-            "the ray executor needs Ray, which is not installed",
-            fix="pip install 'tgs[ray]' (or pip install 'ray[default]'), or use --executor local",
-        ) from exc

@@ -3,8 +3,10 @@
 Run directory::
 
     RUN/
-      run.json          what was asked (thinker, preset, splits, models, thoughts source); a
-                        rerun must ask the same, and each call adds its stage summaries
+      run.json          the run's manifest (schema: ``tgs.runners.manifest``, kind "full-run"):
+                        thinker, preset, splits, models, thoughts source; a rerun must ask the
+                        same; each call adds its stage summaries and throughput
+                        (expressions/s per stage), the last call's also under "throughput"
       think/            the Think stage, a Think run directory (manifest.json, thoughts.jsonl);
                         absent with ``thinker="direct"`` or reused ``thoughts``
       manifest.json     the Ground-Segment stage (``tgs.runners.ground_segment``): samples.jsonl,
@@ -16,9 +18,9 @@ The two stages keep their own manifests, so they live in two directories (one
 ``manifest.json`` each). Stages:
 
 1. **Think** (skipped with ``thinker="direct"``, the paper's baseline, and when ``thoughts``
-   reuses an earlier Think: a thoughts file or run directory). Ref-Thinker runs through
-   :func:`tgs.runners.think.run_think` (``RUN/think`` is exactly a ``tgs think`` run); the
-   other thinkers (``omni``, ``api``) through the same stage driver and thoughts.jsonl schema.
+   reuses an earlier Think: a thoughts file or run directory), through
+   :func:`tgs.runners.think.run_think` for every thinker (``RUN/think`` is exactly a
+   ``tgs think`` run).
 2. **Ground + Segment** from ``RUN/think/thoughts.jsonl`` (or the reused file), then the
    evaluation (:func:`tgs.runners.ground_segment.run_ground_segment`).
 
@@ -36,44 +38,34 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tgs.data.benchmark import Benchmark, Sample
+from tgs.core.loading import check_thinker_options, stage_requests, thinker_requests
+from tgs.core.settings import Settings
+from tgs.data.benchmark import Benchmark
 from tgs.errors import RunError
-from tgs.models.registry import MODEL_SPECS, ModelSet, require_models
 from tgs.presets import BEST, Preset
-from tgs.runners.executor import Executor, run_stage
+from tgs.run_store import MANIFEST
+from tgs.runners.executor import Executor
 from tgs.runners.ground_segment import GroundSegmentConfig, GroundSegmentOutcome, run_ground_segment
 from tgs.runners.local import ProgressFactory, RunSummary
-from tgs.runners.store import MANIFEST, RunStore
+from tgs.runners.manifest import FINGERPRINT_KEYS, build_manifest, data_record, public_options
+from tgs.runners.think import ThinkConfig, run_think
 from tgs.think.inputs import resolve_thoughts_path
+from tgs.think.registry import canonical_name
 
-__all__ = [
-    "RUN_FILE",
-    "THINK_DIR",
-    "FullRunConfig",
-    "FullRunOutcome",
-    "GenericThinkWorkerFactory",
-    "StageReport",
-    "run_full",
-]
+__all__ = ["RUN_FILE", "THINK_DIR", "FullRunConfig", "FullRunOutcome", "StageReport", "run_full"]
 
 logger = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 THINK_DIR = "think"
 RUN_KIND = "full-run"
-FINGERPRINT_KEYS = ("kind", "thinker", "thoughts", "data", "preset", "models")
-"""run.json keys that must match for a rerun to resume (device and batch sizes may change)."""
-
-_THINKER_MODEL_KEYS = {"omni": "omni", "ref-thinker": "ref_thinker"}
-_REF_THINKER_OPTIONS = ("max_new_tokens", "mask_padding", "merge_lora", "prompt_variant")
-_SECRET_OPTIONS = ("api_key",)
 
 
 @dataclass(frozen=True)
@@ -81,12 +73,10 @@ class FullRunConfig:
     """Everything ``tgs run`` needs.
 
     thinker: "ref-thinker", "omni", "api" or "direct" (ground the expressions).
-    thinker_source: the thinker's weights (a converted Ref-Thinker directory, an Omni hub
-        id or directory); None: the registry default (Ref-Thinker has none).
-    thinker_options: ref-thinker: ``max_new_tokens``, ``mask_padding``, ``merge_lora``, ``prompt_variant``;
-        omni / api: the options of :func:`tgs.think.registry.build_thinker`.
+    thinker_options: the thinker's options (one table: ``tgs.core.loading.thinker_options``).
     thoughts: reuse an earlier Think (a thoughts file, ours or the original
         ``inference_results.jsonl``, or a run directory holding thoughts.jsonl): no Think stage.
+    settings: device, dtype and every model's source ("tiny" for the tiny models).
     splits: splits of the metadata CSV (None: every row).
     batch_size: samples per Think step; frame_batch_size: frames per Ground/Segment forward.
     """
@@ -96,42 +86,24 @@ class FullRunConfig:
     out: Path
     splits: tuple[str, ...] | None = ("test_s",)
     thinker: str = "ref-thinker"
-    thinker_source: str | None = None
     thinker_options: Mapping[str, Any] = field(default_factory=dict)
     thoughts: Path | None = None
     preset: Preset = BEST
-    models: ModelSet = "real"
-    gdino_source: str | None = None
-    sam2_source: str | None = None
-    device: str = "auto"
-    dtype: str | None = None
+    settings: Settings = field(default_factory=Settings)
     batch_size: int = 8
     frame_batch_size: int = 1
     protocols: tuple[str, ...] = ("tgs",)
     benchmark: str = "refavs"
 
     def __post_init__(self) -> None:
-        from tgs.think.registry import THINKER_NAMES
-
-        key = self.thinker.strip().lower().replace("_", "-")
-        if key not in THINKER_NAMES:
-            raise ValueError(f"unknown thinker {self.thinker!r}; available: {', '.join(THINKER_NAMES)}")
+        key = canonical_name(self.thinker)
         object.__setattr__(self, "thinker", key)
-        if self.models not in ("real", "tiny"):
-            raise ValueError(f"models: expected 'real' or 'tiny', got {self.models!r}")
+        object.__setattr__(self, "thinker_options", dict(self.thinker_options))
         if self.thoughts is not None and key == "direct":
-            raise ValueError(
-                "thoughts reuse an earlier Think; the direct thinker has none (drop one of them)"
-            )
-        if self.thoughts is not None and (self.thinker_source or self.thinker_options):
+            raise ValueError("thoughts reuse an earlier Think; the direct thinker has none (drop one of them)")
+        given_model = self.settings.source("thinker") not in (None, "tiny")
+        if self.thoughts is not None and (given_model or self.thinker_options):
             raise ValueError("with reused thoughts nothing is thought: drop the thinker model and options")
-        if key == "ref-thinker":
-            unknown = sorted(set(self.thinker_options) - set(_REF_THINKER_OPTIONS))
-            if unknown:
-                raise ValueError(
-                    f"ref-thinker has no run option {', '.join(unknown)}; "
-                    f"accepted: {', '.join(_REF_THINKER_OPTIONS)}"
-                )
         if self.batch_size < 1 or self.frame_batch_size < 1:
             raise ValueError(f"batch sizes must be >= 1, got {self.batch_size} and {self.frame_batch_size}")
 
@@ -144,14 +116,10 @@ class FullRunConfig:
     def think_dir(self) -> Path:
         return Path(self.out) / THINK_DIR
 
-    def model_requests(self) -> list[tuple[str, str | None]]:
-        """(registry key, source) of every model the run loads."""
-        requests: list[tuple[str, str | None]] = []
-        if self.runs_think and self.thinker in _THINKER_MODEL_KEYS:
-            requests.append((_THINKER_MODEL_KEYS[self.thinker], self.thinker_source))
-        sources = {"grounding_dino": self.gdino_source, self.preset.sam_model_key: self.sam2_source}
-        requests.extend((key, sources[key]) for key in self.preset.model_keys())
-        return requests
+    def model_requests(self) -> list[tuple[str, str]]:
+        """(role, registry key) of every model the run loads."""
+        requests = thinker_requests(self.thinker) if self.runs_think else []
+        return requests + stage_requests(self.preset)
 
 
 @dataclass(frozen=True)
@@ -161,12 +129,14 @@ class StageReport:
     status: "ran" (it ran now; its summary says what was new), "reused" (an earlier
         Think's file), "final" (Think not rerun: Ground + Segment had started), "none"
         (no Think: the direct thinker).
+    throughput: expressions processed in this call and their rate (``tgs.runners.manifest``).
     """
 
     name: str
     status: str
     summary: RunSummary | None = None
     path: Path | None = None
+    throughput: Mapping[str, Any] | None = None
 
     def to_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -181,6 +151,8 @@ class StageReport:
                 failed=self.summary.failed,
                 left=self.summary.remaining,
             )
+        if self.throughput is not None:
+            record["throughput"] = dict(self.throughput)
         return record
 
 
@@ -193,52 +165,39 @@ class FullRunOutcome:
     metrics_path: Path | None = None
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def throughput(self) -> dict[str, Any]:
+        """Per stage that ran in this call: expressions, seconds, expressions/s."""
+        return {
+            stage.name.replace("-", "_"): dict(stage.throughput)
+            for stage in (self.think, self.ground_segment)
+            if stage.throughput is not None
+        }
+
 
 # --------------------------------------------------------------------------- run.json
 
 
-def _public_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: ("***" if k in _SECRET_OPTIONS and v else v) for k, v in sorted(options.items())}
-
-
-def _source_record(config: FullRunConfig) -> dict[str, Any]:
-    models: dict[str, Any] = {"set": config.models}
-    for key, source in config.model_requests():
-        models[key] = "tiny" if config.models == "tiny" else (source or MODEL_SPECS[key].default_source)
-    return models
-
-
 def build_run_record(config: FullRunConfig) -> dict[str, Any]:
     """The content of run.json; ``FINGERPRINT_KEYS`` of it must match for a resume."""
-    from tgs import __version__
-
-    thoughts = None if config.thoughts is None else str(resolve_thoughts_path(config.thoughts).resolve())
-    return {
-        "kind": RUN_KIND,
-        "thinker": {
-            "name": config.thinker,
-            "source": config.thinker_source,
-            "options": _public_options(config.thinker_options),
-        },
-        "thoughts": thoughts,
-        "data": {
-            "benchmark": config.benchmark,
-            "root": str(Path(config.data).resolve()),
-            "meta": str(Path(config.meta).resolve()),
-            "splits": list(config.splits) if config.splits is not None else None,
-        },
-        "preset": config.preset.to_dict(),
-        "models": _source_record(config),
-        "runtime": {
-            "device": config.device,
-            "dtype": config.dtype,
+    thoughts = None
+    if config.thoughts is not None:
+        thoughts = {"mode": "path", "path": str(resolve_thoughts_path(config.thoughts).resolve())}
+    thinker = {"name": config.thinker, "options": public_options(config.thinker_options)}
+    return build_manifest(
+        RUN_KIND,
+        settings=config.settings,
+        requests=config.model_requests(),
+        data=data_record(config.benchmark, config.data, config.meta, config.splits),
+        thinker=thinker,
+        preset=config.preset,
+        thoughts=thoughts,
+        runtime={
             "batch_size": config.batch_size,
             "frame_batch_size": config.frame_batch_size,
             "protocols": list(config.protocols),
         },
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": {"tgs": __version__, "python": platform.python_version()},
-    }
+    )
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -256,9 +215,7 @@ def _open_run(config: FullRunConfig) -> dict[str, Any]:
         try:
             existing = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise RunError(
-                f"corrupt {RUN_FILE}: {exc}", path=path, fix="restore it or use a new --out"
-            ) from exc
+            raise RunError(f"corrupt {RUN_FILE}: {exc}", path=path, fix="restore it or use a new --out") from exc
         diffs = [k for k in FINGERPRINT_KEYS if existing.get(k) != record.get(k)]
         if diffs:
             shown = "; ".join(f"{k}: {existing.get(k)!r} -> {record.get(k)!r}" for k in diffs[:4])
@@ -285,103 +242,6 @@ def _open_run(config: FullRunConfig) -> dict[str, Any]:
 # --------------------------------------------------------------------------- think
 
 
-class GenericThinkWorker:
-    """The Think stage for ``omni`` / ``api`` in one process: the thinker built once, then batches."""
-
-    def __init__(self, name: str, options: Mapping[str, Any]) -> None:
-        from tgs.think.registry import build_thinker
-
-        self.thinker = build_thinker(name, **dict(options))
-
-    def process(self, batch: list[Sample]) -> list[dict[str, Any]]:
-        from tgs.runners.think import think_batch
-
-        return think_batch(self.thinker, batch)
-
-
-@dataclass(frozen=True)
-class GenericThinkWorkerFactory:
-    """Picklable recipe of a :class:`GenericThinkWorker` (built where the samples run)."""
-
-    name: str
-    options: Mapping[str, Any]
-
-    def __call__(self) -> GenericThinkWorker:
-        return GenericThinkWorker(self.name, self.options)
-
-
-def _think_manifest(config: FullRunConfig) -> dict[str, Any]:
-    from tgs import __version__
-
-    source = None
-    if config.thinker in _THINKER_MODEL_KEYS:
-        key = _THINKER_MODEL_KEYS[config.thinker]
-        source = (
-            "tiny" if config.models == "tiny" else (config.thinker_source or MODEL_SPECS[key].default_source)
-        )
-    return {
-        "kind": "think",
-        "thinker": config.thinker,
-        "model": {"set": config.models, "source": source},
-        "options": _public_options(config.thinker_options),
-        "data": {
-            "root": str(Path(config.data).resolve()),
-            "meta": str(Path(config.meta).resolve()),
-            "splits": list(config.splits) if config.splits is not None else None,
-        },
-        "command": {"device": config.device, "dtype": config.dtype, "batch_size": config.batch_size},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": {"tgs": __version__, "python": platform.python_version()},
-    }
-
-
-def _run_ref_thinker(
-    config: FullRunConfig, progress: ProgressFactory | None, executor: Executor | None
-) -> RunSummary:
-    from tgs.runners.think import ThinkConfig, run_think
-
-    think_config = ThinkConfig(
-        data=config.data,
-        meta=config.meta,
-        out=config.think_dir,
-        splits=config.splits,
-        model=config.thinker_source,
-        models=config.models,
-        device=config.device,
-        dtype=config.dtype,
-        batch_size=config.batch_size,
-        **dict(config.thinker_options),
-    )
-    return run_think(think_config, progress=progress, executor=executor).summary
-
-
-def _run_other_thinker(
-    config: FullRunConfig, progress: ProgressFactory | None, executor: Executor | None
-) -> RunSummary:
-    """omni / api through the same stage driver, writing the same thoughts.jsonl records as ``tgs think``."""
-    from tgs.runners.think import THOUGHTS_STREAM
-
-    bench = Benchmark(config.data, config.meta, config.splits, name=config.benchmark)
-    options = dict(config.thinker_options)
-    if config.thinker in _THINKER_MODEL_KEYS:
-        options.update(source=config.thinker_source, models=config.models, device=config.device)
-        if config.dtype is not None:
-            options["dtype"] = config.dtype
-    store = RunStore.open(config.think_dir, _think_manifest(config))
-    try:
-        return run_stage(
-            list(bench),
-            GenericThinkWorkerFactory(config.thinker, options),
-            store=store,
-            stream=THOUGHTS_STREAM,
-            executor=executor,
-            batch_size=config.batch_size,
-            progress=progress,
-        )
-    finally:
-        store.close()
-
-
 def _think_stage(
     config: FullRunConfig, progress: ProgressFactory | None, executor: Executor | None
 ) -> tuple[StageReport, Path | None]:
@@ -395,9 +255,20 @@ def _think_stage(
     if (Path(config.out) / MANIFEST).exists() and thoughts.exists():
         logger.info("Ground + Segment has started in %s: Think is final", config.out)
         return StageReport("think", "final", path=thoughts), thoughts
-    runner = _run_ref_thinker if config.thinker == "ref-thinker" else _run_other_thinker
-    summary = runner(config, progress, executor)
-    return StageReport("think", "ran", summary=summary, path=thoughts), thoughts
+    think_config = ThinkConfig(
+        data=config.data,
+        meta=config.meta,
+        out=config.think_dir,
+        splits=config.splits,
+        thinker=config.thinker,
+        thinker_options=config.thinker_options,
+        settings=config.settings,
+        batch_size=config.batch_size,
+        share_across_expressions=bool(getattr(config.preset, "share_across_expressions", True)),
+        benchmark=config.benchmark,
+    )
+    outcome = run_think(think_config, progress=progress, executor=executor)
+    return StageReport("think", "ran", summary=outcome.summary, path=thoughts, throughput=outcome.throughput), thoughts
 
 
 # --------------------------------------------------------------------------- the run
@@ -415,9 +286,11 @@ def run_full(
     progress: called with a stage name ("think", "ground-segment"); returns that stage's
         progress factory (or None).
     executor: where both stages' samples run (default: in this process; ``make_executor("ray")``
-        shards them over a Ray cluster); the results are written here either way.
+        shards them over a Ray cluster, a whole video per worker); the results are written here.
     """
-    require_models(config.model_requests(), config.models)  # every missing model, before anything is written
+    config.settings.require(config.model_requests())  # every missing model, before anything is written
+    if config.runs_think:
+        check_thinker_options(config.thinker, config.thinker_options)
     Benchmark(config.data, config.meta, config.splits, name=config.benchmark)  # a bad CSV or split fails here
     record = _open_run(config)
     think_report, thoughts = _think_stage(config, progress("think") if progress else None, executor)
@@ -437,21 +310,30 @@ def run_full(
         direct=thoughts is None,
         splits=config.splits,
         benchmark=config.benchmark,
-        models=config.models,
-        gdino_source=config.gdino_source,
-        sam2_source=config.sam2_source,
-        device=config.device,
+        settings=config.settings,
         frame_batch_size=config.frame_batch_size,
         protocols=config.protocols,
     )
+    start = time.perf_counter()
     gs: GroundSegmentOutcome = run_ground_segment(
         gs_config,
         progress=progress("ground-segment") if progress else None,
         eval_progress=eval_progress,
         executor=executor,
     )
-    gs_report = StageReport("ground-segment", "ran", summary=gs.summary, path=Path(config.out))
+    logger.debug("ground-segment stage and evaluation: %.3f s", time.perf_counter() - start)
+    gs_report = StageReport(
+        "ground-segment", "ran", summary=gs.summary, path=Path(config.out), throughput=gs.throughput
+    )
     notes.extend(gs.notes)
+    outcome = FullRunOutcome(
+        run_dir=Path(config.out),
+        think=think_report,
+        ground_segment=gs_report,
+        metrics=gs.metrics,
+        metrics_path=gs.metrics_path,
+        notes=notes,
+    )
     record["calls"].append(
         {
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -460,12 +342,6 @@ def run_full(
             "metrics": None if gs.metrics_path is None else str(gs.metrics_path),
         }
     )
+    record["throughput"] = outcome.throughput
     _write_json(Path(config.out) / RUN_FILE, record)
-    return FullRunOutcome(
-        run_dir=Path(config.out),
-        think=think_report,
-        ground_segment=gs_report,
-        metrics=gs.metrics,
-        metrics_path=gs.metrics_path,
-        notes=notes,
-    )
+    return outcome

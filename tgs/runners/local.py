@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from tgs.errors import TGSError
-from tgs.runners.store import FAILED, RunStore
+from tgs.run_store import FAILED, RunStore
 
 __all__ = [
     "ProgressFactory",

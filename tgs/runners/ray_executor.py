@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from tgs.errors import RunError, TGSError
-from tgs.runners.executor import (
+from tgs.runners.local import _run_batch
+from tgs.runners.outcomes import (
     Outcome,
     SampleError,
     SampleOutput,
@@ -48,7 +49,6 @@ from tgs.runners.executor import (
     check_ray_available,
     portable_error,
 )
-from tgs.runners.local import _run_batch
 
 __all__ = ["RayExecutor", "WorkerCrashError"]
 

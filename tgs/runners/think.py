@@ -1,43 +1,52 @@
-"""A Think run over a benchmark split: clips in, ``thoughts.jsonl`` out, resumable.
+"""A Think run over a benchmark split: clips in, ``thoughts.jsonl`` out, resumable, any thinker.
 
-Run directory (see ``tgs.runners.store`` for the commit rule)::
+Run directory (see ``tgs.run_store`` for the commit rule and
+``tgs.runners.manifest`` for the manifest)::
 
     RUN/
-      manifest.json    thinker, model source, generation settings, benchmark; a rerun
-                       resumes only under the same ones (device and batch size may change,
-                       except with the original's unmasked batching, where the batch
-                       composition changes the answers)
+      manifest.json    kind "think": thinker and its options, model sources, dtype,
+                       benchmark; a rerun resumes only under the same ones (device and batch
+                       size may change, except with Ref-Thinker's unmasked batching, where
+                       the batch composition changes the answers); throughput of the last call
       thoughts.jsonl   one line per uid: {"uid", "ref", "predict", "f_object", "s_object",
                        "reasoning", "is_null", "status", "error", "thinker"}; the first three
                        are the original ``inference_results.jsonl`` fields, so the original
                        ground-segment scripts read this file as it is
 
-Each clip is decoded once per sample; a sample whose clip cannot be decoded or whose
-generation fails is committed with status "failed" and its error, and the run goes on.
-A repeated uid (the public CSV has a few) is thought about once, at its first row, which
-is the row the original ground-segment scripts end up using.
+The unit of work is a video: a batch holds whole videos (at least ``batch_size``
+samples), each decoded once, and the thinker gets all of a video's expressions in one
+call with one shared clip. A sample whose clip cannot be decoded or whose generation
+fails is committed with status "failed" and its error, and the run goes on. A repeated
+uid (the public CSV has a few) is thought about once, at its first row.
 """
 
 from __future__ import annotations
 
 import logging
-import platform
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timezone
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tgs.data.benchmark import Benchmark, Sample
-from tgs.models.registry import ModelSet, resolve_source
+from tgs.core.loading import check_thinker_options, load_thinker, thinker_requests
+from tgs.core.settings import Settings
+from tgs.data.benchmark import Benchmark
+from tgs.run_store import RunStore
 from tgs.runners.executor import Executor, run_stage
-from tgs.runners.local import ProgressFactory, RunSummary, error_kind
-from tgs.runners.store import RunStore
-from tgs.think.base import Thinker, failed_record, thought_record
-from tgs.think.registry import build_thinker, think_each
-from tgs.types import Clip, Query, Thought
+from tgs.runners.local import ProgressFactory, RunSummary
+from tgs.runners.manifest import (
+    FINGERPRINT_KEYS,
+    build_manifest,
+    data_record,
+    public_options,
+    throughput_record,
+)
+from tgs.runners.workers import ThinkWorker, video_of
+from tgs.think.base import Thinker
+from tgs.think.registry import canonical_name
 
-__all__ = ["THOUGHTS_STREAM", "ThinkConfig", "ThinkOutcome", "ThinkWorker", "ThinkWorkerFactory", "run_think"]
+__all__ = ["THOUGHTS_STREAM", "ThinkConfig", "ThinkOutcome", "ThinkWorkerFactory", "run_think"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +56,16 @@ RUN_KIND = "think"
 
 @dataclass(frozen=True)
 class ThinkConfig:
-    """Everything a Ref-Thinker Think run needs.
+    """Everything a Think run needs.
 
-    model: a converted Ref-Thinker directory (None with ``models="tiny"``).
+    thinker: "ref-thinker", "omni", "api" or "direct".
+    thinker_options: the thinker's options (``tgs.core.loading.thinker_options``), e.g.
+        ``max_new_tokens``, ``mask_padding`` (False: the original's unmasked batches),
+        ``merge_lora``, ``prompt_variant`` for Ref-Thinker.
+    settings: device, dtype and the thinker's model source ("tiny" for the tiny model).
     batch_size: samples per generate call (8 in the original).
-    mask_padding: False reproduces the original's unmasked batched generation.
-    merge_lora: fold the LoRA adapter into the LLaMA weights at load (False: keep it, as the original).
+    share_across_expressions: let the thinker share a video's work among its expressions
+        (changes no answer; off: each expression alone, the reference path).
     limit: think about at most this many new samples in this call.
     """
 
@@ -60,22 +73,24 @@ class ThinkConfig:
     meta: Path
     out: Path
     splits: tuple[str, ...] | None = ("test_s",)
-    model: str | None = None
-    models: ModelSet = "real"
-    device: str | None = None
-    dtype: str | None = None
+    thinker: str = "ref-thinker"
+    thinker_options: Mapping[str, Any] = field(default_factory=dict)
+    settings: Settings = field(default_factory=Settings)
     batch_size: int = 8
-    max_new_tokens: int = 256
-    mask_padding: bool = True
-    merge_lora: bool = True
-    prompt_variant: str = "inference"
+    share_across_expressions: bool = True
     limit: int | None = None
+    benchmark: str = "refavs"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "thinker", canonical_name(self.thinker))
+        object.__setattr__(self, "thinker_options", dict(self.thinker_options))
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.models not in ("real", "tiny"):
-            raise ValueError(f"models: expected 'real' or 'tiny', got {self.models!r}")
+
+    @property
+    def order_dependent(self) -> bool:
+        """Whether answers depend on the batch composition (Ref-Thinker's unmasked batches)."""
+        return self.thinker_options.get("mask_padding", True) is False
 
 
 @dataclass
@@ -83,160 +98,84 @@ class ThinkOutcome:
     run_dir: Path
     summary: RunSummary
     thoughts_path: Path
+    throughput: dict[str, Any] | None = None
 
 
-def _version_of(package: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None
-
-
-def build_manifest(config: ThinkConfig, bench: Benchmark, model_source: str, dtype: str) -> dict[str, Any]:
-    import torch
-
-    from tgs import __version__
-
-    generation: dict[str, Any] = {
-        "max_new_tokens": config.max_new_tokens,
-        "mask_padding": config.mask_padding,
-        "prompt_variant": config.prompt_variant,
-        "lora": "merged" if config.merge_lora else "adapter",
-        "greedy": True,
-        "dtype": dtype,
-    }
-    if not config.mask_padding:  # the answers then depend on the batch composition
-        generation["batch_size"] = config.batch_size
-    return {
-        "kind": RUN_KIND,
-        "thinker": "ref-thinker",
-        "model": {"set": config.models, "source": model_source},
-        "generation": generation,
-        "data": {
-            "root": str(Path(config.data).resolve()),
-            "meta": str(Path(config.meta).resolve()),
-            "splits": list(bench.splits) if bench.splits is not None else None,
-        },
-        "command": {"device": config.device, "batch_size": config.batch_size, "limit": config.limit},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": {
-            "tgs": __version__,
-            "torch": torch.__version__,
-            "transformers": _version_of("transformers"),
-            "peft": _version_of("peft"),
-            "python": platform.python_version(),
-        },
-    }
-
-
-def think_batch(thinker: Thinker, batch: list[Sample]) -> list[dict[str, Any]]:
-    """Records of one batch: clips decoded once, failures recorded per sample."""
-    items: list[tuple[Query, Clip | None]] = []
-    decode_errors: dict[int, Exception] = {}
-    for index, sample in enumerate(batch):
-        try:
-            items.append((sample.query(), sample.load_clip()))
-        except Exception as exc:  # a missing or corrupt file fails only this sample
-            decode_errors[index] = exc
-    outcomes = iter(think_each(thinker, items)) if items else iter(())
-    records = []
-    for index, sample in enumerate(batch):
-        outcome: Thought | Exception = decode_errors[index] if index in decode_errors else next(outcomes)
-        if isinstance(outcome, Exception):
-            record = failed_record(sample.uid, sample.expression, str(outcome) or type(outcome).__name__, thinker.name)
-            record["error_kind"] = error_kind(outcome)
-        else:
-            record = thought_record(outcome, sample.expression, thinker.name)
-        records.append(record)
-    return records
-
-
-class ThinkWorker:
-    """The Think stage in one process: the thinker loaded once, then batches thought about.
-
-    Built by :class:`ThinkWorkerFactory` where it runs (this process for the local
-    executor, a Ray actor otherwise); the device is resolved there.
-    """
-
-    def __init__(
-        self, config: ThinkConfig, model_source: str, thinker_factory: Callable[[str], Thinker] | None
-    ) -> None:
-        if thinker_factory is not None:
-            self.thinker = thinker_factory(model_source)
-        else:
-            from tgs.devices import resolve_device, resolve_dtype
-
-            device = resolve_device(config.device)
-            self.thinker = _load_ref_thinker(config, model_source, device, resolve_dtype(config.dtype, device))
-
-    def process(self, batch: list[Sample]) -> list[dict[str, Any]]:
-        return think_batch(self.thinker, batch)
+def build_think_manifest(config: ThinkConfig, bench: Benchmark) -> dict[str, Any]:
+    thinker: dict[str, Any] = {"name": config.thinker, "options": public_options(config.thinker_options)}
+    if config.order_dependent:  # the answers then depend on the batch composition
+        thinker["batch_size"] = config.batch_size
+    return build_manifest(
+        RUN_KIND,
+        settings=config.settings,
+        requests=thinker_requests(config.thinker),
+        data=data_record(config.benchmark, config.data, config.meta, bench.splits),
+        thinker=thinker,
+        runtime={"batch_size": config.batch_size, "limit": config.limit},
+    )
 
 
 @dataclass(frozen=True)
 class ThinkWorkerFactory:
-    """Picklable recipe of a :class:`ThinkWorker`."""
+    """Picklable recipe of a :class:`~tgs.runners.workers.ThinkWorker` (built where samples run).
+
+    thinker_factory: builds the thinker instead of loading it (tests pass fakes).
+    """
 
     config: ThinkConfig
-    model_source: str
-    thinker_factory: Callable[[str], Thinker] | None = None
+    thinker_factory: Callable[[], Thinker] | None = None
 
     def __call__(self) -> ThinkWorker:
-        return ThinkWorker(self.config, self.model_source, self.thinker_factory)
+        from tgs.core.flow import Pipeline
+
+        config = self.config
+        if self.thinker_factory is not None:
+            thinker = self.thinker_factory()
+        else:
+            thinker = load_thinker(
+                config.thinker,
+                config.settings,
+                config.thinker_options,
+                batch_size=config.batch_size,
+                share_across_expressions=config.share_across_expressions,
+            )
+        return ThinkWorker(Pipeline(thinker))
 
 
 def run_think(
     config: ThinkConfig,
     *,
     progress: ProgressFactory | None = None,
-    thinker_factory: Callable[[str], Thinker] | None = None,
+    thinker_factory: Callable[[], Thinker] | None = None,
     executor: Executor | None = None,
 ) -> ThinkOutcome:
     """Think about every sample of the chosen splits not yet done in ``config.out``.
 
-    Order at start-up: the model is located (a missing one fails before anything is
-    written), the benchmark CSV is read, the run directory is opened (a mismatching
-    manifest fails), then the model is loaded and samples run.
-    thinker_factory: builds the thinker from the model path (tests pass fakes); with the
-        Ray executor it is pickled to every worker.
-    executor: where samples run (default: in this process; the model is loaded where
-        they run); see ``tgs.runners.executor``. Results are written here.
+    Order at start-up: the model is checked (a missing one fails before anything is
+    written) and the options too, the benchmark CSV is read, the run directory is opened
+    (a mismatching manifest fails), then the thinker is loaded where the samples run
+    (this process, or each Ray worker) and samples run, video by video.
     """
-    from tgs.devices import resolve_device, resolve_dtype
-
-    model_source = resolve_source("ref_thinker", config.model, config.models)
-    bench = Benchmark(config.data, config.meta, config.splits)
-    device = resolve_device(config.device)
-    dtype = resolve_dtype(config.dtype, device)
-    manifest = build_manifest(config, bench, model_source if config.models == "real" else "tiny", str(dtype))
-    store = RunStore.open(config.out, manifest)
+    if thinker_factory is None:
+        config.settings.require(thinker_requests(config.thinker))
+        check_thinker_options(config.thinker, config.thinker_options)
+    bench = Benchmark(config.data, config.meta, config.splits, name=config.benchmark)
+    store = RunStore.open(config.out, build_think_manifest(config, bench), fingerprint_keys=FINGERPRINT_KEYS)
+    start = time.perf_counter()
     try:
         summary = run_stage(
             list(bench),
-            ThinkWorkerFactory(config, model_source, thinker_factory),
+            ThinkWorkerFactory(config, thinker_factory),
             store=store,
             stream=THOUGHTS_STREAM,
             executor=executor,
+            group_of=None if config.order_dependent else video_of,
             batch_size=config.batch_size,
             limit=config.limit,
             progress=progress,
         )
+        throughput = throughput_record(summary.processed, time.perf_counter() - start)
+        store.update_manifest(throughput={"think": throughput})
     finally:
         store.close()
-    return ThinkOutcome(Path(config.out), summary, store.stream_path(THOUGHTS_STREAM))
-
-
-def _load_ref_thinker(config: ThinkConfig, source: str, device: Any, dtype: Any) -> Thinker:
-    return build_thinker(
-        "ref-thinker",
-        source=source,
-        device=device,
-        dtype=dtype,
-        batch_size=config.batch_size,
-        prompt_variant=config.prompt_variant,
-        max_new_tokens=config.max_new_tokens,
-        mask_padding=config.mask_padding,
-        merge_lora=config.merge_lora,
-    )
+    return ThinkOutcome(Path(config.out), summary, store.stream_path(THOUGHTS_STREAM), throughput)

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from tgs.cpu_memory import keep_freed_memory
 from tgs.devices import resolve_device, resolve_dtype
 from tgs.errors import ThinkerError, WeightsError
 from tgs.think.base import PerItemThinker
@@ -169,7 +168,6 @@ class OmniThinker(PerItemThinker):
             allowed_unexpected=("talker.", "token2wav."),
         )
         processor = load_processor(Qwen2_5OmniProcessor, source, what="Qwen2.5-Omni processor", how_to_get=HOW_TO_GET)
-        keep_freed_memory(device)
         return cls(
             model,
             processor,

@@ -34,12 +34,18 @@ from tgs.errors import SettingsError
 from tgs.think.base import DirectThinker, Thinker
 from tgs.types import Clip, Query, Thought
 
-__all__ = ["THINKER_NAMES", "build_thinker", "think_each"]
+__all__ = ["THINKER_MODEL_KEYS", "THINKER_NAMES", "accepted_options", "build_thinker", "canonical_name", "think_each"]
 
 THINKER_NAMES: tuple[str, ...] = ("direct", "api", "omni", "ref-thinker")
 
-_MODEL_KEYS = {"omni": "omni", "ref-thinker": "ref_thinker"}
+THINKER_MODEL_KEYS: dict[str, str] = {"omni": "omni", "ref-thinker": "ref_thinker"}
+"""Thinker name -> model registry key of its weights (thinkers without weights are absent)."""
 _REF_THINKER_SETTINGS = ("max_new_tokens", "mask_padding", "autocast", "decode", "compile")
+
+
+def canonical_name(name: str) -> str:
+    """``name`` as one of :data:`THINKER_NAMES` (case and ``_``/``-`` forgiven); ValueError otherwise."""
+    return _canonical(name)
 
 
 def _canonical(name: str) -> str:
@@ -72,35 +78,53 @@ def _model_source(name: str, options: dict[str, Any]) -> str:
 
     source = options.pop("source", None)
     models = options.pop("models", "real")
-    return resolve_source(_MODEL_KEYS[name], None if source is None else str(source), models)
+    return resolve_source(THINKER_MODEL_KEYS[name], None if source is None else str(source), models)
+
+
+def accepted_options(name: str) -> frozenset[str]:
+    """Every option :func:`build_thinker` accepts for thinker ``name``: the one option table.
+
+    ``source``/``models`` pick the weights; the rest are the thinker's constructor or
+    ``from_pretrained`` arguments (ref-thinker also takes its generation settings).
+    Imports the thinker's module (for ref-thinker and omni: torch and transformers).
+    """
+    key = _canonical(name)
+    if key == "direct":
+        return frozenset()
+    if key == "api":
+        from tgs.think.api import ApiThinker
+
+        return frozenset(_accepted(ApiThinker.__init__, skip=("self",)))
+    if key == "omni":
+        from tgs.think.omni import OmniThinker
+
+        return frozenset(_accepted(OmniThinker.from_pretrained, skip=("source",)) | {"source", "models"})
+    ref_thinker = importlib.import_module("tgs.think.ref_thinker.thinker").RefThinker
+    loader = _accepted(ref_thinker.from_pretrained, skip=("path",))
+    return frozenset(loader | set(_REF_THINKER_SETTINGS) | {"source", "models"})
 
 
 def build_thinker(name: str, **options: Any) -> Thinker:
     """A thinker by name ("direct", "api", "omni", "ref-thinker"), built from ``options``."""
     key = _canonical(name)
+    _check_options(key, options, set(accepted_options(key)))
     if key == "direct":
-        _check_options(key, options, set())
         return DirectThinker()
     if key == "api":
         from tgs.think.api import ApiThinker
 
-        _check_options(key, options, _accepted(ApiThinker.__init__, skip=("self",)))
         return ApiThinker(**options)
     if key == "omni":
         from tgs.think.omni import OmniThinker
 
-        _check_options(key, options, _accepted(OmniThinker.from_pretrained, skip=("source",)) | {"source", "models"})
         source = _model_source(key, options)
         return OmniThinker.from_pretrained(source, **options)
     return _build_ref_thinker(options)
 
 
 def _build_ref_thinker(options: dict[str, Any]) -> Thinker:
-    source = _model_source("ref-thinker", options)  # missing weights fail before the heavy import
-    module = importlib.import_module("tgs.think.ref_thinker.thinker")
-    ref_thinker = module.RefThinker
-    loader_options = _accepted(ref_thinker.from_pretrained, skip=("path",))
-    _check_options("ref-thinker", options, loader_options | set(_REF_THINKER_SETTINGS))
+    source = _model_source("ref-thinker", options)  # missing weights fail before loading
+    ref_thinker = importlib.import_module("tgs.think.ref_thinker.thinker").RefThinker
     settings = {k: options.pop(k) for k in _REF_THINKER_SETTINGS if k in options}
     if settings:
         from tgs.think.ref_thinker.generation import GenerationSettings

@@ -34,12 +34,12 @@ from torch import nn
 from tgs.errors import CheckpointKeyError, MissingWeightsError, WeightsError
 from tgs.publish import check_output_dir, staged_directory
 from tgs.think.ref_thinker.checkpoint import (
-    build_empty_model,
     save_ref_thinker_model,
     shared_tensor_aliases,
     tie_shared,
 )
 from tgs.think.ref_thinker.convert import PEFT_PREFIX, read_release_file
+from tgs.think.ref_thinker.modeling import build_empty_model
 
 __all__ = [
     "CRAB_AUDIO_NAME",

@@ -22,9 +22,9 @@ from tgs.publish import check_output_dir, staged_directory
 from tgs.think.ref_thinker.checkpoint import (
     WEIGHTS_NAME,
     inject_lora,
-    load_ref_thinker_model,
     save_ref_thinker_model,
 )
+from tgs.think.ref_thinker.modeling import load_ref_thinker_model
 from tgs.train.checkpoints import (
     MODEL_SUBDIR,
     TRAINABLE_WEIGHTS,

@@ -37,10 +37,9 @@ from tgs.errors import WeightsError
 from tgs.think.ref_thinker.checkpoint import (
     LLM_LORA_TARGETS,
     inject_lora,
-    load_ref_thinker_model,
     shared_tensor_aliases,
 )
-from tgs.think.ref_thinker.modeling import RefThinkerForCausalLM
+from tgs.think.ref_thinker.modeling import RefThinkerForCausalLM, load_ref_thinker_model
 from tgs.train.config import TRAINABLE_MODULES, TrainRecipe
 from tgs.train.data import splice_labels
 

@@ -11,7 +11,8 @@ Loading builds the model without allocating random weights (parameters on the me
 device, buffers real), re-creates the peft LoRA layers when ``config.lora`` says the
 adapter is kept unmerged, and then requires the file's keys to be exactly the model's:
 a missing or unexpected key raises CheckpointKeyError naming them, a shape mismatch
-raises WeightsError. Tensors that the model shares (the Q-Former MLM decoder and its word
+raises WeightsError (the loader, ``build_empty_model`` and ``load_ref_thinker_model``, lives
+in ``modeling.py`` beside the model class, so this module never imports it). Tensors that the model shares (the Q-Former MLM decoder and its word
 embeddings, BEATs' shared position-bias table) are stored once and re-tied after loading.
 """
 
@@ -21,23 +22,18 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-from tgs.errors import CheckpointKeyError, MissingWeightsError, WeightsError
-from tgs.think.ref_thinker.configuration import RefThinkerConfig
-
-if TYPE_CHECKING:
-    from tgs.think.ref_thinker.modeling import RefThinkerForCausalLM
+from tgs.errors import CheckpointKeyError, WeightsError
 
 __all__ = [
     "LLM_LORA_TARGETS",
     "WEIGHTS_NAME",
-    "build_empty_model",
+    "check_keys",
     "inject_lora",
-    "load_ref_thinker_model",
     "merge_lora",
     "save_ref_thinker_model",
     "shared_tensor_aliases",
@@ -131,25 +127,7 @@ def merge_lora(model: nn.Module) -> int:
     return len(swaps)
 
 
-def build_empty_model(config: RefThinkerConfig) -> RefThinkerForCausalLM:
-    """The model with parameters on the meta device (no memory, no random init), buffers real."""
-    from accelerate import init_empty_weights
-
-    from tgs.think.ref_thinker.modeling import RefThinkerForCausalLM
-    from tgs.think.ref_thinker.qformer import QFormer
-
-    with init_empty_weights(include_buffers=False):
-        model = RefThinkerForCausalLM(config)
-        if config.lora:
-            inject_lora(model, config.lora)
-    # accelerate re-wraps every registered parameter, which unties shared ones: tie again.
-    for module in model.modules():
-        if isinstance(module, QFormer):
-            module.tie_weights()
-    return model
-
-
-def _key_errors(expected: Mapping[str, torch.Tensor], found: Mapping[str, Any], path: Path) -> None:
+def check_keys(expected: Mapping[str, torch.Tensor], found: Mapping[str, Any], path: Path) -> None:
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     if missing or unexpected:
@@ -161,46 +139,6 @@ def _key_errors(expected: Mapping[str, torch.Tensor], found: Mapping[str, Any], 
             fix="the weights and config.json come from different models; rewrite the directory with "
             "`tgs models convert-ref-thinker`",
         )
-
-
-def load_ref_thinker_model(
-    path: str | Path, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
-) -> RefThinkerForCausalLM:
-    """Load a Ref-Thinker directory strictly; the model is in eval mode on ``device``/``dtype``."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    weights = path / WEIGHTS_NAME
-    if not (path / "config.json").is_file() or not weights.is_file():
-        raise MissingWeightsError(
-            f"{path} is not a Ref-Thinker directory (needs config.json and {WEIGHTS_NAME})",
-            path=path,
-            fix="convert the released checkpoint with `tgs models convert-ref-thinker`, or use `--models tiny`",
-        )
-    config = RefThinkerConfig.from_pretrained(str(path))
-    model = build_empty_model(config)
-    aliases = shared_tensor_aliases(model)
-    expected = {k: v for k, v in model.state_dict().items() if k not in aliases}
-    state: dict[str, torch.Tensor] = {}
-    with safe_open(str(weights), framework="pt", device="cpu") as handle:
-        _key_errors(expected, dict.fromkeys(handle.keys()), weights)
-        wrong = []
-        for key, target in expected.items():
-            tensor = handle.get_tensor(key)
-            if tuple(tensor.shape) != tuple(target.shape):
-                wrong.append(f"{key}: file {tuple(tensor.shape)}, model {tuple(target.shape)}")
-            if tensor.is_floating_point():
-                tensor = tensor.to(dtype)
-            state[key] = tensor
-    if wrong:
-        raise WeightsError(f"{weights}: {len(wrong)} tensor(s) of the wrong shape: {'; '.join(wrong[:5])}", path=weights)
-    for alias, owner in aliases.items():
-        state[alias] = state[owner]
-    model.load_state_dict(state, strict=True, assign=True)
-    tie_shared(model, aliases)
-    model.to(device=device, dtype=dtype)
-    logger.info("loaded Ref-Thinker from %s (%s, %s)", path, device, dtype)
-    return model.eval()
 
 
 def save_ref_thinker_model(model: nn.Module, path: str | Path, *, dtype: torch.dtype | None = None) -> Path:

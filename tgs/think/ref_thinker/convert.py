@@ -43,7 +43,6 @@ from tgs.safety import safe_torch_load
 from tgs.think.ref_thinker.checkpoint import (
     LLM_LORA_TARGETS,
     WEIGHTS_NAME,
-    build_empty_model,
     save_ref_thinker_model,
     shared_tensor_aliases,
     tie_shared,
@@ -51,6 +50,7 @@ from tgs.think.ref_thinker.checkpoint import (
 from tgs.think.ref_thinker.checkpoint import merge_lora as fold_lora
 from tgs.think.ref_thinker.configuration import SPECIAL_TOKENS, RefThinkerConfig
 from tgs.think.ref_thinker.tokenizer_legacy import original_legacy, pin_legacy
+from tgs.think.ref_thinker.modeling import build_empty_model
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

@@ -32,7 +32,16 @@ from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutputWithPooling, CausalLMOutputWithPast
 from transformers.models.llama.modeling_llama import LlamaPreTrainedModel
 
+from tgs.errors import MissingWeightsError, WeightsError
 from tgs.think.ref_thinker.beats import BEATs, BEATsConfig
+from tgs.think.ref_thinker.checkpoint import (
+    WEIGHTS_NAME,
+    check_keys,
+    inject_lora,
+    save_ref_thinker_model,
+    shared_tensor_aliases,
+    tie_shared,
+)
 from tgs.think.ref_thinker.configuration import RefThinkerConfig
 from tgs.think.ref_thinker.projector import AudioProjector, VisualProjector
 
@@ -43,6 +52,8 @@ __all__ = [
     "RefThinkerForCausalLM",
     "RefThinkerModel",
     "VisualEncoder",
+    "build_empty_model",
+    "load_ref_thinker_model",
     "splice_multimodal",
 ]
 
@@ -225,14 +236,10 @@ class RefThinkerForCausalLM(LlamaForCausalLM):
         random with a warning, does not know the unmerged-LoRA layout, and would break the
         Q-Former's tied MLM head. Only local directories are accepted.
         """
-        from tgs.think.ref_thinker.checkpoint import load_ref_thinker_model
-
         return load_ref_thinker_model(path, device=device, dtype=dtype)
 
     def save_pretrained(self, path: str | Path, *, dtype: torch.dtype | None = None) -> Path:  # type: ignore[override]
         """Write ``config.json`` + ``model.safetensors`` readable by ``from_pretrained``."""
-        from tgs.think.ref_thinker.checkpoint import save_ref_thinker_model
-
         return save_ref_thinker_model(self, path, dtype=dtype)
 
     # ----------------------------------------------------------------- encoders
@@ -313,3 +320,63 @@ class RefThinkerForCausalLM(LlamaForCausalLM):
             logits_to_keep=logits_to_keep,
             **kwargs,
         )
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def build_empty_model(config: RefThinkerConfig) -> RefThinkerForCausalLM:
+    """The model with parameters on the meta device (no memory, no random init), buffers real."""
+    from accelerate import init_empty_weights
+
+    from tgs.think.ref_thinker.qformer import QFormer
+
+    with init_empty_weights(include_buffers=False):
+        model = RefThinkerForCausalLM(config)
+        if config.lora:
+            inject_lora(model, config.lora)
+    # accelerate re-wraps every registered parameter, which unties shared ones: tie again.
+    for module in model.modules():
+        if isinstance(module, QFormer):
+            module.tie_weights()
+    return model
+
+
+def load_ref_thinker_model(
+    path: str | Path, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> RefThinkerForCausalLM:
+    """Load a Ref-Thinker directory strictly; the model is in eval mode on ``device``/``dtype``."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    weights = path / WEIGHTS_NAME
+    if not (path / "config.json").is_file() or not weights.is_file():
+        raise MissingWeightsError(
+            f"{path} is not a Ref-Thinker directory (needs config.json and {WEIGHTS_NAME})",
+            path=path,
+            fix="convert the released checkpoint with `tgs models convert-ref-thinker`, or use `--models tiny`",
+        )
+    config = RefThinkerConfig.from_pretrained(str(path))
+    model = build_empty_model(config)
+    aliases = shared_tensor_aliases(model)
+    expected = {k: v for k, v in model.state_dict().items() if k not in aliases}
+    state: dict[str, torch.Tensor] = {}
+    with safe_open(str(weights), framework="pt", device="cpu") as handle:
+        check_keys(expected, dict.fromkeys(handle.keys()), weights)
+        wrong = []
+        for key, target in expected.items():
+            tensor = handle.get_tensor(key)
+            if tuple(tensor.shape) != tuple(target.shape):
+                wrong.append(f"{key}: file {tuple(tensor.shape)}, model {tuple(target.shape)}")
+            if tensor.is_floating_point():
+                tensor = tensor.to(dtype)
+            state[key] = tensor
+    if wrong:
+        raise WeightsError(f"{weights}: {len(wrong)} tensor(s) of the wrong shape: {'; '.join(wrong[:5])}", path=weights)
+    for alias, owner in aliases.items():
+        state[alias] = state[owner]
+    model.load_state_dict(state, strict=True, assign=True)
+    tie_shared(model, aliases)
+    model.to(device=device, dtype=dtype)
+    logger.info("loaded Ref-Thinker from %s (%s, %s)", path, device, dtype)
+    return model.eval()

@@ -1,0 +1,98 @@
+"""Sharing a video's work among its expressions changes no result.
+
+On ``tgs data synth`` data (one video with 7 expressions, and its null clip with 2), tiny
+models in fp32: Think with ``share_across_expressions`` on and off gives the same thoughts
+(token for token), and Ground + Segment with it on and off the same boxes and scores (to
+1e-5), masks and metrics, under ``paper`` and ``best``. (The Ray executor's side of the
+check is in ``tests/scale/test_ray_executor.py``.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tgs.core.settings import Settings
+from tgs.data.synth import generate
+from tgs.presets import BEST, PAPER
+from tgs.run_store import RunStore
+from tgs.runners.ground_segment import GroundSegmentConfig, load_stages, run_ground_segment
+from tgs.runners.think import ThinkConfig, run_think
+
+pytestmark = pytest.mark.slow
+
+SPLITS = ("test_s", "test_n")
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("sharing")
+    generate(root, videos=3, seed=0, size=(64, 48))
+    return root
+
+
+def _think(bench: Path, out: Path, share: bool):
+    config = ThinkConfig(
+        data=bench, meta=bench / "metadata.csv", out=out, splits=SPLITS, thinker="ref-thinker",
+        thinker_options={"max_new_tokens": 12}, settings=Settings.tiny(), batch_size=4,
+        share_across_expressions=share,
+    )
+    return run_think(config)
+
+
+@pytest.fixture(scope="module")
+def thoughts(bench: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Think with sharing on and off: the same thoughts.jsonl records; the shared run's file."""
+    root = tmp_path_factory.mktemp("think")
+    on, off = _think(bench, root / "on", True), _think(bench, root / "off", False)
+    assert on.summary.succeeded == off.summary.succeeded == 9
+    records = {name: RunStore(run.run_dir).records("thoughts") for name, run in (("on", on), ("off", off))}
+    assert records["on"] == records["off"]  # raw answers token for token, parsed fields, order
+    assert len({r["predict"] for r in records["on"]}) > 1  # the answers say something
+    return on.thoughts_path
+
+
+def _records(run: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "timings"} for r in RunStore(run).records("samples")]
+
+
+def _assert_close(a, b, path: str = "") -> None:
+    """Equal JSON values, floats to 1e-5."""
+    if isinstance(a, float) or isinstance(b, float):
+        assert a == pytest.approx(b, abs=1e-5), path
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            _assert_close(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_close(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, path
+
+
+@pytest.mark.parametrize("preset", [PAPER, BEST], ids=["paper", "best"])
+def test_ground_segment_sharing_on_equals_off(bench: Path, thoughts: Path, tmp_path: Path, preset) -> None:
+    def config(out: Path, share: bool) -> GroundSegmentConfig:
+        return GroundSegmentConfig(
+            data=bench, meta=bench / "metadata.csv", out=out, thoughts=thoughts, splits=SPLITS,
+            preset=replace(preset, share_across_expressions=share), settings=Settings.tiny(),
+        )
+
+    stages = load_stages(config(tmp_path / "unused", True))
+    on = run_ground_segment(config(tmp_path / "on", True), stages=stages)
+    off = run_ground_segment(config(tmp_path / "off", False), stages=stages)
+    assert on.summary.succeeded == off.summary.succeeded == 9
+    _assert_close(_records(on.run_dir), _records(off.run_dir))  # boxes, scores, chosen boxes, object texts
+    boxes = [RunStore(run.run_dir).records("boxes") for run in (on, off)]
+    _assert_close(*boxes)  # every candidate of every frame
+    store_on, store_off = RunStore(on.run_dir), RunStore(off.run_dir)
+    for uid in store_on.done_uids("samples"):
+        a, b = store_on.load_masks(uid), store_off.load_masks(uid)
+        assert np.array_equal(a.masks, b.masks)
+        np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)
+    assert on.metrics is not None and on.metrics["protocols"] == off.metrics["protocols"]

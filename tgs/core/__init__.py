@@ -1,0 +1,34 @@
+"""The pipeline core and public Python API: load once, then call on a video and its expressions.
+
+::
+
+    from tgs.core import Pipeline, Settings
+
+    pipe = Pipeline.load(thinker="ref-thinker", preset="best",
+                         settings=Settings(device="cuda", sources={"thinker": "/models/ref-thinker"}))
+    for r in pipe("clip.mp4", ["the dog barking", "the man speaking"]):
+        print(r.thought.s_object, r.ground_segment.masks.masks.shape)   # bool [T, H, W]
+
+- :class:`Settings` (``tgs.core.settings``): device, dtype, model sources ("tiny" is a source);
+- :class:`Pipeline` (``tgs.core.flow``): Think -> Ground -> Segment over videos, a
+  generator of :class:`ExpressionResult`;
+- :func:`segment_video` (``tgs.core.segment``): a video file of any length with several
+  expressions into an overlay video, PNG masks and result.json.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tgs.core.flow import ExpressionResult, Pipeline, VideoItems
+from tgs.core.settings import Settings
+
+__all__ = ["ExpressionResult", "Pipeline", "Settings", "VideoItems", "segment_video"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "segment_video":  # imported on use: it pulls in video decoding and encoding
+        from tgs.core.segment import segment_video
+
+        return segment_video
+    raise AttributeError(f"module 'tgs.core' has no attribute {name!r}")

@@ -1,0 +1,164 @@
+"""The one place settings, a preset and a thinker name become loaded stage objects.
+
+- :func:`thinker_requests` / :func:`stage_requests`: the (role, registry key) of every
+  model a thinker or a preset needs, so a caller checks them all before loading any;
+- :func:`thinker_options`: the options a user may give a thinker (``--thinker-opt``):
+  what :func:`tgs.think.registry.build_thinker` accepts minus what the core sets itself
+  from the settings and the run (source, device, dtype, batch size);
+- :func:`load_thinker`, :func:`load_stages`: strict loads through the model registry.
+
+Process-wide allocator settings are not made here (see ``tgs.cpu_memory``): the CLI sets
+them once at its entry point; a library caller may call ``keep_freed_memory`` itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tgs.core.settings import Settings
+from tgs.pipeline import Grounder, Segmenter
+from tgs.presets import Preset
+from tgs.think.base import Thinker
+from tgs.think.registry import THINKER_MODEL_KEYS, accepted_options, build_thinker, canonical_name
+
+__all__ = [
+    "CORE_THINKER_OPTIONS",
+    "load_stages",
+    "load_thinker",
+    "public_options",
+    "stage_requests",
+    "thinker_options",
+    "thinker_requests",
+]
+
+CORE_THINKER_OPTIONS: frozenset[str] = frozenset({"source", "models", "device", "dtype", "batch_size"})
+"""Thinker options the core sets from the settings and the run, never from ``--thinker-opt``."""
+
+SHARE_OPTION = "share_across_expressions"
+
+SECRET_OPTIONS: tuple[str, ...] = ("api_key",)
+"""Thinker options never written to disk in clear."""
+
+
+def public_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Thinker options as written to manifests and result.json: secrets masked, values JSON-safe, sorted."""
+    out: dict[str, Any] = {}
+    for key, value in sorted(options.items()):
+        if key in SECRET_OPTIONS and value:
+            out[key] = "***"
+        elif value is None or isinstance(value, (str, int, float, bool)):
+            out[key] = value
+        else:
+            out[key] = repr(value)
+    return out
+
+
+def thinker_requests(thinker: str) -> list[tuple[str, str]]:
+    """(role, registry key) of the thinker's weights; none for ``direct`` and ``api``."""
+    key = THINKER_MODEL_KEYS.get(canonical_name(thinker))
+    return [] if key is None else [("thinker", key)]
+
+
+def stage_requests(preset: Preset) -> list[tuple[str, str]]:
+    """(role, registry key) of Grounding DINO and the SAM2 model the preset segments with."""
+    return [("grounding_dino", "grounding_dino"), ("sam2", preset.sam_model_key)]
+
+
+def thinker_options(thinker: str) -> frozenset[str]:
+    """The options a user may give ``thinker``; the one table every command checks against."""
+    return accepted_options(thinker) - CORE_THINKER_OPTIONS - {"settings"}
+
+
+def check_thinker_options(thinker: str, options: Mapping[str, Any]) -> None:
+    """ValueError naming the unknown options and listing the accepted ones."""
+    allowed = thinker_options(thinker)
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        name = canonical_name(thinker)
+        owned = sorted(set(unknown) & CORE_THINKER_OPTIONS)
+        hint = f" ({', '.join(owned)}: set by the command's own options)" if owned else ""
+        raise ValueError(
+            f"thinker {name!r} has no option {', '.join(map(repr, unknown))}{hint}; "
+            f"accepted: {', '.join(sorted(allowed)) or '(none)'}"
+        )
+
+
+def load_thinker(
+    thinker: str,
+    settings: Settings,
+    options: Mapping[str, Any] | None = None,
+    *,
+    batch_size: int | None = None,
+    share_across_expressions: bool | None = None,
+) -> Thinker:
+    """The thinker ``thinker`` built from user ``options`` plus the settings' source, device and dtype.
+
+    batch_size: samples per generate call, for thinkers that batch.
+    share_across_expressions: handed to a thinker that accepts it (per-video sharing);
+        ignored by the others, which have nothing to share.
+    """
+    name = canonical_name(thinker)
+    options = dict(options or {})
+    check_thinker_options(name, options)
+    accepted = accepted_options(name)
+    if name in THINKER_MODEL_KEYS:
+        options["source"] = settings.resolve("thinker", THINKER_MODEL_KEYS[name])
+        options["device"] = settings.device
+        if settings.dtype is not None:
+            options["dtype"] = settings.dtype
+    if batch_size is not None and "batch_size" in accepted:
+        options["batch_size"] = batch_size
+    if share_across_expressions is not None and SHARE_OPTION in accepted:
+        options.setdefault(SHARE_OPTION, share_across_expressions)
+    return build_thinker(name, **options)
+
+
+def load_stages(
+    preset: Preset,
+    settings: Settings,
+    *,
+    direct: bool = False,
+    frame_batch_size: int = 1,
+    device_preprocess: bool = False,
+    compile: bool | str = False,
+) -> tuple[Grounder, Segmenter]:
+    """Grounding DINO and the SAM2 segmenter ``preset`` asks for, loaded strictly.
+
+    direct: the texts grounded are raw expressions (decides the caption period under
+    ``caption_period="script"``). dtype: the settings', else the preset's.
+    device_preprocess / compile (False, True or a torch.compile backend): handed to the
+    image stages (see ``GroundingDinoGrounder``; same results as the host, eager path).
+    """
+    from tgs.ground.grounding_dino import GroundingDinoGrounder
+
+    dtype = settings.stage_dtype(preset.dtype)
+    grounder = GroundingDinoGrounder.from_pretrained(
+        settings.resolve("grounding_dino", "grounding_dino"),
+        device=settings.device,
+        dtype=dtype,
+        box_threshold=preset.box_threshold,
+        text_threshold=preset.text_threshold,
+        frame_batch_size=frame_batch_size,
+        preprocess=preset.gdino_preprocess,
+        dedupe_period=preset.dedupe_period(direct=direct),
+        device_preprocess=device_preprocess,
+        compile=compile,
+    )
+    source = settings.resolve("sam2", preset.sam_model_key)
+    segmenter: Segmenter
+    if preset.segment_mode == "image":
+        from tgs.segment.sam2_image import Sam2ImageSegmenter
+
+        segmenter = Sam2ImageSegmenter.from_pretrained(
+            source, device=settings.device, dtype=dtype, preprocess=preset.sam_preprocess,
+            frame_batch_size=frame_batch_size, device_preprocess=device_preprocess, compile=compile,
+        )
+    else:
+        from tgs.segment.sam2_video import Sam2VideoSegmenter
+
+        segmenter = Sam2VideoSegmenter.from_pretrained(
+            source, device=settings.device, dtype=dtype, seed_frames=preset.video_seeds,
+            preprocess=preset.sam_preprocess,
+        )
+    return grounder, segmenter

@@ -1,0 +1,850 @@
+"""Segment any video file with one or several expressions: Think once about the whole video,
+then Ground + Segment it window by window, every expression in the same pass.
+
+``segment_video(video, ["expr 1", "expr 2"])`` runs the whole TGS pipeline on one video
+file (mp4, mkv, webm, avi, ...; any size, frame rate and length; with or without audio)
+and writes::
+
+    OUT/
+      overlay.mp4          the sampled frames with every expression's mask and box drawn, one
+                           colour per expression and a legend, at the sampling rate, with the
+                           source's audio track kept
+      masks/<k>/00000.png  per expression k (0-based, in the order given) one 8-bit PNG per
+                           sampled frame, 0 / 255, at the source frame size
+      result.json          per expression: reasoning chain, f_object / s_object, per-frame
+                           boxes and scores; timings, settings (schema 2, ``docs/segment.md``)
+
+How the video is read (documented in ``docs/segment.md``):
+
+- **Sampling**: frame k is the frame on screen at ``k / fps`` s, decoded as a stream.
+- **Think** sees a summary of the whole video (:func:`think_plan`), the same for every
+  expression: :data:`THINK_FRAMES` frames spread evenly over it and either the whole
+  audio track (videos up to 10 s) or the second of audio starting at each summary frame.
+  All expressions are handed to the thinker together with that one clip (it shares the
+  clip's work among them). The thinker is released before Ground + Segment load (unless
+  the caller passes a :class:`~tgs.model_cache.ModelCache`).
+- **Ground + Segment** (:func:`ground_segment_frames`, the one separated step) run on
+  windows of ``chunk_seconds`` (a Ref-AVS clip by default), every expression of a window
+  together (``Pipeline.ground_and_segment``); it yields one :class:`VideoFrame` per sampled
+  frame, which the sinks consume: the mask PNGs, the per-frame records, the overlay video.
+- **Memory** is bounded by the window, not the video's length.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tgs.core.flow import Pipeline, share_enabled
+from tgs.core.loading import load_stages, load_thinker, public_options, stage_requests, thinker_requests
+from tgs.core.settings import UNTRAINED_LABEL, Settings
+from tgs.errors import MediaError, NoAudioWarning, TGSError, ThinkerError
+from tgs.model_cache import ModelCache, freeze, release_memory
+from tgs.pipeline import GroundSegmentPipeline
+from tgs.presets import Preset, get_preset
+from tgs.think.registry import THINKER_MODEL_KEYS, canonical_name
+from tgs.types import Clip, Query, Thought, stack_frames
+
+__all__ = [
+    "DEFAULT_CHUNK_SECONDS",
+    "DIGEST_SECONDS",
+    "RESULT_SCHEMA",
+    "THINK_FRAMES",
+    "UNTRAINED_LABEL",
+    "ExpressionOutput",
+    "ObjectFrame",
+    "SegmentVideoResult",
+    "VideoFrame",
+    "ground_segment_frames",
+    "segment_model_requests",
+    "segment_video",
+    "stages_cache_key",
+    "think_plan",
+    "thinker_cache_key",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_SECONDS = 10.0
+"""Ground + Segment window length (s) when none is given: one Ref-AVS clip."""
+
+THINK_FRAMES = 10
+"""Frames the thinker sees, spread over the whole video: Ref-Thinker's trained input."""
+
+DIGEST_SECONDS = 10.0
+"""Videos up to this long are heard whole by the thinker; longer ones through snippets."""
+
+DIGEST_SNIPPET_SECONDS = 1.0
+"""Audio heard per summary frame of a long video (one Ref-AVS second per frame)."""
+
+RESULT_SCHEMA = 2
+"""result.json schema: 2 = several expressions (``expressions`` list, ``masks/<k>/``); 1 had one."""
+
+OVERLAY_NAME = "overlay.mp4"
+MASKS_DIR = "masks"
+RESULT_NAME = "result.json"
+
+_MASK_FILE = re.compile(r"^\d{5}\.png$")
+
+ProgressCallback = Callable[..., Any]
+"""Called as ``progress(fraction, desc=...)`` with fraction in [0, 1] (a ``gradio.Progress`` fits)."""
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class ExpressionOutput:
+    """What one expression of a ``segment_video`` call gave.
+
+    boxes / scores: per sampled frame, the chosen box (x0, y0, x1, y1) in source pixels
+        and its grounding score, None where nothing was boxed.
+    masks_dir: ``OUT/masks/<index>`` with one PNG per sampled frame.
+    color: its colour in the overlay (RGB).
+    """
+
+    index: int
+    expression: str
+    thought: Thought
+    object_text: str | None
+    masks_dir: Path
+    color: tuple[int, int, int]
+    boxes: list[tuple[float, float, float, float] | None] = field(default_factory=list)
+    scores: list[float | None] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SegmentVideoResult:
+    """Where the outputs went and what the pipeline found, per expression.
+
+    frame_times: per sampled frame, its presentation time (s).
+    timings: seconds per step ("probe", "think", "ground", "segment", "encode", "total", ...).
+    ``thought``, ``boxes``, ``scores``, ``object_text`` are the first expression's (a
+    one-expression call's result).
+    """
+
+    out_dir: Path
+    overlay_video: Path
+    masks_dir: Path
+    result_json: Path
+    expressions: tuple[ExpressionOutput, ...]
+    timings: dict[str, float]
+    frame_times: list[float] = field(default_factory=list)
+    untrained: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_times)
+
+    @property
+    def thought(self) -> Thought:
+        return self.expressions[0].thought
+
+    @property
+    def boxes(self) -> list[tuple[float, float, float, float] | None]:
+        return self.expressions[0].boxes
+
+    @property
+    def scores(self) -> list[float | None]:
+        return self.expressions[0].scores
+
+    @property
+    def object_text(self) -> str | None:
+        return self.expressions[0].object_text
+
+
+# --------------------------------------------------------------------------- per-frame results
+
+
+@dataclass(frozen=True, eq=False)
+class ObjectFrame:
+    """One expression's result on one frame: mask bool [H, W] at the frame size, chosen box and score."""
+
+    mask: np.ndarray
+    box: list[float] | None
+    score: float | None
+    query_index: int | None
+    candidates: int
+
+
+@dataclass(frozen=True, eq=False)
+class VideoFrame:
+    """One sampled frame and every expression's result on it (in the order of the expressions).
+
+    image: uint8 [H, W, 3] RGB at source size; time: presentation time (s).
+    """
+
+    index: int
+    time: float
+    image: np.ndarray
+    objects: tuple[ObjectFrame, ...]
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _resolve_preset(preset: str | Preset) -> Preset:
+    return preset if isinstance(preset, Preset) else get_preset(preset)
+
+
+def segment_model_requests(thinker: str, preset: str | Preset = "best") -> list[tuple[str, str]]:
+    """(role, registry key) of every model a ``segment_video`` call needs (for ``Settings.require``)."""
+    return thinker_requests(thinker) + stage_requests(_resolve_preset(preset))
+
+
+def _check_expressions(expressions: str | Sequence[str]) -> list[str]:
+    items = [expressions] if isinstance(expressions, str) else list(expressions)
+    if not items:
+        raise ValueError("expressions: expected at least one referring expression, e.g. 'the dog barking'")
+    out = []
+    for k, text in enumerate(items):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"expression {k + 1}: expected a non-empty referring expression, e.g. 'the dog barking'")
+        out.append(text.strip())
+    return out
+
+
+@dataclass(frozen=True)
+class _Call:
+    thinker: str
+    preset: Preset
+    settings: Settings
+    fps: float
+    chunk_seconds: float
+    window_frames: int
+    thinker_options: dict[str, Any]
+
+
+def _call(thinker: str, preset: str | Preset, settings: Settings | None, fps: float, chunk_seconds: float | None,
+          thinker_options: Mapping[str, Any] | None) -> _Call:
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps: expected a positive number of frames per second, got {fps!r}")
+    chunk = DEFAULT_CHUNK_SECONDS if chunk_seconds is None else float(chunk_seconds)
+    if not (math.isfinite(chunk) and chunk > 0):
+        raise ValueError(f"chunk_seconds: expected a positive number of seconds, got {chunk_seconds!r}")
+    return _Call(
+        thinker=canonical_name(thinker),
+        preset=_resolve_preset(preset),
+        settings=settings or Settings(),
+        fps=float(fps),
+        chunk_seconds=chunk,
+        window_frames=max(1, round(chunk * fps)),
+        thinker_options=dict(thinker_options or {}),
+    )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Timer:
+    """Accumulates seconds per named step."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    def run(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.add(name, time.perf_counter() - start)
+
+
+def _report(progress: ProgressCallback | None, fraction: float, desc: str) -> None:
+    logger.info("%s (%.0f%%)", desc, 100 * fraction)
+    if progress is not None:
+        progress(min(max(fraction, 0.0), 1.0), desc=desc)
+
+
+def _prepare_out(out: Path) -> tuple[Path, Path]:
+    """Create OUT and OUT/masks; remove a previous call's result.json and mask PNGs (only those)."""
+    masks_dir = out / MASKS_DIR
+    masks_dir.mkdir(parents=True, exist_ok=True)
+    (out / RESULT_NAME).unlink(missing_ok=True)
+    for path in masks_dir.iterdir():
+        if path.is_file() and _MASK_FILE.match(path.name):  # schema 1 layout
+            path.unlink()
+        elif path.is_dir() and path.name.isdigit():
+            shutil.rmtree(path)
+    return out / OVERLAY_NAME, masks_dir
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(dict(data), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- think
+
+
+def _thinker_options(call: _Call, digest: bool) -> dict[str, Any]:
+    options = dict(call.thinker_options)
+    if call.thinker == "omni" and digest:
+        options.setdefault("fps", 1.0)  # the 10 s digest: one frame per second of the audio it hears
+    return options
+
+
+def thinker_cache_key(thinker: str, options: Mapping[str, Any], settings: Settings, share: bool) -> tuple[Any, ...]:
+    """What decides the thinker a call would build: name, options, settings, sharing."""
+    return ("thinker", thinker, freeze(options), freeze(settings), share)
+
+
+def think_plan(duration: float) -> tuple[list[float], list[tuple[float, float]] | None]:
+    """(target times of the summary frames, audio segments heard; None = the whole track).
+
+    THINK_FRAMES frames spread evenly over the video (frame k on screen at ``k * duration / 10``).
+    A video up to DIGEST_SECONDS long is heard whole; a longer one through the
+    DIGEST_SNIPPET_SECONDS of audio that start at each summary frame, so the thinker gets
+    a 10-second digest, frame k paired with audio second k as in a Ref-AVS clip.
+    """
+    from tgs.data.media import sample_times
+
+    times = sample_times(duration, THINK_FRAMES)
+    if duration <= DIGEST_SECONDS:
+        return times, None
+    return times, [(t, t + DIGEST_SNIPPET_SECONDS) for t in times]
+
+
+def _summary_clip(video: Path, duration: float, has_audio: bool) -> Clip:
+    """The clip the thinker sees: see :func:`think_plan`."""
+    from tgs.data.audio_stream import stream_audio_mono
+    from tgs.data.media import REF_AVS_SAMPLE_RATE, load_video_frames
+
+    _, segments = think_plan(duration)
+    frames, times = load_video_frames(video, THINK_FRAMES)
+    audio = stream_audio_mono(video, REF_AVS_SAMPLE_RATE, segments=segments) if has_audio else None
+    if audio is not None and audio.shape[0] == 0:
+        audio = None
+    return Clip(
+        frames=frames,
+        audio=audio,
+        sample_rate=REF_AVS_SAMPLE_RATE if audio is not None else None,
+        frame_times=times,
+        source=str(video),
+    )
+
+
+def _think(call: _Call, video: Path, duration: float, has_audio: bool, queries: list[Query], timer: _Timer,
+           cache: ModelCache | None) -> tuple[list[Thought], dict[str, Any]]:
+    """(one thought per query, what the thinker saw): the thinker loaded (or taken from ``cache``), asked once.
+
+    Without a cache the thinker is released before Ground + Segment load.
+    """
+    digest = duration > DIGEST_SECONDS
+    options = _thinker_options(call, digest)
+    share = share_enabled(call.preset)
+
+    def load() -> Any:
+        return load_thinker(call.thinker, call.settings, options, share_across_expressions=share)
+
+    if cache is None:
+        thinker = timer.run("load_thinker", load)
+    else:
+        key = thinker_cache_key(call.thinker, options, call.settings, share)
+        thinker = timer.run("load_thinker", cache.thinker, key, load, call.thinker)
+    clip = None
+    if call.thinker != "direct":
+        clip = timer.run("think_input", _summary_clip, video, duration, has_audio)
+    outcomes = timer.run("think", Pipeline(thinker).think, clip, queries)
+    thoughts = []
+    for outcome in outcomes:
+        if isinstance(outcome, TGSError):
+            raise outcome
+        if isinstance(outcome, Exception):
+            raise ThinkerError(f"the {thinker.name} thinker failed on {video}: {outcome}", path=video) from outcome
+        thoughts.append(outcome)
+    seen = _think_record(clip, duration)
+    del thinker, clip
+    if cache is None:
+        release_memory()
+    return thoughts, seen
+
+
+def _think_record(clip: Clip | None, duration: float) -> dict[str, Any]:
+    """What the thinker saw, for result.json."""
+    if clip is None:
+        return {"frame_times": [], "audio": None, "audio_seconds": 0.0}
+    _, segments = think_plan(duration)
+    heard = 0.0 if clip.audio is None else clip.audio.shape[0] / float(clip.sample_rate or 1)
+    return {
+        "frame_times": [round(float(t), 6) for t in clip.frame_times],
+        "audio": None if clip.audio is None else ("whole" if segments is None else "snippets"),
+        "audio_seconds": round(heard, 6),
+    }
+
+
+# --------------------------------------------------------------------------- ground + segment
+
+
+def stages_cache_key(preset: Preset, settings: Settings, *, direct: bool) -> tuple[Any, ...]:
+    """What decides the pair :func:`tgs.core.loading.load_stages` would load for this call.
+
+    The preset's loading fields (segment mode and so SAM2 model, dtype, thresholds,
+    preprocessing, video seeds, caption-period dedupe) and the settings; the preset's
+    other switches act after loading (in :class:`tgs.pipeline.GroundSegmentPipeline`), so
+    presets differing only there share a pair.
+    """
+    loading = (
+        preset.segment_mode,
+        preset.sam_model_key,
+        preset.dtype,
+        preset.box_threshold,
+        preset.text_threshold,
+        preset.gdino_preprocess,
+        preset.sam_preprocess,
+        preset.video_seeds,
+        preset.dedupe_period(direct=direct),
+    )
+    return ("stages", loading, freeze(settings), direct)
+
+
+def _windows(video: Path, fps: float, window_frames: int, timer: _Timer) -> Iterator[Clip]:
+    """The sampled frames of ``video`` as clips of ``window_frames`` frames (no audio)."""
+    from tgs.data.media import iter_video_frames
+
+    frames = iter_video_frames(video, fps)
+    window: list[tuple[float, np.ndarray]] = []
+    size: tuple[int, int] | None = None
+    while True:
+        start = time.perf_counter()
+        item = next(frames, None)
+        timer.add("decode", time.perf_counter() - start)
+        if item is not None:
+            window.append(item)
+        if window and (item is None or len(window) == window_frames):
+            clip = _window_clip(video, window, size)
+            size = clip.size
+            yield clip
+            window = []
+        if item is None:
+            return
+
+
+def _window_clip(video: Path, window: list[tuple[float, np.ndarray]], size: tuple[int, int] | None) -> Clip:
+    fix = "re-encode the video at one frame size"
+    try:
+        frames = stack_frames([frame for _, frame in window])
+    except ValueError as exc:
+        raise MediaError(f"{video}: frame size changes mid-video ({exc})", path=video, fix=fix) from exc
+    if size is not None and tuple(frames.shape[1:3]) != size:
+        raise MediaError(
+            f"{video}: frame size changes mid-video ({size} -> {tuple(frames.shape[1:3])})", path=video, fix=fix
+        )
+    times = np.array([t for t, _ in window], dtype=np.float64)
+    return Clip(frames=frames, audio=None, sample_rate=None, frame_times=times, source=str(video))
+
+
+def ground_segment_frames(
+    video: Path,
+    pipeline: Pipeline,
+    pairs: Sequence[tuple[Thought, Query]],
+    *,
+    fps: float,
+    window_frames: int,
+    timer: _Timer | None = None,
+    object_texts: list[Any] | None = None,
+) -> Iterator[VideoFrame]:
+    """Ground + Segment of a user video: one :class:`VideoFrame` per sampled frame, as a stream.
+
+    The one step between Think and the sinks: every (thought, query) pair is grounded and
+    segmented on windows of ``window_frames`` sampled frames (all pairs of a window
+    together), and each frame comes out with every pair's mask (at the frame size), box and
+    score. object_texts: filled with each pair's :class:`tgs.pipeline.ObjectText` (first window).
+    """
+    from tgs.viz import fit_mask
+
+    timer = timer or _Timer()
+    index = 0
+    for clip in _windows(video, fps, window_frames, timer):
+        outcomes = pipeline.ground_and_segment(clip, pairs)
+        per_pair = []
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+            for name, seconds in outcome.timings.items():
+                timer.add(name, seconds)
+            masks = outcome.masks.masks
+            if masks.shape[1:] != clip.size:  # the paper preset keeps masks at 224x224
+                masks = np.stack([fit_mask(m, clip.size) for m in masks])
+            per_pair.append((masks, outcome.frame_records()))
+        if object_texts is not None and not object_texts:
+            object_texts.extend(o.object_text for o in outcomes)  # type: ignore[union-attr]
+        for i in range(clip.num_frames):
+            objects = tuple(
+                ObjectFrame(masks[i], rec[i]["box"], rec[i]["score"], rec[i]["query_index"], rec[i]["candidates"])
+                for masks, rec in per_pair
+            )
+            yield VideoFrame(index, float(clip.frame_times[i]), clip.frames[i], objects)
+            index += 1
+
+
+# --------------------------------------------------------------------------- sinks
+
+
+class _MaskPngSink:
+    """``masks/<k>/00000.png`` per expression k and frame."""
+
+    def __init__(self, masks_dir: Path, count: int, timer: _Timer) -> None:
+        self.dirs = [masks_dir / str(k) for k in range(count)]
+        for folder in self.dirs:
+            folder.mkdir(parents=True, exist_ok=True)
+        self.timer = timer
+
+    def add(self, frame: VideoFrame) -> None:
+        from tgs.viz import save_mask_pngs
+
+        for folder, obj in zip(self.dirs, frame.objects):
+            self.timer.run("masks", save_mask_pngs, obj.mask[None], folder, first_index=frame.index)
+
+
+class _RecordSink:
+    """Per expression, the per-frame records of result.json."""
+
+    def __init__(self, count: int) -> None:
+        self.records: list[list[dict[str, Any]]] = [[] for _ in range(count)]
+        self.times: list[float] = []
+        self.frame_size: tuple[int, int] | None = None
+
+    def add(self, frame: VideoFrame) -> None:
+        self.times.append(round(frame.time, 6))
+        self.frame_size = (int(frame.image.shape[0]), int(frame.image.shape[1]))
+        for k, obj in enumerate(frame.objects):
+            self.records[k].append(
+                {
+                    "index": frame.index,
+                    "time": round(frame.time, 6),
+                    "box": obj.box,
+                    "score": obj.score,
+                    "query_index": obj.query_index,
+                    "candidates": obj.candidates,
+                    "mask_area": round(float(obj.mask.mean()), 6),
+                    "mask": f"{MASKS_DIR}/{k}/{frame.index:05d}.png",
+                }
+            )
+
+
+def _drawn(
+    frames: Iterator[VideoFrame], sinks: Sequence[Any], labels: Sequence[str], timer: _Timer,
+    progress: Callable[[int], None],
+) -> Iterator[np.ndarray]:
+    """The overlay frames (every expression in its colour, with a legend), feeding the other sinks on the way."""
+    from tgs.viz import overlay_objects
+
+    done = 0
+    while True:
+        start = time.perf_counter()
+        frame = next(frames, None)
+        if frame is None:
+            return
+        for sink in sinks:
+            sink.add(frame)
+        timer.add("busy", time.perf_counter() - start)
+        start = time.perf_counter()
+        image = overlay_objects(
+            frame.image, [o.mask for o in frame.objects], [o.box for o in frame.objects], labels
+        )
+        timer.add("draw", time.perf_counter() - start)
+        timer.add("busy", time.perf_counter() - start)
+        done += 1
+        progress(done)
+        yield image
+
+
+# --------------------------------------------------------------------------- the call
+
+
+def segment_video(
+    video: Path,
+    expressions: str | Sequence[str],
+    *,
+    thinker: str = "ref-thinker",
+    preset: str | Preset = "best",
+    settings: Settings | None = None,
+    out: Path | None = None,
+    fps: float = 1.0,
+    thinker_options: Mapping[str, Any] | None = None,
+    chunk_seconds: float | None = None,
+    progress: ProgressCallback | None = None,
+    cache: ModelCache | None = None,
+) -> SegmentVideoResult:
+    """Run Think, Ground and Segment on one video file for one or several expressions.
+
+    expressions: one referring expression or several (each gets its colour, its masks
+        folder ``masks/<k>`` and its entry in result.json, in the order given).
+    thinker: "ref-thinker", "omni", "api" or "direct" (the expression itself).
+    preset: "best", "paper" or a :class:`~tgs.presets.Preset`.
+    settings: device, dtype and model sources (:class:`~tgs.core.settings.Settings`;
+        ``Settings.tiny()``: random untrained models, outputs labelled UNTRAINED).
+    out: output folder (default ``./segment_<video stem>``); a previous call's outputs
+        there are replaced.
+    fps: frames sampled per second of video; every output has one entry per sampled frame.
+    thinker_options: the thinker's options (``tgs.core.loading.thinker_options``).
+    chunk_seconds: Ground + Segment window (default 10 s).
+    progress: called as ``progress(fraction, desc=...)``.
+    cache: a :class:`~tgs.model_cache.ModelCache` to take models from and keep them in.
+
+    Raises MediaError (unreadable video), MissingWeightsError (every missing model, before
+    anything heavy), ValueError (bad arguments). A video without audio runs, with a
+    NoAudioWarning.
+    """
+    from tgs.data.media import cap_sampling_rate, sample_times, video_duration
+    from tgs.devices import resolve_device
+    from tgs.paths import check_output_folder
+    from tgs.video_out import copy_audio_from
+
+    started = time.perf_counter()
+    video = Path(video)
+    texts = _check_expressions(expressions)
+    fps = cap_sampling_rate(video, fps)  # never above the source's frame rate (warns)
+    call = _call(thinker, preset, settings, fps, chunk_seconds, thinker_options)
+    resolve_device(call.settings.device)  # a bad or unavailable device fails here, before any work
+    timer = _Timer()
+
+    _report(progress, 0.0, f"reading {video.name}")
+    duration = timer.run("probe", video_duration, video)
+    source_audio = timer.run("probe", copy_audio_from, video)
+    notes: list[str] = []
+    if source_audio is None:
+        message = f"{video} has no audio track: the thinker hears nothing and the overlay video is silent"
+        warnings.warn(message, NoAudioWarning, stacklevel=2)
+        notes.append(message)
+    call.settings.require(segment_model_requests(call.thinker, call.preset))  # all missing models, before loading
+    expected = max(1, len(sample_times(duration, None, call.fps)))
+
+    out_dir = Path(out) if out is not None else Path(f"segment_{video.stem or 'video'}")
+    check_output_folder(out_dir, [video], (OVERLAY_NAME, MASKS_DIR, RESULT_NAME))  # never overwrite the input
+    overlay_path, masks_dir = _prepare_out(out_dir)
+    stem = video.stem or "video"
+    queries = [Query(uid=f"{stem}_{k}", expression=text) for k, text in enumerate(texts)]
+
+    _report(progress, 0.02, f"thinking ({call.thinker}, {len(texts)} expression(s))")
+    thoughts, think_input = _think(call, video, duration, source_audio is not None, queries, timer, cache)
+    _report(progress, 0.2, "loading Grounding DINO and SAM2")
+    pipeline = _stage_pipeline(call, timer, cache)
+    records, object_texts = _ground_segment(
+        call, video, pipeline, list(zip(thoughts, queries)), masks_dir, overlay_path, source_audio, timer,
+        progress=lambda done: _report(
+            progress, 0.25 + 0.73 * min(done / expected, 1.0), f"ground + segment: {done} of ~{expected} frames"
+        ),
+    )
+    timer.add("total", time.perf_counter() - started)
+    result = _result(call, out_dir, overlay_path, masks_dir, texts, thoughts, records, object_texts, timer, notes)
+    record = _result_record(result, records, object_texts, call, video, duration, think_input, source_audio)
+    _write_json(result.result_json, record)
+    _report(progress, 1.0, f"done: {out_dir}")
+    return result
+
+
+def _stage_pipeline(call: _Call, timer: _Timer, cache: ModelCache | None) -> Pipeline:
+    direct = call.thinker == "direct"
+
+    def load() -> tuple[Any, Any]:
+        return load_stages(call.preset, call.settings, direct=direct)
+
+    if cache is None:
+        grounder, segmenter = timer.run("load_models", load)
+    else:
+        key = stages_cache_key(call.preset, call.settings, direct=direct)
+        label = f"({call.preset.name} preset, {call.preset.sam_model_key})"
+        grounder, segmenter = timer.run("load_models", cache.stages, key, load, label)
+    return Pipeline(None, GroundSegmentPipeline(grounder, segmenter, call.preset))
+
+
+class _OncePerMessage(logging.Filter):
+    """Lets each distinct log message through once: the pipeline logs per window, the user needs it once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
+def _ground_segment(
+    call: _Call,
+    video: Path,
+    pipeline: Pipeline,
+    pairs: list[tuple[Thought, Query]],
+    masks_dir: Path,
+    overlay_path: Path,
+    source_audio: Any,
+    timer: _Timer,
+    *,
+    progress: Callable[[int], None],
+) -> tuple[_RecordSink, list[Any]]:
+    """Ground + Segment streamed into the sinks: mask PNGs, records, and the overlay video."""
+    from tgs.video_out import write_overlay_video
+
+    prefix = "UNTRAINED: " if call.settings.untrained else ""
+    object_texts: list[Any] = []
+    frames = ground_segment_frames(
+        video, pipeline, pairs, fps=call.fps, window_frames=call.window_frames, timer=timer, object_texts=object_texts
+    )
+    records = _RecordSink(len(pairs))
+    sinks = [_MaskPngSink(masks_dir, len(pairs), timer), records]
+    labels = _Labels(prefix, [q.expression for _, q in pairs], object_texts)
+    start = time.perf_counter()
+    once = _OncePerMessage()  # the pipeline logs per window (e.g. "no usable tag"); once is enough
+    pipeline_logger = logging.getLogger("tgs.pipeline")
+    pipeline_logger.addFilter(once)
+    try:
+        write_overlay_video(overlay_path, _drawn(frames, sinks, labels, timer, progress), call.fps, audio=source_audio)
+    finally:
+        pipeline_logger.removeFilter(once)
+    busy = timer.seconds.pop("busy", 0.0)
+    timer.add("encode", time.perf_counter() - start - busy)  # busy: decoding, Ground + Segment, sinks, drawing
+    return records, object_texts
+
+
+class _Labels(Sequence[str]):
+    """The legend of the overlay: per expression, what was grounded (known after the first window)."""
+
+    def __init__(self, prefix: str, expressions: list[str], object_texts: list[Any]) -> None:
+        self.prefix = prefix
+        self.expressions = expressions
+        self.object_texts = object_texts
+
+    def __len__(self) -> int:
+        return len(self.expressions)
+
+    def __getitem__(self, k):  # type: ignore[override]
+        if isinstance(k, slice):
+            return [self[i] for i in range(len(self))[k]]
+        grounded = self.object_texts[k].text if k < len(self.object_texts) else None
+        what = grounded or "no object (null answer)"
+        if len(self.expressions) > 1:
+            what = f"{k + 1}: {what}"
+        return self.prefix + what
+
+
+def _result(
+    call: _Call, out_dir: Path, overlay_path: Path, masks_dir: Path, texts: list[str], thoughts: list[Thought],
+    records: _RecordSink, object_texts: list[Any], timer: _Timer, notes: list[str],
+) -> SegmentVideoResult:
+    from tgs.viz import expression_color
+
+    outputs = []
+    for k, (text, thought) in enumerate(zip(texts, thoughts)):
+        frames = records.records[k]
+        outputs.append(
+            ExpressionOutput(
+                index=k,
+                expression=text,
+                thought=thought,
+                object_text=object_texts[k].text if k < len(object_texts) else None,
+                masks_dir=masks_dir / str(k),
+                color=expression_color(k),
+                boxes=[None if r["box"] is None else tuple(r["box"]) for r in frames],  # type: ignore[misc]
+                scores=[r["score"] for r in frames],
+            )
+        )
+    return SegmentVideoResult(
+        out_dir=out_dir,
+        overlay_video=overlay_path,
+        masks_dir=masks_dir,
+        result_json=out_dir / RESULT_NAME,
+        expressions=tuple(outputs),
+        timings={k: round(v, 6) for k, v in timer.seconds.items()},
+        frame_times=list(records.times),
+        untrained=call.settings.untrained,
+        warnings=notes,
+    )
+
+
+def _result_record(
+    result: SegmentVideoResult,
+    records: _RecordSink,
+    object_texts: list[Any],
+    call: _Call,
+    video: Path,
+    duration: float,
+    think_input: dict[str, Any],
+    source_audio: Any,
+) -> dict[str, Any]:
+    from tgs import __version__
+
+    height, width = records.frame_size or (None, None)
+    models = call.settings.describe(segment_model_requests(call.thinker, call.preset))
+    thinker_key = THINKER_MODEL_KEYS.get(call.thinker)
+    expressions = []
+    for output in result.expressions:
+        thought = output.thought
+        chosen = object_texts[output.index] if output.index < len(object_texts) else None
+        expressions.append(
+            {
+                "index": output.index,
+                "expression": output.expression,
+                "color": list(output.color),
+                "reasoning": thought.reasoning,
+                "f_object": thought.f_object,
+                "s_object": thought.s_object,
+                "thought": {"status": thought.status.value, "is_null": thought.is_null, "raw": thought.raw,
+                            "error": thought.error},
+                "object_text": None if chosen is None else chosen.text,
+                "object_source": None if chosen is None else chosen.source,
+                "masks_dir": f"{MASKS_DIR}/{output.index}",
+                "frames": records.records[output.index],
+            }
+        )
+    return {
+        "schema": RESULT_SCHEMA,
+        "tool": "tgs",
+        "version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "untrained": result.untrained,
+        "label": UNTRAINED_LABEL if result.untrained else None,
+        "video": {
+            "path": str(video.resolve()),
+            "duration_s": round(float(duration), 6),
+            "height": height,
+            "width": width,
+            "has_audio": source_audio is not None,
+        },
+        "expressions": expressions,
+        "thinker": {
+            "name": call.thinker,
+            "source": None if thinker_key is None else models.get(thinker_key),
+            "options": public_options(call.thinker_options),
+        },
+        "preset": call.preset.to_dict(),
+        "models": models,
+        "settings": {"device": call.settings.device, "dtype": call.settings.dtype},
+        "sampling": {
+            "fps": call.fps,
+            "frames": len(records.times),
+            "frame_times": records.times,
+            "chunk_seconds": call.chunk_seconds,
+            "window_frames": call.window_frames,
+            "think": think_input,
+        },
+        "outputs": {
+            "overlay_video": OVERLAY_NAME,
+            "masks_dir": MASKS_DIR,
+            "overlay_has_audio": source_audio is not None,
+        },
+        "timings": result.timings,
+        "warnings": result.warnings,
+    }

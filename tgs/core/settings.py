@@ -1,0 +1,123 @@
+"""The one settings object: device, dtype and where every model comes from.
+
+Built once at the edge (the CLI, the demo, a library caller) and handed to the core,
+which turns it into loaded stages. "tiny" is a model source like a hub id or a folder:
+``Settings.tiny()`` runs every stage on the random tiny models, ``Settings(sources=
+{"grounding_dino": "tiny"})`` only Grounding DINO.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ROLES", "TINY", "UNTRAINED_LABEL", "Settings"]
+
+ROLES: tuple[str, ...] = ("thinker", "grounding_dino", "sam2")
+"""Model roles a source can be given for; ``sam2`` covers the image and the video model."""
+
+TINY = "tiny"
+"""The model source naming the random tiny model of a role (install checks, tests)."""
+
+UNTRAINED_LABEL = "UNTRAINED TINY MODELS — install check only, results are meaningless"
+"""Shown (and written into outputs) whenever a tiny model ran."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Device, dtype and model sources, given once.
+
+    device: "auto" (CUDA when present), "cpu", "cuda", "cuda:N".
+    dtype: "auto", "fp32", "bf16", "fp16" for every model; None: each stage's default (the
+        preset's dtype for Ground + Segment, auto for a thinker).
+    sources: role (:data:`ROLES`) -> hub id, local directory or "tiny"; a role not given
+        uses the model registry's default for it.
+    """
+
+    device: str = "auto"
+    dtype: str | None = None
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.sources) - set(ROLES))
+        if unknown:
+            raise ValueError(f"sources: unknown role(s) {', '.join(unknown)}; roles: {', '.join(ROLES)}")
+        cleaned = {k: str(v) for k, v in sorted(self.sources.items()) if v is not None and str(v).strip()}
+        object.__setattr__(self, "sources", cleaned)
+        if self.dtype is not None and str(self.dtype).strip().lower() not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"dtype: expected auto, fp32, bf16 or fp16, got {self.dtype!r}")
+        if not isinstance(self.device, str) or not self.device.strip():
+            raise ValueError(f"device: expected a name such as auto, cpu, cuda, cuda:1, got {self.device!r}")
+
+    @classmethod
+    def tiny(cls, device: str = "cpu", dtype: str | None = None) -> Settings:
+        """Every role on its random tiny model."""
+        return cls(device=device, dtype=dtype, sources={role: TINY for role in ROLES})
+
+    @classmethod
+    def from_options(
+        cls, *, models: str = "real", device: str = "auto", dtype: str | None = None, **sources: str | None
+    ) -> Settings:
+        """The CLI's ``--models real|tiny`` plus per-role sources (``--model``, ``--gdino``, ``--sam2``).
+
+        ``models="tiny"`` makes every role tiny; sources given with it are an error, since
+        they would be silently ignored.
+        """
+        if models not in ("real", TINY):
+            raise ValueError(f"models: expected 'real' or 'tiny', got {models!r}")
+        given = {k: v for k, v in sources.items() if v is not None}
+        if models == TINY:
+            if given:
+                raise ValueError(f"the tiny model set takes no model source (got {', '.join(sorted(given))})")
+            return cls.tiny(device=device, dtype=dtype)
+        return cls(device=device, dtype=dtype, sources=given)
+
+    # ------------------------------------------------------------------ sources
+    def source(self, role: str) -> str | None:
+        """The source given for ``role`` (None: the registry default)."""
+        if role not in ROLES:
+            raise ValueError(f"unknown model role {role!r}; roles: {', '.join(ROLES)}")
+        return self.sources.get(role)
+
+    def is_tiny(self, role: str) -> bool:
+        return self.source(role) == TINY
+
+    @property
+    def untrained(self) -> bool:
+        """Whether any role runs on a tiny (untrained) model."""
+        return TINY in self.sources.values()
+
+    def resolve(self, role: str, key: str) -> str:
+        """What ``from_pretrained`` gets for ``role`` loaded as registry ``key`` (builds a tiny model)."""
+        from tgs.models.registry import resolve_source
+
+        if self.is_tiny(role):
+            return resolve_source(key, None, TINY)
+        return resolve_source(key, self.source(role), "real")
+
+    def require(self, requests: Iterable[tuple[str, str]]) -> None:
+        """Fail before anything loads, listing every missing model of (role, registry key) ``requests``."""
+        from tgs.models.registry import require_models
+
+        real = [(key, self.source(role)) for role, key in requests if not self.is_tiny(role)]
+        require_models(real, "real")
+
+    def describe(self, requests: Iterable[tuple[str, str]]) -> dict[str, Any]:
+        """Registry key -> source as recorded in manifests and result.json ("tiny", a hub id or a folder)."""
+        from tgs.models.registry import MODEL_SPECS
+
+        record: dict[str, Any] = {}
+        for role, key in requests:
+            record[key] = self.source(role) or MODEL_SPECS[key].default_source
+        roles = {role for role, _ in requests}
+        tiny = {self.is_tiny(role) for role in roles}
+        record["set"] = "tiny" if tiny == {True} else ("real" if tiny <= {False} else "mixed")
+        return record
+
+    def stage_dtype(self, default: str) -> str:
+        """The dtype a stage runs in: the one given here, else the stage's ``default``."""
+        return self.dtype if self.dtype is not None else default
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "dtype": self.dtype, "sources": dict(self.sources)}

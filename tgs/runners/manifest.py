@@ -1,0 +1,111 @@
+"""The one manifest builder: what a run directory was made from, in one schema for every kind.
+
+Keys (all kinds; absent parts are None)::
+
+    {"kind": "think" | "ground-segment" | "full-run",
+     "thinker": {"name", "options", "batch_size"?} | None,   # batch_size only when answers depend on it
+     "preset": {every switch} | None,
+     "thoughts": {"mode": "direct"} | {"mode": "file", "sha256"} | {"mode": "path", "path"} | None,
+     "data": {"benchmark", "root", "meta", "meta_sha256", "splits"},
+     "models": {"set": "real"|"tiny"|"mixed", <registry key>: source, ...},
+     "precision": {"dtype"},
+     "runtime": {"device", "batch_size", "frame_batch_size", "executor", ...},   # may change between calls
+     "throughput": {stage: {"expressions", "seconds", "expressions_per_s"}},     # added after each call
+     "created", "versions"}
+
+A rerun resumes only when :data:`FINGERPRINT_KEYS` match (the settings that change results).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tgs.core.loading import public_options
+from tgs.core.settings import Settings
+from tgs.presets import Preset
+
+__all__ = ["FINGERPRINT_KEYS", "build_manifest", "data_record", "public_options", "throughput_record"]
+
+FINGERPRINT_KEYS: tuple[str, ...] = ("kind", "thinker", "preset", "thoughts", "data", "models", "precision")
+"""Manifest keys that must match for a rerun to resume."""
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_record(benchmark: str, root: Path, meta: Path, splits: Sequence[str] | None) -> dict[str, Any]:
+    """The benchmark a run reads: its root, its CSV (by content) and the splits."""
+    return {
+        "benchmark": benchmark,
+        "root": str(Path(root).resolve()),
+        "meta": str(Path(meta).resolve()),
+        "meta_sha256": _file_sha256(Path(meta)),
+        "splits": list(splits) if splits is not None else None,
+    }
+
+
+def _version_of(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def build_manifest(
+    kind: str,
+    *,
+    settings: Settings,
+    requests: Sequence[tuple[str, str]],
+    data: Mapping[str, Any],
+    thinker: Mapping[str, Any] | None = None,
+    preset: Preset | None = None,
+    thoughts: Mapping[str, Any] | None = None,
+    runtime: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The manifest of a run of ``kind``; see the module docstring for the schema.
+
+    requests: (role, registry key) of every model the run loads (recorded with its source).
+    """
+    from tgs import __version__
+
+    dtype = settings.dtype
+    if dtype is None:
+        dtype = preset.dtype if preset is not None else "auto"
+    return {
+        "kind": kind,
+        "thinker": None if thinker is None else dict(thinker),
+        "preset": None if preset is None else preset.to_dict(),
+        "thoughts": None if thoughts is None else dict(thoughts),
+        "data": dict(data),
+        "models": settings.describe(requests),
+        "precision": {"dtype": dtype},
+        "runtime": {"device": settings.device, **dict(runtime or {})},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": {
+            "tgs": __version__,
+            "torch": _version_of("torch"),
+            "transformers": _version_of("transformers"),
+            "python": platform.python_version(),
+        },
+    }
+
+
+def throughput_record(expressions: int, seconds: float) -> dict[str, Any]:
+    """Expressions processed in a call and their rate (wall clock of the stage, in this call)."""
+    rate = expressions / seconds if seconds > 0 else None
+    return {
+        "expressions": int(expressions),
+        "seconds": round(float(seconds), 6),
+        "expressions_per_s": None if rate is None else round(rate, 6),
+    }
