@@ -91,17 +91,22 @@ def pairs_for(n: int):
 
 def _stages(args: argparse.Namespace, dtype: str, *, new_path: bool):
     """(grounder, segmenter) of the paper preset; the new path's GPU options only for ``new_path``."""
-    from tgs.pipeline import load_stages
+    from tgs.core.loading import load_stages
+    from tgs.core.settings import Settings
     from tgs.presets import PAPER
 
     gpu_new = new_path and args.device != "cpu"
-    grounder, segmenter = load_stages(
-        PAPER,
-        models="real",
-        gdino_source=str(Path(args.models_dir) / "grounding-dino-tiny"),
-        sam2_source=str(Path(args.models_dir) / f"sam2.1-hiera-{args.sam2}"),
+    settings = Settings(
         device=args.device,
         dtype=dtype,
+        sources={
+            "grounding_dino": str(Path(args.models_dir) / "grounding-dino-tiny"),
+            "sam2": str(Path(args.models_dir) / f"sam2.1-hiera-{args.sam2}"),
+        },
+    )
+    grounder, segmenter = load_stages(
+        PAPER,
+        settings,
         frame_batch_size=args.frame_batch_size if new_path else 1,
         device_preprocess=gpu_new and args.device_preprocess,
         compile=gpu_new and args.compile,

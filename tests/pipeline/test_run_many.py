@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from gs_fakes import FakeGrounder, FakeSegmenter, FakeVideoSegmenter, make_clip
 
-from tgs.pipeline import GroundSegmentPipeline, GroundSegmentResult, load_stages
+from tgs.core.loading import load_stages
+from tgs.core.settings import Settings
+from tgs.pipeline import GroundSegmentPipeline, GroundSegmentResult
 from tgs.presets import BEST, PAPER, get_preset
 from tgs.think.parser import parse_answer
 from tgs.types import Clip, Query, Thought
@@ -56,7 +58,7 @@ def assert_same_results(expected: list[GroundSegmentResult], got: list[GroundSeg
     ids=["paper", "paper-null-split", "best-image"],
 )
 def test_run_many_equals_run_per_expression_on_tiny_models(preset, split: str) -> None:
-    grounder, segmenter = load_stages(preset, models="tiny", device="cpu", dtype="fp32")
+    grounder, segmenter = load_stages(preset, Settings.tiny(device="cpu", dtype="fp32"))
     grounder.box_threshold = 0.3  # the tiny model's scores: keep a few boxes per frame, not all
     pipeline = GroundSegmentPipeline(grounder, segmenter, preset)
     clip, pairs = _clip(), _pairs(split)
@@ -77,7 +79,7 @@ def test_run_many_equals_run_per_expression_on_tiny_models(preset, split: str) -
 def test_run_many_in_video_mode_falls_back_to_the_segmenter_loop() -> None:
     """The video segmenter is used through ``segment`` (with grounding scores) when it has no segment_many."""
     preset = BEST
-    grounder, segmenter = load_stages(preset, models="tiny", device="cpu", dtype="fp32")
+    grounder, segmenter = load_stages(preset, Settings.tiny(device="cpu", dtype="fp32"))
     grounder.box_threshold = 0.3
     pipeline = GroundSegmentPipeline(grounder, segmenter, preset)
     clip, pairs = _clip(), _pairs()

@@ -15,7 +15,14 @@ from tgs.cli.common import (
     thinker_options_from,
     untrained_banner,
 )
-from tgs.cli.console import console, err_console, escape_user_text, friendly_errors, print_run_summary, progress_bar
+from tgs.cli.console import (
+    console,
+    err_console,
+    escape_user_text,
+    friendly_errors,
+    print_run_summary,
+    progress_bar,
+)
 from tgs.cli.executor_options import (
     EXECUTOR_OPTION,
     RAY_ADDRESS_OPTION,

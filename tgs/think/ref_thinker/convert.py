@@ -49,8 +49,8 @@ from tgs.think.ref_thinker.checkpoint import (
 )
 from tgs.think.ref_thinker.checkpoint import merge_lora as fold_lora
 from tgs.think.ref_thinker.configuration import SPECIAL_TOKENS, RefThinkerConfig
-from tgs.think.ref_thinker.tokenizer_legacy import original_legacy, pin_legacy
 from tgs.think.ref_thinker.modeling import build_empty_model
+from tgs.think.ref_thinker.tokenizer_legacy import original_legacy, pin_legacy
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
