@@ -215,6 +215,8 @@ class PropagationStats:
     frames_done: int = 0
     frames_tracked: int = 0
     reseeds: int = 0
+    peak_stored_frames: int = 0  # most per-frame outputs one object's session held at once
+    peak_conditioning_frames: int = 0  # most conditioning frames one object's session held at once
     seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "track": 0.0, "postprocess": 0.0})
 
 
@@ -447,15 +449,21 @@ class PropagationEngine:
                 stored.pop("high_res_masks", None)
         track.session.point_inputs_per_obj[0].pop(frame, None)
 
-    def _prune(self, track: _Track, frame: int, reverse: bool, policy: PropagationPolicy) -> None:
+    def _prune(self, track: _Track, frame: int, reverse: bool, policy: PropagationPolicy,
+               stats: PropagationStats) -> None:
         """Forget outputs no later step reads (see the module docstring).
 
         A step at frame f reads the outputs of the ``window`` frames before it (after it when
         tracking backward) and the conditioning frames. The backward pass runs first, so while
         it runs, the outputs just before the first seed are kept for the forward pass.
         """
-        if self.retain_all:
-            return
+        if not self.retain_all:
+            self._forget(track, frame, reverse, policy)
+        cond, other = track.outputs["cond_frame_outputs"], track.outputs["non_cond_frame_outputs"]
+        stats.peak_stored_frames = max(stats.peak_stored_frames, len(cond) + len(other))
+        stats.peak_conditioning_frames = max(stats.peak_conditioning_frames, len(cond))
+
+    def _forget(self, track: _Track, frame: int, reverse: bool, policy: PropagationPolicy) -> None:
         outputs = track.outputs["non_cond_frame_outputs"]
         tracked = track.session.frames_tracked_per_obj[0]
         if reverse:
@@ -488,7 +496,7 @@ class PropagationEngine:
                         continue
                     with _Timer(stats, "track"):
                         logits, presence, seeded = self._step(track, frame, True, policy, stats)
-                        self._prune(track, frame, True, policy)
+                        self._prune(track, frame, True, policy, stats)
                     if k not in store:
                         h, w = logits.shape[-2:]
                         store[k] = (
@@ -527,7 +535,7 @@ class PropagationEngine:
                 else:
                     with _Timer(stats, "track"):
                         logits, scores[k], seeded[k] = self._step(track, frame, False, policy, stats)
-                        self._prune(track, frame, False, policy)
+                        self._prune(track, frame, False, policy, stats)
                     tracked_here = True
                 with _Timer(stats, "postprocess"):
                     m, p = low_res_to_masks_and_probs(logits, (height, width))
