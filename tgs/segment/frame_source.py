@@ -10,7 +10,7 @@ video. Two sources:
   i-th in presentation order, whatever the frame rate (variable-frame-rate files included).
   A range is read by seeking to the key frame at or before its first frame and decoding
   forward, so memory holds one decoded frame and the cost of a range does not grow with its
-  position in the file.
+  position in the file (a file with duplicate timestamps is decoded from its start instead).
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ class VideoFrameSource:
         if not pts:
             raise MediaError(f"{self.path} has no video frames", path=self.path, fix="re-encode the file")
         self._pts = pts
+        self._seekable = len(set(pts)) == len(pts)  # duplicate timestamps: count frames from the start
         self._size = (height, width)
         self.times = (np.asarray(pts, dtype=np.float64) - start) * float(self._time_base)
         if self.fps <= 0 and len(pts) > 1:
@@ -130,14 +131,16 @@ class VideoFrameSource:
         container = _open_container(self.path)
         with container:
             stream = _video_stream(container, self.path)
-            if start > 0:
+            if start > 0 and self._seekable:
                 container.seek(self._pts[start], backward=True, any_frame=False, stream=stream)
             want = start
+            count = -1
             try:
                 for frame in container.decode(stream):
                     if frame.pts is None:
                         continue
-                    index = bisect.bisect_left(self._pts, int(frame.pts))
+                    count += 1
+                    index = bisect.bisect_left(self._pts, int(frame.pts)) if self._seekable else count
                     if index >= len(self._pts) or self._pts[index] != frame.pts or index < want:
                         continue
                     if index > want:  # the seek landed after the first wanted frame
