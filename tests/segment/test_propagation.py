@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tgs.segment import Sam2VideoSegmenter
 from tgs.segment.frame_source import ArrayFrameSource
@@ -187,3 +188,34 @@ def test_conditioning_frames_are_capped(segmenter: Sam2VideoSegmenter) -> None:
 def test_keyframes_outside_the_video_are_refused(segmenter: Sam2VideoSegmenter) -> None:
     with pytest.raises(IndexError, match="outside"):
         list(segmenter.engine.run(ArrayFrameSource(_clip(3).frames), [ObjectPrompts.from_lists([5], [[0, 0, 4, 4]])]))
+
+
+# ---------------------------------------------------------------------------- models
+
+
+def test_propagation_models_are_registered_with_a_default_per_device() -> None:
+    from tgs.models.registry import MODEL_SPECS
+    from tgs.segment.sam2_video import PROPAGATION_MODEL_KEYS, default_propagation_model
+
+    for key in PROPAGATION_MODEL_KEYS:
+        assert key in MODEL_SPECS
+    assert MODEL_SPECS["edgetam_video"].default_source == "facebook/EdgeTAM"
+    assert MODEL_SPECS["sam2_video_base_plus"].default_source == "facebook/sam2.1-hiera-base-plus"
+    assert default_propagation_model("cpu") == "edgetam_video"
+    assert default_propagation_model(torch.device("cuda")) == "sam2_video_large"
+
+
+def test_tiny_edgetam_propagates_and_shares_exactly(tmp_path: Path) -> None:
+    from tgs.models.registry import resolve_source
+
+    source = resolve_source("edgetam_video", models="tiny")
+    seg = Sam2VideoSegmenter.from_pretrained(source, dtype="float32")
+    assert type(seg.model).__name__ == "EdgeTamVideoModel"
+    clip = _clip(8)
+    objects = [_boxes(8, {2: [4, 4, 30, 30]}), _boxes(8, {0: [20, 10, 60, 44], 5: [10, 10, 40, 40]})]
+    many = seg.segment_many(clip, objects)
+    for boxes, shared in zip(objects, many, strict=True):
+        alone = seg.segment(clip, boxes)
+        np.testing.assert_array_equal(shared.masks, alone.masks)
+        assert np.isfinite(shared.meta["object_score_logits"]).all()
+    assert many[0].masks.any(axis=(1, 2)).all()

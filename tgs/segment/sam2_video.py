@@ -39,9 +39,33 @@ from tgs.segment.propagation import (
 from tgs.segment.sam2_image import DEFAULT_SOURCE, HOW_TO_GET, check_frame_boxes
 from tgs.types import Clip, Masks
 
-__all__ = ["SEED_CHOICES", "Sam2VideoSegmenter", "choose_seed_frames", "video_model_class"]
+__all__ = [
+    "PROPAGATION_MODEL_KEYS",
+    "SEED_CHOICES",
+    "Sam2VideoSegmenter",
+    "choose_seed_frames",
+    "default_propagation_model",
+    "video_model_class",
+]
 
 logger = logging.getLogger(__name__)
+
+
+PROPAGATION_MODEL_KEYS = (
+    "edgetam_video",
+    "sam2_video_tiny",
+    "sam2_video_small",
+    "sam2_video_base_plus",
+    "sam2_video_large",
+)
+"""Model registry keys of the propagation models (``tgs models list`` shows their sources)."""
+
+
+def default_propagation_model(device: str | torch.device | None = None) -> str:
+    """The registry key a user would pick for ``device``: EdgeTAM on a CPU (the fastest per
+    frame of the five in benchmarks/propagation_bench.py), the paper's SAM2.1-L elsewhere."""
+    kind = torch.device(device).type if device is not None and str(device) != "auto" else resolve_device(device).type
+    return "edgetam_video" if kind == "cpu" else "sam2_video_large"
 
 
 def video_model_class(source: str | Path) -> type:
