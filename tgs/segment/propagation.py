@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tgs.segment._sam2_common import low_res_to_masks_and_probs, pixel_values
+from tgs.segment._sam2_common import low_res_to_masks, low_res_to_masks_and_probs, pixel_values
 from tgs.segment.frame_source import FrameSource
 
 __all__ = [
@@ -426,7 +426,7 @@ class PropagationEngine:
             box = track.checks.get(frame)
             if box is not None and policy.reseed_iou is not None:
                 logits = out.pred_masks[:1].float()
-                masks, _ = low_res_to_masks_and_probs(logits, track.size)
+                masks = low_res_to_masks(logits, track.size)
                 if needs_reseed(masks[0], box, policy.reseed_iou):
                     track.outputs["non_cond_frame_outputs"].pop(frame, None)
                     track.session.frames_tracked_per_obj[0].pop(frame, None)
@@ -538,10 +538,12 @@ class PropagationEngine:
                         self._prune(track, frame, False, policy, stats)
                     tracked_here = True
                 with _Timer(stats, "postprocess"):
-                    m, p = low_res_to_masks_and_probs(logits, (height, width))
+                    if probs is not None:
+                        m, p = low_res_to_masks_and_probs(logits, (height, width))
+                        probs[k] = p[0]
+                    else:
+                        m = low_res_to_masks(logits, (height, width))
                 masks[k] = m[0]
-                if probs is not None:
-                    probs[k] = p[0]
             stats.frames_tracked += int(tracked_here)
             yield FrameResult(frame, image, masks, probs, scores, seeded)
             stats.frames_done = frame + 1
