@@ -299,6 +299,27 @@ class _Track:
         return self.session.output_dict_per_obj[0]
 
 
+class _LogitsFile:
+    """Low-res logits of the backward pass, one float32 [h, w] record per frame, in a plain
+    file read back with ``read`` (a memory map would count its pages in the process RSS)."""
+
+    def __init__(self, path: Path, num_frames: int, shape: tuple[int, int]) -> None:
+        self.shape = shape
+        self.record = shape[0] * shape[1] * 4
+        self.meta = np.zeros((num_frames, 2), dtype=np.float32)  # presence logit, seeded
+        self.file = path.open("w+b")
+
+    def put(self, frame: int, logits: np.ndarray, presence: float, seeded: bool) -> None:
+        self.file.seek(frame * self.record)
+        self.file.write(np.ascontiguousarray(logits, dtype=np.float32).tobytes())
+        self.meta[frame] = (presence, float(seeded))
+
+    def get(self, frame: int) -> tuple[np.ndarray, float, bool]:
+        self.file.seek(frame * self.record)
+        data = np.frombuffer(self.file.read(self.record), dtype=np.float32).reshape(self.shape).copy()
+        return data, float(self.meta[frame, 0]), bool(self.meta[frame, 1])
+
+
 class PropagationEngine:
     """Runs a SAM2-family video model (``Sam2VideoModel``, ``EdgeTamVideoModel``) densely.
 
@@ -401,7 +422,11 @@ class PropagationEngine:
         back_end = max((t.first for t in tracks if t is not None), default=0)
         store = self._backward(source, tracks, back_end, slot, policy, stats, tmp)
         # 3. forward, yielding every frame in order
-        yield from self._forward(source, tracks, store, slot, policy, with_probs, stats, on_frame)
+        try:
+            yield from self._forward(source, tracks, store, slot, policy, with_probs, stats, on_frame)
+        finally:
+            for records in (store or {}).values():
+                records.file.close()
 
     # ------------------------------------------------------------------ steps
 
@@ -484,7 +509,7 @@ class PropagationEngine:
         """Track frames end-1 .. 0 in reverse for the objects first seeded after them."""
         if end == 0:
             return None
-        store: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        store: dict[int, _LogitsFile] = {}
         for start in range(((end - 1) // self.chunk_size) * self.chunk_size, -1, -self.chunk_size):
             stop = min(start + self.chunk_size, end)
             with _Timer(stats, "decode"):
@@ -498,14 +523,8 @@ class PropagationEngine:
                         logits, presence, seeded = self._step(track, frame, True, policy, stats)
                         self._prune(track, frame, True, policy, stats)
                     if k not in store:
-                        h, w = logits.shape[-2:]
-                        store[k] = (
-                            np.lib.format.open_memmap(tmp / f"object{k}.npy", mode="w+", dtype=np.float32,
-                                                      shape=(track.first, h, w)),
-                            np.zeros((track.first, 2), dtype=np.float32),  # presence, seeded
-                        )
-                    store[k][0][frame] = logits[0, 0].numpy()
-                    store[k][1][frame] = (presence, float(seeded))
+                        store[k] = _LogitsFile(tmp / f"object{k}.bin", track.first, tuple(logits.shape[-2:]))
+                    store[k].put(frame, logits[0, 0].numpy(), presence, seeded)
                 stats.frames_tracked += 1
             del chunk
         return store
@@ -530,8 +549,8 @@ class PropagationEngine:
                 if track is None:
                     continue
                 if frame < track.first:
-                    logits = torch.from_numpy(np.array(store[k][0][frame]))[None, None]
-                    scores[k], seeded[k] = store[k][1][frame]
+                    array, scores[k], seeded[k] = store[k].get(frame)
+                    logits = torch.from_numpy(array)[None, None]
                 else:
                     with _Timer(stats, "track"):
                         logits, scores[k], seeded[k] = self._step(track, frame, False, policy, stats)
