@@ -33,6 +33,10 @@ step ground_segment 300 "$py" benchmarks/ground_segment_bench.py --device cuda -
     --frames 10 --warmup 2 --modes naive,fp32,bf16,fp32-gather,bf16-gather --memory-frames 0 \
     --video-lengths 10,30,100 --video-sam2 large --presets paper,best --preset-dtypes bf16,fp32 \
     --models-dir /tmp/tgs-bench-models --out "$out/ground_segment.json"
+step propagation 300 "$py" benchmarks/propagation_bench.py speed --device cuda --threads 8 --frames 20 \
+    --out "$out/propagation.json"
+step propagation_memory 300 "$py" benchmarks/propagation_bench.py memory --device cuda --threads 8 \
+    --lengths 600,3600,18000 --every 1800 --out "$out/propagation_memory.json"
 step think 180 "$py" benchmarks/think_bench.py --preset full --device cuda --new-tokens 64 \
     --out "$out/think.json"
 step train 150 "$py" benchmarks/train_step_bench.py --device cuda --batch 4 --dtype bf16 \
