@@ -200,11 +200,22 @@ def run_child(kind: str, args: argparse.Namespace, **extra: object) -> dict | No
 
 
 def parent_speed(args: argparse.Namespace) -> dict:
-    rows = []
-    for dtype in args.dtypes.split(","):
-        for model in args.models.split(","):
-            rows.append(run_child("_speed", args, model=model, dtype=dtype, frames=args.frames))
-            LOG.info("%s", rows[-1])
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(model, dtype) for dtype in args.dtypes.split(",") for model in args.models.split(",")]
+    progress = Path(f"{args.out}.progress.jsonl") if args.out else None
+
+    def one(job: tuple[str, str]) -> dict:
+        row = run_child("_speed", args, model=job[0], dtype=job[1], frames=args.frames)
+        LOG.info("%s", row)
+        if progress is not None:
+            with progress.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+        return row
+
+    # children in parallel (--jobs): each is timed by its own process CPU time
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        rows = list(pool.map(one, jobs))
     ratios = {}
     for dtype in args.dtypes.split(","):
         base = next((r for r in rows if r.get("model") == "sam2.1-hiera-large" and r.get("dtype") == dtype), None)
@@ -243,6 +254,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="sam2.1-hiera-tiny")
     p.add_argument("--dtypes", default="fp32,bf16")
     p.add_argument("--dtype", default="fp32")
+    p.add_argument("--jobs", type=int, default=1, help="speed children run at once (CPU time is per process)")
     p.add_argument("--frames", type=int, default=3, help="tracked frames per model (speed)")
     p.add_argument("--lengths", default="600,3600,18000", help="frames per video (memory; 30 fps: 20 s, 2 min, 10 min)")
     p.add_argument("--length", type=int, default=600)
