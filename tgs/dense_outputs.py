@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -170,8 +171,10 @@ def decode_masks_json(path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
     if data.get("format") != MASKS_FORMAT:
         raise ValueError(f"{path}: expected a {MASKS_FORMAT} file, got format {data.get('format')!r}")
     for frame in data["frames"]:
-        masks = [coco_mask.decode({"size": o["rle"]["size"], "counts": o["rle"]["counts"].encode("ascii")})
-                 for o in frame["objects"]]
+        with warnings.catch_warnings():  # pycocotools 2.0.x vs numpy 2's __array__(copy=...)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            masks = [coco_mask.decode({"size": o["rle"]["size"], "counts": o["rle"]["counts"].encode("ascii")})
+                     for o in frame["objects"]]
         yield frame["frame"], np.stack(masks).astype(bool) if masks else np.zeros((0, data["height"], data["width"]), bool)
 
 
