@@ -43,6 +43,10 @@ step video_sharing 420 "$py" benchmarks/video_sharing_bench.py --device cuda --f
 step video_sharing_eager 300 "$py" benchmarks/video_sharing_bench.py --device cuda --frames 10 --expressions 8 \
     --dtypes bf16 --curve "" --device-preprocess --frame-batch-size 10 \
     --models-dir /tmp/tgs-bench-models --out "$out/video_sharing_eager.json"
+step propagation 300 "$py" benchmarks/propagation_bench.py speed --device cuda --threads 8 --frames 20 \
+    --out "$out/propagation.json"
+step propagation_memory 300 "$py" benchmarks/propagation_bench.py memory --device cuda --threads 8 \
+    --lengths 600,3600,18000 --every 1800 --out "$out/propagation_memory.json"
 step think 180 "$py" benchmarks/think_bench.py --preset full --device cuda --new-tokens 64 \
     --out "$out/think.json"
 # Decode: dynamic vs static KV cache vs static + compiled step (CUDA graphs), merged LoRA, bf16,

@@ -34,7 +34,15 @@ import numpy as np
 
 from tgs.errors import MediaError
 
-__all__ = ["CONTAINERS", "SourceAudio", "copy_audio_from", "partial_path", "video_codec", "write_overlay_video"]
+__all__ = [
+    "CONTAINERS",
+    "OverlayVideoWriter",
+    "SourceAudio",
+    "copy_audio_from",
+    "partial_path",
+    "video_codec",
+    "write_overlay_video",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -385,3 +393,120 @@ def _encode(out: Path, frames: Iterator[np.ndarray], rate: Fraction, writer: Any
         if writer is not None:
             writer.close(container)
     return index
+
+
+class OverlayVideoWriter:
+    """Push-style :func:`write_overlay_video`: ``write(frame)`` as frames are made, then
+    ``close()``. For producers that are not iterators (sinks fed by a propagation loop).
+
+    Same encoding, audio and odd-size handling as :func:`write_overlay_video`; the container
+    is opened on the first frame (its size fixes the video's). ``close()`` returns the path;
+    ``abort()`` (or an exception inside ``with``) removes the partial file.
+    """
+
+    def __init__(
+        self,
+        out_path: str | Path,
+        fps: float,
+        audio: np.ndarray | SourceAudio | None = None,
+        sample_rate: int | None = None,
+        *,
+        codec: str | None = None,
+        crf: int = 20,
+    ) -> None:
+        self.path = Path(out_path)
+        suffix = self.path.suffix.lower()
+        if suffix not in CONTAINERS:
+            raise ValueError(f"unsupported output suffix {suffix!r}; use one of {', '.join(CONTAINERS)}")
+        if not fps or fps <= 0 or not math.isfinite(fps):
+            raise ValueError(f"fps: expected a positive frame rate, got {fps}")
+        if isinstance(audio, np.ndarray):
+            self._audio: _ArrayAudio | _FileAudio | None = _ArrayAudio(audio, sample_rate or 0)
+        elif isinstance(audio, SourceAudio):
+            self._audio = _FileAudio(audio, suffix)
+        elif audio is None:
+            self._audio = None
+        else:
+            raise TypeError(f"audio: expected a numpy array, SourceAudio or None, got {type(audio).__name__}")
+        self._rate = Fraction(fps).limit_denominator(1001)
+        self._codec = codec or video_codec()
+        self._crf = crf
+        self._container: Any = None
+        self._stream: Any = None
+        self._shape: tuple[int, ...] | None = None
+        self.frames_written = 0
+
+    def _open(self, first: np.ndarray) -> None:
+        import av
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        options = {"movflags": "+faststart"} if self.path.suffix.lower() in (".mp4", ".mov", ".m4v") else {}
+        self._container = av.open(str(self.path), mode="w", options=options)
+        stream = self._container.add_stream(self._codec, rate=self._rate)
+        stream.height, stream.width = _even(first).shape[:2]
+        stream.pix_fmt = "yuv420p"
+        if self._codec == "libx264":
+            stream.options = {"crf": str(self._crf), "preset": "veryfast"}
+        else:
+            stream.bit_rate = max(1_000_000, int(stream.width * stream.height * float(self._rate) * 0.15))
+        self._stream = stream
+        if self._audio is not None:
+            self._audio.add_stream(self._container)
+
+    def write(self, frame: np.ndarray) -> None:
+        """Encode one uint8 [H, W, 3] RGB frame (every frame has the first one's size)."""
+        import av
+
+        try:
+            frame = _check_frame(frame, self.frames_written, self._shape)
+            if self._container is None:
+                self._shape = frame.shape
+                self._open(frame)
+            video_frame = av.VideoFrame.from_ndarray(_even(frame), format="rgb24")
+            video_frame.pts = self.frames_written
+            video_frame.time_base = 1 / self._rate
+            self._container.mux(self._stream.encode(video_frame))
+            self.frames_written += 1
+            if self._audio is not None:
+                self._audio.write_until(self._container, float(self.frames_written / self._rate))
+        except BaseException:
+            self.abort()
+            raise
+
+    def close(self) -> Path:
+        """Flush the encoders and the rest of the audio; ValueError if no frame was written."""
+        if self._container is None:
+            self.abort()
+            raise ValueError(f"{self.path}: expected at least one frame")
+        try:
+            self._container.mux(self._stream.encode(None))
+            if self._audio is not None:
+                self._audio.close(self._container)
+            self._container.close()
+        except BaseException:
+            self.abort()
+            raise
+        self._container = None
+        logger.info("wrote %d frames%s to %s", self.frames_written, " with audio" if self._audio else "", self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Stop and remove the partial file."""
+        if isinstance(self._audio, _FileAudio):
+            self._audio._input.close()
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # already failing: the partial file is removed below
+                logger.debug("closing a failed overlay container", exc_info=True)
+            self._container = None
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> OverlayVideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif self._container is not None:
+            self.close()

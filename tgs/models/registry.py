@@ -89,6 +89,23 @@ for _spec in (
         tiny_builder="tgs.testing.tiny_vision:build_tiny_sam2_video",
         how_to_get="`tgs models fetch sam2_video` (or `huggingface-cli download facebook/sam2.1-hiera-large`, or pass a local directory)",
     ),
+    *(
+        ModelSpec(
+            key=f"sam2_video_{size}",
+            description=f"SAM2.1-{label} video model, the Segment stage (propagation mode)",
+            default_source=f"facebook/sam2.1-hiera-{size.replace('_', '-')}",
+            tiny_builder="tgs.testing.tiny_vision:build_tiny_sam2_video",
+            how_to_get=f"huggingface-cli download facebook/sam2.1-hiera-{size.replace('_', '-')} (or pass a local directory)",
+        )
+        for size, label in (("tiny", "T"), ("small", "S"), ("base_plus", "B+"), ("large", "L"))
+    ),
+    ModelSpec(
+        key="edgetam_video",
+        description="EdgeTAM video model (RepViT + 2D spatial perceiver), fast propagation on a CPU",
+        default_source="facebook/EdgeTAM",
+        tiny_builder="tgs.testing.tiny_vision:build_tiny_edgetam_video",
+        how_to_get="huggingface-cli download facebook/EdgeTAM (or pass a local directory)",
+    ),
     ModelSpec(
         key="ref_thinker",
         description="Ref-Thinker (LLaMA-2-7B + CLIP ViT-L/14 + BEATs + Q-Former projectors), the Think stage",

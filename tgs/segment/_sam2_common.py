@@ -23,6 +23,7 @@ import torch.nn.functional as F
 __all__ = [
     "PREPROCESS_CHOICES",
     "boxes_to_input_coords",
+    "low_res_to_masks",
     "low_res_to_masks_and_probs",
     "pixel_values",
 ]
@@ -97,3 +98,10 @@ def low_res_to_masks_and_probs(low_res: torch.Tensor, size: tuple[int, int]) -> 
     clamped = torch.clamp(logits, -LOGIT_CLAMP, LOGIT_CLAMP)
     probs = torch.sigmoid(F.interpolate(clamped, size=size, mode="bilinear", align_corners=False))
     return masks[:, 0].cpu().numpy(), probs[:, 0].cpu().numpy().astype(np.float32)
+
+
+def low_res_to_masks(low_res: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Low-res logits [N, 1, h, w] -> bool masks [N, H, W]: the masks of
+    :func:`low_res_to_masks_and_probs` without computing the probabilities."""
+    resized = F.interpolate(low_res.float(), size=size, mode="bilinear", align_corners=False)
+    return (resized > 0.0)[:, 0].cpu().numpy()

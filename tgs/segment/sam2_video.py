@@ -1,89 +1,87 @@
-"""The Segment stage, propagation mode: SAM2 video (transformers ``Sam2VideoModel``) tracks the
-grounded object through the whole clip, so frames where grounding failed still get a mask.
+"""The Segment stage, propagation mode: a SAM2-family video model (transformers
+``Sam2VideoModel`` or ``EdgeTamVideoModel``) tracks the grounded objects through the whole clip,
+so frames where grounding failed still get a mask.
 
-Not in the paper (which segments frames independently); this is the improved mode. How it runs:
+Not in the paper (which segments frames independently); this is the improved mode. The
+clip's frames are the keyframes: each object's boxes seed and re-seed it under a
+:class:`~tgs.segment.propagation.PropagationPolicy` ("all" frames that have a box, the "best"
+scoring one, or the "first" one), and :class:`~tgs.segment.propagation.PropagationEngine`
+propagates backward then forward from each object's first seed. Masks come from the low-res
+logits resized straight to the clip size (> 0), probabilities are their sigmoid, exactly as
+in the image mode.
 
-1. Seed frames get the box prompt (``seed_frames``: "all" frames that have a box, the "best"
-   scoring one, or the "first" one). Each seed is decoded on its own, like an image prediction.
-2. Propagation runs forward from the earliest seed to the last frame and then backward from
-   it to frame 0, with SAM2's memory (the seeds plus the 6 most recent frames).
-3. Masks come from the low-res logits resized straight to the clip size (> 0), probabilities
-   are their sigmoid, exactly as in the image mode.
-
-Memory stays bounded by the clip itself: frames are preprocessed lazily when the model asks
-for them (one 1024 x 1024 frame at a time instead of the whole video up front), only one
-frame's vision features are cached, and the 1024 x 1024 mask logits that transformers keeps
-per frame (needed only while that frame's memory is encoded) are dropped once it is done.
+``segment_many`` runs every object of a clip in one propagation: each frame is encoded once,
+and each object's masks equal those of ``segment`` on that object alone (tested in fp32).
 """
+
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from tgs.devices import resolve_device, resolve_dtype
-from tgs.models.hf_loading import load_model, load_processor
-from tgs.segment._sam2_common import PREPROCESS_CHOICES, low_res_to_masks_and_probs, pixel_values
+from tgs.models.hf_loading import load_model, load_processor, resolve_pretrained_source
+from tgs.segment._sam2_common import PREPROCESS_CHOICES
+from tgs.segment.frame_source import ArrayFrameSource
+from tgs.segment.propagation import (
+    SEED_CHOICES,
+    ObjectPrompts,
+    PropagationEngine,
+    PropagationPolicy,
+    choose_seed_frames,
+)
 from tgs.segment.sam2_image import DEFAULT_SOURCE, HOW_TO_GET, check_frame_boxes
 from tgs.types import Clip, Masks
 
-__all__ = ["SEED_CHOICES", "Sam2VideoSegmenter", "choose_seed_frames"]
+__all__ = [
+    "PROPAGATION_MODEL_KEYS",
+    "SEED_CHOICES",
+    "Sam2VideoSegmenter",
+    "choose_seed_frames",
+    "default_propagation_model",
+    "video_model_class",
+]
 
 logger = logging.getLogger(__name__)
 
-SEED_CHOICES = ("all", "best", "first")
-OBJECT_ID = 1
+
+PROPAGATION_MODEL_KEYS = (
+    "edgetam_video",
+    "sam2_video_tiny",
+    "sam2_video_small",
+    "sam2_video_base_plus",
+    "sam2_video_large",
+)
+"""Model registry keys of the propagation models (``tgs models list`` shows their sources)."""
 
 
-def choose_seed_frames(
-    boxes: Sequence[np.ndarray | None], scores: Sequence[float | None] | None, rule: str
-) -> list[int]:
-    """Frames that receive the box prompt under ``rule`` ("all", "best" or "first").
-
-    "best" needs ``scores`` (one per frame, None where there is no box); ties go to the
-    earliest frame. Returns [] when no frame has a box.
-    """
-    prompted = [i for i, b in enumerate(boxes) if b is not None]
-    if not prompted or rule == "all":
-        return prompted
-    if rule == "first":
-        return prompted[:1]
-    if rule != "best":
-        raise ValueError(f"seed_frames: expected one of {SEED_CHOICES}, got {rule!r}")
-    if scores is None or len(scores) != len(boxes):
-        raise ValueError("seed_frames='best' needs one score per frame (the grounding score of each box)")
-    missing = [i for i in prompted if scores[i] is None]
-    if missing:
-        raise ValueError(f"seed_frames='best': frames {missing} have a box but no score")
-    return [max(prompted, key=lambda i: (float(scores[i]), -i))]  # type: ignore[arg-type]
+def default_propagation_model(device: str | torch.device | None = None) -> str:
+    """The registry key a user would pick for ``device``: EdgeTAM on a CPU (the fastest per
+    frame of the five in benchmarks/propagation_bench.py), the paper's SAM2.1-L elsewhere."""
+    kind = torch.device(device).type if device is not None and str(device) != "auto" else resolve_device(device).type
+    return "edgetam_video" if kind == "cpu" else "sam2_video_large"
 
 
-def _lazy_session_class():
-    """A Sam2VideoInferenceSession that preprocesses a frame only when the model asks for it."""
-    from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
+def video_model_class(source: str | Path) -> type:
+    """``EdgeTamVideoModel`` for an EdgeTAM checkpoint, else ``Sam2VideoModel`` (by config model_type)."""
+    from transformers import AutoConfig, EdgeTamVideoModel, Sam2VideoModel
 
-    class LazyFrameSession(Sam2VideoInferenceSession):
-        def __init__(self, num_frames: int, load_frame: Callable[[int], torch.Tensor], **kwargs) -> None:
-            super().__init__(video=None, **kwargs)
-            self._num_frames = num_frames
-            self._load_frame = load_frame
-
-        @property
-        def num_frames(self) -> int:
-            return self._num_frames
-
-        def get_frame(self, frame_idx: int) -> torch.Tensor:
-            return self._load_frame(frame_idx).to(self.inference_device, self.dtype)
-
-    return LazyFrameSession
+    try:
+        model_type = AutoConfig.from_pretrained(str(source)).model_type
+    except (OSError, ValueError):  # unreadable: the loader reports it against Sam2VideoModel
+        path = Path(str(source)) / "config.json"
+        model_type = json.loads(path.read_text()).get("model_type", "") if path.is_file() else ""
+    return EdgeTamVideoModel if model_type.startswith("edgetam") else Sam2VideoModel
 
 
 class Sam2VideoSegmenter:
-    """Box prompts on seed frames, propagated forward and backward through the clip."""
+    """Box prompts on keyframes, propagated forward and backward through the clip."""
 
     def __init__(
         self,
@@ -95,6 +93,7 @@ class Sam2VideoSegmenter:
         seed_frames: str = "all",
         preprocess: str = "hf",
         source: str = "",
+        policy: PropagationPolicy | None = None,
     ) -> None:
         if seed_frames not in SEED_CHOICES:
             raise ValueError(f"seed_frames: expected one of {SEED_CHOICES}, got {seed_frames!r}")
@@ -104,9 +103,11 @@ class Sam2VideoSegmenter:
         self.processor = processor
         self.device = device
         self.dtype = dtype
-        self.seed_frames = seed_frames
+        self.policy = policy or PropagationPolicy(seed_frames=seed_frames)
+        self.seed_frames = self.policy.seed_frames
         self.preprocess = preprocess
         self.source = source
+        self.engine = PropagationEngine(model, processor, device=device, dtype=dtype, preprocess=preprocess)
 
     @classmethod
     def from_pretrained(
@@ -117,15 +118,17 @@ class Sam2VideoSegmenter:
         dtype: str | torch.dtype | None = None,
         seed_frames: str = "all",
         preprocess: str = "hf",
+        policy: PropagationPolicy | None = None,
     ) -> Sam2VideoSegmenter:
-        """Load Sam2VideoModel + Sam2VideoProcessor strictly (an image-only SAM2 checkpoint
-        lacks the memory modules and is rejected with the missing keys listed)."""
-        from transformers import Sam2VideoModel, Sam2VideoProcessor
+        """Load a SAM2.1 or EdgeTAM video model + Sam2VideoProcessor strictly (an image-only
+        SAM2 checkpoint lacks the memory modules and is rejected with the missing keys listed)."""
+        from transformers import Sam2VideoProcessor
 
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
-        what = "SAM2 video model (Segment stage, propagation)"
-        model = load_model(Sam2VideoModel, source, what=what, how_to_get=HOW_TO_GET, device=dev, dtype=dt)
+        what = "SAM2-family video model (Segment stage, propagation)"
+        model_cls = video_model_class(resolve_pretrained_source(source, what=what, how_to_get=HOW_TO_GET))
+        model = load_model(model_cls, source, what=what, how_to_get=HOW_TO_GET, device=dev, dtype=dt)
         processor = load_processor(Sam2VideoProcessor, source, what=what, how_to_get=HOW_TO_GET)
         return cls(
             model,
@@ -135,6 +138,7 @@ class Sam2VideoSegmenter:
             seed_frames=seed_frames,
             preprocess=preprocess,
             source=str(source),
+            policy=policy,
         )
 
     def segment(
@@ -147,76 +151,55 @@ class Sam2VideoSegmenter:
 
         boxes: one xyxy box per frame in clip pixels, or None; scores: the grounding score of
         each box (needed for seed_frames="best"). No box anywhere -> all-empty masks.
-        meta["seed_frames"]: the prompted frames; meta["object_score_logits"]: float32 [T],
-        SAM2's object-presence logit per frame (< 0: predicted absent, mask empty).
+        meta["seed_frames"]: the frames chosen as seeds; meta["conditioned_frames"]: the
+        frames decoded from a box (seeds and re-seeds); meta["object_score_logits"]: float32
+        [T], SAM2's object-presence logit per frame (< 0: predicted absent, mask empty).
         """
-        frame_boxes = check_frame_boxes(clip, boxes)
-        seeds = choose_seed_frames(frame_boxes, scores, self.seed_frames)
-        if not seeds:
-            return Masks.empty(clip.num_frames, clip.size)
-        masks = np.zeros((clip.num_frames, *clip.size), dtype=np.bool_)
-        probs = np.zeros((clip.num_frames, *clip.size), dtype=np.float32)
-        presence = np.full((clip.num_frames,), np.nan, dtype=np.float32)
-        for frame_idx, low_res, object_score in self.propagate(clip, {i: frame_boxes[i] for i in seeds}):
-            m, p = low_res_to_masks_and_probs(low_res, clip.size)
-            masks[frame_idx], probs[frame_idx], presence[frame_idx] = m[0], p[0], object_score
-        return Masks(masks, probs, meta={"seed_frames": seeds, "object_score_logits": presence})
+        return self.segment_many(clip, [boxes], None if scores is None else [scores])[0]
 
-    @torch.inference_mode()
-    def propagate(
-        self, clip: Clip, seeds: dict[int, np.ndarray]
-    ) -> Iterator[tuple[int, torch.Tensor, float]]:
-        """Yield (frame index, low-res logits float32 [1, 1, h, w], object score logit) per frame.
-
-        Forward from the earliest seed to the end, then backward from it to frame 0; every
-        frame is yielded exactly once.
-        """
-        image_processor = self.processor.image_processor
-
-        def load_frame(i: int) -> torch.Tensor:
-            return pixel_values(clip.frames[i : i + 1], image_processor, self.preprocess)[0]
-
-        height, width = clip.size
-        session = _lazy_session_class()(
-            clip.num_frames,
-            load_frame,
-            video_height=height,
-            video_width=width,
-            inference_device=self.device,
-            inference_state_device=self.device,
-            video_storage_device=self.device,
-            dtype=self.dtype,
-        )
-        for frame_idx, box in sorted(seeds.items()):
-            self.processor.add_inputs_to_inference_session(
-                inference_session=session,
-                frame_idx=frame_idx,
-                obj_ids=OBJECT_ID,
-                input_boxes=[[box.tolist()]],
+    def segment_many(
+        self,
+        clip: Clip,
+        boxes_per_object: Sequence[Sequence[np.ndarray | None]],
+        scores_per_object: Sequence[Sequence[float | None] | None] | None = None,
+    ) -> list[Masks]:
+        """One Masks per object (as :meth:`segment`), all objects in one propagation."""
+        if scores_per_object is not None and len(scores_per_object) != len(boxes_per_object):
+            raise ValueError(
+                f"expected one score list per object: {len(boxes_per_object)} objects, "
+                f"{len(scores_per_object)} score lists"
             )
-            self.model(inference_session=session, frame_idx=frame_idx)
-            self._drop_high_res_logits(session, frame_idx)
-        start = min(seeds)
-        seen: set[int] = set()
-        for reverse in (False, True):
-            for out in self.model.propagate_in_video_iterator(
-                session, start_frame_idx=start, reverse=reverse
-            ):
-                self._drop_high_res_logits(session, out.frame_idx)
-                if out.frame_idx in seen:
-                    continue
-                seen.add(out.frame_idx)
-                yield (
-                    out.frame_idx,
-                    out.pred_masks[:1].float().cpu(),
-                    float(out.object_score_logits.reshape(-1)[0]),
-                )
-
-    @staticmethod
-    def _drop_high_res_logits(session, frame_idx: int) -> None:
-        """Free the per-frame 1024 x 1024 logits transformers keeps after memory encoding."""
-        for outputs in session.output_dict_per_obj.values():
-            for storage in outputs.values():
-                stored = storage.get(frame_idx)
-                if stored is not None:
-                    stored.pop("high_res_masks", None)
+        frames = tuple(range(clip.num_frames))
+        prompts = []
+        for k, boxes in enumerate(boxes_per_object):
+            scores = None if scores_per_object is None else scores_per_object[k]
+            if scores is not None and len(scores) != clip.num_frames:
+                raise ValueError(f"object {k}: expected one score per frame ({clip.num_frames}), got {len(scores)}")
+            prompts.append(ObjectPrompts(frames, tuple(check_frame_boxes(clip, boxes)),
+                                         None if scores is None else tuple(scores)))
+        if not prompts:
+            return []
+        num = len(prompts)
+        masks = np.zeros((num, clip.num_frames, *clip.size), dtype=np.bool_)
+        probs = np.zeros((num, clip.num_frames, *clip.size), dtype=np.float32)
+        presence = np.full((num, clip.num_frames), np.nan, dtype=np.float32)
+        conditioned = np.zeros((num, clip.num_frames), dtype=np.bool_)
+        results = self.engine.run(ArrayFrameSource(clip.frames), prompts, self.policy, with_probs=True)
+        for result in results:
+            masks[:, result.index] = result.masks
+            probs[:, result.index] = result.probs
+            presence[:, result.index] = result.object_scores
+            conditioned[:, result.index] = result.seeded
+        out = []
+        for k, prompt in enumerate(prompts):
+            seeds = sorted(self.engine.plan(prompt, self.policy)[0])
+            if not seeds:
+                out.append(Masks.empty(clip.num_frames, clip.size))
+                continue
+            meta = {
+                "seed_frames": seeds,
+                "conditioned_frames": np.flatnonzero(conditioned[k]).tolist(),
+                "object_score_logits": presence[k],
+            }
+            out.append(Masks(masks[k], probs[k], meta=meta))
+        return out

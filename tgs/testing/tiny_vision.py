@@ -27,11 +27,14 @@ __all__ = [
     "FULL_SIZE_NAMES",
     "TINY_WORDS",
     "build_full_size",
+    "build_tiny_edgetam_video",
     "build_tiny_grounding_dino",
     "build_tiny_sam2",
     "build_tiny_sam2_video",
+    "edgetam_video_config",
     "full_size_config",
     "tiny_bert_vocab",
+    "tiny_edgetam_video_config",
     "tiny_grounding_dino_config",
     "tiny_sam2_config",
     "tiny_sam2_video_config",
@@ -293,6 +296,105 @@ def build_tiny_sam2_video(out_dir: Path, seed: int = 0) -> Path:
     return out_dir
 
 
+# --------------------------------------------------------------------------- EdgeTAM
+
+
+def _repvit_backbone(embed_dim: tuple[int, ...], depth: tuple[int, ...]):
+    """RepViT trunk through timm (EdgeTAM's image encoder).
+
+    transformers' EdgeTamVisionConfig default misspells the timm ``architecture`` key, so its
+    default backbone is a ResNet-50; the architecture is named here explicitly.
+    """
+    from transformers import TimmWrapperConfig
+
+    return TimmWrapperConfig(
+        architecture="repvit_m1",
+        model_args={"in_chans": 3, "features_only": True, "out_indices": [0, 1, 2, 3],
+                    "embed_dim": embed_dim, "depth": depth},
+    )
+
+
+def tiny_edgetam_video_config():
+    """EdgeTAM with the real structure (RepViT trunk, FPN, 2D spatial perceiver over the
+    memories, memory attention) at toy sizes, 128 px input like the tiny SAM2."""
+    from transformers import (
+        EdgeTamVideoConfig,
+        EdgeTamVideoMaskDecoderConfig,
+        EdgeTamVideoPromptEncoderConfig,
+        EdgeTamVisionConfig,
+    )
+
+    size = _TINY_SAM2_IMAGE_SIZE
+    vision = EdgeTamVisionConfig(
+        backbone_config=_repvit_backbone((8, 16, 32, 64), (1, 1, 1, 1)),
+        backbone_channel_list=[64, 32, 16, 8],
+        backbone_feature_sizes=[[size // 4] * 2, [size // 8] * 2, [size // 16] * 2],
+        fpn_hidden_size=_TINY_SAM2_HIDDEN,
+    )
+    return EdgeTamVideoConfig(
+        vision_config=vision,
+        prompt_encoder_config=EdgeTamVideoPromptEncoderConfig(
+            hidden_size=_TINY_SAM2_HIDDEN, image_size=size, patch_size=16, mask_input_channels=4
+        ),
+        mask_decoder_config=EdgeTamVideoMaskDecoderConfig(
+            hidden_size=_TINY_SAM2_HIDDEN, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32,
+            num_hidden_layers=2,
+        ),
+        image_size=size,
+        memory_attention_hidden_size=_TINY_SAM2_HIDDEN,
+        memory_attention_num_layers=1,
+        memory_attention_mlp_hidden_size=64,
+        memory_attention_rope_feat_sizes=[size // 16] * 2,
+        memory_attention_rope_k_sizes=[4, 4],  # the perceiver's 2D latents: 4 x 4
+        perceiver_resampler_num_latents=16,
+        perceiver_resampler_num_latents_2d=16,
+        perceiver_resampler_mlp_intermediate_size=32,
+        perceiver_resampler_num_layers=1,
+        memory_encoder_hidden_size=_TINY_SAM2_HIDDEN,
+        memory_encoder_output_channels=64,
+        mask_downsampler_embed_dim=_TINY_SAM2_HIDDEN,
+        memory_fuser_embed_dim=_TINY_SAM2_HIDDEN,
+        memory_fuser_intermediate_dim=64,
+        memory_fuser_num_layers=1,
+    )
+
+
+def edgetam_video_config():
+    """The architecture of facebook/EdgeTAM: RepViT-M1 trunk (timm ``repvit_m1``, stages
+    48-96-192-384), 256-wide FPN, 2 memory-attention layers over a 2D spatial perceiver
+    (256 + 256 latents), SAM2's prompt encoder and mask decoder, 1024 px input: the
+    EdgeTamVideoConfig defaults with the RepViT trunk named."""
+    from transformers import EdgeTamVideoConfig, EdgeTamVisionConfig
+
+    vision = EdgeTamVisionConfig(backbone_config=_repvit_backbone((48, 96, 192, 384), (2, 2, 14, 2)))
+    return EdgeTamVideoConfig(vision_config=vision)
+
+
+def _save_video_processor(out_dir: Path, image_size: int) -> None:
+    from transformers import Sam2VideoProcessor, Sam2VideoVideoProcessor
+
+    size = {"height": image_size, "width": image_size}
+    Sam2VideoProcessor(
+        image_processor=_sam2_image_processor(image_size), video_processor=Sam2VideoVideoProcessor(size=size)
+    ).save_pretrained(out_dir)
+
+
+def build_tiny_edgetam_video(out_dir: Path, seed: int = 0) -> Path:
+    """Save a tiny random EdgeTamVideoModel + Sam2VideoProcessor (EdgeTAM's processor) into
+    ``out_dir``; the presence head gets the same +4 bias as :func:`build_tiny_sam2_video`."""
+    from transformers import EdgeTamVideoModel
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = EdgeTamVideoModel(tiny_edgetam_video_config()).eval()
+    with torch.no_grad():
+        model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(4.0)
+    model.save_pretrained(out_dir)
+    _save_video_processor(out_dir, _TINY_SAM2_IMAGE_SIZE)
+    return out_dir
+
+
 # --------------------------------------------------------------------------- full size
 
 # Hiera trunks of the SAM2.1 checkpoints (sam2/configs/sam2.1/sam2.1_hiera_{t,s,l}.yaml):
@@ -312,6 +414,13 @@ _SAM21_TRUNKS: dict[str, dict] = {
         "global": [7, 10, 13],
         "window": [8, 4, 14, 7],
     },
+    "sam2.1-hiera-base-plus": {  # sam2.1_hiera_b+.yaml: Hiera's defaults with embed 112, 2 heads
+        "embed": 112,
+        "heads": 2,
+        "stages": [2, 3, 16, 3],
+        "global": [12, 16, 20],
+        "window": [8, 4, 14, 7],
+    },
     "sam2.1-hiera-large": {
         "embed": 144,
         "heads": 2,
@@ -321,7 +430,7 @@ _SAM21_TRUNKS: dict[str, dict] = {
     },
 }
 
-FULL_SIZE_NAMES: tuple[str, ...] = ("grounding-dino-tiny", *_SAM21_TRUNKS)
+FULL_SIZE_NAMES: tuple[str, ...] = ("grounding-dino-tiny", *_SAM21_TRUNKS, "edgetam")
 
 
 def full_size_config(name: str, *, video: bool = False):
@@ -330,7 +439,8 @@ def full_size_config(name: str, *, video: bool = False):
     ``grounding-dino-tiny``: IDEA-Research/grounding-dino-tiny (Swin-T depths 2-2-6-2, heads
     3-6-12-24, window 7; bert-base-uncased text encoder; 900 queries, 6+6 layers, d_model 256),
     which are transformers' GroundingDinoConfig defaults plus the Swin-T backbone.
-    ``sam2.1-hiera-{tiny,small,large}``: the Hiera trunk of the matching SAM2.1 yaml
+    ``edgetam``: facebook/EdgeTAM (video only, see :func:`edgetam_video_config`).
+    ``sam2.1-hiera-{tiny,small,base-plus,large}``: the Hiera trunk of the matching SAM2.1 yaml
     (transformers' Sam2Config defaults are hiera-tiny); ``video=True`` gives Sam2VideoConfig
     whose memory defaults are the SAM2.1 ones (7 memories, 4 memory-attention layers).
     """
@@ -348,6 +458,10 @@ def full_size_config(name: str, *, video: bool = False):
             out_indices=[2, 3, 4],
         )
         return GroundingDinoConfig(backbone_config=backbone, text_config=BertConfig())
+    if name == "edgetam":
+        if not video:
+            raise ValueError("edgetam: only the video model (EdgeTamVideoModel) is benchmarked")
+        return edgetam_video_config()
     if name not in _SAM21_TRUNKS:
         raise ValueError(f"unknown full-size model {name!r}; available: {', '.join(FULL_SIZE_NAMES)}")
     from transformers import Sam2Config, Sam2HieraDetConfig, Sam2VideoConfig, Sam2VisionConfig
@@ -385,6 +499,12 @@ def build_full_size(name: str, out_dir: Path, *, video: bool = False, seed: int 
         processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(), tokenizer=tokenizer)
         model.save_pretrained(out_dir)
         processor.save_pretrained(out_dir)
+        return out_dir
+    if name == "edgetam":
+        from transformers import EdgeTamVideoModel
+
+        EdgeTamVideoModel(config).eval().save_pretrained(out_dir)
+        _save_video_processor(out_dir, 1024)
         return out_dir
     if video:
         from transformers import Sam2VideoModel, Sam2VideoProcessor, Sam2VideoVideoProcessor

@@ -1,0 +1,230 @@
+"""Outputs of dense propagation that people reuse, written frame by frame as results stream.
+
+Each sink takes the :class:`~tgs.segment.propagation.FrameResult` of every source frame, in
+order (``add``), then ``close()``; nothing holds more than the current frame, so a
+10-minute video costs the same memory as a 10-second one.
+
+- :class:`MaskPngSink`: ``masks/<object>/<frame>.png``, 8-bit 0/255 (``tgs eval`` reads this
+  layout, one ``<object>`` folder per expression);
+- :class:`CocoRleSink`: one ``masks.json``: per frame and object the mask in COCO run-length
+  encoding (``pycocotools.mask.decode`` gives it back exactly), its box, SAM2's presence
+  score and whether the frame was a seed; written to a temporary name and renamed at the end;
+- :class:`OverlayVideoSink`: the source video with every object's mask in its colour and a
+  legend, at the source's frame rate and size, with the source's audio.
+
+``run_sinks(results, sinks)`` feeds a result stream to sinks, closing them all at the end and
+removing partial files on an error. masks.json layout::
+
+    {"format": "tgs-dense-masks/1", "height": H, "width": W, "fps": 25.0, "num_frames": T,
+     "objects": [{"id": 0, "name": "..."}, ...],
+     "frames": [{"frame": 0, "time": 0.0,
+                 "objects": [{"id": 0, "rle": {"size": [H, W], "counts": "..."},
+                              "box": [x0, y0, x1, y1] | null, "score": 3.2 | null,
+                              "seeded": false}, ...]}, ...]}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from tgs.segment.propagation import FrameResult, mask_box
+from tgs.video_out import OverlayVideoWriter, SourceAudio
+from tgs.viz import Color, object_colors, overlay_objects
+
+__all__ = [
+    "CocoRleSink",
+    "FrameSink",
+    "MaskPngSink",
+    "OverlayVideoSink",
+    "decode_masks_json",
+    "encode_rle",
+    "run_sinks",
+]
+
+logger = logging.getLogger(__name__)
+
+MASKS_FORMAT = "tgs-dense-masks/1"
+
+
+class FrameSink(Protocol):
+    def add(self, result: FrameResult) -> None: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+def _names(count: int, names: Sequence[str] | None) -> list[str]:
+    if names is None:
+        return [str(k) for k in range(count)]
+    if len(names) != count:
+        raise ValueError(f"expected one name per object: {count} objects, {len(names)} names")
+    return [str(n) for n in names]
+
+
+class MaskPngSink:
+    """``<root>/<folder>/<frame:05d>.png`` per object; folder names default to 0, 1, ..."""
+
+    def __init__(self, root: str | Path, num_objects: int, folders: Sequence[str] | None = None) -> None:
+        self.root = Path(root)
+        self.folders = _names(num_objects, folders)
+        for folder in self.folders:
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+
+    def add(self, result: FrameResult) -> None:
+        from PIL import Image
+
+        for folder, mask in zip(self.folders, result.masks, strict=True):
+            Image.fromarray(mask.astype(np.uint8) * 255).save(self.root / folder / f"{result.index:05d}.png")
+
+    def close(self) -> None:
+        return None
+
+    def abort(self) -> None:
+        return None  # the PNGs written so far are complete files: kept for a resumed run
+
+
+def encode_rle(mask: np.ndarray) -> dict:
+    """COCO RLE of a bool mask [H, W]: {"size": [H, W], "counts": str} (pycocotools)."""
+    from pycocotools import mask as coco_mask
+
+    rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(float(value)) else None
+
+
+class CocoRleSink:
+    """Streams ``masks.json`` (see the module docstring) to ``path``."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        num_objects: int,
+        size: tuple[int, int],
+        *,
+        names: Sequence[str] | None = None,
+        fps: float | None = None,
+        times: Sequence[float] | np.ndarray | None = None,
+        num_frames: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.partial")
+        self._times = times
+        self._count = 0
+        header = {
+            "format": MASKS_FORMAT,
+            "height": int(size[0]),
+            "width": int(size[1]),
+            "fps": fps,
+            "num_frames": num_frames,
+            "objects": [{"id": k, "name": n} for k, n in enumerate(_names(num_objects, names))],
+        }
+        self._file = self._tmp.open("w")
+        text = json.dumps(header)
+        self._file.write(text[:-1] + ', "frames": [\n')
+
+    def add(self, result: FrameResult) -> None:
+        objects = []
+        for k, mask in enumerate(result.masks):
+            box = mask_box(mask)
+            objects.append({
+                "id": k,
+                "rle": encode_rle(mask),
+                "box": None if box is None else [float(v) for v in box],
+                "score": _finite_or_none(result.object_scores[k]),
+                "seeded": bool(result.seeded[k]),
+            })
+        time = None if self._times is None else float(self._times[result.index])
+        entry = {"frame": int(result.index), "time": time, "objects": objects}
+        self._file.write(("" if self._count == 0 else ",\n") + json.dumps(entry))
+        self._count += 1
+
+    def close(self) -> None:
+        self._file.write("\n]}\n")
+        self._file.close()
+        os.replace(self._tmp, self.path)
+        logger.info("wrote %d frames of RLE masks to %s", self._count, self.path)
+
+    def abort(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+def decode_masks_json(path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame index, bool masks [N, H, W]) per frame of a masks.json, via pycocotools."""
+    from pycocotools import mask as coco_mask
+
+    data = json.loads(Path(path).read_text())
+    if data.get("format") != MASKS_FORMAT:
+        raise ValueError(f"{path}: expected a {MASKS_FORMAT} file, got format {data.get('format')!r}")
+    for frame in data["frames"]:
+        with warnings.catch_warnings():  # pycocotools 2.0.x vs numpy 2's __array__(copy=...)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            masks = [coco_mask.decode({"size": o["rle"]["size"], "counts": o["rle"]["counts"].encode("ascii")})
+                     for o in frame["objects"]]
+        yield frame["frame"], np.stack(masks).astype(bool) if masks else np.zeros((0, data["height"], data["width"]), bool)
+
+
+class OverlayVideoSink:
+    """The source frames with every object's mask in its colour and a legend, encoded as they
+    come at ``fps`` (the source's), with ``audio`` (e.g. ``copy_audio_from(source)``)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float,
+        num_objects: int,
+        *,
+        names: Sequence[str] | None = None,
+        colors: Sequence[Color] | None = None,
+        audio: np.ndarray | SourceAudio | None = None,
+        sample_rate: int | None = None,
+        alpha: float = 0.5,
+    ) -> None:
+        self.names = _names(num_objects, names)
+        self.colors = list(colors) if colors is not None else object_colors(num_objects)
+        self.alpha = alpha
+        self.writer = OverlayVideoWriter(path, fps, audio, sample_rate)
+
+    def add(self, result: FrameResult) -> None:
+        self.writer.write(overlay_objects(result.frame, result.masks, self.colors, self.names, alpha=self.alpha))
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+
+def run_sinks(results: Iterable[FrameResult], sinks: Sequence[FrameSink]) -> int:
+    """Feed every result to every sink, then close them; returns the number of frames.
+
+    On an error (or Ctrl-C) every sink is aborted, so no half-written masks.json or video is
+    left under its final name.
+    """
+    count = 0
+    try:
+        for result in results:
+            for sink in sinks:
+                sink.add(result)
+            count += 1
+    except BaseException:
+        for sink in sinks:
+            sink.abort()
+        raise
+    for sink in sinks:
+        sink.close()
+    return count
