@@ -38,7 +38,7 @@ import numpy as np
 
 from tgs.segment.propagation import FrameResult, mask_box
 from tgs.video_out import OverlayVideoWriter, SourceAudio
-from tgs.viz import Color, object_colors, overlay_objects
+from tgs.viz import Color, expression_color, overlay_objects
 
 __all__ = [
     "CocoRleSink",
@@ -195,12 +195,15 @@ class OverlayVideoSink:
         alpha: float = 0.5,
     ) -> None:
         self.names = _names(num_objects, names)
-        self.colors = list(colors) if colors is not None else object_colors(num_objects)
+        self.colors = list(colors) if colors is not None else [expression_color(k) for k in range(num_objects)]
         self.alpha = alpha
         self.writer = OverlayVideoWriter(path, fps, audio, sample_rate)
 
     def add(self, result: FrameResult) -> None:
-        self.writer.write(overlay_objects(result.frame, result.masks, self.colors, self.names, alpha=self.alpha))
+        no_boxes = [None] * len(self.names)
+        self.writer.write(
+            overlay_objects(result.frame, list(result.masks), no_boxes, self.names, self.colors, alpha=self.alpha)
+        )
 
     def close(self) -> None:
         self.writer.close()

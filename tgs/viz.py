@@ -22,14 +22,11 @@ from tgs.types import Masks
 
 __all__ = [
     "GT_COLOR",
-    "OBJECT_PALETTE",
     "PRED_COLOR",
     "Color",
-    "draw_legend",
     "expression_color",
     "fit_mask",
     "mask_edges",
-    "object_colors",
     "overlay_frame",
     "overlay_objects",
     "overlay_strip",
@@ -380,75 +377,3 @@ def save_mask_pngs(masks: Masks | np.ndarray, out_dir: str | Path, *, first_inde
         Image.fromarray(frame.astype(np.uint8) * 255).save(path)
         paths.append(path)
     return paths
-
-
-# ---------------------------------------------------------------------------- several objects
-
-OBJECT_PALETTE: tuple[Color, ...] = (
-    (255, 56, 56), (56, 120, 255), (64, 220, 64), (255, 190, 0), (200, 64, 255),
-    (0, 220, 220), (255, 120, 200), (160, 110, 40), (140, 140, 255), (255, 140, 60),
-)
-"""Distinct colours for objects 0, 1, ... (red first, as :data:`PRED_COLOR`); they repeat after 10."""
-
-
-def object_colors(count: int) -> list[Color]:
-    """One colour per object: :data:`OBJECT_PALETTE` in order, cycled."""
-    if count < 0:
-        raise ValueError(f"count: expected >= 0, got {count}")
-    return [OBJECT_PALETTE[i % len(OBJECT_PALETTE)] for i in range(count)]
-
-
-def overlay_objects(
-    frame: np.ndarray,
-    masks: np.ndarray,
-    colors: Sequence[Color] | None = None,
-    names: Sequence[str] | None = None,
-    *,
-    alpha: float = 0.5,
-) -> np.ndarray:
-    """Several objects' masks on one frame, each in its colour, with a legend.
-
-    frame: uint8 [H, W, 3]; masks: bool [N, H, W] (object k blended in ``colors[k]``, later
-    objects over earlier ones); names: the legend, one swatch and name per object at the
-    top-left (none when None). Returns a new uint8 [H, W, 3].
-    """
-    _check_frame(frame)
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha: expected a value in [0, 1], got {alpha}")
-    size = (int(frame.shape[0]), int(frame.shape[1]))
-    masks = np.asarray(masks)
-    if masks.ndim != 3:
-        raise ValueError(f"masks: expected bool [N, H, W], got shape {tuple(masks.shape)}")
-    colors = list(colors) if colors is not None else object_colors(len(masks))
-    if len(colors) != len(masks) or (names is not None and len(names) != len(masks)):
-        raise ValueError(f"expected one colour (and name) per object: {len(masks)} masks, {len(colors)} colours"
-                         + ("" if names is None else f", {len(names)} names"))
-    out = frame.copy()
-    for mask, color in zip(masks, colors, strict=True):
-        inside = _check_mask(mask, size, "mask")
-        blended = (1.0 - alpha) * frame[inside].astype(np.float32) + alpha * _check_color(color)
-        out[inside] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
-    if not names:
-        return out
-    return draw_legend(out, names, colors)
-
-
-def draw_legend(frame: np.ndarray, names: Sequence[str], colors: Sequence[Color]) -> np.ndarray:
-    """A legend at the top-left: per line a colour swatch and the name (white on black)."""
-    from PIL import Image, ImageDraw
-
-    _check_frame(frame)
-    image = Image.fromarray(frame)
-    font_size = max(10, frame.shape[0] // 30)
-    font = _font(font_size)
-    draw = ImageDraw.Draw(image)
-    pad = max(1, font_size // 4)
-    y = pad
-    for name, color in zip(names, colors, strict=True):
-        x0, y0, x1, y1 = draw.textbbox((0, 0), name, font=font)
-        line = max(y1 - y0, font_size)
-        draw.rectangle((pad, y, pad + 2 * pad + line + (x1 - x0) + pad, y + line + 2 * pad - 1), fill=_LABEL_BACKGROUND)
-        draw.rectangle((2 * pad, y + pad, 2 * pad + line - 1, y + pad + line - 1), fill=tuple(int(c) for c in color))
-        draw.text((3 * pad + line - x0, y + pad - y0), name, fill=_LABEL_TEXT, font=font)
-        y += line + 2 * pad
-    return np.asarray(image).copy()

@@ -23,7 +23,7 @@ from tgs.segment.propagation import FrameResult, ObjectPrompts
 from tgs.testing.synthetic_video import MovingSquareSource
 from tgs.testing.tiny_vision import build_tiny_sam2_video
 from tgs.video_out import OverlayVideoWriter, copy_audio_from
-from tgs.viz import object_colors, overlay_objects
+from tgs.viz import expression_color, overlay_objects
 
 FPS, SECONDS, HEIGHT, WIDTH = 25, 6, 47, 63  # odd size
 
@@ -141,14 +141,14 @@ def test_overlay_objects_colours_each_object_and_draws_a_legend() -> None:
     masks = np.zeros((2, 60, 80), bool)
     masks[0, 40:50, 10:20] = True
     masks[1, 40:50, 50:60] = True
-    colors = object_colors(2)
-    plain = overlay_objects(frame, masks, colors, alpha=1.0)
+    colors = [expression_color(0), expression_color(1)]
+    plain = overlay_objects(frame, list(masks), [None, None], ["", ""], colors, alpha=1.0, legend=False)
     assert tuple(plain[45, 15]) == colors[0] and tuple(plain[45, 55]) == colors[1]
     assert not plain[:, :5].any()
-    legend = overlay_objects(frame, masks, colors, ["a", "b"], alpha=1.0)
+    legend = overlay_objects(frame, list(masks), [None, None], ["a", "b"], colors, alpha=1.0)
     assert legend[:20, :30].any()  # the legend at the top-left
-    with pytest.raises(ValueError, match="one colour"):
-        overlay_objects(frame, masks, colors[:1])
+    with pytest.raises(ValueError, match="colours"):
+        overlay_objects(frame, list(masks), [None, None], ["a", "b"], colors[:1])
 
 
 def test_overlay_writer_refuses_an_empty_video(tmp_path: Path) -> None:
