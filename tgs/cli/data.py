@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -10,6 +12,8 @@ from rich.table import Table
 
 from tgs.cli.console import console, friendly_errors, progress_bar
 from tgs.cli.console import escape_user_text as escape
+
+logger = logging.getLogger(__name__)
 
 data_app = typer.Typer(help="Inspect, check and synthesise Ref-AVS style benchmarks.", no_args_is_help=True)
 
@@ -66,7 +70,7 @@ def check(
 ) -> None:
     """List missing or corrupt frames, audio and masks; exit 1 if there is any."""
     from tgs.data.benchmark import Benchmark
-    from tgs.data.check import KINDS, check_benchmark, count_files, grounding_token_counter
+    from tgs.data.check import KINDS, check_benchmark, count_files
 
     default = "R2AVSBench_metadata.csv" if name == "r2avs" else "metadata.csv"
     bench = Benchmark(root, meta or root / default, split or None, name=name, null_audio_dir=null_audio)
@@ -150,3 +154,22 @@ def synth(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")
+
+
+def grounding_token_counter() -> tuple[Callable[[str], int], str]:
+    """(token counter, what it is): the default Grounding DINO's tokenizer when its weights are
+    on this machine (never downloaded for a check), else :func:`estimate_caption_tokens`."""
+    from tgs.data.check import estimate_caption_tokens
+    from tgs.errors import TGSError
+    from tgs.models.registry import check_models
+
+    try:
+        status = check_models([("grounding_dino", None)], "real")[0]
+        if status.present and not status.location.startswith("hub:"):
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(status.location)
+            return (lambda text: len(tokenizer(text)["input_ids"])), f"the tokenizer of {status.source}"
+    except (TGSError, OSError, ValueError) as exc:
+        logger.info("no Grounding DINO tokenizer to count caption tokens (%s); estimating", exc)
+    return estimate_caption_tokens, "an estimate (a lower bound; the Grounding DINO weights are not here)"

@@ -20,7 +20,7 @@ And they *warn* (``CheckReport.warnings``, not a failure) about an expression wh
 grounded) is longer than Grounding DINO's text limit, :data:`GDINO_MAX_TEXT_TOKENS` = 256
 tokens (its ``max_text_len``, the positions of its bert-base-uncased text encoder): the
 grounder cannot read past it. Tokens are counted with the grounding model's own tokenizer
-when its weights are on this machine (:func:`grounding_token_counter`); otherwise with
+when its weights are on this machine (``tgs data check`` passes that counter); otherwise with
 :func:`estimate_caption_tokens`, a lower bound (one token per word and per punctuation
 mark, plus ``[CLS]``/``[SEP]``; WordPiece never makes fewer), so that warning is never false.
 """
@@ -50,7 +50,6 @@ __all__ = [
     "check_file",
     "count_files",
     "estimate_caption_tokens",
-    "grounding_token_counter",
 ]
 
 logger = logging.getLogger(__name__)
@@ -214,24 +213,6 @@ def estimate_caption_tokens(caption: str) -> int:
     """A lower bound on the bert-base-uncased tokens of ``caption``: words and punctuation marks
     (each at least one WordPiece token) plus [CLS] and [SEP]."""
     return len(_PIECES.findall(caption)) + 2
-
-
-def grounding_token_counter() -> tuple[Callable[[str], int], str]:
-    """(token counter, what it is): the default Grounding DINO's tokenizer when its weights are
-    on this machine (never downloaded for a check), else :func:`estimate_caption_tokens`."""
-    from tgs.errors import TGSError
-    from tgs.models.registry import check_models
-
-    try:
-        status = check_models([("grounding_dino", None)], "real")[0]
-        if status.present and not status.location.startswith("hub:"):
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(status.location)
-            return (lambda text: len(tokenizer(text)["input_ids"])), f"the tokenizer of {status.source}"
-    except (TGSError, OSError, ValueError) as exc:
-        logger.info("no Grounding DINO tokenizer to count caption tokens (%s); estimating", exc)
-    return estimate_caption_tokens, "an estimate (a lower bound; the Grounding DINO weights are not here)"
 
 
 def _long_caption(sample: Sample, count_tokens: Callable[[str], int]) -> Problem | None:
