@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "tgs.run_store"),
     ("tgs.models", "tgs.data"),
     ("tgs.think", "tgs.ground", "tgs.segment", "tgs.presets", "tgs.viz", "tgs.video_out"),
-    ("tgs.eval", "tgs.pipeline", "tgs.model_cache", "tgs.testing"),
+    ("tgs.eval", "tgs.pipeline", "tgs.model_cache", "tgs.model_fetch", "tgs.dense_outputs", "tgs.testing"),
     ("tgs.core",),
     ("tgs.runners", "tgs.train"),
     ("tgs.report", "tgs.app"),

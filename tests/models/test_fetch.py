@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from tgs.cli.main import build_app
 from tgs.errors import WeightsError
-from tgs.models.fetch import BEATS_FILE, download_file
+from tgs.model_fetch import BEATS_FILE, download_file
 
 LLAMA_WEIGHTS = "model.safetensors"
 

@@ -37,7 +37,7 @@ def fetch_command(
     qformer_heads: int = typer.Option(12, "--qformer-heads", min=1, help="Q-Former attention heads (bert-base: 12)."),
 ) -> None:
     """Download model weights (resumable; HF_ENDPOINT and `huggingface-cli login` are honoured)."""
-    from tgs.models.fetch import BEATS_FILE, HubRepo, check_access, fetch_hub_repo, fetch_ref_thinker
+    from tgs.model_fetch import BEATS_FILE, HubRepo, check_access, fetch_hub_repo, fetch_ref_thinker
     from tgs.models.registry import MODEL_SPECS, tgs_home
 
     choices = ["ref-thinker", "paper", *_hub_keys()]
