@@ -50,7 +50,7 @@ def segment(video: Path, out: Path, *extra: str) -> tuple[int, str]:
 )
 def test_bad_settings_are_one_line_errors(clip, tmp_path, extra, message):
     code, out = segment(clip, tmp_path / "out", *extra)
-    assert code == 1 and "error" in out and message in out
+    assert code in (1, 2) and message in out  # a usage error (2) or a refused setting (1), one line
 
 
 def test_out_that_is_a_file_is_refused(clip, tmp_path):
@@ -80,7 +80,7 @@ def test_fps_above_the_source_rate_is_capped(clip, tmp_path):
     assert code == 0, out
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["sampling"]["fps"] == pytest.approx(5.0)
-    assert len(result["frames"]) == 10 == len(list((tmp_path / "out" / "masks").glob("*.png")))
+    assert len(result["expressions"][0]["frames"]) == 10 == len(list((tmp_path / "out" / "masks" / "0").glob("*.png")))
 
 
 def test_rotated_video_outputs_follow_the_playback_orientation(tmp_path):
@@ -100,7 +100,7 @@ def test_rotated_video_outputs_follow_the_playback_orientation(tmp_path):
     assert (result["video"]["width"], result["video"]["height"]) == (32, 64)
     from PIL import Image
 
-    assert Image.open(tmp_path / "out" / "masks" / "00000.png").size == (32, 64)
+    assert Image.open(tmp_path / "out" / "masks" / "0" / "00000.png").size == (32, 64)
     with av.open(str(tmp_path / "out" / "overlay.mp4")) as container:
         frame = next(container.decode(video=0))
         assert (frame.width, frame.height) == (32, 64) and not frame.rotation
