@@ -41,7 +41,7 @@ def test_train_then_think_with_the_output_folder_then_export(train_bench: Path, 
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (think_out / "thoughts.jsonl").read_text().splitlines()]
     assert records and all(r["status"] != "failed" for r in records)
-    assert json.loads((think_out / "manifest.json").read_text())["model"]["source"] == str(out / "checkpoint-3" / "model")
+    assert json.loads((think_out / "manifest.json").read_text())["models"]["ref_thinker"] == str(out / "checkpoint-3" / "model")
 
     exported = tmp_path / "exported"
     result = runner.invoke(app, ["models", "export", str(out / "checkpoint-3"), str(exported)])
