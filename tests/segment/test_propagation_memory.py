@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tgs.models.registry import resolve_source
+from tgs.segment.propagation import PropagationPolicy
 
 CHILD = r"""
 import json, resource, sys
@@ -52,8 +53,10 @@ def _run(model: str, length: int) -> dict:
 def test_long_propagation_peak_rss_stays_near_a_short_one() -> None:
     model = resolve_source("sam2_video", models="tiny")
     short = _run(model, 200)
-    long = _run(model, 2400)
-    assert short["frames"] == 200 and long["frames"] == 2400
-    assert long["peak_stored_frames"] == short["peak_stored_frames"], "the session keeps a fixed window"
+    long = _run(model, 2000)
+    assert short["frames"] == 200 and long["frames"] == 2000
+    # a fixed window of outputs, plus at most the capped number of seeds
+    cap = PropagationPolicy().max_conditioning_frames
+    assert long["peak_stored_frames"] <= short["peak_stored_frames"] + cap, "the session keeps a fixed window"
     growth_mb = (long["peak_rss_kb"] - short["peak_rss_kb"]) / 1024
-    assert growth_mb < 40, f"peak RSS grew by {growth_mb:.0f} MB from 200 to 2400 frames"
+    assert growth_mb < 40, f"peak RSS grew by {growth_mb:.0f} MB from 200 to 2000 frames"
