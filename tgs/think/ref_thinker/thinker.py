@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 
-from tgs.cpu_memory import keep_freed_memory
 from tgs.devices import resolve_device, resolve_dtype
 from tgs.errors import ThinkerError
 from tgs.think.base import PerItemThinker
@@ -113,7 +112,6 @@ class RefThinker(PerItemThinker):
         if merge_lora:
             merged = merge(model)
             logger.debug("merged %d LoRA adapters into their projections", merged)
-        keep_freed_memory(torch_device)
         return cls(
             model, processor, batch_size=batch_size, settings=settings, share_across_expressions=share_across_expressions
         )
