@@ -31,7 +31,17 @@ def test_kaldi_fbank_matches_torchaudio(name: str) -> None:
     ours = kaldi_fbank(torch.from_numpy(case["waveform"]).unsqueeze(0), **kwargs)
     assert ours.dtype == torch.float32
     assert tuple(ours.shape) == case["fbank"].shape
-    np.testing.assert_allclose(ours.numpy(), case["fbank"], atol=1e-4, rtol=0)
+    # The reference is torchaudio's float32 output from another machine; float32 FFT rounding
+    # differs between CPUs (AVX2 vs AVX-512 paths) by ~1e-7 of a frame's peak energy. In a mel
+    # bin far below the peak that moves the log by up to ~1e-2 (in the reference as much as in
+    # ours), so: energies equal to 1e-6 of the frame's peak everywhere, and logs equal to 1e-4
+    # wherever the energy is at least 1e-2 of the frame's peak (every frame has such bins).
+    ours_energy, ref_energy = np.exp(ours.double().numpy()), np.exp(case["fbank"].astype(np.float64))
+    peak = ref_energy.max(axis=1, keepdims=True)
+    assert np.all(np.abs(ours_energy - ref_energy) <= 1e-6 * peak)
+    strong = ref_energy >= 1e-2 * peak
+    assert strong.any(axis=1).all()
+    np.testing.assert_allclose(ours.numpy()[strong], case["fbank"][strong], atol=1e-4, rtol=0)
 
 
 def test_reference_shapes_are_the_snip_edges_count() -> None:
