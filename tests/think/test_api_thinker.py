@@ -244,6 +244,15 @@ def test_429_honours_retry_after(server: ScriptedServer, clip: Clip, sleeps: Sle
     assert sleeps == [3.0]
 
 
+def test_retry_after_beyond_two_minutes_ends_the_retries(server: ScriptedServer, clip: Clip, sleeps: Sleeps) -> None:
+    """The client's rule, as docs/thinkers.md states it: it does not wait 10 minutes, it reports at once."""
+    server.script(Reply(429, {"error": {"message": "quota"}}, headers={"Retry-After": "600"}), Reply())
+    [outcome] = make(server, max_retries=3).think_each([(Query("u1", "the dog"), clip)])
+    assert isinstance(outcome, ApiError) and outcome.status == 429 and outcome.attempts == 1
+    assert "HTTP 429 after 1 attempt: quota" in str(outcome) and "reachable" in (outcome.fix or "")
+    assert len(server.requests) == 1 and sleeps == []
+
+
 def test_timeout_is_retried_then_fails(server: ScriptedServer, clip: Clip) -> None:
     """A reply held back until the test ends can only end in the client's timeout (no clock asserted)."""
     server.script(Reply(hold=True), Reply())
