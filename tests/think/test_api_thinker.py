@@ -10,13 +10,17 @@ import logging
 import re
 import socket
 import threading
+import time
 import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import openai
 import pytest
 from PIL import Image
 
@@ -47,7 +51,7 @@ class Reply:
 @dataclass
 class Recorded:
     path: str
-    headers: dict[str, str]
+    headers: Message  # case-insensitive, as HTTP header names are
     payload: dict[str, Any]
 
 
@@ -67,7 +71,7 @@ class ScriptedServer:
             def do_POST(self) -> None:
                 payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with owner._lock:
-                    owner.requests.append(Recorded(self.path, dict(self.headers), payload))
+                    owner.requests.append(Recorded(self.path, self.headers, payload))
                     reply = owner._replies[0] if len(owner._replies) == 1 else owner._replies.pop(0)
                     owner.in_flight += 1
                     owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
@@ -131,14 +135,29 @@ def silent_clip(clip: Clip) -> Clip:
 
 
 class Sleeps(list):
+    """Records the openai client's waits between retries instead of waiting."""
+
     def __call__(self, seconds: float) -> None:
         self.append(seconds)
 
 
-def make(server: ScriptedServer, sleeps: Sleeps | None = None, **options: Any) -> ApiThinker:
+@pytest.fixture(autouse=True)
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> Sleeps:
+    """The client waits with ``time.sleep`` in its base module; only that module's clock is replaced."""
+    recorder = Sleeps()
+    monkeypatch.setattr(openai._base_client, "time", SimpleNamespace(sleep=recorder, time=time.time))
+    return recorder
+
+
+def in_backoff(seconds: float, retry: int) -> bool:
+    """The client's wait before retry ``retry + 1``: 0.5 s * 2**retry (at most 8 s), minus up to 25 % jitter."""
+    nominal = min(0.5 * 2**retry, 8.0)
+    return 0.75 * nominal <= seconds <= nominal
+
+
+def make(server: ScriptedServer, **options: Any) -> ApiThinker:
     options.setdefault("timeout", 2.0)
-    options.setdefault("backoff", 0.01)
-    return ApiThinker(server.base_url, "tiny-av-model", sleep=sleeps if sleeps is not None else Sleeps(), **options)
+    return ApiThinker(server.base_url, "tiny-av-model", **options)
 
 
 def user_parts(recorded: Recorded, kind: str) -> list[dict]:
@@ -187,34 +206,51 @@ def test_no_audio_clip_sends_frames_only(server: ScriptedServer, silent_clip: Cl
     assert "Authorization" not in req.headers
 
 
-def test_500_then_success_is_retried(server: ScriptedServer, clip: Clip) -> None:
-    sleeps = Sleeps()
+def test_500_then_success_is_retried(server: ScriptedServer, clip: Clip, sleeps: Sleeps) -> None:
     server.script(Reply(500, {"error": {"message": "overloaded"}}), Reply())
-    [thought] = make(server, sleeps, backoff=0.5).think([(Query("u1", "the dog"), clip)])
+    [thought] = make(server).think([(Query("u1", "the dog"), clip)])
     assert thought.s_object == "dog"
     assert len(server.requests) == 2
-    assert sleeps == [0.5]
+    [wait] = sleeps
+    assert in_backoff(wait, 0)
 
 
-def test_always_500_fails_after_max_retries_with_status(server: ScriptedServer, clip: Clip) -> None:
-    sleeps = Sleeps()
+def test_retries_are_the_openai_clients(server: ScriptedServer, clip: Clip, sleeps: Sleeps) -> None:
+    """500 twice then 200: exactly three requests, each stamped by the client with its retry count."""
+    server.script(Reply(500, {"error": "busy"}), Reply(503, {"error": "busy"}), Reply())
+    [thought] = make(server, max_retries=2).think([(Query("u1", "the dog"), clip)])
+    assert thought.s_object == "dog"
+    assert [r.headers.get("x-stainless-retry-count") for r in server.requests] == ["0", "1", "2"]
+    assert all(r.headers["User-Agent"].startswith("OpenAI/Python") for r in server.requests)
+    assert len(sleeps) == 2 and in_backoff(sleeps[0], 0) and in_backoff(sleeps[1], 1)
+
+
+def test_always_500_fails_after_max_retries_with_status(server: ScriptedServer, clip: Clip, sleeps: Sleeps) -> None:
     server.script(Reply(500, {"error": {"message": "the GPU is on fire"}}))
-    thinker = make(server, sleeps, max_retries=2, backoff=0.25)
+    thinker = make(server, max_retries=2)
     with pytest.raises(ApiError) as info:
         thinker.think([(Query("u1", "the dog"), clip)])
     err = info.value
     assert err.status == 500 and err.attempts == 3 and err.kind == "thinker"
     assert "HTTP 500 after 3 attempts" in str(err) and "the GPU is on fire" in str(err)
     assert len(server.requests) == 3
-    assert sleeps == [0.25, 0.5]  # exponential backoff
+    assert len(sleeps) == 2 and in_backoff(sleeps[0], 0) and in_backoff(sleeps[1], 1)  # exponential backoff
 
 
-def test_429_honours_retry_after(server: ScriptedServer, clip: Clip) -> None:
-    sleeps = Sleeps()
+def test_429_honours_retry_after(server: ScriptedServer, clip: Clip, sleeps: Sleeps) -> None:
     server.script(Reply(429, {"error": "slow down"}, headers={"Retry-After": "3"}), Reply())
-    [thought] = make(server, sleeps, backoff=0.01).think([(Query("u1", "the dog"), clip)])
+    [thought] = make(server).think([(Query("u1", "the dog"), clip)])
     assert thought.status is ParseStatus.OK
     assert sleeps == [3.0]
+
+
+def test_retry_after_beyond_two_minutes_ends_the_retries(server: ScriptedServer, clip: Clip, sleeps: Sleeps) -> None:
+    """The client's rule, as docs/thinkers.md states it: it does not wait 10 minutes, it reports at once."""
+    server.script(Reply(429, {"error": {"message": "quota"}}, headers={"Retry-After": "600"}), Reply())
+    [outcome] = make(server, max_retries=3).think_each([(Query("u1", "the dog"), clip)])
+    assert isinstance(outcome, ApiError) and outcome.status == 429 and outcome.attempts == 1
+    assert "HTTP 429 after 1 attempt: quota" in str(outcome) and "reachable" in (outcome.fix or "")
+    assert len(server.requests) == 1 and sleeps == []
 
 
 def test_timeout_is_retried_then_fails(server: ScriptedServer, clip: Clip) -> None:
@@ -307,15 +343,14 @@ def test_concurrent_requests_keep_item_order(server: ScriptedServer, clip: Clip)
     assert server.max_in_flight >= 2
 
 
-def test_connection_refused_is_retried_then_reported(clip: Clip) -> None:
+def test_connection_refused_is_retried_then_reported(clip: Clip, sleeps: Sleeps) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    sleeps = Sleeps()
-    thinker = ApiThinker(f"http://127.0.0.1:{port}/v1", "m", max_retries=1, backoff=0.01, timeout=1.0, sleep=sleeps)
+    thinker = ApiThinker(f"http://127.0.0.1:{port}/v1", "m", max_retries=1, timeout=1.0)
     with pytest.raises(ApiError, match=r"cannot connect.*after 2 attempts") as info:
         thinker.think([(Query("u1", "the dog"), clip)])
-    assert info.value.status is None and sleeps == [0.01]
+    assert info.value.status is None and len(sleeps) == 1 and in_backoff(sleeps[0], 0)
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import io
 import json
 import re
+from importlib import resources
 from pathlib import Path
 
+import jinja2
 import numpy as np
 import pytest
 from PIL import Image
@@ -24,7 +27,7 @@ from tgs.data.benchmark import Benchmark
 from tgs.data.synth import generate
 from tgs.eval import evaluate, save_metrics
 from tgs.report import build_report, load_run
-from tgs.report.html import class_means, rank_samples
+from tgs.report.html import _environment, class_means, rank_samples
 from tgs.report.run_data import SampleScore
 from tgs.run_store import RunStore
 from tgs.think.base import failed_record, thought_record
@@ -32,7 +35,7 @@ from tgs.think.parser import parse_answer
 from tgs.types import Masks
 
 EVIL = '<script>alert("x")</script>'
-ESCAPED_EVIL = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"
+ESCAPED_EVIL = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;"  # jinja2's autoescape (markupsafe) form
 SPLITS = ("test_s", "test_u", "test_n")
 
 
@@ -131,6 +134,25 @@ def test_untrusted_text_is_escaped(report_html):
     assert f"boom {ESCAPED_EVIL}" in report_html
     assert f"decode error {ESCAPED_EVIL}" in report_html
     assert f"I hear {ESCAPED_EVIL} &amp; a sound" in report_html
+
+
+def test_escaped_form_reads_back_as_the_text():
+    assert html.unescape(ESCAPED_EVIL) == EVIL
+
+
+def test_templates_are_package_data_and_autoescape_values():
+    """The page comes from jinja2 templates shipped in the package; a value is escaped by the environment."""
+    templates = resources.files("tgs.report") / "templates"
+    assert {"report.html", "_macros.html", "report.css"} <= {entry.name for entry in templates.iterdir()}
+    environment = _environment()
+    assert environment.autoescape is True
+    card = environment.get_template("_macros.html").module.card
+    page = str(card({"rank": 1, "uid": "u<1>", "metrics": [("J", "0.500")], "rows": [("expression", EVIL)],
+                     "reasoning": EVIL, "strip_uri": None, "notes": [EVIL]}))
+    assert "<script" not in page and page.count(ESCAPED_EVIL) == 3 and "u&lt;1&gt;" in page
+    assert page.startswith('<div class="card"><h3>1. u&lt;1&gt; <span class="sub">J 0.500</span></h3>')
+    with pytest.raises(jinja2.UndefinedError):  # a value the template needs and the code forgot is an error
+        environment.get_template("report.html").render(title="t")
 
 
 def test_page_is_self_contained(report_html):

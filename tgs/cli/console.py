@@ -43,6 +43,7 @@ THIRD_PARTY_LOGGERS: tuple[str, ...] = (
     "ray",
     "httpx",
     "httpcore",
+    "httpx2",  # the openai client's HTTP library (the api thinker): one INFO line per request
     "urllib3",
     "openai",
     "filelock",

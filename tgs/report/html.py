@@ -7,8 +7,10 @@ worst samples by J with overlay strips, expression, object text and reasoning; f
 the run manifest.
 
 Self-contained: plots are base64 PNG, strips base64 JPEG, the style is inline; the page
-loads nothing from anywhere. Every text that comes from data (expressions, model outputs,
-errors, paths) is HTML-escaped: they are untrusted.
+loads nothing from anywhere. The markup lives in jinja2 templates (``templates/report.html``
+with its macros and ``report.css``, package data); this module only gathers the values.
+The environment autoescapes every value, so every text that comes from data (expressions,
+model outputs, errors, paths) is HTML-escaped: they are untrusted.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
-from html import escape
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
 
 from tgs.errors import DataError
@@ -40,57 +42,21 @@ TINY_BANNER = (
     "meaningless; the page only shows what a report looks like"
 )
 
-_STYLE = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1200px;
-color:#1b1b1b;padding:0 16px;line-height:1.4}
-h1{font-size:1.6em;margin-bottom:4px}h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:32px}
-h3{margin:8px 0;font-size:1.05em}.sub{color:#666;font-size:.9em}
-.banner{background:#fff3cd;border:2px solid #e0a800;padding:10px 14px;font-weight:600;margin:12px 0}
-.notes{background:#f4f6f8;border-left:4px solid #8a99a8;padding:6px 14px}
-table{border-collapse:collapse;margin:8px 0 16px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;
-vertical-align:top}th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.mean td{font-weight:700}.bad{color:#b00020}
-.card{border:1px solid #ccc;border-radius:6px;padding:10px 14px;margin:12px 0}
-.card img{max-width:100%;display:block;margin-top:8px}.card table{margin:4px 0}
-pre{white-space:pre-wrap;word-break:break-word;background:#fafafa;border:1px solid #eee;padding:6px;margin:4px 0}
-img.plot{max-width:100%}.row{display:flex;flex-wrap:wrap;column-gap:24px;align-items:flex-start}
-figure{margin:0}figcaption{font-weight:600;margin-bottom:4px}.legend span{display:inline-block;margin-right:16px}
-.sw{display:inline-block;width:12px;height:12px;vertical-align:middle;margin-right:4px;border:1px solid #555}
-td.err{word-break:break-word;max-width:700px}
-"""
+_TEMPLATE = "report.html"
 
 
-# ---------------------------------------------------------------------------- small pieces
-
-
-def _e(value: Any) -> str:
-    return escape(str(value), quote=True)
+def _environment() -> jinja2.Environment:
+    """The report's templates (package data), autoescaping every value; unknown names are errors."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("tgs.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
 
 
 def _num(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, numeric: Sequence[int] = (),
-           row_classes: Sequence[str] | None = None) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = []
-    for index, row in enumerate(rows):
-        cls = f' class="{_e(row_classes[index])}"' if row_classes and row_classes[index] else ""
-        cells = "".join(
-            f'<td class="num">{_e(c)}</td>' if i in numeric else f"<td>{_e(c)}</td>" for i, c in enumerate(row)
-        )
-        body.append(f"<tr{cls}>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _img(uri: str, alt: str, cls: str = "") -> str:
-    klass = f' class="{cls}"' if cls else ""
-    return f'<img{klass} src="{uri}" alt="{_e(alt)}">'
-
-
-def _section(title: str, body: str, anchor: str) -> str:
-    return f'<section id="{anchor}"><h2>{_e(title)}</h2>{body}</section>'
 
 
 def _plain(value: Any) -> str:
@@ -102,25 +68,20 @@ def _plain(value: Any) -> str:
 # ---------------------------------------------------------------------------- sections
 
 
-def _header(run: RunData) -> str:
-    kind = run.manifest.get("kind", "run")
-    created = run.manifest.get("created", "?")
-    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    out = [
-        f"<h1>TGS report: {_e(run.run_dir.name)}</h1>",
-        f'<div class="sub">{_e(kind)} run in {_e(run.run_dir)}; created {_e(created)}; '
-        f"report generated {_e(generated)}</div>",
-    ]
-    if run.is_tiny:
-        out.append(f'<div class="banner">{_e(TINY_BANNER)}</div>')
-    return "".join(out)
+def _header(run: RunData) -> dict[str, Any]:
+    return {
+        "name": run.run_dir.name,
+        "kind": run.manifest.get("kind", "run"),
+        "run_dir": run.run_dir,
+        "created": run.manifest.get("created", "?"),
+        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "tiny": run.is_tiny,
+        "banner": TINY_BANNER,
+    }
 
 
-def _notes(notes: Sequence[str]) -> str:
-    if not notes:
-        return ""
-    items = "".join(f"<li>{_e(n)}</li>" for n in dict.fromkeys(notes))
-    return f'<div class="notes"><ul>{items}</ul></div>'
+def _unique(notes: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(notes))
 
 
 def _overview(run: RunData) -> str:
@@ -130,12 +91,14 @@ def _overview(run: RunData) -> str:
         if run.object_tag == "direct"
         else f"{len(run.thoughts)} thoughts read"
     )
-    text = f"{len(run.samples)} samples recorded: {finished} finished, {len(run.failures)} failed; {thinking}"
-    return f'<p class="sub">{_e(text)}</p>'
+    return f"{len(run.samples)} samples recorded: {finished} finished, {len(run.failures)} failed; {thinking}"
 
 
-def _metrics_tables(metrics: Mapping[str, Any]) -> str:
-    parts = []
+def _metrics(metrics: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Per protocol: one row per split (rows with missing samples marked bad) and the mean row."""
+    if metrics is None:
+        return None
+    protocols = []
     for name, block in metrics.get("protocols", {}).items():
         rows, classes = [], []
         for split, stats in block.get("splits", {}).items():
@@ -147,26 +110,13 @@ def _metrics_tables(metrics: Mapping[str, Any]) -> str:
         if len(mean.get("splits", [])) > 1:
             rows.append((f"mean ({'+'.join(mean['splits'])})", "", "", _num(mean.get("J")), _num(mean.get("F")), "-"))
             classes.append("mean")
-        parts.append(
-            f"<div><h3>protocol {_e(name)}</h3><div class=\"sub\">{_e(block.get('description', ''))}</div>"
-            + _table(("split", "samples", "missing", "J", "F", "S (lower is better)"), rows,
-                     numeric=(1, 2, 3, 4, 5), row_classes=classes)
-            + "</div>"
-        )
+        protocols.append({"name": name, "description": block.get("description", ""), "rows": rows, "classes": classes})
     bench = metrics.get("benchmark") or {}
-    where = ", ".join(f"{k} {v}" for k, v in bench.items())
-    return (
-        f'<div class="sub">benchmark: {_e(where)}; evaluated {_e(metrics.get("timestamp", "?"))}</div>'
-        f'<div class="row">{"".join(parts)}</div>'
-    )
-
-
-def _metrics_section(run: RunData) -> str:
-    if run.metrics is None:
-        body = "<p>No metrics: this run has no metrics.json.</p>"
-    else:
-        body = _metrics_tables(run.metrics)
-    return _section("Metrics", body, "metrics")
+    return {
+        "protocols": protocols,
+        "benchmark": ", ".join(f"{k} {v}" for k, v in bench.items()),
+        "timestamp": metrics.get("timestamp", "?"),
+    }
 
 
 def _scored(scores: Sequence[SampleScore]) -> list[SampleScore]:
@@ -182,23 +132,22 @@ def class_means(scores: Sequence[SampleScore]) -> list[tuple[str, float, int]]:
     return sorted(means, key=lambda m: (-m[1], m[0]))
 
 
-def _plots_section(run: RunData, protocol: str | None) -> str:
+def _plots(run: RunData, protocol: str | None) -> dict[str, Any]:
+    """Either a message saying why there are no plots, or the two plots as PNG data URIs."""
     if protocol is None or not run.scores.get(protocol):
-        return _section("Plots", "<p>No per-sample scores to plot.</p>", "plots")
+        return {"message": "No per-sample scores to plot."}
     scores = run.sample_scores(protocol)
     by_split: dict[str, list[float]] = defaultdict(list)
     for score in _scored(scores):
         by_split[score.split].append(float(score.J))  # type: ignore[arg-type]
     if not by_split:
-        return _section("Plots", "<p>No sample has a J score (only null splits were scored).</p>", "plots")
-    parts = [
-        f"<figure><figcaption>J per sample, by split (protocol {_e(protocol)})</figcaption>",
-        _img(png_data_uri(plots.j_histograms(by_split)), "histograms of J per split", "plot"),
-        "</figure><figure><figcaption>Mean J by object class</figcaption>",
-        _img(png_data_uri(plots.j_by_class_plot(class_means(scores))), "mean J per object class", "plot"),
-        "</figure>",
-    ]
-    return _section("Plots", f'<div class="row">{"".join(parts)}</div>', "plots")
+        return {"message": "No sample has a J score (only null splits were scored)."}
+    return {
+        "message": None,
+        "protocol": protocol,
+        "histograms": png_data_uri(plots.j_histograms(by_split)),
+        "classes": png_data_uri(plots.j_by_class_plot(class_means(scores))),
+    }
 
 
 def _split_means(run: RunData, protocol: str) -> dict[str, float]:
@@ -213,19 +162,20 @@ def _compare_title(runs: Sequence[RunData]) -> str:
     return "Comparison of runs"
 
 
-def _compare_section(run: RunData, others: Sequence[RunData], protocol: str | None) -> str:
+def _compare(run: RunData, others: Sequence[RunData], protocol: str | None) -> dict[str, Any] | None:
+    """J per split of each run side by side, and a plot when at least two runs have metrics."""
+    if not others:
+        return None
     runs = [run, *others]
     title = _compare_title(runs)
     if protocol is None:
-        return _section(title, "<p>No metrics to compare.</p>", "compare")
+        return {"title": title, "protocol": None}
     means = [_split_means(r, protocol) for r in runs]
     splits = list(dict.fromkeys(s for m in means for s in m))
     headers = ["run", "object text", *[f"J {s}" for s in splits]]
     rows = [(r.label, r.object_tag or "?", *[_num(m.get(s)) for s in splits]) for r, m in zip(runs, means)]
-    parts = [f'<div class="sub">protocol {_e(protocol)}</div>', _table(headers, rows, numeric=range(2, len(headers)))]
     missing = [r.label for r, m in zip(runs, means) if not m]
-    if missing:
-        parts.append(_notes([f"{label}: no J under protocol {protocol}" for label in missing]))
+    plot = None
     if sum(1 for m in means if m) >= 2:
         paired = None
         if len(runs) == 2:
@@ -233,9 +183,16 @@ def _compare_section(run: RunData, others: Sequence[RunData], protocol: str | No
             b = {s.uid: s.J for s in _scored(runs[1].sample_scores(protocol))}
             common = sorted(set(a) & set(b))
             paired = ([a[u] for u in common], [b[u] for u in common]) if common else None
-        png = plots.compare_plot([r.label for r in runs], means, paired)
-        parts.append(_img(png_data_uri(png), title, "plot"))
-    return _section(title, "".join(parts), "compare")
+        plot = png_data_uri(plots.compare_plot([r.label for r in runs], means, paired))
+    return {
+        "title": title,
+        "protocol": protocol,
+        "headers": headers,
+        "rows": rows,
+        "numeric": list(range(2, len(headers))),
+        "notes": _unique(f"{label}: no J under protocol {protocol}" for label in missing),
+        "plot": plot,
+    }
 
 
 def _thought_rows(run: RunData, uid: str) -> list[tuple[str, str]]:
@@ -249,7 +206,8 @@ def _thought_rows(run: RunData, uid: str) -> list[tuple[str, str]]:
     ]
 
 
-def _card(run: RunData, rank: int, score: SampleScore, bench: Any, max_frames: int) -> str:
+def _card(run: RunData, rank: int, score: SampleScore, bench: Any, max_frames: int) -> dict[str, Any]:
+    """One sample: its scores, texts, reasoning and overlay strip (a JPEG data URI or None)."""
     record = run.samples.get(score.uid, {})
     expression = record.get("expression")
     if expression is None and bench is not None and score.uid in bench:
@@ -264,26 +222,18 @@ def _card(run: RunData, rank: int, score: SampleScore, bench: Any, max_frames: i
          + (f"  [{source}]" if source else "")),
         *_thought_rows(run, score.uid),
     ]
-    table = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
-    metric = " &middot; ".join(
-        f"{name} {_num(value, 3)}" for name, value in (("J", score.J), ("F", score.F), ("S", score.S)) if value is not None
-    )
-    parts = [f"<h3>{rank}. {_e(score.uid)} <span class=\"sub\">{metric}</span></h3><table>{table}</table>"]
     thought = run.thoughts.get(score.uid)
-    if thought is not None and thought.reasoning:
-        parts.append(f"<details open><summary>reasoning</summary><pre>{_e(thought.reasoning)}</pre></details>")
     strip, notes = sample_strip(run, score.uid, bench, max_frames=max_frames)
-    if strip is not None:
-        parts.append(_img(jpeg_data_uri(strip), f"overlay strip of {score.uid}"))
-    parts.append(_notes(notes))
-    return f'<div class="card">{"".join(parts)}</div>'
-
-
-_LEGEND = (
-    '<div class="legend sub"><span><i class="sw" style="background:#ff3838"></i>predicted mask and chosen box</span>'
-    '<span><i class="sw" style="background:#40ff40"></i>ground-truth outline</span>'
-    "<span>thumbnails are frames 0, 1, ... of the sample</span></div>"
-)
+    return {
+        "rank": rank,
+        "uid": score.uid,
+        "metrics": [(name, _num(value, 3)) for name, value in (("J", score.J), ("F", score.F), ("S", score.S))
+                    if value is not None],
+        "rows": rows,
+        "reasoning": thought.reasoning if thought is not None else None,
+        "strip_uri": jpeg_data_uri(strip) if strip is not None else None,
+        "notes": _unique(notes),
+    }
 
 
 def _ranked(scores: Sequence[SampleScore], key: str, highest_first: bool) -> list[SampleScore]:
@@ -305,46 +255,37 @@ def rank_samples(scores: Sequence[SampleScore], top_k: int) -> tuple[list[Sample
     return best, worst
 
 
-def _samples_section(run: RunData, bench: Any, protocol: str | None, top_k: int, max_frames: int) -> str:
+def _samples(run: RunData, bench: Any, protocol: str | None, top_k: int, max_frames: int) -> dict[str, Any]:
+    """Groups of sample cards: best and worst by J, then null references with the largest area."""
     if protocol is None or not run.scores.get(protocol):
-        return _section("Best and worst samples", "<p>No per-sample scores: nothing to rank.</p>", "samples")
+        return {"protocol": None, "groups": []}
     scores = run.sample_scores(protocol)
-    parts = [f'<div class="sub">ranked by J under protocol {_e(protocol)}</div>', _LEGEND]
     best, worst = rank_samples(scores, top_k)
-    for title, chosen in ((f"Best {len(best)} by J", best), (f"Worst {len(worst)} by J", worst)):
-        if chosen:
-            parts.append(f"<h3>{_e(title)}</h3>")
-            parts.extend(_card(run, i, s, bench, max_frames) for i, s in enumerate(chosen, start=1))
     nulls = _ranked(scores, "S", highest_first=True)[:top_k]
-    if nulls:
-        parts.append(f"<h3>Null references with the largest predicted area (worst {len(nulls)} by S)</h3>")
-        parts.extend(_card(run, i, s, bench, max_frames) for i, s in enumerate(nulls, start=1))
-    return _section("Best and worst samples", "".join(parts), "samples")
+    chosen = [
+        (f"Best {len(best)} by J", best),
+        (f"Worst {len(worst)} by J", worst),
+        (f"Null references with the largest predicted area (worst {len(nulls)} by S)", nulls),
+    ]
+    groups = [
+        {"title": title, "cards": [_card(run, i, s, bench, max_frames) for i, s in enumerate(group, start=1)]}
+        for title, group in chosen
+        if group
+    ]
+    return {"protocol": protocol, "groups": groups}
 
 
-def _failures_section(failures: Sequence[Failure]) -> str:
-    if not failures:
-        return _section("Failures", "<p>No sample failed.</p>", "failures")
+def _failures(failures: Sequence[Failure]) -> dict[str, Any]:
     shown = failures[:MAX_FAILURE_ROWS]
-    head = "".join(f"<th>{h}</th>" for h in ("uid", "stage", "error kind", "error"))
-    rows = "".join(
-        f"<tr><td>{_e(f.uid)}</td><td>{_e(f.stage)}</td><td>{_e(f.kind)}</td><td class=\"err\">{_e(f.error)}</td></tr>"
-        for f in shown
-    )
-    more = f"<p>... and {len(failures) - len(shown)} more (see samples.jsonl)</p>" if len(failures) > len(shown) else ""
-    return _section(f"Failures ({len(failures)})", f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{more}",
-                    "failures")
+    return {"total": len(failures), "shown": shown, "more": len(failures) - len(shown)}
 
 
-def _manifest_section(manifest: Mapping[str, Any]) -> str:
-    parts = []
-    scalars = [(k, _plain(v)) for k, v in manifest.items() if not isinstance(v, Mapping)]
-    if scalars:
-        parts.append(_table(("field", "value"), scalars))
-    for key, value in manifest.items():
-        if isinstance(value, Mapping):
-            parts.append(f"<h3>{_e(key)}</h3>" + _table(("field", "value"), [(k, _plain(v)) for k, v in value.items()]))
-    return _section("Run manifest", "".join(parts), "manifest")
+def _manifest(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Top-level scalars in one table, then one table per nested mapping (values as JSON)."""
+    return {
+        "scalars": [(k, _plain(v)) for k, v in manifest.items() if not isinstance(v, Mapping)],
+        "blocks": [(k, [(kk, _plain(vv)) for kk, vv in v.items()]) for k, v in manifest.items() if isinstance(v, Mapping)],
+    }
 
 
 # ---------------------------------------------------------------------------- the page
@@ -379,22 +320,18 @@ def render_report(
     if top_k < 0:
         raise ValueError(f"top_k: expected >= 0, got {top_k}")
     chosen = _choose_protocol(run, protocol)
-    body = [
-        _header(run),
-        _notes([*run.notes, *notes, *(f"{o.label}: {n}" for o in others for n in o.notes)]),
-        _overview(run),
-        _metrics_section(run),
-        _plots_section(run, chosen),
-        _compare_section(run, others, chosen) if others else "",
-        _samples_section(run, bench, chosen, top_k, max_frames),
-        _failures_section(run.failures),
-        _manifest_section(run.manifest),
-    ]
     title = f"TGS report: {run.run_dir.name}" + (" (tiny untrained models)" if run.is_tiny else "")
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n"
+    return _environment().get_template(_TEMPLATE).render(
+        title=title,
+        header=_header(run),
+        page_notes=_unique([*run.notes, *notes, *(f"{o.label}: {n}" for o in others for n in o.notes)]),
+        overview=_overview(run),
+        metrics=_metrics(run.metrics),
+        plots=_plots(run, chosen),
+        compare=_compare(run, others, chosen),
+        samples=_samples(run, bench, chosen, top_k, max_frames),
+        failures=_failures(run.failures),
+        manifest=_manifest(run.manifest),
     )
 
 

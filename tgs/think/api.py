@@ -11,38 +11,39 @@ exception per item, in order, so a runner records a failed sample (with the exce
 message and kind) and goes on; :meth:`ApiThinker.think` follows the plain ``Thinker``
 protocol and raises the first failure.
 
-Transport rules:
+Transport: the ``openai`` client library (``openai.OpenAI`` with ``base_url``, ``api_key``,
+``timeout`` and ``max_retries``) sends the request, so its rules apply:
 
-- 5xx, 429, timeouts and connection errors are retried up to ``max_retries`` times
-  (``max_retries + 1`` attempts), waiting ``backoff * 2**k`` seconds before retry ``k + 1``
-  (capped at ``max_backoff``), or what the server's ``Retry-After`` header asks;
+- 408, 409, 429, 5xx, timeouts and connection errors are retried up to ``max_retries``
+  times (``max_retries + 1`` attempts) with the library's exponential backoff (0.5 s, 1 s,
+  2 s, ... up to 8 s, minus up to 25 % jitter), or what the server's ``Retry-After``
+  header asks (up to two minutes; a longer one is not retried);
 - other 4xx are not retried: the request itself is wrong;
 - a 2xx whose body is not JSON or lacks ``choices[0].message.content`` is a failure, not
-  retried (the server answers, but not in the chat-completions format);
+  retried (the server answers, but not in the chat-completions format). The body is read
+  raw (``with_raw_response``) and parsed here, because OpenAI-compatible servers add fields
+  the library's models do not know (vLLM's ``reasoning_content``, content as text parts);
 - ``send_audio="auto"`` sends the audio; a 400 that mentions audio or unsupported content
   makes the thinker retry that request once without audio and stop sending audio for the
   rest of its life (one warning). ``"always"`` treats that 400 as a failure, ``"never"``
   sends frames only.
 
-Without the ``openai`` package on purpose: the standard library's ``urllib`` is enough for
-one POST, and keeps the core install small. ``timeout`` bounds each connect and each read
-(socket timeouts), not the total time of a slowly streamed body.
+The library's errors (``APIStatusError``, ``APITimeoutError``, ``APIConnectionError``)
+become one :class:`ApiError` each, naming the URL, the status, the number of attempts and
+the server's message. ``timeout`` bounds each connect, read and write of one attempt.
 """
 
 from __future__ import annotations
 
-import email.utils
-import http.client
 import json
 import logging
 import os
 import threading
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
+
+import openai
 
 from tgs.errors import ThinkerError
 from tgs.think.base import PerItemThinker
@@ -98,22 +99,11 @@ class ApiError(ThinkerError):
 
 
 class _Failure(Exception):
-    """One attempt's failure, before the retry loop decides what it becomes."""
+    """A 2xx body that is not a chat completion (the reason says what is wrong with it)."""
 
-    def __init__(
-        self,
-        reason: str,
-        status: int | None = None,
-        body: str = "",
-        retryable: bool = False,
-        retry_after: float | None = None,
-    ) -> None:
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.status = status
-        self.body = body
-        self.retryable = retryable
-        self.retry_after = retry_after
 
 
 def _env(names: Sequence[str]) -> str | None:
@@ -127,22 +117,6 @@ def _env(names: Sequence[str]) -> str | None:
 def _chat_url(base_url: str) -> str:
     url = base_url.rstrip("/")
     return url if url.endswith("/chat/completions") else url + "/chat/completions"
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds: a number of seconds or an HTTP date (RFC 9110)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _excerpt(text: str) -> str:
@@ -201,16 +175,15 @@ class ApiThinker(PerItemThinker):
     model: the served model name; default ``$TGS_API_MODEL``.
     api_key: sent as ``Authorization: Bearer``; default ``$TGS_API_KEY``, then
         ``$OPENAI_API_KEY``; None sends no header (local servers).
-    timeout: seconds for each connect and each read of one attempt.
-    max_retries: retries after the first attempt, for 5xx, 429, timeouts, connection errors.
-    backoff: seconds before the first retry, doubled at each further retry, at most
-        ``max_backoff`` (a ``Retry-After`` header overrides it, capped the same way).
+    timeout: seconds for each connect, read and write of one attempt (the client's ``timeout``).
+    max_retries: retries after the first attempt, for 408, 409, 429, 5xx, timeouts and
+        connection errors (the client's ``max_retries``; its backoff and ``Retry-After``).
     send_audio: "auto", "always" or "never" (see the module docstring).
     max_frames: at most this many frames are sent, spread evenly over the clip.
     image_format / image_max_side: how frames are encoded (None keeps the original size).
     temperature / max_tokens: generation settings sent with each request.
-    max_concurrency: requests in flight at once within one ``think_each`` call.
-    sleep: the function that waits between retries (tests pass a recorder).
+    max_concurrency: requests in flight at once within one ``think_each`` call (one
+        shared client: its connection pool is thread-safe).
     """
 
     name = "api"
@@ -223,8 +196,6 @@ class ApiThinker(PerItemThinker):
         *,
         timeout: float = 60.0,
         max_retries: int = 3,
-        backoff: float = 1.0,
-        max_backoff: float = 60.0,
         send_audio: SendAudio = "auto",
         max_frames: int | None = 10,
         image_format: ImageFormat = "jpeg",
@@ -233,7 +204,6 @@ class ApiThinker(PerItemThinker):
         max_tokens: int = 512,
         max_concurrency: int = 1,
         system_prompt: str = SYSTEM_PROMPT,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         base_url = base_url or _env(ENV_BASE_URL)
         model = model or _env(ENV_MODEL)
@@ -251,10 +221,10 @@ class ApiThinker(PerItemThinker):
             raise ValueError(f"send_audio: expected 'auto', 'always' or 'never', got {send_audio!r}")
         if image_format not in ("jpeg", "png"):
             raise ValueError(f"image_format: expected 'jpeg' or 'png', got {image_format!r}")
-        if timeout <= 0 or max_retries < 0 or backoff < 0 or max_concurrency < 1:
+        if timeout <= 0 or max_retries < 0 or max_concurrency < 1:
             raise ValueError(
-                "expected timeout > 0, max_retries >= 0, backoff >= 0 and max_concurrency >= 1, got "
-                f"{timeout}, {max_retries}, {backoff}, {max_concurrency}"
+                "expected timeout > 0, max_retries >= 0 and max_concurrency >= 1, got "
+                f"{timeout}, {max_retries}, {max_concurrency}"
             )
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"max_frames: expected a positive integer or None, got {max_frames}")
@@ -263,8 +233,6 @@ class ApiThinker(PerItemThinker):
         self.api_key = api_key or _env(ENV_API_KEY)
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
-        self.backoff = float(backoff)
-        self.max_backoff = float(max_backoff)
         self.send_audio = send_audio
         self.max_frames = max_frames
         self.image_format = image_format
@@ -273,9 +241,17 @@ class ApiThinker(PerItemThinker):
         self.max_tokens = int(max_tokens)
         self.max_concurrency = int(max_concurrency)
         self.system_prompt = system_prompt
-        self._sleep = sleep
         self._audio_refused = False
         self._lock = threading.Lock()
+        # Without a key no Authorization header is sent (local servers): the client insists on
+        # some key, so it gets a placeholder and each request omits the header explicitly.
+        self._client = openai.OpenAI(
+            base_url=self.url.removesuffix("/chat/completions"),
+            api_key=self.api_key or "no-key",
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+        )
+        self._extra_headers: dict[str, Any] = {} if self.api_key else {"Authorization": openai.omit}
 
     def __repr__(self) -> str:
         return f"ApiThinker(url={self.url!r}, model={self.model!r}, send_audio={self.send_audio!r})"
@@ -366,86 +342,71 @@ class ApiThinker(PerItemThinker):
                 exc,
             )
 
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "tgs"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        return headers
-
     def _post(self, payload: Mapping[str, Any]) -> Any:
-        """POST with retries; the decoded JSON body, or ApiError after the last attempt."""
-        data = json.dumps(payload).encode("utf-8")
-        for attempt in range(self.max_retries + 1):
-            try:
-                return self._send_once(data)
-            except _Failure as failure:
-                attempts = attempt + 1
-                if not failure.retryable or attempt == self.max_retries:
-                    raise self._final_error(failure, attempts) from None
-                delay = failure.retry_after if failure.retry_after is not None else self.backoff * 2**attempt
-                delay = min(delay, self.max_backoff)
-                logger.warning(
-                    "%s: %s (attempt %d of %d); retrying in %.2f s",
-                    self.url,
-                    failure.reason,
-                    attempts,
-                    self.max_retries + 1,
-                    delay,
-                )
-                self._sleep(delay)
-        raise AssertionError("unreachable: the loop returns or raises")
+        """Send through the client (its retries); the decoded JSON body, or ApiError."""
+        try:
+            response = self._client.chat.completions.with_raw_response.create(
+                **payload, extra_headers=self._extra_headers
+            )
+        except openai.APIStatusError as exc:
+            raise self._status_error(exc) from None
+        except openai.APITimeoutError as exc:
+            raise self._transport_error(f"timed out after {self.timeout:g} s", exc) from None
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__
+            reason = f"{type(cause).__name__}: {cause}" if cause is not None else exc.message
+            raise self._transport_error(f"cannot connect ({reason})", exc) from None
+        raw = response.http_response.content
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            excerpt = _excerpt(raw[: _BODY_EXCERPT * 2].decode("utf-8", "replace"))
+            attempts = response.retries_taken + 1
+            raise ApiError(
+                f"{self.url}: the response body is not JSON{_after(attempts)}: {excerpt}",
+                attempts=attempts,
+                detail=excerpt,
+                fix="check that the endpoint speaks the OpenAI chat-completions format",
+            ) from None
 
-    def _final_error(self, failure: _Failure, attempts: int) -> ApiError:
-        tries = f" after {attempts} attempt{'s' if attempts != 1 else ''}"
-        detail = _error_detail(failure.body) if failure.body else ""
-        fix = None
-        if failure.status in (401, 403):
+    def _status_error(self, exc: openai.APIStatusError) -> ApiError:
+        status = exc.status_code
+        attempts = _attempts(exc.response.request)
+        detail = _error_detail(exc.response.text) if exc.response.content else ""
+        if status in (401, 403):
             fix = f"check the API key ({ENV_API_KEY[0]} or api_key)"
-        elif failure.status == 404:
+        elif status == 404:
             fix = "check the base URL (it usually ends in /v1) and the model name"
-        elif failure.status is None or failure.retryable:
-            fix = "check that the server is up and reachable; raise timeout or max_retries for a slow server"
+        elif status >= 500 or status in (408, 409, 429):  # the statuses the client retries
+            fix = _FIX_UNREACHABLE
+        else:
+            fix = None
         return ApiError(
-            f"{self.url}: {failure.reason}{tries}" + (f": {detail}" if detail else ""),
-            status=failure.status,
+            f"{self.url}: HTTP {status}{_after(attempts)}" + (f": {detail}" if detail else ""),
+            status=status,
             attempts=attempts,
             detail=detail,
             fix=fix,
         )
 
-    def _send_once(self, data: bytes) -> Any:
-        request = urllib.request.Request(self.url, data=data, headers=self._headers(), method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            body = _read_error_body(exc)
-            status = int(exc.code)
-            retryable = status >= 500 or status == 429
-            retry_after = _retry_after_seconds(exc.headers.get("Retry-After")) if exc.headers else None
-            raise _Failure(f"HTTP {status}", status, body, retryable, retry_after) from None
-        except urllib.error.URLError as exc:
-            reason = exc.reason
-            if isinstance(reason, TimeoutError):
-                raise _Failure(f"timed out after {self.timeout:g} s", retryable=True) from None
-            raise _Failure(f"cannot connect ({reason})", retryable=True) from None
-        except TimeoutError:
-            raise _Failure(f"timed out after {self.timeout:g} s", retryable=True) from None
-        except (http.client.HTTPException, ConnectionError) as exc:
-            raise _Failure(f"connection broken ({type(exc).__name__}: {exc})", retryable=True) from None
-        try:
-            return json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise _Failure(
-                "the response body is not JSON", body=raw[: _BODY_EXCERPT * 2].decode("utf-8", "replace")
-            ) from None
+    def _transport_error(self, reason: str, exc: openai.APIConnectionError) -> ApiError:
+        attempts = _attempts(exc.request)
+        return ApiError(f"{self.url}: {reason}{_after(attempts)}", attempts=attempts, fix=_FIX_UNREACHABLE)
 
 
-def _read_error_body(exc: urllib.error.HTTPError) -> str:
+_FIX_UNREACHABLE = "check that the server is up and reachable; raise timeout or max_retries for a slow server"
+
+
+def _attempts(request: Any) -> int:
+    """Requests made so far: the client stamps each with how many retries preceded it."""
     try:
-        return exc.read().decode("utf-8", "replace")
-    except (OSError, http.client.HTTPException):
-        return ""
+        return int(request.headers.get("x-stainless-retry-count", 0)) + 1
+    except (AttributeError, ValueError):
+        return 1
+
+
+def _after(attempts: int) -> str:
+    return f" after {attempts} attempt{'s' if attempts != 1 else ''}"
 
 
 def _refuses_audio(exc: ApiError) -> bool:
