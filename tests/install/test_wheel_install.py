@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,24 +72,28 @@ def _provide_torch(venv_python: Path, where: Path) -> None:
 
 
 def test_wheel_in_a_fresh_venv_segments_a_clip(tmp_path: Path) -> None:
+    # Nothing of the checkout may leak in: no PYTHONPATH, no active venv, and every command runs
+    # outside the checkout (``python -m pip`` puts its working directory on the path, where a
+    # ``tgs.egg-info`` would make pip think tgs is installed already).
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    src = tmp_path / "src"  # build from a copy of the sources only (no caches or build dirs)
+    shutil.copytree(ROOT / "tgs", src / "tgs", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
     dist = tmp_path / "dist"
-    # Build the wheel from a copy of the sources only (not the checkout's caches or build dirs).
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(dist), str(ROOT)])
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(dist), str(src)], cwd=tmp_path, env=clean)
     (wheel,) = dist.glob("tgs-*.whl")
 
     venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)])
+    _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path, env=clean)
     py = venv / "bin" / "python"
     if TORCH_SPEC:
-        _run([str(py), "-m", "pip", "install", "--quiet", *TORCH_SPEC])
+        _run([str(py), "-m", "pip", "install", "--quiet", *TORCH_SPEC], cwd=tmp_path, env=clean)
     else:
         _provide_torch(py, tmp_path / "provided")
-    installed = _run([str(py), "-m", "pip", "install", str(wheel)])
-    assert "Successfully installed" in installed.stdout and "tgs" in installed.stdout, installed.stdout[-3000:]
+    _run([str(py), "-m", "pip", "install", "--quiet", str(wheel)], cwd=tmp_path, env=clean)
 
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")
-    } | {"TGS_HOME": str(tmp_path / "tgs_home"), "HF_HUB_OFFLINE": "1", "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
+    env = clean | {"TGS_HOME": str(tmp_path / "tgs_home"), "HF_HUB_OFFLINE": "1", "PATH": f"{venv / 'bin'}:{clean['PATH']}"}
     work = tmp_path / "work"
     work.mkdir()  # run outside the checkout, so only the installed package can be imported
     _run([str(py), "-c", "from pathlib import Path; from tgs.cli.quickstart import make_clip; make_clip(Path('data'), 0)"],
