@@ -10,6 +10,7 @@ import typer
 from rich.panel import Panel
 
 __all__ = [
+    "COMPILE_OPTION",
     "MODEL_SETS",
     "bad",
     "check_choice",
@@ -22,6 +23,13 @@ __all__ = [
 ]
 
 MODEL_SETS = ("real", "tiny")
+
+COMPILE_OPTION = typer.Option(
+    False,
+    "--compile",
+    help="torch.compile Ground + Segment's heavy modules and give Ref-Thinker a static KV cache with a compiled "
+    "decode step (for GPUs; the first batches pay the compilation).",
+)
 
 
 def bad(message: str, param: str) -> typer.BadParameter:
@@ -74,14 +82,16 @@ def settings_from_options(
     thinker: str | None = None,
     gdino: str | None = None,
     sam2: str | None = None,
+    compile: bool = False,
 ):  # -> tgs.core.settings.Settings
-    """The one Settings object of a command: ``--models``, ``--device``, ``--dtype`` and the sources."""
+    """The one Settings object of a command: ``--models``, ``--device``, ``--dtype``, ``--compile``
+    and the sources."""
     from tgs.core.settings import Settings
 
     check_choice(models, MODEL_SETS, "--models")
     try:
         return Settings.from_options(
-            models=models, device=device, dtype=dtype, thinker=thinker, grounding_dino=gdino, sam2=sam2
+            models=models, device=device, dtype=dtype, compile=compile, thinker=thinker, grounding_dino=gdino, sam2=sam2
         )
     except ValueError as exc:
         raise bad(str(exc), "--models/--model/--gdino/--sam2/--dtype") from exc

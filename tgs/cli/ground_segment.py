@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tgs.cli.common import bad, prepare_process, preset_from_options, settings_from_options
+from tgs.cli.common import COMPILE_OPTION, bad, prepare_process, preset_from_options, settings_from_options
 from tgs.cli.console import console, escape_user_text, friendly_errors, print_run_summary, progress_bar
 from tgs.cli.executor_options import (
     EXECUTOR_OPTION,
@@ -41,6 +41,7 @@ def ground_segment_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
     dtype: str | None = typer.Option(None, "--dtype", help="auto, fp32, bf16, fp16 (default: the preset's)."),
     gdino: str | None = typer.Option(None, "--gdino", help="Grounding DINO hub id or local directory."),
+    compile: bool = COMPILE_OPTION,
     sam2: str | None = typer.Option(None, "--sam2", help="SAM2.1 hub id or local directory."),
     frame_batch_size: int = typer.Option(1, "--frame-batch-size", min=1, help="Frames per model forward."),
     limit: int | None = typer.Option(None, "--limit", min=0, help="Process at most N new samples, then stop."),
@@ -61,7 +62,7 @@ def ground_segment_command(
         raise bad(f"expected one of {', '.join(PROTOCOL_CHOICES)}, got {protocol!r}", "--protocol")
     if benchmark not in BENCHMARK_META:
         raise bad(f"expected one of {', '.join(BENCHMARK_META)}, got {benchmark!r}", "--benchmark")
-    settings = settings_from_options(models, device, dtype, gdino=gdino, sam2=sam2)
+    settings = settings_from_options(models, device, dtype, gdino=gdino, sam2=sam2, compile=compile)
     config = GroundSegmentConfig(
         data=data,
         meta=meta if meta is not None else data / BENCHMARK_META[benchmark],

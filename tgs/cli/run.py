@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from tgs.cli.common import (
+    COMPILE_OPTION,
     bad,
     check_choice,
     prepare_process,
@@ -86,6 +87,7 @@ def run_command(
         None, "--dtype", help="auto, fp32, bf16, fp16 for every model (default: the preset's)."
     ),
     gdino: str | None = typer.Option(None, "--gdino", help="Grounding DINO hub id or local directory."),
+    compile: bool = COMPILE_OPTION,
     sam2: str | None = typer.Option(None, "--sam2", help="SAM2.1 hub id or local directory."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Samples per Think step (8 in the paper)."),
     frame_batch_size: int = typer.Option(
@@ -108,7 +110,7 @@ def run_command(
     check_choice(thinker, THINKER_NAMES, "--thinker")
     check_choice(protocol, tuple(PROTOCOL_CHOICES), "--protocol")
     check_choice(benchmark, tuple(BENCHMARK_META), "--benchmark")
-    settings = settings_from_options(models, device, dtype, thinker=model, gdino=gdino, sam2=sam2)
+    settings = settings_from_options(models, device, dtype, thinker=model, gdino=gdino, sam2=sam2, compile=compile)
     try:
         config = FullRunConfig(
             data=data,

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from tgs.cli.common import (
+    COMPILE_OPTION,
     bad,
     check_choice,
     prepare_process,
@@ -52,6 +53,7 @@ def think_command(
     models: str = typer.Option("real", "--models", help="real weights, or the untrained tiny set (install check)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
     dtype: str | None = typer.Option(None, "--dtype", help="auto (bf16 on CUDA, fp32 on CPU), bf16, fp16, fp32."),
+    compile: bool = COMPILE_OPTION,
     max_new_tokens: int | None = typer.Option(
         None, "--max-new-tokens", min=1, help="Generation length cap (256 in the paper); ref-thinker and omni."
     ),
@@ -91,7 +93,9 @@ def think_command(
     for key, value in flags.items():
         if value is not None:
             options[key] = value
-    settings = settings_from_options(models, device, dtype, thinker=_resolve_model(model) if name == "ref-thinker" else model)
+    settings = settings_from_options(
+        models, device, dtype, thinker=_resolve_model(model) if name == "ref-thinker" else model, compile=compile
+    )
     try:
         check_thinker_options(name, options)
         config = ThinkConfig(

@@ -107,6 +107,9 @@ def load_thinker(
         options["device"] = settings.device
         if settings.dtype is not None:
             options["dtype"] = settings.dtype
+    if settings.compile and {"decode", "compile"} <= accepted:  # a static-cache decode step, compiled
+        options.setdefault("decode", "static")
+        options.setdefault("compile", True)
     if batch_size is not None and "batch_size" in accepted:
         options["batch_size"] = batch_size
     if share_across_expressions is not None and SHARE_OPTION in accepted:
@@ -120,18 +123,24 @@ def load_stages(
     *,
     direct: bool = False,
     frame_batch_size: int = 1,
-    device_preprocess: bool = False,
-    compile: bool | str = False,
+    device_preprocess: bool | None = None,
+    compile: bool | str | None = None,
 ) -> tuple[Grounder, Segmenter]:
     """Grounding DINO and the SAM2 segmenter ``preset`` asks for, loaded strictly.
 
     direct: the texts grounded are raw expressions (decides the caption period under
     ``caption_period="script"``). dtype: the settings', else the preset's.
     device_preprocess / compile (False, True or a torch.compile backend): handed to the
-    image stages (see ``GroundingDinoGrounder``; same results as the host, eager path).
+    image stages (see ``GroundingDinoGrounder``; same results as the host, eager path);
+    None: from the settings (frames preprocessed on a GPU whenever the stages run on one,
+    which changes no result; ``Settings.compile``).
     """
     from tgs.ground.grounding_dino import GroundingDinoGrounder
 
+    if device_preprocess is None:
+        device_preprocess = settings.on_gpu
+    if compile is None:
+        compile = settings.compile
     dtype = settings.stage_dtype(preset.dtype)
     grounder = GroundingDinoGrounder.from_pretrained(
         settings.resolve("grounding_dino", "grounding_dino"),

@@ -33,11 +33,15 @@ class Settings:
         preset's dtype for Ground + Segment, auto for a thinker).
     sources: role (:data:`ROLES`) -> hub id, local directory or "tiny"; a role not given
         uses the model registry's default for it.
+    compile: ``torch.compile`` the heavy modules of Ground + Segment and give Ref-Thinker a
+        static KV cache with a compiled decode step (for GPUs: the first batches pay the
+        compilation; the results equal the eager ones up to float rounding).
     """
 
     device: str = "auto"
     dtype: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict)
+    compile: bool = False
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.sources) - set(ROLES))
@@ -47,17 +51,25 @@ class Settings:
         object.__setattr__(self, "sources", cleaned)
         if self.dtype is not None and str(self.dtype).strip().lower() not in ("auto", "fp32", "bf16", "fp16"):
             raise ValueError(f"dtype: expected auto, fp32, bf16 or fp16, got {self.dtype!r}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile: expected true or false, got {self.compile!r}")
         if not isinstance(self.device, str) or not self.device.strip():
             raise ValueError(f"device: expected a name such as auto, cpu, cuda, cuda:1, got {self.device!r}")
 
     @classmethod
-    def tiny(cls, device: str = "cpu", dtype: str | None = None) -> Settings:
+    def tiny(cls, device: str = "cpu", dtype: str | None = None, compile: bool = False) -> Settings:
         """Every role on its random tiny model."""
-        return cls(device=device, dtype=dtype, sources={role: TINY for role in ROLES})
+        return cls(device=device, dtype=dtype, sources={role: TINY for role in ROLES}, compile=compile)
 
     @classmethod
     def from_options(
-        cls, *, models: str = "real", device: str = "auto", dtype: str | None = None, **sources: str | None
+        cls,
+        *,
+        models: str = "real",
+        device: str = "auto",
+        dtype: str | None = None,
+        compile: bool = False,
+        **sources: str | None,
     ) -> Settings:
         """The CLI's ``--models real|tiny`` plus per-role sources (``--model``, ``--gdino``, ``--sam2``).
 
@@ -70,8 +82,8 @@ class Settings:
         if models == TINY:
             if given:
                 raise ValueError(f"the tiny model set takes no model source (got {', '.join(sorted(given))})")
-            return cls.tiny(device=device, dtype=dtype)
-        return cls(device=device, dtype=dtype, sources=given)
+            return cls.tiny(device=device, dtype=dtype, compile=compile)
+        return cls(device=device, dtype=dtype, sources=given, compile=compile)
 
     # ------------------------------------------------------------------ sources
     def source(self, role: str) -> str | None:
@@ -115,9 +127,16 @@ class Settings:
         record["set"] = "tiny" if tiny == {True} else ("real" if tiny <= {False} else "mixed")
         return record
 
+    @property
+    def on_gpu(self) -> bool:
+        """Whether the models run on a CUDA device (``auto`` resolves to one when present)."""
+        from tgs.devices import resolve_device
+
+        return resolve_device(self.device).type == "cuda"
+
     def stage_dtype(self, default: str) -> str:
         """The dtype a stage runs in: the one given here, else the stage's ``default``."""
         return self.dtype if self.dtype is not None else default
 
     def to_dict(self) -> dict[str, Any]:
-        return {"device": self.device, "dtype": self.dtype, "sources": dict(self.sources)}
+        return {"device": self.device, "dtype": self.dtype, "sources": dict(self.sources), "compile": self.compile}
