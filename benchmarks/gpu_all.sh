@@ -5,13 +5,19 @@
 #
 # Writes one JSON report and one log per benchmark into OUT_DIR, and the card's name beside
 # them; docs/performance.md quotes these files. Each step has its own time limit so that one
-# that hangs cannot take the others with it. SKIP="think train" leaves steps out.
+# that hangs cannot take the others with it. SKIP="think train" leaves steps out; ONLY="..."
+# runs just those. The whole script needs ~45 minutes of GPU time; issue 15's comparison (today's
+# path vs the new one, and the test-set projection) fits in ~17 minutes:
+#
+#   ONLY="video_sharing think_decode" bash benchmarks/gpu_all.sh bench-gpu
+#   python benchmarks/project_testset.py bench-gpu
 set -u -o pipefail
 out=${1:-bench-gpu}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 py=${PYTHON:-python3}
 skip=" ${SKIP:-} "
+only=" ${ONLY:-} "
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 "$py" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" \
@@ -21,6 +27,7 @@ step() {  # step NAME SECONDS COMMAND...
     local name=$1 limit=$2
     shift 2
     case $skip in *" $name "*) echo "== $name skipped"; return ;; esac
+    if [ "$only" != "  " ]; then case $only in *" $name "*) ;; *) echo "== $name not in ONLY"; return ;; esac; fi
     echo "== $name (limit ${limit}s)"
     local start=$SECONDS
     timeout "$limit" "$@" >"$out/$name.log" 2>&1
