@@ -218,7 +218,7 @@ def test_demo_page_segments_an_upload_in_headless_chromium(tmp_path: Path, chrom
     served.write_bytes(_fetch(urllib.parse.urljoin(base, overlay_src)))
     _check_overlay(served, frames=3)
     record = json.loads(_fetch(urllib.parse.urljoin(base, result_href)))
-    assert record["expression"] == "the red circle"
+    assert record["expressions"][0]["expression"] == "the red circle"
     assert record["thinker"]["name"] == "ref-thinker"
     assert record["preset"]["name"] == "paper"
     assert record["models"]["set"] == "tiny" and record["untrained"] is True

@@ -111,10 +111,11 @@ def escape_user_text(value: object, *, keep_newlines: bool = False) -> str:
     the left]"``, ``"[/]"``, ``"x\\[y"``), and control characters (ESC, BEL, CR, ...) shown as
     ``\\xNN`` escapes instead of acting on the terminal.
 
-    keep_newlines: keep line breaks and tabs (multi-line messages the program wrote itself).
+    keep_newlines: keep line breaks (multi-line messages the program wrote itself); a tab is
+        still shown as ``\\x09``, since it may come from a user's path.
     Every CLI print of text that did not come from the program goes through here.
     """
-    return _escape_markup("".join(_visible(c, "\n\t" if keep_newlines else "") for c in str(value)))
+    return _escape_markup("".join(_visible(c, "\n" if keep_newlines else "") for c in str(value)))
 
 
 def setup_logging(verbosity: int) -> None:
