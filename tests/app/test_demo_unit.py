@@ -218,7 +218,7 @@ def test_request_stages_the_upload_under_our_name_and_writes_only_in_its_run(
     assert call["video"].read_bytes() == clip.read_bytes()
     assert call | {"video": None, "out": None} == dict(
         video=None, out=None, expressions=["the red circle"], thinker="direct", preset="best",
-        settings=backend.settings, fps=2.0, cache=backend.model_cache,
+        settings=backend.settings, fps=None, keyframe_fps=2.0, cache=backend.model_cache,
     )
     assert backend.settings.untrained
     new_files = _files_under(tmp_path) - before
