@@ -55,8 +55,8 @@ def print_segment_result(result) -> None:  # result: tgs.core.segment.SegmentVid
         boxed = sum(box is not None for box in output.boxes)
         if getattr(result, "mode", "sampled") == "dense":
             lines.append(
-                f"[bold]masks:[/] {e(output.masks_dir)} ({result.num_frames} frames; "
-                f"{boxed} of {len(output.boxes)} keyframes boxed)"
+                f"[bold]masks:[/] {result.num_frames} frames, {boxed} of {len(output.boxes)} keyframes boxed: "
+                f"{e(output.masks_dir)}"
             )
         else:
             lines.append(f"[bold]masks:[/] {e(output.masks_dir)} ({len(output.boxes)} PNG, {boxed} frames boxed)")
