@@ -88,7 +88,8 @@ def test_video_with_audio_gives_all_three_outputs(videos, tmp_path: Path) -> Non
     assert result.expressions[0].masks_dir == result.out_dir / "masks" / "0"
     data = json.loads(result.result_json.read_text())
     first = _first(data)
-    assert data["schema"] == 2 and len(data["expressions"]) == 1
+    assert data["schema"] == 3 and len(data["expressions"]) == 1
+    assert data["output"]["mode"] == "sampled" and data["propagation"] is None
     for path, record in zip(pngs, first["frames"]):
         image = Image.open(path)
         assert image.mode == "L" and image.size == SMALL
