@@ -193,3 +193,15 @@ def test_propagation_switches_parse_and_validate() -> None:
                        ("propagation_max_conditioning_frames", "x"), ("propagation_min_seed_score", "-1")):
         with pytest.raises(ValueError, match=key):
             BEST.with_overrides({key: value})
+
+
+def test_sam2_option_picks_the_propagation_model() -> None:
+    from tgs.core.loading import propagation_request
+
+    assert propagation_request(Settings(device="cpu")) == ("edgetam_video", Settings(device="cpu"))
+    assert propagation_request(Settings(device="cuda"))[0] == "sam2_video_large"
+    assert propagation_request(Settings.tiny())[0] == "sam2_video_tiny"
+    keyed = Settings(device="cpu", sources={"sam2": "sam2_video_small", "grounding_dino": "/g"})
+    assert propagation_request(keyed) == ("sam2_video_small", Settings(device="cpu", sources={"grounding_dino": "/g"}))
+    folder = Settings(device="cpu", sources={"sam2": "/models/edgetam"})
+    assert propagation_request(folder) == ("edgetam_video", folder)
