@@ -56,7 +56,15 @@ from typing import Any
 import numpy as np
 
 from tgs.core.flow import Pipeline, share_enabled
-from tgs.core.loading import load_stages, load_thinker, public_options, stage_requests, thinker_requests
+from tgs.core.loading import (
+    load_grounder,
+    load_propagator,
+    load_stages,
+    load_thinker,
+    public_options,
+    stage_requests,
+    thinker_requests,
+)
 from tgs.core.settings import UNTRAINED_LABEL, Settings
 from tgs.errors import MediaError, NoAudioWarning, TGSError, ThinkerError
 from tgs.model_cache import ModelCache, freeze, release_memory
@@ -807,8 +815,6 @@ def _dense_call(
 
 def _dense_stages(call: _Call, settings: Settings, key: str, timer: _Timer, cache: ModelCache | None) -> Any:
     """(Grounding DINO, the propagation model ``key``), loaded or taken from ``cache``."""
-    from tgs.core.loading import load_grounder, load_propagator
-
     direct = call.thinker == "direct"
     dtype = settings.stage_dtype(call.preset.dtype)
 
