@@ -111,6 +111,25 @@ class Preset:
         ("all", "best", "first"),
         "video mode only: frames given the box prompt (every grounded frame, the best-scoring one, the first one)",
     )
+    propagation_min_seed_score: float = _switch(
+        0.0,
+        None,
+        "dense output only: a grounded keyframe box seeds (or re-seeds) the propagation when its Grounding DINO "
+        "score is >= this (which keyframes seed: video_seeds)",
+    )
+    propagation_reseed_iou: float | None = _switch(
+        0.5,
+        None,
+        "dense output only: re-seed at a grounded keyframe whose box overlaps the tracked mask's box less than "
+        "this, so a lost object is found again (none: never; a no-op with video_seeds=all, where every confident "
+        "keyframe seeds)",
+    )
+    propagation_max_conditioning_frames: int | None = _switch(
+        4,
+        None,
+        "dense output only: seeded frames kept in SAM2's memory, the most recent (none: all, SAM2's default; "
+        "memory then grows with the seeds)",
+    )
     mask_size: str = _switch(
         "original", ("224", "original"), "size of the saved binary masks: 224x224 or the frame size"
     )
@@ -146,6 +165,19 @@ class Preset:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"preset switch {key}: expected a number in [0, 1], got {value!r}")
             object.__setattr__(self, key, float(value))
+        for key in ("propagation_min_seed_score", "propagation_reseed_iou"):
+            value = getattr(self, key)
+            if value is None and key == "propagation_reseed_iou":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+                none = " or none" if key == "propagation_reseed_iou" else ""
+                raise ValueError(f"preset switch {key}: expected a number in [0, 1]{none}, got {value!r}")
+            object.__setattr__(self, key, float(value))
+        cap = self.propagation_max_conditioning_frames
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ValueError(
+                f"preset switch propagation_max_conditioning_frames: expected an integer >= 1 or none, got {cap!r}"
+            )
         for f in fields(self):
             if f.type in ("bool", bool) and not isinstance(getattr(self, f.name), bool):
                 raise ValueError(f"preset switch {f.name}: expected true or false, got {getattr(self, f.name)!r}")
@@ -199,11 +231,18 @@ class Preset:
                 raise ValueError(f"unknown preset switch {key!r}.{hint} Switches: {', '.join(names)}")
             if names[key].type in ("bool", bool):
                 changes[key] = _parse_bool(key, text)
-            elif names[key].type in ("float", float):
+            elif names[key].type in ("float | None", "int | None") and str(text).strip().lower() == "none":
+                changes[key] = None
+            elif names[key].type in ("float", float, "float | None"):
                 try:
                     changes[key] = float(text)
                 except ValueError:
                     raise ValueError(f"preset switch {key}: expected a number in [0, 1], got {text!r}") from None
+            elif names[key].type == "int | None":
+                try:
+                    changes[key] = int(text)
+                except ValueError:
+                    raise ValueError(f"preset switch {key}: expected an integer >= 1 or none, got {text!r}") from None
             else:
                 changes[key] = text
         return replace(self, **changes)
@@ -232,6 +271,9 @@ PAPER = Preset(
     sam_preprocess="original",
     segment_mode="image",
     video_seeds="all",
+    propagation_min_seed_score=0.0,
+    propagation_reseed_iou=0.5,
+    propagation_max_conditioning_frames=4,
     mask_size="224",
     probs_size="224",
     dtype="fp32",
@@ -254,6 +296,9 @@ BEST = Preset(
     sam_preprocess="original",
     segment_mode="video",
     video_seeds="all",
+    propagation_min_seed_score=0.0,
+    propagation_reseed_iou=0.5,
+    propagation_max_conditioning_frames=4,
     mask_size="original",
     probs_size="224",
     dtype="auto",

@@ -23,7 +23,8 @@ FAKE_TIMINGS = {"decode": 0.25, "think": 1.5, "ground": 0.5, "segment": 0.75, "t
 
 @dataclass
 class FakeSegmentVideo:
-    """Callable like ``segment_video(video, expressions, *, thinker, preset, settings, out, fps, progress, cache)``."""
+    """Callable like ``segment_video(video, expressions, *, thinker, preset, settings, out, fps, keyframe_fps,
+    progress, cache)``; dense (fps None): every source frame, at the source rate."""
 
     calls: list[dict[str, Any]] = field(default_factory=list)
     escape_to: Path | None = None  # when set, reports an overlay outside ``out`` (a misbehaving pipeline)
@@ -37,7 +38,8 @@ class FakeSegmentVideo:
         preset: str,
         settings: Any,
         out: Path,
-        fps: float,
+        fps: float | None,
+        keyframe_fps: float = 1.0,
         progress: Any = None,
         cache: Any = None,
     ) -> SegmentVideoResult:
@@ -49,9 +51,13 @@ class FakeSegmentVideo:
             dict(
                 video=Path(video), expressions=list(expressions), thinker=thinker, preset=preset, settings=settings,
                 out=out,
-                fps=fps, cache=cache,
+                fps=fps, keyframe_fps=keyframe_fps, cache=cache,
             )
         )
+        if fps is None:  # dense: the source's own frames and rate
+            from tgs.segment.frame_source import VideoFrameSource
+
+            fps = VideoFrameSource(video).fps
         out = Path(out)
         out.mkdir(parents=True)
         frames = [frame for _, frame in iter_video_frames(Path(video), fps)]

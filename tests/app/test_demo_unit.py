@@ -218,14 +218,15 @@ def test_request_stages_the_upload_under_our_name_and_writes_only_in_its_run(
     assert call["video"].read_bytes() == clip.read_bytes()
     assert call | {"video": None, "out": None} == dict(
         video=None, out=None, expressions=["the red circle"], thinker="direct", preset="best",
-        settings=backend.settings, fps=2.0, cache=backend.model_cache,
+        settings=backend.settings, fps=None, keyframe_fps=2.0, cache=backend.model_cache,
     )
     assert backend.settings.untrained
     new_files = _files_under(tmp_path) - before
     assert new_files and all(p.is_relative_to(run_dir) for p in new_files)
     assert outcome.overlay_video == run_dir / "result" / "overlay.mp4"
     assert probe_upload(outcome.overlay_video, DemoLimits()).seconds == pytest.approx(2.0, abs=0.6)
-    assert json.loads(outcome.result_json.read_text()) == {"expressions": ["the red circle"], "frames": 4}
+    # dense: every frame of the 2 s, 5 fps clip
+    assert json.loads(outcome.result_json.read_text()) == {"expressions": ["the red circle"], "frames": 10}
     assert outcome.reasoning == FAKE_REASONING
     assert outcome.answer == r"**object:** the centre \[object\] · **simplified:** object · **grounded:** object"
     assert outcome.status == (
@@ -267,7 +268,7 @@ def test_synthetic_clip_request_uses_the_generated_clip(workspace: DemoWorkspace
     outcome = _run(backend, workspace.new_session(), choice=label, fps=1.0)
     assert outcome.ok, outcome.status
     assert fake.calls[0]["video"].read_bytes() == workspace.synthetic_clip(0).read_bytes()
-    assert json.loads(outcome.result_json.read_text())["frames"] == 10
+    assert json.loads(outcome.result_json.read_text())["frames"] == 100  # dense: every frame of 10 s at 10 fps
 
 
 @pytest.mark.parametrize(

@@ -141,8 +141,15 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
         seen["stages"].append(preset.sam_model_key)
         return load_stages(preset, *args, **kwargs)
 
+    load_propagator = sv.load_propagator
+
+    def propagator_spy(settings, key, *args, **kwargs):  # dense output: Grounding DINO + this model
+        seen["stages"].append(key)
+        return load_propagator(settings, key, *args, **kwargs)
+
     monkeypatch.setattr(sv, "load_thinker", thinker_spy)
     monkeypatch.setattr(sv, "load_stages", stages_spy)
+    monkeypatch.setattr(sv, "load_propagator", propagator_spy)
     return seen
 
 
@@ -204,6 +211,6 @@ def test_demo_backend_reuses_its_cache_across_requests(tmp_path: Path, loads) ->
         outcome = backend.run(session=session, choice=label, upload=None, expression="the red square",
                               thinker="direct", preset="best", fps=0.5)
         assert outcome.ok, outcome.status
-    assert loads == {"thinker": ["direct"], "stages": ["sam2_video"]}
+    assert loads == {"thinker": ["direct"], "stages": ["sam2_video_tiny"]}  # the demo's dense output
     assert backend.model_cache.stats["stages"] == {"loads": 1, "hits": 1, "held": 1}
     assert DemoBackend(workspace).model_cache is not backend.model_cache  # one per backend, no global

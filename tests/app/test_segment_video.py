@@ -1,7 +1,8 @@
 """``tgs segment`` / ``segment_video`` on generated video files, with the tiny model set.
 
 The real Grounding DINO / SAM2 / Ref-Thinker code paths run (random tiny weights), so
-what is checked is the plumbing: one mask and one record per sampled frame, the overlay's
+what is checked is the plumbing of the sampled output (``fps`` given; the dense default
+is tests/app/test_segment_dense.py): one mask and one record per sampled frame, the overlay's
 frame count, size and audio track, window-by-window streaming, what the thinker hears,
 and errors that name the file.
 """
@@ -47,7 +48,8 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _run(video: Path, out: Path, **kwargs):
-    options = {"thinker": "direct", "settings": Settings.tiny(), "out": out, **kwargs}
+    """The sampled output path (``fps`` given; 1 by default): dense output is tests/app/test_segment_dense.py."""
+    options = {"thinker": "direct", "settings": Settings.tiny(), "out": out, "fps": 1.0, **kwargs}
     if options["thinker"] == "ref-thinker":
         options.setdefault("thinker_options", FAST_THINK)
     return segment_video(video, options.pop("expressions", "The red object."), **options)
@@ -86,7 +88,8 @@ def test_video_with_audio_gives_all_three_outputs(videos, tmp_path: Path) -> Non
     assert result.expressions[0].masks_dir == result.out_dir / "masks" / "0"
     data = json.loads(result.result_json.read_text())
     first = _first(data)
-    assert data["schema"] == 2 and len(data["expressions"]) == 1
+    assert data["schema"] == 3 and len(data["expressions"]) == 1
+    assert data["output"]["mode"] == "sampled" and data["propagation"] is None
     for path, record in zip(pngs, first["frames"]):
         image = Image.open(path)
         assert image.mode == "L" and image.size == SMALL
@@ -273,7 +276,7 @@ def test_cli_segment_several_expressions(videos, tmp_path: Path) -> None:
     out = tmp_path / "cli"
     result, text = _invoke(
         "segment", str(videos["fps30"]), "the red object", "the blue square", "--thinker", "direct",
-        "--models", "tiny", "--device", "cpu", "--out", str(out),
+        "--models", "tiny", "--device", "cpu", "--out", str(out), "--fps", "1",
     )
     assert result.exit_code == 0, text
     assert "1: the red object" in text and "2: the blue square" in text
@@ -342,7 +345,7 @@ def test_missing_weights_fail_before_anything_is_written(videos, tmp_path: Path)
     out = tmp_path / "out"
     result, text = _invoke("segment", str(videos["audio"]), "the dog", "--out", str(out))
     assert result.exit_code == 1
-    for key in ("ref_thinker", "grounding_dino", "sam2_video"):
+    for key in ("ref_thinker", "grounding_dino", "edgetam_video"):  # dense output on a CPU: EdgeTAM
         assert key in text
     assert "--models tiny" in text
     assert not out.exists()
@@ -381,6 +384,8 @@ def test_cli_segment_without_audio(videos, tmp_path: Path) -> None:
         "cpu",
         "--out",
         str(out),
+        "--fps",
+        "1",
     )
     assert result.exit_code == 0, text
     assert "UNTRAINED TINY MODELS" in text

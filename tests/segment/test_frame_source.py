@@ -102,3 +102,27 @@ def test_video_source_errors(tmp_path: Path, vfr_video: Path) -> None:
         VideoFrameSource(tmp_path / "text.mp4")
     with pytest.raises(IndexError):
         list(VideoFrameSource(vfr_video).frames(0, 24))
+
+
+def test_video_source_turns_a_rotated_video_upright_like_media(tmp_path: Path, frames: np.ndarray) -> None:
+    """A phone video stored sideways (display matrix rotation) comes out as it plays, as tgs.data.media reads it."""
+    import av
+
+    from tgs.data.media import load_video_frames
+
+    path = tmp_path / "phone.mkv"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "bgr0"
+        stream.set_display_rotation(90)
+        for i, image in enumerate(frames[:5]):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    source = VideoFrameSource(path)
+    upright, _ = load_video_frames(path, None, None)
+    assert source.size == upright.shape[1:3] == (frames.shape[2], frames.shape[1])
+    np.testing.assert_array_equal(np.stack(list(source.frames(0, 5))), upright)
+    np.testing.assert_array_equal(np.stack(list(source.frames(3, 5))), upright[3:5])

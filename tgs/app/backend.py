@@ -48,7 +48,7 @@ UPLOAD_CHOICE = "Uploaded video"
 
 SegmentFn = Callable[..., "SegmentVideoResult"]
 """Called like :func:`tgs.core.segment.segment_video` with (video, expressions, *, thinker,
-preset, settings, out, fps, progress, cache); returns its result (or an object with the same fields)."""
+preset, settings, out, fps=None (dense output), keyframe_fps, progress, cache); returns its result (or an object with the same fields)."""
 
 MAX_EXPRESSIONS = 8
 """Expressions one request may ask about (one per line)."""
@@ -221,7 +221,7 @@ class DemoBackend:
             if preset not in PRESETS:
                 raise ValueError(f"unknown preset {preset!r}; pick one of {', '.join(PRESETS)}")
             if not (0 < float(fps) <= 30):
-                raise ValueError(f"frames per second: expected a value in (0, 30], got {fps}")
+                raise ValueError(f"keyframes per second: expected a value in (0, 30], got {fps}")
             texts = self.check_expressions(expression)
             video = self.stage_input(choice, upload, run_dir)
             with warnings.catch_warnings(record=True) as caught:  # e.g. a short clip's padded audio
@@ -233,7 +233,8 @@ class DemoBackend:
                     preset=preset,
                     settings=self.settings,
                     out=run_dir / "result",
-                    fps=float(fps),
+                    fps=None,  # dense: a mask on every frame of the video, the overlay at its rate
+                    keyframe_fps=float(fps),  # the slider: frames grounded per second
                     progress=progress,
                     cache=self.model_cache,
                 )

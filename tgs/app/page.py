@@ -108,7 +108,7 @@ def _layout(gr: Any, backend: DemoBackend) -> None:
             )
             thinker = gr.Dropdown(list(THINKER_CHOICES), value="ref-thinker", label="Thinker", elem_id="tgs-thinker")
             preset = gr.Radio(list(PRESETS), value=DEFAULT_PRESET, label="Preset", elem_id="tgs-preset")
-            fps = gr.Slider(0.5, 5.0, value=1.0, step=0.5, label="Frames analysed per second", elem_id="tgs-fps")
+            fps = gr.Slider(0.5, 5.0, value=1.0, step=0.5, label="Keyframes grounded per second (masks on every frame)", elem_id="tgs-fps")
             submit = gr.Button("Segment", variant="primary", elem_id="tgs-submit")
         with gr.Column(scale=1):
             status = gr.Markdown("", line_breaks=True, elem_id="tgs-status")

@@ -236,7 +236,8 @@ def print_error(exc: BaseException) -> None:
 
 @contextmanager
 def progress_bar(description: str, total: int | None, *, disable: bool = False) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar; yields ``advance(n)``."""
+    """A rich progress bar with the time left; yields ``advance(n, description=None)`` (a new
+    description replaces the bar's label, e.g. "propagating: frame 37 of 150")."""
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -250,7 +251,9 @@ def progress_bar(description: str, total: int | None, *, disable: bool = False) 
     with progress:
         task = progress.add_task(description, total=total)
 
-        def advance(n: int = 1) -> None:
+        def advance(n: int = 1, description: str | None = None) -> None:
+            if description:
+                progress.update(task, description=description)
             progress.advance(task, n)
 
         yield advance

@@ -127,6 +127,7 @@ def quickstart_command(
             preset="best",
             settings=settings,
             out=out / "segment",
+            fps=1.0,  # the clip's ground truth is at 1 fps (Ref-AVS): masks at the same frames
             progress=progress,
         )
     masks = result.expressions[0].masks_dir

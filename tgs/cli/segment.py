@@ -24,17 +24,17 @@ from tgs.cli.console import console, err_console, escape_user_text, friendly_err
 
 @contextmanager
 def fraction_progress(description: str) -> Iterator[Callable[..., None]]:
-    """A progress bar driven by ``progress(fraction, desc=...)`` calls (the segment_video callback)."""
+    """A progress bar driven by ``progress(fraction, desc=...)`` calls (the segment_video callback),
+    with the time left; its label follows ``desc`` (dense output: "propagating: frame 37 of 150")."""
     steps = 1000
     with progress_bar(description, total=steps) as advance:
         done = 0
 
         def update(fraction: float, desc: str = "") -> None:
             nonlocal done
-            target = round(fraction * steps)
-            if target > done:
-                advance(target - done)
-                done = target
+            target = max(round(fraction * steps), done)
+            advance(target - done, description=f"{description}: {desc}" if desc else None)
+            done = target
 
         yield update
 
@@ -53,13 +53,21 @@ def print_segment_result(result) -> None:  # result: tgs.core.segment.SegmentVid
         if thought.reasoning:
             lines.append(f"[bold]reasoning:[/] {e(thought.reasoning, keep_newlines=True)}")
         boxed = sum(box is not None for box in output.boxes)
-        lines.append(f"[bold]masks:[/] {e(output.masks_dir)} ({len(output.boxes)} PNG, {boxed} frames boxed)")
+        if getattr(result, "mode", "sampled") == "dense":
+            lines.append(
+                f"[bold]masks:[/] {result.num_frames} frames, {boxed} of {len(output.boxes)} keyframes boxed: "
+                f"{e(output.masks_dir)}"
+            )
+        else:
+            lines.append(f"[bold]masks:[/] {e(output.masks_dir)} ({len(output.boxes)} PNG, {boxed} frames boxed)")
         title = f"{output.index + 1}: {e(output.expression)}" if len(result.expressions) > 1 else "think"
         console.print(Panel("\n".join(lines), title=title, title_align="left", expand=False), highlight=False)
     # Plain lines, not a table: paths stay whole, so they can be copied.
     console.print(f"overlay video: {e(result.overlay_video)}", highlight=False, soft_wrap=True)
+    if getattr(result, "masks_json", None) is not None:
+        console.print(f"masks (COCO RLE): {e(result.masks_json)}", highlight=False, soft_wrap=True)
     console.print(f"result: {e(result.result_json)}", highlight=False, soft_wrap=True)
-    shown = ("think", "ground", "segment", "encode", "total")
+    shown = ("think", "ground", "segment", "propagate", "encode", "total")
     console.print(
         "timings (s): " + ", ".join(f"{k} {result.timings[k]:.2f}" for k in shown if k in result.timings),
         highlight=False,
@@ -96,8 +104,17 @@ def segment_command(
     models: str = typer.Option(
         "real", "--models", help="real weights, or the untrained tiny set (install check)."
     ),
-    fps: float = typer.Option(
-        1.0, "--fps", min=1e-6, help="Frames sampled per second of video (1 = Ref-AVS)."
+    fps: float | None = typer.Option(
+        None,
+        "--fps",
+        min=1e-6,
+        help="Sampled output: segment only N frames per second (1 = Ref-AVS). Default: a mask on every frame.",
+    ),
+    keyframe_fps: float = typer.Option(
+        1.0, "--keyframe-fps", min=1e-6, help="Frames grounded per second, the keyframes propagation starts from."
+    ),
+    no_png: bool = typer.Option(
+        False, "--no-png", help="Skip the PNG mask per frame (masks.json has every mask); for long videos."
     ),
     chunk_seconds: float = typer.Option(
         10.0,
@@ -110,9 +127,15 @@ def segment_command(
         None, "--dtype", help="auto, fp32, bf16, fp16 for every model (default: the preset's)."
     ),
     gdino: str | None = typer.Option(None, "--gdino", help="Grounding DINO hub id or local directory."),
-    sam2: str | None = typer.Option(None, "--sam2", help="SAM2.1 hub id or local directory."),
+    sam2: str | None = typer.Option(
+        None,
+        "--sam2",
+        help="Segment model: a hub id, a local directory, or a propagation model key (edgetam_video, "
+        "sam2_video_tiny, _small, _base_plus, _large); default EdgeTAM on a CPU, SAM2.1-L on a GPU.",
+    ),
 ) -> None:
-    """Segment what each expression refers to in any video: overlay video, PNG masks per expression, result.json."""
+    """Segment what each expression refers to in any video: a mask on every frame (PNG per expression and
+    frame, masks.json), an overlay video at the source's rate with its audio, result.json."""
     from tgs.core.segment import segment_video
     from tgs.think.registry import THINKER_NAMES
 
@@ -125,6 +148,8 @@ def segment_command(
         err_console.print(untrained_banner())
     options = thinker_options_from(thinker_opt)
     prepare_process(device)
+    if no_png and fps is not None:
+        raise bad("--no-png applies to the dense output (without --fps)", "--no-png")
     with fraction_progress("segment") as progress:
         result = segment_video(
             video,
@@ -137,6 +162,8 @@ def segment_command(
             thinker_options=options,
             chunk_seconds=chunk_seconds,
             progress=progress,
+            keyframe_fps=keyframe_fps,
+            png=not no_png,
         )
     print_segment_result(result)
     if result.untrained:

@@ -13,7 +13,9 @@
 - :class:`Pipeline` (``tgs.core.flow``): Think -> Ground -> Segment over videos, a
   generator of :class:`ExpressionResult`;
 - :func:`segment_video` (``tgs.core.segment``): a video file of any length with several
-  expressions into an overlay video, PNG masks and result.json.
+  expressions into a mask on every frame (dense output, ``tgs.core.dense``: PNG masks,
+  masks.json, an overlay video at the source's rate with its audio) and result.json;
+  ``fps=N`` for N sampled frames per second instead.
 """
 
 from __future__ import annotations

@@ -24,8 +24,11 @@ from tgs.think.registry import THINKER_MODEL_KEYS, accepted_options, build_think
 
 __all__ = [
     "CORE_THINKER_OPTIONS",
+    "load_grounder",
+    "load_propagator",
     "load_stages",
     "load_thinker",
+    "propagation_request",
     "public_options",
     "stage_requests",
     "thinker_options",
@@ -135,24 +138,14 @@ def load_stages(
     None: from the settings (frames preprocessed on a GPU whenever the stages run on one,
     which changes no result; ``Settings.compile``).
     """
-    from tgs.ground.grounding_dino import GroundingDinoGrounder
-
     if device_preprocess is None:
         device_preprocess = settings.on_gpu
     if compile is None:
         compile = settings.compile
     dtype = settings.stage_dtype(preset.dtype)
-    grounder = GroundingDinoGrounder.from_pretrained(
-        settings.resolve("grounding_dino", "grounding_dino"),
-        device=settings.device,
-        dtype=dtype,
-        box_threshold=preset.box_threshold,
-        text_threshold=preset.text_threshold,
-        frame_batch_size=frame_batch_size,
-        preprocess=preset.gdino_preprocess,
-        dedupe_period=preset.dedupe_period(direct=direct),
-        device_preprocess=device_preprocess,
-        compile=compile,
+    grounder = load_grounder(
+        preset, settings, direct=direct, frame_batch_size=frame_batch_size,
+        device_preprocess=device_preprocess, compile=compile,
     )
     source = settings.resolve("sam2", preset.sam_model_key)
     segmenter: Segmenter
@@ -171,3 +164,62 @@ def load_stages(
             preprocess=preset.sam_preprocess,
         )
     return grounder, segmenter
+
+
+def load_grounder(
+    preset: Preset,
+    settings: Settings,
+    *,
+    direct: bool = False,
+    frame_batch_size: int = 1,
+    device_preprocess: bool | None = None,
+    compile: bool | str | None = None,
+) -> Grounder:
+    """Grounding DINO as ``preset`` configures it, loaded strictly (see :func:`load_stages`)."""
+    from tgs.ground.grounding_dino import GroundingDinoGrounder
+
+    if device_preprocess is None:
+        device_preprocess = settings.on_gpu
+    if compile is None:
+        compile = settings.compile
+    dtype = settings.stage_dtype(preset.dtype)
+    return GroundingDinoGrounder.from_pretrained(
+        settings.resolve("grounding_dino", "grounding_dino"),
+        device=settings.device,
+        dtype=dtype,
+        box_threshold=preset.box_threshold,
+        text_threshold=preset.text_threshold,
+        frame_batch_size=frame_batch_size,
+        preprocess=preset.gdino_preprocess,
+        dedupe_period=preset.dedupe_period(direct=direct),
+        device_preprocess=device_preprocess,
+        compile=compile,
+    )
+
+
+def propagation_request(settings: Settings) -> tuple[str, Settings]:
+    """(registry key of the propagation model, settings whose ``sam2`` source loads it).
+
+    ``--sam2`` may name a registry key (``edgetam_video``, ``sam2_video_tiny``, ...: its default
+    source), a hub id or a folder (loaded as the device's default key's model); none: the
+    device's default (:func:`tgs.segment.sam2_video.default_propagation_model`). The tiny model
+    set uses the tiny SAM2 video model (the tiny EdgeTAM is ten times slower on a CPU).
+    """
+    from tgs.segment.sam2_video import PROPAGATION_MODEL_KEYS, default_propagation_model
+
+    given = settings.source("sam2")
+    if given in PROPAGATION_MODEL_KEYS:
+        sources = {k: v for k, v in settings.sources.items() if k != "sam2"}
+        return given, Settings(device=settings.device, dtype=settings.dtype, sources=sources)  # type: ignore[return-value]
+    if settings.is_tiny("sam2"):
+        return "sam2_video_tiny", settings
+    return default_propagation_model(settings.device), settings
+
+
+def load_propagator(settings: Settings, key: str, dtype: str, preprocess: str = "original") -> Any:
+    """The SAM2-family video model of registry ``key`` (a ``Sam2VideoSegmenter``), loaded strictly."""
+    from tgs.segment.sam2_video import Sam2VideoSegmenter
+
+    return Sam2VideoSegmenter.from_pretrained(
+        settings.resolve("sam2", key), device=settings.device, dtype=dtype, preprocess=preprocess
+    )

@@ -1,18 +1,25 @@
 """Segment any video file with one or several expressions: Think once about the whole video,
-then Ground + Segment it window by window, every expression in the same pass.
+ground the expressions at keyframes, and give a mask on every source frame.
 
 ``segment_video(video, ["expr 1", "expr 2"])`` runs the whole TGS pipeline on one video
 file (mp4, mkv, webm, avi, ...; any size, frame rate and length; with or without audio)
-and writes::
+and writes (dense output, the default)::
 
     OUT/
-      overlay.mp4          the sampled frames with every expression's mask and box drawn, one
-                           colour per expression and a legend, at the sampling rate, with the
-                           source's audio track kept
+      overlay.mp4          every source frame with every expression's mask drawn, one colour
+                           per expression and a legend, at the source's frame rate, size and
+                           duration, with the source's audio track kept
       masks/<k>/00000.png  per expression k (0-based, in the order given) one 8-bit PNG per
-                           sampled frame, 0 / 255, at the source frame size
-      result.json          per expression: reasoning chain, f_object / s_object, per-frame
-                           boxes and scores; timings, settings (schema 2, ``docs/segment.md``)
+                           source frame, 0 / 255, at the source frame size (``png=False``: none)
+      masks.json           every mask of every frame in COCO RLE (``tgs.dense_outputs``)
+      result.json          per expression: reasoning chain, f_object / s_object, boxes and
+                           scores at the grounded keyframes; timings, settings (schema 3,
+                           ``docs/segment.md``)
+
+Dense output grounds at the keyframes (``keyframe_fps``, 1 per second) and propagates every
+expression through every frame in one SAM2-family propagation (:mod:`tgs.core.dense`).
+``fps=N`` gives the sampled output instead: frames sampled at N per second, each grounded
+and segmented (the windows below), the overlay at N fps, one PNG per sampled frame.
 
 How the video is read (documented in ``docs/segment.md``):
 
@@ -49,7 +56,15 @@ from typing import Any
 import numpy as np
 
 from tgs.core.flow import Pipeline, share_enabled
-from tgs.core.loading import load_stages, load_thinker, public_options, stage_requests, thinker_requests
+from tgs.core.loading import (
+    load_grounder,
+    load_propagator,
+    load_stages,
+    load_thinker,
+    public_options,
+    stage_requests,
+    thinker_requests,
+)
 from tgs.core.settings import UNTRAINED_LABEL, Settings
 from tgs.errors import MediaError, NoAudioWarning, TGSError, ThinkerError
 from tgs.model_cache import ModelCache, freeze, release_memory
@@ -90,12 +105,17 @@ DIGEST_SECONDS = 10.0
 DIGEST_SNIPPET_SECONDS = 1.0
 """Audio heard per summary frame of a long video (one Ref-AVS second per frame)."""
 
-RESULT_SCHEMA = 2
-"""result.json schema: 2 = several expressions (``expressions`` list, ``masks/<k>/``); 1 had one."""
+RESULT_SCHEMA = 3
+"""result.json schema: 3 = dense or sampled output (``output`` block, keyframe ``frame`` indices,
+``propagation``); 2 = several expressions (``expressions`` list, ``masks/<k>/``); 1 had one."""
 
 OVERLAY_NAME = "overlay.mp4"
 MASKS_DIR = "masks"
+MASKS_JSON = "masks.json"
 RESULT_NAME = "result.json"
+
+DEFAULT_KEYFRAME_FPS = 1.0
+"""Keyframes grounded per second of video in dense output (the Ref-AVS sampling rate)."""
 
 _MASK_FILE = re.compile(r"^\d{5}\.png$")
 
@@ -110,9 +130,11 @@ ProgressCallback = Callable[..., Any]
 class ExpressionOutput:
     """What one expression of a ``segment_video`` call gave.
 
-    boxes / scores: per sampled frame, the chosen box (x0, y0, x1, y1) in source pixels
-        and its grounding score, None where nothing was boxed.
-    masks_dir: ``OUT/masks/<index>`` with one PNG per sampled frame.
+    boxes / scores: per sampled frame (dense output: per grounded keyframe), the chosen box
+        (x0, y0, x1, y1) in source pixels and its grounding score, None where nothing was boxed.
+    masks_dir: ``OUT/masks/<index>`` with one PNG per output frame (every source frame in
+        dense output, unless PNGs were skipped).
+    keyframes: dense output: the source frame index of each entry of ``boxes``.
     color: its colour in the overlay (RGB).
     """
 
@@ -124,13 +146,16 @@ class ExpressionOutput:
     color: tuple[int, int, int]
     boxes: list[tuple[float, float, float, float] | None] = field(default_factory=list)
     scores: list[float | None] = field(default_factory=list)
+    keyframes: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class SegmentVideoResult:
     """Where the outputs went and what the pipeline found, per expression.
 
-    frame_times: per sampled frame, its presentation time (s).
+    mode: "dense" (a mask on every source frame) or "sampled" (``fps`` given).
+    frame_times: per output frame (every source frame, or every sampled one), its presentation time (s).
+    masks_json: dense output: ``OUT/masks.json`` (COCO RLE of every mask).
     timings: seconds per step ("probe", "think", "ground", "segment", "encode", "total", ...).
     ``thought``, ``boxes``, ``scores``, ``object_text`` are the first expression's (a
     one-expression call's result).
@@ -145,6 +170,9 @@ class SegmentVideoResult:
     frame_times: list[float] = field(default_factory=list)
     untrained: bool = False
     warnings: list[str] = field(default_factory=list)
+    mode: str = "sampled"
+    masks_json: Path | None = None
+    fps: float | None = None
 
     @property
     def num_frames(self) -> int:
@@ -204,6 +232,11 @@ def _resolve_preset(preset: str | Preset) -> Preset:
 def segment_model_requests(thinker: str, preset: str | Preset = "best") -> list[tuple[str, str]]:
     """(role, registry key) of every model a ``segment_video`` call needs (for ``Settings.require``)."""
     return thinker_requests(thinker) + stage_requests(_resolve_preset(preset))
+
+
+def _dense_requests(thinker: str, propagator_key: str) -> list[tuple[str, str]]:
+    """(role, registry key) of every model of a dense ``segment_video`` call."""
+    return [*thinker_requests(thinker), ("grounding_dino", "grounding_dino"), ("sam2", propagator_key)]
 
 
 def _check_expressions(expressions: str | Sequence[str]) -> list[str]:
@@ -278,6 +311,7 @@ def _prepare_out(out: Path) -> tuple[Path, Path]:
     masks_dir = out / MASKS_DIR
     masks_dir.mkdir(parents=True, exist_ok=True)
     (out / RESULT_NAME).unlink(missing_ok=True)
+    (out / MASKS_JSON).unlink(missing_ok=True)
     for path in masks_dir.iterdir():
         if path.is_file() and _MASK_FILE.match(path.name):  # schema 1 layout
             path.unlink()
@@ -579,11 +613,13 @@ def segment_video(
     preset: str | Preset = "best",
     settings: Settings | None = None,
     out: Path | None = None,
-    fps: float = 1.0,
+    fps: float | None = None,
     thinker_options: Mapping[str, Any] | None = None,
     chunk_seconds: float | None = None,
     progress: ProgressCallback | None = None,
     cache: ModelCache | None = None,
+    keyframe_fps: float = DEFAULT_KEYFRAME_FPS,
+    png: bool = True,
 ) -> SegmentVideoResult:
     """Run Think, Ground and Segment on one video file for one or several expressions.
 
@@ -595,9 +631,13 @@ def segment_video(
         ``Settings.tiny()``: random untrained models, outputs labelled UNTRAINED).
     out: output folder (default ``./segment_<video stem>``); a previous call's outputs
         there are replaced.
-    fps: frames sampled per second of video; every output has one entry per sampled frame.
+    fps: None (default): dense output, a mask on every source frame (grounded at
+        ``keyframe_fps`` keyframes, propagated through every frame); a number: sampled
+        output, every output has one entry per frame sampled at that rate.
+    keyframe_fps: dense output: frames grounded per second (the propagation's keyframes).
+    png: dense output: write the PNG masks (``masks.json`` has them all anyway).
     thinker_options: the thinker's options (``tgs.core.loading.thinker_options``).
-    chunk_seconds: Ground + Segment window (default 10 s).
+    chunk_seconds: Ground (+ Segment) window (default 10 s).
     progress: called as ``progress(fraction, desc=...)``.
     cache: a :class:`~tgs.model_cache.ModelCache` to take models from and keep them in.
 
@@ -613,8 +653,18 @@ def segment_video(
     started = time.perf_counter()
     video = Path(video)
     texts = _check_expressions(expressions)
-    fps = cap_sampling_rate(video, fps)  # never above the source's frame rate (warns)
-    call = _call(thinker, preset, settings, fps, chunk_seconds, thinker_options)
+    dense = fps is None
+    rate = keyframe_fps if dense else fps
+    if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
+        raise ValueError(f"{'keyframe_fps' if dense else 'fps'}: expected a positive number of frames per second, "
+                         f"got {rate!r}")
+    if dense:
+        with warnings.catch_warnings():  # keyframes above the source rate: capped quietly
+            warnings.simplefilter("ignore")
+            rate = cap_sampling_rate(video, rate)
+    else:
+        rate = cap_sampling_rate(video, rate)  # never above the source's frame rate (warns)
+    call = _call(thinker, preset, settings, rate, chunk_seconds, thinker_options)
     resolve_device(call.settings.device)  # a bad or unavailable device fails here, before any work
     timer = _Timer()
 
@@ -626,7 +676,13 @@ def segment_video(
         message = f"{video} has no audio track: the thinker hears nothing and the overlay video is silent"
         warnings.warn(message, NoAudioWarning, stacklevel=2)
         notes.append(message)
-    call.settings.require(segment_model_requests(call.thinker, call.preset))  # all missing models, before loading
+    if dense:
+        from tgs.core.loading import propagation_request
+
+        propagator_key, stage_settings = propagation_request(call.settings)
+        stage_settings.require(_dense_requests(call.thinker, propagator_key))  # all missing models, before loading
+    else:
+        call.settings.require(segment_model_requests(call.thinker, call.preset))
     expected = max(1, len(sample_times(duration, None, call.fps)))
 
     out_dir = Path(out) if out is not None else Path(f"segment_{video.stem or 'video'}")
@@ -637,6 +693,11 @@ def segment_video(
 
     _report(progress, 0.02, f"thinking ({call.thinker}, {len(texts)} expression(s))")
     thoughts, think_input = _think(call, video, duration, source_audio is not None, queries, timer, cache)
+    if dense:
+        return _dense_call(
+            call, video, texts, thoughts, queries, out_dir, overlay_path, masks_dir, source_audio, duration,
+            think_input, notes, timer, started, progress, cache, propagator_key, stage_settings, png,
+        )
     _report(progress, 0.2, "loading Grounding DINO and SAM2")
     pipeline = _stage_pipeline(call, timer, cache)
     records, object_texts = _ground_segment(
@@ -648,9 +709,123 @@ def segment_video(
     timer.add("total", time.perf_counter() - started)
     result = _result(call, out_dir, overlay_path, masks_dir, texts, thoughts, records, object_texts, timer, notes)
     record = _result_record(result, records, object_texts, call, video, duration, think_input, source_audio)
+    record["output"] = {"mode": "sampled", "num_frames": len(records.times), "fps": call.fps, "masks_json": None,
+                        "png": True}
+    record["propagation"] = None
     _write_json(result.result_json, record)
     _report(progress, 1.0, f"done: {out_dir}")
     return result
+
+
+def _dense_call(
+    call: _Call, video: Path, texts: list[str], thoughts: list[Thought], queries: list[Query], out_dir: Path,
+    overlay_path: Path, masks_dir: Path, source_audio: Any, duration: float, think_input: dict[str, Any],
+    notes: list[str], timer: _Timer, started: float, progress: ProgressCallback | None, cache: ModelCache | None,
+    key: str, settings: Settings, png: bool,
+) -> SegmentVideoResult:
+    """Dense output (see :mod:`tgs.core.dense`): ground at keyframes, one propagation, sinks."""
+    from tgs.core.dense import (
+        KeyframeMaskSink,
+        ground_keyframes,
+        object_prompts,
+        propagate,
+        propagation_policy,
+    )
+    from tgs.dense_outputs import CocoRleSink, MaskPngSink, OverlayVideoSink
+    from tgs.segment.frame_source import VideoFrameSource
+
+    _report(progress, 0.2, f"loading Grounding DINO and the propagation model ({key})")
+    grounder, segmenter = _dense_stages(call, settings, key, timer, cache)
+    source = timer.run("probe", VideoFrameSource, video)
+    pairs = list(zip(thoughts, queries))
+    _report(progress, 0.25, f"grounding {len(texts)} expression(s) at {call.fps:g} keyframe(s) per second")
+    keyframes = ground_keyframes(
+        _windows(video, call.fps, call.window_frames, timer), grounder, call.preset, pairs, source.times, timer.add
+    )
+    prompts = object_prompts(keyframes)
+    policy = propagation_policy(call.preset)
+    prefix = "UNTRAINED: " if call.settings.untrained else ""
+    legend = _Labels(prefix, texts, keyframes.object_texts)
+    labels = [legend[k] for k in range(len(texts))]
+    total = source.num_frames
+    sinks: list[Any] = [KeyframeMaskSink(keyframes, png, MASKS_DIR)]
+    if png:
+        sinks.append(MaskPngSink(masks_dir, len(texts)))
+    sinks.append(CocoRleSink(out_dir / MASKS_JSON, len(texts), source.size, names=texts, fps=source.fps,
+                             times=source.times, num_frames=total))
+    sinks.append(OverlayVideoSink(overlay_path, source.fps, len(texts), names=labels, audio=source_audio))
+    step = max(1, total // 100)
+
+    def on_frame(stats: Any) -> None:
+        done = stats.frames_done
+        if progress is not None and (done % step == 0 or done == total):
+            progress(0.3 + 0.68 * min(done / total, 1.0), desc=f"propagating: frame {done} of {total}")
+
+    _report(progress, 0.3, f"propagating {len(texts)} object(s) through {total} frames")
+    start = time.perf_counter()
+    stats = propagate(segmenter, source, prompts, policy, sinks, on_frame=on_frame)
+    timer.add("propagate", time.perf_counter() - start)
+    timer.add("total", time.perf_counter() - started)
+
+    from tgs.viz import expression_color
+
+    outputs = []
+    for k, (text, thought) in enumerate(zip(texts, thoughts)):
+        frames = keyframes.records[k]
+        outputs.append(ExpressionOutput(
+            index=k, expression=text, thought=thought, object_text=keyframes.object_texts[k].text,
+            masks_dir=masks_dir / str(k), color=expression_color(k),
+            boxes=[None if r["box"] is None else tuple(r["box"]) for r in frames],  # type: ignore[misc]
+            scores=[r["score"] for r in frames], keyframes=[r["frame"] for r in frames],
+        ))
+    result = SegmentVideoResult(
+        out_dir=out_dir, overlay_video=overlay_path, masks_dir=masks_dir, result_json=out_dir / RESULT_NAME,
+        expressions=tuple(outputs), timings={k: round(v, 6) for k, v in timer.seconds.items()},
+        frame_times=[round(float(t), 6) for t in source.times], untrained=call.settings.untrained,
+        warnings=notes, mode="dense", masks_json=out_dir / MASKS_JSON, fps=source.fps,
+    )
+    records = _RecordSink(len(texts))
+    records.records, records.times, records.frame_size = keyframes.records, keyframes.times, source.size
+    record = _result_record(result, records, keyframes.object_texts, call, video, duration, think_input, source_audio)
+    record["models"] = settings.describe(_dense_requests(call.thinker, key))
+    record["output"] = {
+        "mode": "dense",
+        "num_frames": total,
+        "fps": round(float(source.fps), 6),
+        "duration_s": round(float(source.duration), 6),
+        "masks_json": MASKS_JSON,
+        "png": png,
+    }
+    record["propagation"] = {
+        "model": key,
+        "source": record["models"].get(key),
+        "policy": {"seed_frames": policy.seed_frames, "min_seed_score": policy.min_seed_score,
+                   "reseed_iou": policy.reseed_iou, "max_conditioning_frames": policy.max_conditioning_frames},
+        "seed_frames": [sorted(int(f) for f in segmenter.engine.plan(p, policy)[0]) for p in prompts],
+        "frames_tracked": stats.frames_tracked,
+        "reseeds": stats.reseeds,
+        "peak_stored_frames": stats.peak_stored_frames,
+        "peak_conditioning_frames": stats.peak_conditioning_frames,
+        "process_seconds": {k: round(v, 6) for k, v in stats.seconds.items()},
+    }
+    _write_json(result.result_json, record)
+    _report(progress, 1.0, f"done: {out_dir}")
+    return result
+
+
+def _dense_stages(call: _Call, settings: Settings, key: str, timer: _Timer, cache: ModelCache | None) -> Any:
+    """(Grounding DINO, the propagation model ``key``), loaded or taken from ``cache``."""
+    direct = call.thinker == "direct"
+    dtype = settings.stage_dtype(call.preset.dtype)
+
+    def load() -> tuple[Any, Any]:
+        grounder = load_grounder(call.preset, settings, direct=direct)
+        return grounder, load_propagator(settings, key, dtype, call.preset.sam_preprocess)
+
+    if cache is None:
+        return timer.run("load_models", load)
+    cache_key = ("dense", stages_cache_key(call.preset, settings, direct=direct), key, dtype)
+    return timer.run("load_models", cache.stages, cache_key, load, f"({call.preset.name} preset, {key})")
 
 
 def _stage_pipeline(call: _Call, timer: _Timer, cache: ModelCache | None) -> Pipeline:

@@ -11,6 +11,8 @@ video. Two sources:
   A range is read by seeking to the key frame at or before its first frame and decoding
   forward, so memory holds one decoded frame and the cost of a range does not grow with its
   position in the file (a file with duplicate timestamps is decoded from its start instead).
+  Frames come in playback orientation, as :mod:`tgs.data.media` decodes them: a phone video
+  stored sideways with a rotation in its display matrix is turned upright (``size`` too).
 """
 
 from __future__ import annotations
@@ -76,6 +78,21 @@ class ArrayFrameSource:
             yield self._frames[i]
 
 
+def _first_frame_turns(container, stream) -> int:
+    """Quarter turns that show the stream's frames as they play (read from its first decoded frame)."""
+    import av
+
+    from tgs.data.media import display_rotation
+
+    try:
+        container.seek(0)  # back to the start after demuxing
+        for frame in container.decode(stream):
+            return display_rotation(frame)
+    except av.FFmpegError:
+        return 0  # the frames themselves report it when read
+    return 0
+
+
 class VideoFrameSource:
     """Every decoded frame of a video file's first video stream, by index, with PyAV.
 
@@ -97,11 +114,13 @@ class VideoFrameSource:
             rate = stream.average_rate or stream.guessed_rate
             self.fps = float(rate) if rate else 0.0
             height, width = int(stream.codec_context.height), int(stream.codec_context.width)
+            turns = _first_frame_turns(container, stream) if pts else 0
         if not pts:
             raise MediaError(f"{self.path} has no video frames", path=self.path, fix="re-encode the file")
         self._pts = pts
         self._seekable = len(set(pts)) == len(pts)  # duplicate timestamps: count frames from the start
-        self._size = (height, width)
+        self._turns = turns
+        self._size = (width, height) if turns % 2 else (height, width)  # as played
         self.times = (np.asarray(pts, dtype=np.float64) - start) * float(self._time_base)
         if self.fps <= 0 and len(pts) > 1:
             self.fps = (len(pts) - 1) / max(self.times[-1] - self.times[0], 1e-9)
@@ -126,7 +145,7 @@ class VideoFrameSource:
             return
         import av
 
-        from tgs.data.media import _open_container, _video_stream
+        from tgs.data.media import _open_container, _to_rgb, _video_stream
 
         container = _open_container(self.path)
         with container:
@@ -148,7 +167,7 @@ class VideoFrameSource:
                             f"{self.path}: seeking to frame {want} landed on frame {index}",
                             path=self.path, fix="re-encode the file (e.g. ffmpeg -i in.mp4 out.mp4)",
                         )
-                    image = frame.to_ndarray(format="rgb24")
+                    image = _to_rgb(frame)
                     if image.shape[:2] != self._size:
                         raise MediaError(
                             f"{self.path}: frame {index} is {image.shape[1]}x{image.shape[0]}, the stream "
