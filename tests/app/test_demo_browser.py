@@ -216,13 +216,14 @@ def test_demo_page_segments_an_upload_in_headless_chromium(tmp_path: Path, chrom
     assert size == [320, 180]
     served = tmp_path / "served.mp4"
     served.write_bytes(_fetch(urllib.parse.urljoin(base, overlay_src)))
-    _check_overlay(served, frames=3)
+    _check_overlay(served, frames=15)  # dense: every frame of the 3 s, 5 fps upload
     record = json.loads(_fetch(urllib.parse.urljoin(base, result_href)))
     assert record["expressions"][0]["expression"] == "the red circle"
     assert record["thinker"]["name"] == "ref-thinker"
     assert record["preset"]["name"] == "paper"
     assert record["models"]["set"] == "tiny" and record["untrained"] is True
-    assert record["sampling"]["frames"] == 3
+    assert record["output"]["mode"] == "dense" and record["output"]["num_frames"] == 15
+    assert record["sampling"]["frames"] == 3  # keyframes grounded at 1 per second
 
     _stop(demo_server["process"])
     for name, folder in demo_server["sandbox"].items():
