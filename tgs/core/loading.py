@@ -120,6 +120,15 @@ def load_thinker(
     return build_thinker(name, **options)
 
 
+def _fast_paths(
+    settings: Settings, device_preprocess: bool | None, compile: bool | str | None
+) -> tuple[bool, bool | str]:
+    """(device_preprocess, compile) as given, else from the settings: frames preprocessed on a GPU
+    whenever the stages run on one (it changes no result), ``Settings.compile``."""
+    return (settings.on_gpu if device_preprocess is None else device_preprocess,
+            settings.compile if compile is None else compile)  # fmt: skip
+
+
 def load_stages(
     preset: Preset,
     settings: Settings,
@@ -138,10 +147,7 @@ def load_stages(
     None: from the settings (frames preprocessed on a GPU whenever the stages run on one,
     which changes no result; ``Settings.compile``).
     """
-    if device_preprocess is None:
-        device_preprocess = settings.on_gpu
-    if compile is None:
-        compile = settings.compile
+    device_preprocess, compile = _fast_paths(settings, device_preprocess, compile)
     dtype = settings.stage_dtype(preset.dtype)
     grounder = load_grounder(
         preset, settings, direct=direct, frame_batch_size=frame_batch_size,
@@ -178,10 +184,7 @@ def load_grounder(
     """Grounding DINO as ``preset`` configures it, loaded strictly (see :func:`load_stages`)."""
     from tgs.ground.grounding_dino import GroundingDinoGrounder
 
-    if device_preprocess is None:
-        device_preprocess = settings.on_gpu
-    if compile is None:
-        compile = settings.compile
+    device_preprocess, compile = _fast_paths(settings, device_preprocess, compile)
     dtype = settings.stage_dtype(preset.dtype)
     return GroundingDinoGrounder.from_pretrained(
         settings.resolve("grounding_dino", "grounding_dino"),
