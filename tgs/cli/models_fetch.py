@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tgs.cli.console import console, err_console
+from tgs.cli.console import console, err_console, escape_user_text
 
 HUB_ALLOW = ("*.json", "*.safetensors", "*.txt", "*.model", "*.jinja")
 
@@ -52,7 +52,7 @@ def fetch_command(
     endpoint = check_access(list(repos.values())) if repos else None
     for repo in repos.values():
         _say(f"downloading {repo.repo_id}")
-        console.print(f"{repo.repo_id}: {fetch_hub_repo(repo, endpoint)}", highlight=False)
+        console.print(f"{repo.repo_id}: {escape_user_text(fetch_hub_repo(repo, endpoint))}", highlight=False)
     if out is not None and what in ("ref-thinker", "paper"):
         fetch_ref_thinker(
             out,
@@ -67,7 +67,8 @@ def fetch_command(
                 "qformer_attention_heads": qformer_heads,
             },
         )
-        console.print(f"Ref-Thinker ready: {out}  (use it with --thinker ref-thinker --model {out})", highlight=False)
+        shown = escape_user_text(out)
+        console.print(f"Ref-Thinker ready: {shown}  (use it with --thinker ref-thinker --model {shown})", highlight=False)
 
 
 def _paper_hub_keys() -> list[str]:
