@@ -19,6 +19,7 @@ words so that captions tokenize into real words, and unknown words into ``##`` p
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -278,22 +279,9 @@ def build_tiny_sam2_video(out_dir: Path, seed: int = 0) -> Path:
     around 0, and a negative one makes SAM2 blank the frame ("object absent"), so without the
     bias propagation tests would depend on the draw rather than on the tracking logic.
     """
-    from transformers import Sam2VideoModel, Sam2VideoProcessor, Sam2VideoVideoProcessor
+    from transformers import Sam2VideoModel
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    model = Sam2VideoModel(tiny_sam2_video_config()).eval()
-    with torch.no_grad():
-        model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(4.0)
-    model.save_pretrained(out_dir)
-    size = {"height": _TINY_SAM2_IMAGE_SIZE, "width": _TINY_SAM2_IMAGE_SIZE}
-    processor = Sam2VideoProcessor(
-        image_processor=_sam2_image_processor(_TINY_SAM2_IMAGE_SIZE),
-        video_processor=Sam2VideoVideoProcessor(size=size),
-    )
-    processor.save_pretrained(out_dir)
-    return out_dir
+    return _save_tiny_video_model(lambda: Sam2VideoModel(tiny_sam2_video_config()), out_dir, seed)
 
 
 # --------------------------------------------------------------------------- EdgeTAM
@@ -370,6 +358,20 @@ def edgetam_video_config():
     return EdgeTamVideoConfig(vision_config=vision)
 
 
+def _save_tiny_video_model(build: Callable[[], torch.nn.Module], out_dir: Path, seed: int) -> Path:
+    """Seed, build a tiny video model, give its presence head the +4 bias (see
+    :func:`build_tiny_sam2_video`), save it with a Sam2VideoProcessor into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = build().eval()
+    with torch.no_grad():
+        model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(4.0)
+    model.save_pretrained(out_dir)
+    _save_video_processor(out_dir, _TINY_SAM2_IMAGE_SIZE)
+    return out_dir
+
+
 def _save_video_processor(out_dir: Path, image_size: int) -> None:
     from transformers import Sam2VideoProcessor, Sam2VideoVideoProcessor
 
@@ -384,15 +386,7 @@ def build_tiny_edgetam_video(out_dir: Path, seed: int = 0) -> Path:
     ``out_dir``; the presence head gets the same +4 bias as :func:`build_tiny_sam2_video`."""
     from transformers import EdgeTamVideoModel
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    model = EdgeTamVideoModel(tiny_edgetam_video_config()).eval()
-    with torch.no_grad():
-        model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(4.0)
-    model.save_pretrained(out_dir)
-    _save_video_processor(out_dir, _TINY_SAM2_IMAGE_SIZE)
-    return out_dir
+    return _save_tiny_video_model(lambda: EdgeTamVideoModel(tiny_edgetam_video_config()), out_dir, seed)
 
 
 # --------------------------------------------------------------------------- full size
