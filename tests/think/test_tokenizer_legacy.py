@@ -1,8 +1,11 @@
 """The LLaMA tokenizer's ``legacy`` flag is read as the original's transformers 4.37 read it.
 
-A base ``tokenizer_config.json`` without the key meant ``legacy=True`` there (an extra ``▁``
-after each added token) and means false in transformers 5: every prompt's ids differed. The
-converter reads the key (missing -> True), writes it explicitly, and loading honours it.
+A base ``tokenizer_config.json`` without the key meant ``legacy=True`` there (a ``▁`` word
+prefix on every stretch of text after an added token) and means false in transformers 5.
+The converter reads the key (missing -> True), writes it explicitly, and loading honours it
+through ``match_original``. The ids themselves are checked against transformers 4.37.2's in
+``test_tokenizer_ids.py``; here: the flag's path through conversion and loading, on the
+project's tiny BPE tokenizer, and ``match_original``'s own contract.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from tgs.errors import DataError
 from tgs.testing.tiny_thinker import build_tiny_llama_tokenizer
-from tgs.think.ref_thinker.configuration import SPECIAL_TOKENS
 from tgs.think.ref_thinker.convert import _load_tokenizer
 from tgs.think.ref_thinker.processing import load_tokenizer
 from tgs.think.ref_thinker.prompts import build_prompt
+from tgs.think.ref_thinker.tokenizer_legacy import match_original
 
 PROMPT = build_prompt("The dog barking on the left")
 
@@ -38,15 +42,6 @@ def _ids(tokenizer: object) -> list[int]:
     return tokenizer(PROMPT, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
 
 
-def _reference_ids(base: Path, legacy: bool) -> list[int]:
-    """transformers with ``legacy`` given explicitly: what 4.37 did for the file's resolved value."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(base), legacy=legacy)
-    tokenizer.add_tokens(list(SPECIAL_TOKENS), special_tokens=True)
-    return _ids(tokenizer)
-
-
 @pytest.mark.parametrize(("in_config", "resolved"), [(True, True), (False, False), (None, True)])
 def test_converter_and_loader_use_the_original_legacy(
     in_config: bool | None, resolved: bool, tmp_path: Path
@@ -54,7 +49,8 @@ def test_converter_and_loader_use_the_original_legacy(
     base = _base_dir(tmp_path, in_config)
     tokenizer, _ = _load_tokenizer(base)
     converted_ids = _ids(tokenizer)
-    assert converted_ids == _reference_ids(base, resolved)
+    explicit, _ = _load_tokenizer(_base_dir(tmp_path / "explicit", resolved))
+    assert converted_ids == _ids(explicit)
 
     out = tmp_path / "converted"
     tokenizer.save_pretrained(str(out))
@@ -70,6 +66,8 @@ def test_missing_key_tokenizes_like_legacy_true_not_like_false(tmp_path: Path) -
     tokens = tokenizer.convert_ids_to_tokens(ids[None])
     after = tokens[tokens.index("<video_end>") + 1]
     assert after == "▁"  # legacy: the word prefix after an added token
+    stretch = "".join(tokens[tokens.index("<f_object>") + 1 : tokens.index("</f_object>")])
+    assert stretch == "▁▁...▁"  # " ... " after it: the prefix, then the space, as sentencepiece does
 
 
 def test_converted_directory_without_the_key_loads_as_legacy(tmp_path: Path) -> None:
@@ -82,3 +80,18 @@ def test_converted_directory_without_the_key_loads_as_legacy(tmp_path: Path) -> 
     config.pop("legacy")
     (out / "tokenizer_config.json").write_text(json.dumps(config))
     assert _ids(load_tokenizer(out)) == _ids(tokenizer)
+
+
+def test_match_original_is_idempotent(tmp_path: Path) -> None:
+    tokenizer, _ = _load_tokenizer(_base_dir(tmp_path, True))
+    once = _ids(tokenizer)
+    assert _ids(match_original(tokenizer, True)) == once
+
+
+def test_match_original_refuses_a_tokenizer_it_would_mistokenize(tmp_path: Path) -> None:
+    from tokenizers import pre_tokenizers
+
+    tokenizer, _ = _load_tokenizer(_base_dir(tmp_path, False))
+    tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    with pytest.raises(DataError, match="not a LLaMA sentencepiece tokenizer"):
+        match_original(tokenizer, True)

@@ -50,7 +50,7 @@ from tgs.think.ref_thinker.checkpoint import (
 from tgs.think.ref_thinker.checkpoint import merge_lora as fold_lora
 from tgs.think.ref_thinker.configuration import SPECIAL_TOKENS, RefThinkerConfig
 from tgs.think.ref_thinker.modeling import build_empty_model
-from tgs.think.ref_thinker.tokenizer_legacy import original_legacy, pin_legacy
+from tgs.think.ref_thinker.tokenizer_legacy import load_llama_tokenizer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -254,11 +254,8 @@ def _build_config(
 
 
 def _load_tokenizer(llama_dir: Path) -> tuple[PreTrainedTokenizerBase, int]:
-    from transformers import AutoTokenizer
-
     try:
-        legacy = original_legacy(llama_dir)  # as the original's transformers 4.37 read these files
-        tokenizer = pin_legacy(AutoTokenizer.from_pretrained(str(llama_dir), legacy=legacy), legacy)
+        tokenizer = load_llama_tokenizer(llama_dir)  # tokenizing as the original's transformers 4.37.2
     except (OSError, ValueError) as exc:
         raise MissingWeightsError(f"no usable LLaMA tokenizer in {llama_dir}: {exc}", path=llama_dir) from exc
     base_vocab = len(tokenizer)

@@ -40,7 +40,7 @@ from tgs.data.media import REF_AVS_SAMPLE_RATE, resample_like_librosa
 from tgs.errors import DataError, NoAudioWarning, ShortAudioWarning
 from tgs.think.ref_thinker.configuration import SPECIAL_TOKENS
 from tgs.think.ref_thinker.prompts import PromptVariant, build_prompt
-from tgs.think.ref_thinker.tokenizer_legacy import original_legacy, pin_legacy
+from tgs.think.ref_thinker.tokenizer_legacy import load_llama_tokenizer
 
 if TYPE_CHECKING:
     from transformers import CLIPImageProcessorPil, PreTrainedTokenizerBase
@@ -94,10 +94,7 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     Checks that the 21 added tokens are present with consecutive ids (a base LLaMA
     tokenizer, without them, would silently split ``<video>`` into pieces).
     """
-    from transformers import AutoTokenizer
-
-    legacy = original_legacy(path)  # written by the converter; 4.37's reading for older directories
-    tokenizer = pin_legacy(AutoTokenizer.from_pretrained(str(path), legacy=legacy), legacy)
+    tokenizer = load_llama_tokenizer(path)  # ids as the original's transformers 4.37.2 gave them
     ids = tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))
     first = ids[0]
     if ids != list(range(first, first + len(SPECIAL_TOKENS))) or first == tokenizer.unk_token_id:
