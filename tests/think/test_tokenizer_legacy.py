@@ -95,3 +95,14 @@ def test_match_original_refuses_a_tokenizer_it_would_mistokenize(tmp_path: Path)
     tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     with pytest.raises(DataError, match="not a LLaMA sentencepiece tokenizer"):
         match_original(tokenizer, True)
+
+
+def test_add_prefix_space_false_is_ignored_as_by_4_37(tmp_path: Path) -> None:
+    """4.37.2's LlamaTokenizer has no ``add_prefix_space``: the text's first word keeps its "▁"."""
+    base = _base_dir(tmp_path, False)
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    (base / "tokenizer_config.json").write_text(json.dumps({**config, "add_prefix_space": False}))
+    tokenizer, _ = _load_tokenizer(base)
+    plain, _ = _load_tokenizer(_base_dir(tmp_path / "plain", False))
+    assert tokenizer.tokenize("dog <f_object>")[0].startswith("▁")
+    assert _ids(tokenizer) == _ids(plain)
