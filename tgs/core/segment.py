@@ -16,6 +16,12 @@ and writes (dense output, the default)::
                            scores at the grounded keyframes; timings, settings (schema 3,
                            ``docs/segment.md``)
 
+One call writes into OUT at a time (``OUT/.lock``); the outputs are written into
+``OUT/.partial/`` and replace the previous call's only once all are complete, result.json
+last (:class:`tgs.output_folder.StagedOutputs`; a rerun removes only the files a call
+writes, :func:`_previous_outputs`). Every warning raised during the call is listed in
+result.json's ``warnings``.
+
 Dense output grounds at the keyframes (``keyframe_fps``, 1 per second) and propagates every
 expression through every frame in one SAM2-family propagation (:mod:`tgs.core.dense`).
 ``fps=N`` gives the sampled output instead: frames sampled at N per second, each grounded
