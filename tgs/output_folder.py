@@ -39,12 +39,16 @@ def partial_path(path: str | Path) -> Path:
     return path.with_name(f".{path.stem}.partial{path.suffix}")
 
 
-def lock_folder(folder: str | Path, what: str, error: type[TGSError]) -> IO[str] | None:
+def lock_folder(
+    folder: str | Path, what: str, error: type[TGSError], *, reentrant: bool = True
+) -> IO[str] | None:
     """Become the only writer of ``folder`` (created if missing): the open lock file, to be closed
     when done (closing releases the lock), or None when this process already holds it.
 
     what: how the folder is named in the error ("run directory", "output folder");
-    error: the error raised (with the holder's pid) when another live process holds it.
+    error: the error raised (with the holder's pid) when another live process holds it;
+    reentrant: whether this process may write while it already holds the lock (several
+    ``RunStore`` objects of one run); if not, a second writer in this process is refused too.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -56,7 +60,7 @@ def lock_folder(folder: str | Path, what: str, error: type[TGSError]) -> IO[str]
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()
-        if holder == str(os.getpid()):
+        if holder == str(os.getpid()) and reentrant:
             return None  # this process already writes here
         raise error(
             f"{what} {folder} is being written by another process (pid {holder})",
@@ -90,7 +94,7 @@ class StagedOutputs:
         self._lock: IO[str] | None = None
 
     def __enter__(self) -> StagedOutputs:
-        self._lock = lock_folder(self.folder, "output folder", self._error)
+        self._lock = lock_folder(self.folder, "output folder", self._error, reentrant=False)
         shutil.rmtree(self.staging, ignore_errors=True)  # a killed call's partial outputs
         self.staging.mkdir()
         return self

@@ -328,11 +328,8 @@ class _Call:
 
 def _call(thinker: str, preset: str | Preset, settings: Settings | None, fps: float, chunk_seconds: float | None,
           thinker_options: Mapping[str, Any] | None) -> _Call:
-    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps: expected a positive number of frames per second, got {fps!r}")
+    """The settings of a call whose arguments :func:`check_segment_call` accepted; fps: the rate sampled."""
     chunk = DEFAULT_CHUNK_SECONDS if chunk_seconds is None else float(chunk_seconds)
-    if not (math.isfinite(chunk) and chunk > 0):
-        raise ValueError(f"chunk_seconds: expected a positive number of seconds, got {chunk_seconds!r}")
     return _Call(
         thinker=canonical_name(thinker),
         preset=_resolve_preset(preset),
