@@ -178,6 +178,7 @@ def test_a_rerun_removes_only_what_a_call_writes(clip, tmp_path) -> None:
     for path, text in mine.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+    (out / ".overlay.partial.mp4").write_bytes(b"left by a call killed under an earlier version")
 
     segment_video(clip, "the red object", thinker="direct", settings=Settings.tiny(), out=out, fps=2.0)
     for path, text in mine.items():
@@ -185,6 +186,7 @@ def test_a_rerun_removes_only_what_a_call_writes(clip, tmp_path) -> None:
     # The previous call's files that this one does not write are gone: expression 1's PNGs
     # (and its folder, now empty), the dense masks.json; expression 0 has the new 4 PNGs.
     assert not (out / "masks" / "1").exists() and not (out / "masks.json").exists()
+    assert not _partials(out)
     assert sorted(p.name for p in (out / "masks" / "0").glob("*.png")) == [f"{i:05d}.png" for i in range(4)]
 
 

@@ -127,6 +127,8 @@ DEFAULT_KEYFRAME_FPS = 1.0
 """Keyframes grounded per second of video in dense output (the Ref-AVS sampling rate)."""
 
 _MASK_FILE = re.compile(r"^\d{5}\.png$")
+_LEGACY_PARTIALS = (".overlay.partial.mp4", ".masks.json.partial", "result.json.tmp")
+"""Partial files that versions before ``OUT/.partial/`` wrote beside the outputs (a killed call left them)."""
 
 ProgressCallback = Callable[..., Any]
 """Called as ``progress(fraction, desc=...)`` with fraction in [0, 1] (a ``gradio.Progress`` fits)."""
@@ -370,8 +372,9 @@ def _report(progress: ProgressCallback | None, fraction: float, desc: str) -> No
 def _previous_outputs(out: Path) -> list[Path]:
     """What a previous call wrote in OUT, the files a new call replaces or removes: overlay.mp4,
     masks.json and the mask PNGs, i.e. files named ``00000.png`` (five digits) in ``masks/``
-    (schema 1) and in its numbered folders ``masks/<k>/``. Nothing else in OUT is touched."""
-    found = [out / OVERLAY_NAME, out / MASKS_JSON]
+    (schema 1) and in its numbered folders ``masks/<k>/``; also the partial files that earlier
+    versions left beside the outputs when killed. Nothing else in OUT is touched."""
+    found = [out / OVERLAY_NAME, out / MASKS_JSON, *(out / name for name in _LEGACY_PARTIALS)]
     masks = out / MASKS_DIR
     if masks.is_dir():
         for path in masks.iterdir():
