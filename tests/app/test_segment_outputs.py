@@ -46,19 +46,20 @@ _BLOCKING_TGS = textwrap.dedent(
     from pathlib import Path
 
     import tgs.dense_outputs as dense_outputs
+    import tgs.viz as viz
 
     ready, after = Path(sys.argv[1]), int(sys.argv[2])
-    add = dense_outputs.OverlayVideoSink.add
-    written = [0]
+    draw = viz.overlay_objects
+    drawn = [0]
 
-    def blocking_add(self, result):
-        add(self, result)
-        written[0] += 1
-        if written[0] == after:  # mid-video: every output is half written
+    def blocking_draw(*args, **kwargs):  # every overlay frame, dense or sampled, is drawn here
+        drawn[0] += 1
+        if drawn[0] == after:  # mid-video: every output is half written
             ready.write_text(str(os.getpid()))
             threading.Event().wait()  # until the test kills this process
+        return draw(*args, **kwargs)
 
-    dense_outputs.OverlayVideoSink.add = blocking_add
+    viz.overlay_objects = dense_outputs.overlay_objects = blocking_draw
     from tgs.cli.main import main
 
     sys.argv = ["tgs", *sys.argv[3:]]
@@ -80,8 +81,10 @@ def _invoke(*args: object) -> tuple[int, str]:
     return result.exit_code, " ".join(re.sub(r"[│╭╮╰╯─┃┏┓┗┛━┡┩┢┪╇╈┳┻]", " ", text).split())
 
 
-def _start_blocked(tmp_path: Path, video: Path, out: Path, *expressions: str, after: int = 5) -> subprocess.Popen:
-    """A dense ``tgs segment`` subprocess stopped for good after ``after`` overlay frames (returns once it is)."""
+def _start_blocked(
+    tmp_path: Path, video: Path, out: Path, *expressions: str, after: int = 5, extra: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """A ``tgs segment`` subprocess stopped for good at its ``after``-th overlay frame (returns once it is)."""
     script = tmp_path / "blocking_tgs.py"
     script.write_text(_BLOCKING_TGS)
     ready, log = tmp_path / "ready", tmp_path / "blocked.log"
@@ -89,7 +92,7 @@ def _start_blocked(tmp_path: Path, video: Path, out: Path, *expressions: str, af
     with log.open("w") as sink:
         proc = subprocess.Popen(
             [sys.executable, str(script), str(ready), str(after), "segment", str(video), *expressions, *TINY_CLI,
-             "--out", str(out)],
+             "--out", str(out), *extra],
             stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"},
         )
     deadline = time.monotonic() + 300  # bounded: loading the tiny models takes seconds
@@ -124,24 +127,28 @@ def _partials(out: Path) -> list[Path]:
 # --------------------------------------------------------------------------- 2, 5: partial names
 
 
-def test_sigkill_of_a_dense_rerun_keeps_the_previous_outputs_and_the_next_run_cleans_up(clip, tmp_path) -> None:
+@pytest.mark.parametrize("fps", [None, 5.0], ids=["dense", "sampled"])
+def test_sigkill_of_a_rerun_keeps_the_previous_outputs_and_the_next_run_cleans_up(clip, tmp_path, fps) -> None:
     out = tmp_path / "out"
-    first = segment_video(clip, "the red object", thinker="direct", settings=Settings.tiny(), out=out)
-    assert first.mode == "dense" and first.num_frames == 20
+    frames = 20 if fps is None else 10  # a 2 s clip at 10 fps
+    first = segment_video(clip, "the red object", thinker="direct", settings=Settings.tiny(), out=out, fps=fps)
+    assert first.num_frames == frames
     before = _visible_files(out)
-    assert {"overlay.mp4", "masks.json", "result.json", "masks/0/00000.png"} <= set(before)
+    assert {"overlay.mp4", "result.json", "masks/0/00000.png"} <= set(before)
+    assert ("masks.json" in before) == (fps is None)
 
-    proc = _start_blocked(tmp_path, clip, out, "the red object", "the blue object", after=5)
+    extra = () if fps is None else ("--fps", str(fps))
+    proc = _start_blocked(tmp_path, clip, out, "the red object", "the blue object", after=frames // 2, extra=extra)
     _kill(proc)
     # Nothing under a final name changed: no broken overlay / masks.json, result.json kept, no new PNG.
     assert _visible_files(out) == before
     assert _partials(out), "the kill came while the outputs were being written"
 
     again = segment_video(clip, ["the red object", "the blue object"], thinker="direct", settings=Settings.tiny(),
-                          out=out)
+                          out=out, fps=fps)
     assert not _partials(out), "the killed call's partial files are removed by the next call"
     after = _visible_files(out)
-    assert len([k for k in after if k.startswith("masks/1/")]) == again.num_frames == 20
+    assert len([k for k in after if k.startswith("masks/1/")]) == again.num_frames == frames
     assert len(json.loads((out / "result.json").read_text())["expressions"]) == 2
 
 
