@@ -8,9 +8,14 @@ order (``add``), then ``close()``; nothing holds more than the current frame, so
   layout, one ``<object>`` folder per expression);
 - :class:`CocoRleSink`: one ``masks.json``: per frame and object the mask in COCO run-length
   encoding (``pycocotools.mask.decode`` gives it back exactly), its box, SAM2's presence
-  score and whether the frame was a seed; written to a temporary name and renamed at the end;
+  score and whether the frame was a seed;
 - :class:`OverlayVideoSink`: the source video with every object's mask in its colour and a
   legend, at the source's frame rate and size, with the source's audio.
+
+masks.json and the overlay are written under a partial name (``tgs.output_folder.partial_path``)
+and renamed on ``close()``; ``abort()`` removes the partial file. PNGs are complete files
+each; a caller that must not mix them with a previous call's writes them into a staging
+folder (``tgs.output_folder.StagedOutputs``, as ``tgs segment`` does).
 
 ``run_sinks(results, sinks)`` feeds a result stream to sinks, closing them all at the end and
 removing partial files on an error. masks.json layout::
@@ -36,6 +41,7 @@ from typing import Protocol
 
 import numpy as np
 
+from tgs.output_folder import partial_path
 from tgs.segment.propagation import FrameResult, mask_box
 from tgs.video_out import OverlayVideoWriter, SourceAudio
 from tgs.viz import Color, expression_color, overlay_objects
@@ -121,7 +127,7 @@ class CocoRleSink:
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.partial")
+        self._tmp = partial_path(self.path)
         self._times = times
         self._count = 0
         header = {

@@ -22,7 +22,6 @@ sample. The kernel drops the lock when its process dies, so the lock file of a k
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
 import logging
@@ -35,14 +34,14 @@ from typing import IO, Any
 import numpy as np
 
 from tgs.errors import RunError
+from tgs.output_folder import LOCK, lock_folder
 from tgs.types import Masks
 
-__all__ = ["MANIFEST", "RunStore", "encode_masks", "safe_uid"]
+__all__ = ["LOCK", "MANIFEST", "RunStore", "encode_masks", "safe_uid"]
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-LOCK = ".lock"
 MASKS_DIR = "masks"
 FAILED = "failed"
 _SAFE_UID = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9._\-]*$")
@@ -112,29 +111,8 @@ class RunStore:
     def lock(self) -> None:
         """Become the run directory's only writer (see the module docstring); RunError if another
         live process is. Reentrant within one process (it already holds the lock)."""
-        if self._lock is not None:
-            return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        path = self.run_dir / LOCK
-        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until close()
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            if holder == str(os.getpid()):
-                return  # this process already writes here (another RunStore of the same run)
-            raise RunError(
-                f"run directory {self.run_dir} is being written by another process (pid {holder})",
-                path=path,
-                fix=f"wait for process {holder} to finish (or stop it), or choose another --out",
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        self._lock = handle
+        if self._lock is None:
+            self._lock = lock_folder(self.run_dir, "run directory", RunError)
 
     def _unlock(self) -> None:
         if self._lock is not None:

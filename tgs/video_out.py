@@ -33,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tgs.errors import MediaError
+from tgs.output_folder import partial_path
 
 __all__ = [
     "CONTAINERS",
@@ -353,12 +354,6 @@ def write_overlay_video(
     return out
 
 
-def partial_path(out: Path) -> Path:
-    """Where :func:`write_overlay_video` writes before the rename: a hidden name beside ``out``,
-    same suffix (the suffix chooses the container), same folder (so the rename is atomic)."""
-    return out.with_name(f".{out.stem}.partial{out.suffix}")
-
-
 def _encode(out: Path, frames: Iterator[np.ndarray], rate: Fraction, writer: Any, codec: str, crf: int) -> int:
     import av
 
@@ -400,8 +395,10 @@ class OverlayVideoWriter:
     ``close()``. For producers that are not iterators (sinks fed by a propagation loop).
 
     Same encoding, audio and odd-size handling as :func:`write_overlay_video`; the container
-    is opened on the first frame (its size fixes the video's). ``close()`` returns the path;
-    ``abort()`` (or an exception inside ``with``) removes the partial file.
+    is opened on the first frame (its size fixes the video's). The video is written under
+    :func:`partial_path` and renamed to ``out_path`` by ``close()``, which returns the path, so
+    a killed writer never leaves an unplayable file under the final name (nor replaces a
+    previous complete one); ``abort()`` (or an exception inside ``with``) removes the partial file.
     """
 
     def __init__(
@@ -441,7 +438,7 @@ class OverlayVideoWriter:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         options = {"movflags": "+faststart"} if self.path.suffix.lower() in (".mp4", ".mov", ".m4v") else {}
-        self._container = av.open(str(self.path), mode="w", options=options)
+        self._container = av.open(str(partial_path(self.path)), mode="w", options=options)
         stream = self._container.add_stream(self._codec, rate=self._rate)
         stream.height, stream.width = _even(first).shape[:2]
         stream.pix_fmt = "yuv420p"
@@ -483,6 +480,7 @@ class OverlayVideoWriter:
             if self._audio is not None:
                 self._audio.close(self._container)
             self._container.close()
+            os.replace(partial_path(self.path), self.path)
         except BaseException:
             self.abort()
             raise
@@ -500,7 +498,7 @@ class OverlayVideoWriter:
             except Exception:  # already failing: the partial file is removed below
                 logger.debug("closing a failed overlay container", exc_info=True)
             self._container = None
-        self.path.unlink(missing_ok=True)
+        partial_path(self.path).unlink(missing_ok=True)
 
     def __enter__(self) -> OverlayVideoWriter:
         return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -134,6 +135,16 @@ def setup_logging(verbosity: int) -> None:
         force=True,
     )
     quiet_third_party(verbosity)
+    warnings.showwarning = show_warning
+
+
+def show_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
+    """A Python warning as one plain log line, ``SamplingWarning: --fps 50 is above ...``: no install
+    path, no line of our source code (``warnings.showwarning`` of every ``tgs`` command)."""
+    text = " ".join(str(message).split())
+    logging.getLogger("py.warnings").warning("%s: %s", category.__name__, text)
 
 
 def quiet_third_party(verbosity: int) -> None:
@@ -237,7 +248,10 @@ def print_error(exc: BaseException) -> None:
 @contextmanager
 def progress_bar(description: str, total: int | None, *, disable: bool = False) -> Iterator[Callable[[int], None]]:
     """A rich progress bar with the time left; yields ``advance(n, description=None)`` (a new
-    description replaces the bar's label, e.g. "propagating: frame 37 of 150")."""
+    description replaces the bar's label, e.g. "propagating: frame 37 of 150").
+
+    Descriptions are plain text, shown exactly (they hold paths and expressions: ``o/mk[/]out``
+    stays ``o/mk[/]out``), never read as markup."""
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -249,11 +263,11 @@ def progress_bar(description: str, total: int | None, *, disable: bool = False) 
         transient=False,
     )
     with progress:
-        task = progress.add_task(description, total=total)
+        task = progress.add_task(escape_user_text(description), total=total)
 
         def advance(n: int = 1, description: str | None = None) -> None:
             if description:
-                progress.update(task, description=description)
+                progress.update(task, description=escape_user_text(description))
             progress.advance(task, n)
 
         yield advance

@@ -7,7 +7,6 @@ here so that adding a group is one line and ``tgs --help`` shows them all.
 from __future__ import annotations
 
 import importlib
-import logging
 from collections.abc import Callable
 
 import typer
@@ -77,8 +76,7 @@ def _friendly_everywhere(app: typer.Typer, debug: Callable[[], bool]) -> None:
 
 
 def main() -> None:
-    logging.captureWarnings(True)
-    build_app()()
+    build_app()()  # warnings: one plain line each (tgs.cli.console.show_warning, set by the root callback)
 
 
 if __name__ == "__main__":

@@ -72,8 +72,7 @@ def print_segment_result(result) -> None:  # result: tgs.core.segment.SegmentVid
         "timings (s): " + ", ".join(f"{k} {result.timings[k]:.2f}" for k in shown if k in result.timings),
         highlight=False,
     )
-    for message in result.warnings:
-        err_console.print(f"[bold yellow]warning[/]: {e(message, keep_newlines=True)}", highlight=False)
+    # result.warnings were shown as they came, one line each (tgs.cli.console.show_warning)
 
 
 @friendly_errors
@@ -136,20 +135,26 @@ def segment_command(
 ) -> None:
     """Segment what each expression refers to in any video: a mask on every frame (PNG per expression and
     frame, masks.json), an overlay video at the source's rate with its audio, result.json."""
-    from tgs.core.segment import segment_video
+    from tgs.core.loading import check_thinker_options
+    from tgs.core.segment import check_segment_call, segment_video
     from tgs.think.registry import THINKER_NAMES
 
+    # Every option is checked before any work (no model loaded, nothing written, no progress bar).
     check_choice(thinker, THINKER_NAMES, "--thinker")
-    if not expressions or any(not text.strip() for text in expressions):
-        raise bad('expected referring expressions, e.g. "the dog barking"', "EXPRESSIONS")
-    settings = settings_from_options(models, device, dtype, thinker=model, gdino=gdino, sam2=sam2)
-    chosen = preset_from_options(preset, set_)
-    if settings.untrained:
-        err_console.print(untrained_banner())
-    options = thinker_options_from(thinker_opt)
-    prepare_process(device)
     if no_png and fps is not None:
         raise bad("--no-png applies to the dense output (without --fps)", "--no-png")
+    settings = settings_from_options(models, device, dtype, thinker=model, gdino=gdino, sam2=sam2)
+    chosen = preset_from_options(preset, set_)
+    options = thinker_options_from(thinker_opt)
+    try:
+        check_thinker_options(thinker, options)
+    except ValueError as exc:
+        raise bad(str(exc), "--thinker-opt") from exc
+    check_segment_call(video, expressions, thinker=thinker, settings=settings, out=out, fps=fps,
+                       keyframe_fps=keyframe_fps, chunk_seconds=chunk_seconds, thinker_options=options)
+    if settings.untrained:
+        err_console.print(untrained_banner())
+    prepare_process(device)
     with fraction_progress("segment") as progress:
         result = segment_video(
             video,

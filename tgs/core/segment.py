@@ -16,6 +16,12 @@ and writes (dense output, the default)::
                            scores at the grounded keyframes; timings, settings (schema 3,
                            ``docs/segment.md``)
 
+One call writes into OUT at a time (``OUT/.lock``); the outputs are written into
+``OUT/.partial/`` and replace the previous call's only once all are complete, result.json
+last (:class:`tgs.output_folder.StagedOutputs`; a rerun removes only the files a call
+writes, :func:`_previous_outputs`). Every warning raised during the call is listed in
+result.json's ``warnings``.
+
 Dense output grounds at the keyframes (``keyframe_fps``, 1 per second) and propagates every
 expression through every frame in one SAM2-family propagation (:mod:`tgs.core.dense`).
 ``fps=N`` gives the sampled output instead: frames sampled at N per second, each grounded
@@ -44,10 +50,10 @@ import logging
 import math
 import os
 import re
-import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -66,8 +72,9 @@ from tgs.core.loading import (
     thinker_requests,
 )
 from tgs.core.settings import UNTRAINED_LABEL, Settings
-from tgs.errors import MediaError, NoAudioWarning, TGSError, ThinkerError
+from tgs.errors import MediaError, NoAudioWarning, RunError, SettingsError, TGSError, ThinkerError
 from tgs.model_cache import ModelCache, freeze, release_memory
+from tgs.output_folder import STAGING, StagedOutputs, partial_path
 from tgs.pipeline import GroundSegmentPipeline
 from tgs.presets import Preset, get_preset
 from tgs.think.registry import THINKER_MODEL_KEYS, canonical_name
@@ -81,8 +88,10 @@ __all__ = [
     "UNTRAINED_LABEL",
     "ExpressionOutput",
     "ObjectFrame",
+    "SegmentRequest",
     "SegmentVideoResult",
     "VideoFrame",
+    "check_segment_call",
     "ground_segment_frames",
     "segment_model_requests",
     "segment_video",
@@ -118,6 +127,8 @@ DEFAULT_KEYFRAME_FPS = 1.0
 """Keyframes grounded per second of video in dense output (the Ref-AVS sampling rate)."""
 
 _MASK_FILE = re.compile(r"^\d{5}\.png$")
+_LEGACY_PARTIALS = (".overlay.partial.mp4", ".masks.json.partial", "result.json.tmp")
+"""Partial files that versions before ``OUT/.partial/`` wrote beside the outputs (a killed call left them)."""
 
 ProgressCallback = Callable[..., Any]
 """Called as ``progress(fraction, desc=...)`` with fraction in [0, 1] (a ``gradio.Progress`` fits)."""
@@ -242,13 +253,68 @@ def _dense_requests(thinker: str, propagator_key: str) -> list[tuple[str, str]]:
 def _check_expressions(expressions: str | Sequence[str]) -> list[str]:
     items = [expressions] if isinstance(expressions, str) else list(expressions)
     if not items:
-        raise ValueError("expressions: expected at least one referring expression, e.g. 'the dog barking'")
+        raise SettingsError("expressions: expected at least one referring expression, e.g. 'the dog barking'")
     out = []
     for k, text in enumerate(items):
         if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"expression {k + 1}: expected a non-empty referring expression, e.g. 'the dog barking'")
+            which = f"expression {k + 1} of {len(items)}" if len(items) > 1 else "the expression"
+            raise SettingsError(
+                f"{which} is empty: expected a referring expression, e.g. 'the dog barking'",
+                fix="give it some text, or leave it out (expressions are counted from 1 in the order given)"
+                if len(items) > 1 else "give some text",
+            )
         out.append(text.strip())
     return out
+
+
+@dataclass(frozen=True)
+class SegmentRequest:
+    """A ``segment_video`` call's arguments, checked (:func:`check_segment_call`)."""
+
+    video: Path
+    texts: list[str]
+    out_dir: Path
+    dense: bool
+
+
+def check_segment_call(
+    video: Path,
+    expressions: str | Sequence[str],
+    *,
+    thinker: str = "ref-thinker",
+    settings: Settings | None = None,
+    out: Path | None = None,
+    fps: float | None = None,
+    keyframe_fps: float = 1.0,
+    chunk_seconds: float | None = None,
+    thinker_options: Mapping[str, Any] | None = None,
+) -> SegmentRequest:
+    """Every check of a ``segment_video`` call that needs no model and writes nothing, so a bad
+    argument is refused before any work: the expressions (which one is empty), the thinker and
+    its options, the rates, the device, the video (exists, is a file, opens) and the output
+    folder (not a file, not one of the inputs). SettingsError, MediaError or ValueError.
+
+    ``tgs segment`` calls it before it starts its progress bar; ``segment_video`` calls it first.
+    """
+    from tgs.core.loading import check_thinker_options
+    from tgs.data.media import source_frame_rate
+    from tgs.devices import resolve_device
+    from tgs.paths import check_output_folder
+
+    video = Path(video)
+    texts = _check_expressions(expressions)
+    check_thinker_options(canonical_name(thinker), dict(thinker_options or {}))
+    dense = fps is None
+    name, rate = ("keyframe_fps", keyframe_fps) if dense else ("fps", fps)
+    if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
+        raise ValueError(f"{name}: expected a positive number of frames per second, got {rate!r}")
+    if chunk_seconds is not None and not (math.isfinite(float(chunk_seconds)) and float(chunk_seconds) > 0):
+        raise ValueError(f"chunk_seconds: expected a positive number of seconds, got {chunk_seconds!r}")
+    resolve_device((settings or Settings()).device)  # a bad or unavailable device
+    source_frame_rate(video)  # MediaError: missing, a folder, not a media file
+    out_dir = Path(out) if out is not None else Path(f"segment_{video.stem or 'video'}")
+    check_output_folder(out_dir, [video], (OVERLAY_NAME, MASKS_DIR, MASKS_JSON, RESULT_NAME, STAGING))
+    return SegmentRequest(video=video, texts=texts, out_dir=out_dir, dense=dense)
 
 
 @dataclass(frozen=True)
@@ -264,11 +330,8 @@ class _Call:
 
 def _call(thinker: str, preset: str | Preset, settings: Settings | None, fps: float, chunk_seconds: float | None,
           thinker_options: Mapping[str, Any] | None) -> _Call:
-    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps: expected a positive number of frames per second, got {fps!r}")
+    """The settings of a call whose arguments :func:`check_segment_call` accepted; fps: the rate sampled."""
     chunk = DEFAULT_CHUNK_SECONDS if chunk_seconds is None else float(chunk_seconds)
-    if not (math.isfinite(chunk) and chunk > 0):
-        raise ValueError(f"chunk_seconds: expected a positive number of seconds, got {chunk_seconds!r}")
     return _Call(
         thinker=canonical_name(thinker),
         preset=_resolve_preset(preset),
@@ -306,24 +369,62 @@ def _report(progress: ProgressCallback | None, fraction: float, desc: str) -> No
         progress(min(max(fraction, 0.0), 1.0), desc=desc)
 
 
-def _prepare_out(out: Path) -> tuple[Path, Path]:
-    """Create OUT and OUT/masks; remove a previous call's result.json and mask PNGs (only those)."""
-    masks_dir = out / MASKS_DIR
-    masks_dir.mkdir(parents=True, exist_ok=True)
-    (out / RESULT_NAME).unlink(missing_ok=True)
-    (out / MASKS_JSON).unlink(missing_ok=True)
-    for path in masks_dir.iterdir():
-        if path.is_file() and _MASK_FILE.match(path.name):  # schema 1 layout
-            path.unlink()
-        elif path.is_dir() and path.name.isdigit():
-            shutil.rmtree(path)
-    return out / OVERLAY_NAME, masks_dir
+def _previous_outputs(out: Path) -> list[Path]:
+    """What a previous call wrote in OUT, the files a new call replaces or removes: overlay.mp4,
+    masks.json and the mask PNGs, i.e. files named ``00000.png`` (five digits) in ``masks/``
+    (schema 1) and in its numbered folders ``masks/<k>/``; also the partial files that earlier
+    versions left beside the outputs when killed. Nothing else in OUT is touched."""
+    found = [out / OVERLAY_NAME, out / MASKS_JSON, *(out / name for name in _LEGACY_PARTIALS)]
+    masks = out / MASKS_DIR
+    if masks.is_dir():
+        for path in masks.iterdir():
+            if path.is_dir() and path.name.isdigit():
+                found.extend(p for p in path.iterdir() if _MASK_FILE.match(p.name) and p.is_file())
+            elif _MASK_FILE.match(path.name) and path.is_file():
+                found.append(path)
+    return [p for p in found if p.is_file()]
+
+
+class _Outputs:
+    """Where a call's outputs are written (staged, :class:`tgs.output_folder.StagedOutputs`) and
+    where they end up (OUT): published together by :meth:`publish`, result.json last."""
+
+    def __init__(self, out_dir: Path, staged: StagedOutputs) -> None:
+        self.out_dir = out_dir
+        self.staged = staged
+        self.overlay = staged.path(OVERLAY_NAME)
+        self.masks = staged.path(MASKS_DIR)
+        self.masks_json = staged.path(MASKS_JSON)
+        self.result_json = staged.path(RESULT_NAME)
+
+    def publish(self, record: Mapping[str, Any]) -> None:
+        _write_json(self.result_json, record)
+        self.staged.publish(replaced=_previous_outputs(self.out_dir))
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = partial_path(path)
     tmp.write_text(json.dumps(dict(data), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+@contextmanager
+def _recorded_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    """The warnings raised inside, recorded as they come (for result.json: :func:`_warning_lines`);
+    on leaving, each is issued again, so the caller's filters and display still apply to it."""
+    recorded: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            recorded = caught
+            yield caught
+    finally:
+        for w in list(recorded):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
+def _warning_lines(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    """Each distinct warning once, as one plain line (no source path, no code)."""
+    return list(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
 
 
 # --------------------------------------------------------------------------- think
@@ -629,8 +730,11 @@ def segment_video(
     preset: "best", "paper" or a :class:`~tgs.presets.Preset`.
     settings: device, dtype and model sources (:class:`~tgs.core.settings.Settings`;
         ``Settings.tiny()``: random untrained models, outputs labelled UNTRAINED).
-    out: output folder (default ``./segment_<video stem>``); a previous call's outputs
-        there are replaced.
+    out: output folder (default ``./segment_<video stem>``), one call at a time (a second
+        one is refused, naming the first's pid). The outputs are written into ``OUT/.partial/``
+        and replace a previous call's (its overlay, masks.json and mask PNGs; nothing else)
+        only once all are complete, result.json last; a killed call leaves the previous
+        outputs as they were, and the next call removes its partial files.
     fps: None (default): dense output, a mask on every source frame (grounded at
         ``keyframe_fps`` keyframes, propagated through every frame); a number: sampled
         output, every output has one entry per frame sampled at that rate.
@@ -641,41 +745,49 @@ def segment_video(
     progress: called as ``progress(fraction, desc=...)``.
     cache: a :class:`~tgs.model_cache.ModelCache` to take models from and keep them in.
 
-    Raises MediaError (unreadable video), MissingWeightsError (every missing model, before
-    anything heavy), ValueError (bad arguments). A video without audio runs, with a
-    NoAudioWarning.
+    Raises SettingsError / ValueError (bad arguments, :func:`check_segment_call`), MediaError
+    (unreadable video), MissingWeightsError (every missing model), all before anything is
+    loaded or written; RunError when another call writes into ``out``. Warnings (e.g.
+    NoAudioWarning for a video without audio, which runs) are issued and listed in
+    result.json's ``warnings``.
     """
+    with _recorded_warnings() as caught:
+        return _segment_video(
+            check_segment_call(
+                video, expressions, thinker=thinker, settings=settings, out=out, fps=fps, keyframe_fps=keyframe_fps,
+                chunk_seconds=chunk_seconds, thinker_options=thinker_options,
+            ),
+            caught, thinker=thinker, preset=preset, settings=settings, fps=fps, thinker_options=thinker_options,
+            chunk_seconds=chunk_seconds, progress=progress, cache=cache, keyframe_fps=keyframe_fps, png=png,
+        )
+
+
+def _segment_video(
+    request: SegmentRequest, caught: list[warnings.WarningMessage], *, thinker: str, preset: str | Preset,
+    settings: Settings | None, fps: float | None, thinker_options: Mapping[str, Any] | None,
+    chunk_seconds: float | None, progress: ProgressCallback | None, cache: ModelCache | None, keyframe_fps: float,
+    png: bool,
+) -> SegmentVideoResult:
     from tgs.data.media import cap_sampling_rate, sample_times, video_duration
-    from tgs.devices import resolve_device
-    from tgs.paths import check_output_folder
     from tgs.video_out import copy_audio_from
 
     started = time.perf_counter()
-    video = Path(video)
-    texts = _check_expressions(expressions)
-    dense = fps is None
-    rate = keyframe_fps if dense else fps
-    if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
-        raise ValueError(f"{'keyframe_fps' if dense else 'fps'}: expected a positive number of frames per second, "
-                         f"got {rate!r}")
+    video, texts, dense = request.video, request.texts, request.dense
     if dense:
         with warnings.catch_warnings():  # keyframes above the source rate: capped quietly
             warnings.simplefilter("ignore")
-            rate = cap_sampling_rate(video, rate)
+            rate = cap_sampling_rate(video, keyframe_fps)
     else:
-        rate = cap_sampling_rate(video, rate)  # never above the source's frame rate (warns)
+        rate = cap_sampling_rate(video, fps)  # never above the source's frame rate (warns)
     call = _call(thinker, preset, settings, rate, chunk_seconds, thinker_options)
-    resolve_device(call.settings.device)  # a bad or unavailable device fails here, before any work
     timer = _Timer()
 
     _report(progress, 0.0, f"reading {video.name}")
     duration = timer.run("probe", video_duration, video)
     source_audio = timer.run("probe", copy_audio_from, video)
-    notes: list[str] = []
     if source_audio is None:
         message = f"{video} has no audio track: the thinker hears nothing and the overlay video is silent"
         warnings.warn(message, NoAudioWarning, stacklevel=2)
-        notes.append(message)
     if dense:
         from tgs.core.loading import propagation_request
 
@@ -685,43 +797,54 @@ def segment_video(
         call.settings.require(segment_model_requests(call.thinker, call.preset))
     expected = max(1, len(sample_times(duration, None, call.fps)))
 
-    out_dir = Path(out) if out is not None else Path(f"segment_{video.stem or 'video'}")
-    check_output_folder(out_dir, [video], (OVERLAY_NAME, MASKS_DIR, RESULT_NAME))  # never overwrite the input
-    overlay_path, masks_dir = _prepare_out(out_dir)
+    out_dir = request.out_dir
     stem = video.stem or "video"
     queries = [Query(uid=f"{stem}_{k}", expression=text) for k, text in enumerate(texts)]
-
-    _report(progress, 0.02, f"thinking ({call.thinker}, {len(texts)} expression(s))")
-    thoughts, think_input = _think(call, video, duration, source_audio is not None, queries, timer, cache)
-    if dense:
-        return _dense_call(
-            call, video, texts, thoughts, queries, out_dir, overlay_path, masks_dir, source_audio, duration,
-            think_input, notes, timer, started, progress, cache, propagator_key, stage_settings, png,
+    with StagedOutputs(out_dir, marker=RESULT_NAME, error=RunError) as staged:
+        outputs = _Outputs(out_dir, staged)
+        _report(progress, 0.02, f"thinking ({call.thinker}, {len(texts)} expression(s))")
+        thoughts, think_input = _think(call, video, duration, source_audio is not None, queries, timer, cache)
+        seen = _Seen(video, duration, think_input, source_audio, caught)
+        if dense:
+            return _dense_call(call, texts, thoughts, queries, outputs, seen, timer, started, progress, cache,
+                               propagator_key, stage_settings, png)
+        _report(progress, 0.2, "loading Grounding DINO and SAM2")
+        pipeline = _stage_pipeline(call, timer, cache)
+        records, object_texts = _ground_segment(
+            call, video, pipeline, list(zip(thoughts, queries)), outputs, source_audio, timer,
+            progress=lambda done: _report(
+                progress, 0.25 + 0.73 * min(done / expected, 1.0), f"ground + segment: {done} of ~{expected} frames"
+            ),
         )
-    _report(progress, 0.2, "loading Grounding DINO and SAM2")
-    pipeline = _stage_pipeline(call, timer, cache)
-    records, object_texts = _ground_segment(
-        call, video, pipeline, list(zip(thoughts, queries)), masks_dir, overlay_path, source_audio, timer,
-        progress=lambda done: _report(
-            progress, 0.25 + 0.73 * min(done / expected, 1.0), f"ground + segment: {done} of ~{expected} frames"
-        ),
-    )
-    timer.add("total", time.perf_counter() - started)
-    result = _result(call, out_dir, overlay_path, masks_dir, texts, thoughts, records, object_texts, timer, notes)
-    record = _result_record(result, records, object_texts, call, video, duration, think_input, source_audio)
-    record["output"] = {"mode": "sampled", "num_frames": len(records.times), "fps": call.fps, "masks_json": None,
-                        "png": True}
-    record["propagation"] = None
-    _write_json(result.result_json, record)
+        timer.add("total", time.perf_counter() - started)
+        result = _result(call, out_dir, texts, thoughts, records, object_texts, timer, seen)
+        outputs.publish(_result_record(
+            result, records, object_texts, call, seen,
+            models=call.settings.describe(segment_model_requests(call.thinker, call.preset)),
+            output={"mode": "sampled", "num_frames": len(records.times), "fps": call.fps, "masks_json": None,
+                    "png": True},
+            propagation=None,
+        ))
     _report(progress, 1.0, f"done: {out_dir}")
     return result
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """What a call read besides the models' answers, for result.json: the video, what the thinker
+    saw, the audio kept, and the warnings raised so far (a live list)."""
+
+    video: Path
+    duration: float
+    think_input: dict[str, Any]
+    source_audio: Any
+    caught: list[warnings.WarningMessage]
+
+
 def _dense_call(
-    call: _Call, video: Path, texts: list[str], thoughts: list[Thought], queries: list[Query], out_dir: Path,
-    overlay_path: Path, masks_dir: Path, source_audio: Any, duration: float, think_input: dict[str, Any],
-    notes: list[str], timer: _Timer, started: float, progress: ProgressCallback | None, cache: ModelCache | None,
-    key: str, settings: Settings, png: bool,
+    call: _Call, texts: list[str], thoughts: list[Thought], queries: list[Query], outputs: _Outputs, seen: _Seen,
+    timer: _Timer, started: float, progress: ProgressCallback | None, cache: ModelCache | None, key: str,
+    settings: Settings, png: bool,
 ) -> SegmentVideoResult:
     """Dense output (see :mod:`tgs.core.dense`): ground at keyframes, one propagation, sinks."""
     from tgs.core.dense import (
@@ -734,6 +857,7 @@ def _dense_call(
     from tgs.dense_outputs import CocoRleSink, MaskPngSink, OverlayVideoSink
     from tgs.segment.frame_source import VideoFrameSource
 
+    video, out_dir = seen.video, outputs.out_dir
     _report(progress, 0.2, f"loading Grounding DINO and the propagation model ({key})")
     grounder, segmenter = _dense_stages(call, settings, key, timer, cache)
     source = timer.run("probe", VideoFrameSource, video)
@@ -750,10 +874,10 @@ def _dense_call(
     total = source.num_frames
     sinks: list[Any] = [KeyframeMaskSink(keyframes, png, MASKS_DIR)]
     if png:
-        sinks.append(MaskPngSink(masks_dir, len(texts)))
-    sinks.append(CocoRleSink(out_dir / MASKS_JSON, len(texts), source.size, names=texts, fps=source.fps,
+        sinks.append(MaskPngSink(outputs.masks, len(texts)))
+    sinks.append(CocoRleSink(outputs.masks_json, len(texts), source.size, names=texts, fps=source.fps,
                              times=source.times, num_frames=total))
-    sinks.append(OverlayVideoSink(overlay_path, source.fps, len(texts), names=labels, audio=source_audio))
+    sinks.append(OverlayVideoSink(outputs.overlay, source.fps, len(texts), names=labels, audio=seen.source_audio))
     step = max(1, total // 100)
 
     def on_frame(stats: Any) -> None:
@@ -767,48 +891,34 @@ def _dense_call(
     timer.add("propagate", time.perf_counter() - start)
     timer.add("total", time.perf_counter() - started)
 
-    from tgs.viz import expression_color
-
-    outputs = []
-    for k, (text, thought) in enumerate(zip(texts, thoughts)):
-        frames = keyframes.records[k]
-        outputs.append(ExpressionOutput(
-            index=k, expression=text, thought=thought, object_text=keyframes.object_texts[k].text,
-            masks_dir=masks_dir / str(k), color=expression_color(k),
-            boxes=[None if r["box"] is None else tuple(r["box"]) for r in frames],  # type: ignore[misc]
-            scores=[r["score"] for r in frames], keyframes=[r["frame"] for r in frames],
-        ))
-    result = SegmentVideoResult(
-        out_dir=out_dir, overlay_video=overlay_path, masks_dir=masks_dir, result_json=out_dir / RESULT_NAME,
-        expressions=tuple(outputs), timings={k: round(v, 6) for k, v in timer.seconds.items()},
-        frame_times=[round(float(t), 6) for t in source.times], untrained=call.settings.untrained,
-        warnings=notes, mode="dense", masks_json=out_dir / MASKS_JSON, fps=source.fps,
-    )
     records = _RecordSink(len(texts))
     records.records, records.times, records.frame_size = keyframes.records, keyframes.times, source.size
-    record = _result_record(result, records, keyframes.object_texts, call, video, duration, think_input, source_audio)
-    record["models"] = settings.describe(_dense_requests(call.thinker, key))
-    record["output"] = {
-        "mode": "dense",
-        "num_frames": total,
-        "fps": round(float(source.fps), 6),
-        "duration_s": round(float(source.duration), 6),
-        "masks_json": MASKS_JSON,
-        "png": png,
-    }
-    record["propagation"] = {
-        "model": key,
-        "source": record["models"].get(key),
-        "policy": {"seed_frames": policy.seed_frames, "min_seed_score": policy.min_seed_score,
-                   "reseed_iou": policy.reseed_iou, "max_conditioning_frames": policy.max_conditioning_frames},
-        "seed_frames": [sorted(int(f) for f in segmenter.engine.plan(p, policy)[0]) for p in prompts],
-        "frames_tracked": stats.frames_tracked,
-        "reseeds": stats.reseeds,
-        "peak_stored_frames": stats.peak_stored_frames,
-        "peak_conditioning_frames": stats.peak_conditioning_frames,
-        "process_seconds": {k: round(v, 6) for k, v in stats.seconds.items()},
-    }
-    _write_json(result.result_json, record)
+    result = _result(call, out_dir, texts, thoughts, records, keyframes.object_texts, timer, seen,
+                     dense=(source.times, source.fps))
+    models = settings.describe(_dense_requests(call.thinker, key))
+    outputs.publish(_result_record(
+        result, records, keyframes.object_texts, call, seen, models=models,
+        output={
+            "mode": "dense",
+            "num_frames": total,
+            "fps": round(float(source.fps), 6),
+            "duration_s": round(float(source.duration), 6),
+            "masks_json": MASKS_JSON,
+            "png": png,
+        },
+        propagation={
+            "model": key,
+            "source": models.get(key),
+            "policy": {"seed_frames": policy.seed_frames, "min_seed_score": policy.min_seed_score,
+                       "reseed_iou": policy.reseed_iou, "max_conditioning_frames": policy.max_conditioning_frames},
+            "seed_frames": [sorted(int(f) for f in segmenter.engine.plan(p, policy)[0]) for p in prompts],
+            "frames_tracked": stats.frames_tracked,
+            "reseeds": stats.reseeds,
+            "peak_stored_frames": stats.peak_stored_frames,
+            "peak_conditioning_frames": stats.peak_conditioning_frames,
+            "process_seconds": {k: round(v, 6) for k, v in stats.seconds.items()},
+        },
+    ))
     _report(progress, 1.0, f"done: {out_dir}")
     return result
 
@@ -863,8 +973,7 @@ def _ground_segment(
     video: Path,
     pipeline: Pipeline,
     pairs: list[tuple[Thought, Query]],
-    masks_dir: Path,
-    overlay_path: Path,
+    outputs: _Outputs,
     source_audio: Any,
     timer: _Timer,
     *,
@@ -879,14 +988,14 @@ def _ground_segment(
         video, pipeline, pairs, fps=call.fps, window_frames=call.window_frames, timer=timer, object_texts=object_texts
     )
     records = _RecordSink(len(pairs))
-    sinks = [_MaskPngSink(masks_dir, len(pairs), timer), records]
+    sinks = [_MaskPngSink(outputs.masks, len(pairs), timer), records]
     labels = _Labels(prefix, [q.expression for _, q in pairs], object_texts)
     start = time.perf_counter()
     once = _OncePerMessage()  # the pipeline logs per window (e.g. "no usable tag"); once is enough
     pipeline_logger = logging.getLogger("tgs.pipeline")
     pipeline_logger.addFilter(once)
     try:
-        write_overlay_video(overlay_path, _drawn(frames, sinks, labels, timer, progress), call.fps, audio=source_audio)
+        write_overlay_video(outputs.overlay, _drawn(frames, sinks, labels, timer, progress), call.fps, audio=source_audio)
     finally:
         pipeline_logger.removeFilter(once)
     busy = timer.seconds.pop("busy", 0.0)
@@ -916,11 +1025,13 @@ class _Labels(Sequence[str]):
 
 
 def _result(
-    call: _Call, out_dir: Path, overlay_path: Path, masks_dir: Path, texts: list[str], thoughts: list[Thought],
-    records: _RecordSink, object_texts: list[Any], timer: _Timer, notes: list[str],
+    call: _Call, out_dir: Path, texts: list[str], thoughts: list[Thought], records: _RecordSink,
+    object_texts: list[Any], timer: _Timer, seen: _Seen, *, dense: tuple[Any, float] | None = None,
 ) -> SegmentVideoResult:
+    """The call's result. dense: (every source frame's time, the source's rate) for dense output."""
     from tgs.viz import expression_color
 
+    masks_dir = out_dir / MASKS_DIR
     outputs = []
     for k, (text, thought) in enumerate(zip(texts, thoughts)):
         frames = records.records[k]
@@ -934,18 +1045,25 @@ def _result(
                 color=expression_color(k),
                 boxes=[None if r["box"] is None else tuple(r["box"]) for r in frames],  # type: ignore[misc]
                 scores=[r["score"] for r in frames],
+                keyframes=[r["frame"] for r in frames] if dense is not None else [],
             )
         )
+    extra: dict[str, Any] = {}
+    if dense is not None:
+        times, rate = dense
+        extra = {"mode": "dense", "masks_json": out_dir / MASKS_JSON, "fps": rate,
+                 "frame_times": [round(float(t), 6) for t in times]}
     return SegmentVideoResult(
         out_dir=out_dir,
-        overlay_video=overlay_path,
+        overlay_video=out_dir / OVERLAY_NAME,
         masks_dir=masks_dir,
         result_json=out_dir / RESULT_NAME,
         expressions=tuple(outputs),
         timings={k: round(v, 6) for k, v in timer.seconds.items()},
-        frame_times=list(records.times),
+        frame_times=extra.pop("frame_times", list(records.times)),
         untrained=call.settings.untrained,
-        warnings=notes,
+        warnings=_warning_lines(seen.caught),
+        **extra,
     )
 
 
@@ -954,25 +1072,26 @@ def _result_record(
     records: _RecordSink,
     object_texts: list[Any],
     call: _Call,
-    video: Path,
-    duration: float,
-    think_input: dict[str, Any],
-    source_audio: Any,
+    seen: _Seen,
+    *,
+    models: dict[str, Any],
+    output: dict[str, Any],
+    propagation: dict[str, Any] | None,
 ) -> dict[str, Any]:
+    """result.json (schema :data:`RESULT_SCHEMA`, ``docs/segment.md``), dense or sampled: the one builder."""
     from tgs import __version__
 
     height, width = records.frame_size or (None, None)
-    models = call.settings.describe(segment_model_requests(call.thinker, call.preset))
     thinker_key = THINKER_MODEL_KEYS.get(call.thinker)
     expressions = []
-    for output in result.expressions:
-        thought = output.thought
-        chosen = object_texts[output.index] if output.index < len(object_texts) else None
+    for out in result.expressions:
+        thought = out.thought
+        chosen = object_texts[out.index] if out.index < len(object_texts) else None
         expressions.append(
             {
-                "index": output.index,
-                "expression": output.expression,
-                "color": list(output.color),
+                "index": out.index,
+                "expression": out.expression,
+                "color": list(out.color),
                 "reasoning": thought.reasoning,
                 "f_object": thought.f_object,
                 "s_object": thought.s_object,
@@ -980,8 +1099,8 @@ def _result_record(
                             "error": thought.error},
                 "object_text": None if chosen is None else chosen.text,
                 "object_source": None if chosen is None else chosen.source,
-                "masks_dir": f"{MASKS_DIR}/{output.index}",
-                "frames": records.records[output.index],
+                "masks_dir": f"{MASKS_DIR}/{out.index}",
+                "frames": records.records[out.index],
             }
         )
     return {
@@ -992,11 +1111,11 @@ def _result_record(
         "untrained": result.untrained,
         "label": UNTRAINED_LABEL if result.untrained else None,
         "video": {
-            "path": str(video.resolve()),
-            "duration_s": round(float(duration), 6),
+            "path": str(seen.video.resolve()),
+            "duration_s": round(float(seen.duration), 6),
             "height": height,
             "width": width,
-            "has_audio": source_audio is not None,
+            "has_audio": seen.source_audio is not None,
         },
         "expressions": expressions,
         "thinker": {
@@ -1013,13 +1132,15 @@ def _result_record(
             "frame_times": records.times,
             "chunk_seconds": call.chunk_seconds,
             "window_frames": call.window_frames,
-            "think": think_input,
+            "think": seen.think_input,
         },
         "outputs": {
             "overlay_video": OVERLAY_NAME,
             "masks_dir": MASKS_DIR,
-            "overlay_has_audio": source_audio is not None,
+            "overlay_has_audio": seen.source_audio is not None,
         },
         "timings": result.timings,
         "warnings": result.warnings,
+        "output": output,
+        "propagation": propagation,
     }
