@@ -56,21 +56,14 @@ from typing import Any
 import numpy as np
 
 from tgs.core.flow import Pipeline, share_enabled
-from tgs.core.loading import (
-    load_grounder,
-    load_propagator,
-    load_stages,
-    load_thinker,
-    public_options,
-    stage_requests,
-    thinker_requests,
-)
+from tgs.core.load_spec import LoadSpec, load_spec
+from tgs.core.loading import load_model, load_stages_from, public_options
 from tgs.core.settings import UNTRAINED_LABEL, Settings
 from tgs.errors import MediaError, NoAudioWarning, TGSError, ThinkerError
-from tgs.model_cache import ModelCache, freeze, release_memory
+from tgs.model_cache import ModelCache, release_memory
 from tgs.pipeline import GroundSegmentPipeline
 from tgs.presets import Preset, get_preset
-from tgs.think.registry import THINKER_MODEL_KEYS, canonical_name
+from tgs.think.registry import canonical_name
 from tgs.types import Clip, Query, Thought, stack_frames
 
 __all__ = [
@@ -84,11 +77,9 @@ __all__ = [
     "SegmentVideoResult",
     "VideoFrame",
     "ground_segment_frames",
-    "segment_model_requests",
+    "segment_load_spec",
     "segment_video",
-    "stages_cache_key",
     "think_plan",
-    "thinker_cache_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -229,14 +220,18 @@ def _resolve_preset(preset: str | Preset) -> Preset:
     return preset if isinstance(preset, Preset) else get_preset(preset)
 
 
-def segment_model_requests(thinker: str, preset: str | Preset = "best") -> list[tuple[str, str]]:
-    """(role, registry key) of every model a ``segment_video`` call needs (for ``Settings.require``)."""
-    return thinker_requests(thinker) + stage_requests(_resolve_preset(preset))
+def segment_load_spec(
+    thinker: str, preset: str | Preset, settings: Settings, *, dense: bool,
+    thinker_options: Mapping[str, Any] | None = None,
+) -> LoadSpec:
+    """Every model a ``segment_video`` call loads: dense output (``fps=None``) or sampled (``fps``).
 
-
-def _dense_requests(thinker: str, propagator_key: str) -> list[tuple[str, str]]:
-    """(role, registry key) of every model of a dense ``segment_video`` call."""
-    return [*thinker_requests(thinker), ("grounding_dino", "grounding_dino"), ("sam2", propagator_key)]
+    What the call's pre-flight checks, its loaders load, its model cache keys on and its
+    result.json records; ``tgs quickstart`` and the demo check the same before they start.
+    """
+    resolved = _resolve_preset(preset)
+    return load_spec(resolved, settings, "dense" if dense else "sampled", thinker=thinker,
+                     thinker_options=thinker_options, share=share_enabled(resolved))  # fmt: skip
 
 
 def _check_expressions(expressions: str | Sequence[str]) -> list[str]:
@@ -336,11 +331,6 @@ def _thinker_options(call: _Call, digest: bool) -> dict[str, Any]:
     return options
 
 
-def thinker_cache_key(thinker: str, options: Mapping[str, Any], settings: Settings, share: bool) -> tuple[Any, ...]:
-    """What decides the thinker a call would build: name, options, settings, sharing."""
-    return ("thinker", thinker, freeze(options), freeze(settings), share)
-
-
 def think_plan(duration: float) -> tuple[list[float], list[tuple[float, float]] | None]:
     """(target times of the summary frames, audio segments heard; None = the whole track).
 
@@ -376,24 +366,21 @@ def _summary_clip(video: Path, duration: float, has_audio: bool) -> Clip:
     )
 
 
-def _think(call: _Call, video: Path, duration: float, has_audio: bool, queries: list[Query], timer: _Timer,
-           cache: ModelCache | None) -> tuple[list[Thought], dict[str, Any]]:
-    """(one thought per query, what the thinker saw): the thinker loaded (or taken from ``cache``), asked once.
+def _think(call: _Call, spec: LoadSpec, video: Path, duration: float, has_audio: bool, queries: list[Query],
+           timer: _Timer, cache: ModelCache | None) -> tuple[list[Thought], dict[str, Any]]:
+    """(one thought per query, what the thinker saw): the spec's thinker loaded (or taken from
+    ``cache``), asked once.
 
     Without a cache the thinker is released before Ground + Segment load.
     """
-    digest = duration > DIGEST_SECONDS
-    options = _thinker_options(call, digest)
-    share = share_enabled(call.preset)
 
     def load() -> Any:
-        return load_thinker(call.thinker, call.settings, options, share_across_expressions=share)
+        return load_model(spec.thinker)  # type: ignore[arg-type]
 
     if cache is None:
         thinker = timer.run("load_thinker", load)
     else:
-        key = thinker_cache_key(call.thinker, options, call.settings, share)
-        thinker = timer.run("load_thinker", cache.thinker, key, load, call.thinker)
+        thinker = timer.run("load_thinker", cache.thinker, spec.thinker_key, load, call.thinker)
     clip = None
     if call.thinker != "direct":
         clip = timer.run("think_input", _summary_clip, video, duration, has_audio)
@@ -426,28 +413,6 @@ def _think_record(clip: Clip | None, duration: float) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- ground + segment
-
-
-def stages_cache_key(preset: Preset, settings: Settings, *, direct: bool) -> tuple[Any, ...]:
-    """What decides the pair :func:`tgs.core.loading.load_stages` would load for this call.
-
-    The preset's loading fields (segment mode and so SAM2 model, dtype, thresholds,
-    preprocessing, video seeds, caption-period dedupe) and the settings; the preset's
-    other switches act after loading (in :class:`tgs.pipeline.GroundSegmentPipeline`), so
-    presets differing only there share a pair.
-    """
-    loading = (
-        preset.segment_mode,
-        preset.sam_model_key,
-        preset.dtype,
-        preset.box_threshold,
-        preset.text_threshold,
-        preset.gdino_preprocess,
-        preset.sam_preprocess,
-        preset.video_seeds,
-        preset.dedupe_period(direct=direct),
-    )
-    return ("stages", loading, freeze(settings), direct)
 
 
 def _windows(video: Path, fps: float, window_frames: int, timer: _Timer) -> Iterator[Clip]:
@@ -676,13 +641,9 @@ def segment_video(
         message = f"{video} has no audio track: the thinker hears nothing and the overlay video is silent"
         warnings.warn(message, NoAudioWarning, stacklevel=2)
         notes.append(message)
-    if dense:
-        from tgs.core.loading import propagation_request
-
-        propagator_key, stage_settings = propagation_request(call.settings)
-        stage_settings.require(_dense_requests(call.thinker, propagator_key))  # all missing models, before loading
-    else:
-        call.settings.require(segment_model_requests(call.thinker, call.preset))
+    spec = segment_load_spec(call.thinker, call.preset, call.settings, dense=dense,
+                             thinker_options=_thinker_options(call, duration > DIGEST_SECONDS))  # fmt: skip
+    spec.require()  # every missing model, before loading any
     expected = max(1, len(sample_times(duration, None, call.fps)))
 
     out_dir = Path(out) if out is not None else Path(f"segment_{video.stem or 'video'}")
@@ -692,14 +653,14 @@ def segment_video(
     queries = [Query(uid=f"{stem}_{k}", expression=text) for k, text in enumerate(texts)]
 
     _report(progress, 0.02, f"thinking ({call.thinker}, {len(texts)} expression(s))")
-    thoughts, think_input = _think(call, video, duration, source_audio is not None, queries, timer, cache)
+    thoughts, think_input = _think(call, spec, video, duration, source_audio is not None, queries, timer, cache)
     if dense:
         return _dense_call(
             call, video, texts, thoughts, queries, out_dir, overlay_path, masks_dir, source_audio, duration,
-            think_input, notes, timer, started, progress, cache, propagator_key, stage_settings, png,
+            think_input, notes, timer, started, progress, cache, spec, png,
         )
     _report(progress, 0.2, "loading Grounding DINO and SAM2")
-    pipeline = _stage_pipeline(call, timer, cache)
+    pipeline = _stage_pipeline(call, spec, timer, cache)
     records, object_texts = _ground_segment(
         call, video, pipeline, list(zip(thoughts, queries)), masks_dir, overlay_path, source_audio, timer,
         progress=lambda done: _report(
@@ -708,7 +669,7 @@ def segment_video(
     )
     timer.add("total", time.perf_counter() - started)
     result = _result(call, out_dir, overlay_path, masks_dir, texts, thoughts, records, object_texts, timer, notes)
-    record = _result_record(result, records, object_texts, call, video, duration, think_input, source_audio)
+    record = _result_record(result, records, object_texts, call, spec, video, duration, think_input, source_audio)
     record["output"] = {"mode": "sampled", "num_frames": len(records.times), "fps": call.fps, "masks_json": None,
                         "png": True}
     record["propagation"] = None
@@ -721,7 +682,7 @@ def _dense_call(
     call: _Call, video: Path, texts: list[str], thoughts: list[Thought], queries: list[Query], out_dir: Path,
     overlay_path: Path, masks_dir: Path, source_audio: Any, duration: float, think_input: dict[str, Any],
     notes: list[str], timer: _Timer, started: float, progress: ProgressCallback | None, cache: ModelCache | None,
-    key: str, settings: Settings, png: bool,
+    spec: LoadSpec, png: bool,
 ) -> SegmentVideoResult:
     """Dense output (see :mod:`tgs.core.dense`): ground at keyframes, one propagation, sinks."""
     from tgs.core.dense import (
@@ -734,8 +695,9 @@ def _dense_call(
     from tgs.dense_outputs import CocoRleSink, MaskPngSink, OverlayVideoSink
     from tgs.segment.frame_source import VideoFrameSource
 
+    key = spec.segmenter.key  # type: ignore[union-attr]
     _report(progress, 0.2, f"loading Grounding DINO and the propagation model ({key})")
-    grounder, segmenter = _dense_stages(call, settings, key, timer, cache)
+    grounder, segmenter = _stages(call, spec, timer, cache)
     source = timer.run("probe", VideoFrameSource, video)
     pairs = list(zip(thoughts, queries))
     _report(progress, 0.25, f"grounding {len(texts)} expression(s) at {call.fps:g} keyframe(s) per second")
@@ -786,8 +748,8 @@ def _dense_call(
     )
     records = _RecordSink(len(texts))
     records.records, records.times, records.frame_size = keyframes.records, keyframes.times, source.size
-    record = _result_record(result, records, keyframes.object_texts, call, video, duration, think_input, source_audio)
-    record["models"] = settings.describe(_dense_requests(call.thinker, key))
+    record = _result_record(result, records, keyframes.object_texts, call, spec, video, duration, think_input,
+                            source_audio)
     record["output"] = {
         "mode": "dense",
         "num_frames": total,
@@ -813,33 +775,20 @@ def _dense_call(
     return result
 
 
-def _dense_stages(call: _Call, settings: Settings, key: str, timer: _Timer, cache: ModelCache | None) -> Any:
-    """(Grounding DINO, the propagation model ``key``), loaded or taken from ``cache``."""
-    direct = call.thinker == "direct"
-    dtype = settings.stage_dtype(call.preset.dtype)
+def _stages(call: _Call, spec: LoadSpec, timer: _Timer, cache: ModelCache | None) -> tuple[Any, Any]:
+    """The spec's (Grounding DINO, segmenter), loaded or taken from ``cache`` (keyed by the spec)."""
 
     def load() -> tuple[Any, Any]:
-        grounder = load_grounder(call.preset, settings, direct=direct)
-        return grounder, load_propagator(settings, key, dtype, call.preset.sam_preprocess)
+        return load_stages_from(spec)
 
     if cache is None:
         return timer.run("load_models", load)
-    cache_key = ("dense", stages_cache_key(call.preset, settings, direct=direct), key, dtype)
-    return timer.run("load_models", cache.stages, cache_key, load, f"({call.preset.name} preset, {key})")
+    label = f"({call.preset.name} preset, {spec.segmenter.key})"  # type: ignore[union-attr]
+    return timer.run("load_models", cache.stages, spec.stages_key, load, label)
 
 
-def _stage_pipeline(call: _Call, timer: _Timer, cache: ModelCache | None) -> Pipeline:
-    direct = call.thinker == "direct"
-
-    def load() -> tuple[Any, Any]:
-        return load_stages(call.preset, call.settings, direct=direct)
-
-    if cache is None:
-        grounder, segmenter = timer.run("load_models", load)
-    else:
-        key = stages_cache_key(call.preset, call.settings, direct=direct)
-        label = f"({call.preset.name} preset, {call.preset.sam_model_key})"
-        grounder, segmenter = timer.run("load_models", cache.stages, key, load, label)
+def _stage_pipeline(call: _Call, spec: LoadSpec, timer: _Timer, cache: ModelCache | None) -> Pipeline:
+    grounder, segmenter = _stages(call, spec, timer, cache)
     return Pipeline(None, GroundSegmentPipeline(grounder, segmenter, call.preset))
 
 
@@ -954,6 +903,7 @@ def _result_record(
     records: _RecordSink,
     object_texts: list[Any],
     call: _Call,
+    spec: LoadSpec,
     video: Path,
     duration: float,
     think_input: dict[str, Any],
@@ -962,8 +912,8 @@ def _result_record(
     from tgs import __version__
 
     height, width = records.frame_size or (None, None)
-    models = call.settings.describe(segment_model_requests(call.thinker, call.preset))
-    thinker_key = THINKER_MODEL_KEYS.get(call.thinker)
+    models = spec.describe()
+    thinker_key = None if spec.thinker is None else spec.thinker.key
     expressions = []
     for output in result.expressions:
         thought = output.thought
