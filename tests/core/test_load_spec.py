@@ -181,3 +181,19 @@ def test_spec_lists_each_model_once_with_its_placement() -> None:
     assert hash(spec.thinker) == hash(load_spec(PAPER, settings, thinker="ref-thinker",
                                                 thinker_options={"max_new_tokens": 4}).thinker)  # fmt: skip
     assert "max_new_tokens" not in repr(spec.thinker)  # options (an API key among them) are never shown
+
+
+@pytest.mark.parametrize(("mode", "device", "expected"), [("dense", "cpu", "edgetam_video"),
+                                                          ("dense", "cuda", "sam2_video_large"),
+                                                          ("benchmark", "cpu", "sam2_video")])  # fmt: skip
+def test_models_list_shows_what_a_call_loads(mode: str, device: str, expected: str, tmp_path: Path) -> None:
+    """`tgs models list` reads the same spec: the model a dense call on a CPU loads is listed, and only it."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "config.json").write_text("{}\n")
+    args = ["models", "list", "--preset", "best", "--mode", mode, "--device", device,
+            "--source", f"grounding_dino={weights}", "--source", f"{expected}={weights}"]  # fmt: skip
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 0, result.output
+    roles = [line.split("│")[1].strip() for line in result.output.splitlines() if line.count("│") > 3]
+    assert [r for r in roles if r] == ["grounding_dino", expected]
