@@ -183,11 +183,6 @@ class Preset:
                 raise ValueError(f"preset switch {f.name}: expected true or false, got {getattr(self, f.name)!r}")
 
     # ------------------------------------------------------------------ derived
-    @property
-    def sam_model_key(self) -> str:
-        """Registry key of the SAM2 model this preset loads."""
-        return "sam2" if self.segment_mode == "image" else "sam2_video"
-
     def dedupe_period(self, direct: bool) -> bool:
         """Whether the grounder appends "." only when missing (else always).
 
@@ -196,10 +191,6 @@ class Preset:
         which appends only when missing.
         """
         return self.caption_period == "dedupe" or direct
-
-    def model_keys(self) -> tuple[str, ...]:
-        """Registry keys of every model Ground + Segment needs under this preset."""
-        return ("grounding_dino", self.sam_model_key)
 
     # ------------------------------------------------------------- conversions
     def to_dict(self) -> dict[str, Any]:

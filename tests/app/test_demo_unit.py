@@ -465,4 +465,4 @@ def test_cli_rejects_unknown_model_set() -> None:
 
     result = CliRunner().invoke(build_app(), ["demo", "--serve", "--models", "huge"])
     assert result.exit_code == 2
-    assert "expected real or tiny" in result.output
+    assert "expected one of real, tiny, got 'huge'" in " ".join(result.output.split())

@@ -93,10 +93,13 @@ def test_freeze_makes_equal_data_equal_keys() -> None:
 
 
 def test_stage_key_follows_the_loading_fields_only() -> None:
+    """The cache's key is the call's load spec: equal exactly when the same models would load."""
     best, paper = get_preset("best"), get_preset("paper")
 
-    def key(preset, settings=None, direct=False):
-        return sv.stages_cache_key(preset, settings or Settings.tiny(), direct=direct)
+    def key(preset, settings=None, direct=False, dense=False):
+        spec = sv.segment_load_spec("direct" if direct else "ref-thinker", preset, settings or Settings.tiny(),
+                                    dense=dense)
+        return spec.stages_key
 
     assert key(best) == key(get_preset("best"))
     assert key(best) != key(paper)  # another SAM2 mode among others
@@ -105,11 +108,17 @@ def test_stage_key_follows_the_loading_fields_only() -> None:
     assert key(best) != key(best, Settings(device="cpu"))
     assert key(best) != key(best, Settings.tiny(dtype="bf16"))
     assert key(best) == key(replace(best, box_rule=paper.box_rule, null_policy=paper.null_policy))
+    assert key(best) != key(best, dense=True)  # dense output propagates with another model
+    assert key(best, dense=True) == key(replace(best, video_seeds="first"), dense=True)  # dense seeds by its policy
+    assert key(best) != key(replace(best, video_seeds="first"))
+    assert key(paper) != key(paper, direct=True)  # paper's caption period depends on direct
 
 
 def test_thinker_key_follows_name_options_and_placement() -> None:
     def key(name="ref-thinker", options=None, device="cpu", share=True):
-        return sv.thinker_cache_key(name, options or {}, Settings.tiny(device=device), share)
+        preset = replace(get_preset("best"), share_across_expressions=share)
+        spec = sv.segment_load_spec(name, preset, Settings.tiny(device=device), dense=True, thinker_options=options)
+        return spec.thinker_key
 
     assert key(options={"max_new_tokens": 4}) == key(options={"max_new_tokens": 4})
     assert key(options={"max_new_tokens": 4}) != key(options={"max_new_tokens": 8})
@@ -129,27 +138,20 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def loads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
-    """Spies on segment_video's loaders: every real load is recorded."""
+    """Spies on segment_video's loaders: every real load is recorded (the thinker's name, the segmenter's key)."""
     seen: dict[str, list] = {"thinker": [], "stages": []}
-    load_thinker, load_stages = sv.load_thinker, sv.load_stages
+    load_model, load_stages_from = sv.load_model, sv.load_stages_from
 
-    def thinker_spy(key, *args, **kwargs):
-        seen["thinker"].append(key)
-        return load_thinker(key, *args, **kwargs)
+    def thinker_spy(load):
+        seen["thinker"].append(load.loader)
+        return load_model(load)
 
-    def stages_spy(preset, *args, **kwargs):
-        seen["stages"].append(preset.sam_model_key)
-        return load_stages(preset, *args, **kwargs)
+    def stages_spy(spec):
+        seen["stages"].append(spec.segmenter.key)
+        return load_stages_from(spec)
 
-    load_propagator = sv.load_propagator
-
-    def propagator_spy(settings, key, *args, **kwargs):  # dense output: Grounding DINO + this model
-        seen["stages"].append(key)
-        return load_propagator(settings, key, *args, **kwargs)
-
-    monkeypatch.setattr(sv, "load_thinker", thinker_spy)
-    monkeypatch.setattr(sv, "load_stages", stages_spy)
-    monkeypatch.setattr(sv, "load_propagator", propagator_spy)
+    monkeypatch.setattr(sv, "load_model", thinker_spy)
+    monkeypatch.setattr(sv, "load_stages_from", stages_spy)
     return seen
 
 

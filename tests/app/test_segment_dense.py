@@ -108,7 +108,7 @@ class _NullThinker:
 def test_null_answer_gives_empty_masks_on_every_frame(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tgs.core.segment as module
 
-    monkeypatch.setattr(module, "load_thinker", lambda *args, **kwargs: _NullThinker())
+    monkeypatch.setattr(module, "load_model", lambda load: _NullThinker())  # the thinker
     video = write_video(tmp_path / "clip.mp4", 1.2, 10, SMALL, seed=2, with_audio=True)
     result = _dense(video, tmp_path / "out", ["the dog", "the cat"], )
     assert result.object_text is None and result.num_frames == 12
@@ -196,12 +196,18 @@ def test_propagation_switches_parse_and_validate() -> None:
 
 
 def test_sam2_option_picks_the_propagation_model() -> None:
-    from tgs.core.loading import propagation_request
+    from tgs.core.load_spec import load_spec
 
-    assert propagation_request(Settings(device="cpu")) == ("edgetam_video", Settings(device="cpu"))
-    assert propagation_request(Settings(device="cuda"))[0] == "sam2_video_large"
-    assert propagation_request(Settings.tiny())[0] == "sam2_video_tiny"
+    def propagator(settings: Settings) -> tuple[str | None, str | None]:
+        load = load_spec(BEST, settings, "dense").segmenter
+        assert load is not None
+        return load.key, load.source
+
+    assert propagator(Settings(device="cpu")) == ("edgetam_video", None)
+    assert propagator(Settings(device="cuda")) == ("sam2_video_large", None)
+    assert propagator(Settings.tiny()) == ("sam2_video_tiny", "tiny")
     keyed = Settings(device="cpu", sources={"sam2": "sam2_video_small", "grounding_dino": "/g"})
-    assert propagation_request(keyed) == ("sam2_video_small", Settings(device="cpu", sources={"grounding_dino": "/g"}))
+    assert propagator(keyed) == ("sam2_video_small", None)  # a registry key: that model, its default source
+    assert load_spec(BEST, keyed, "dense").grounder.source == "/g"  # type: ignore[union-attr]
     folder = Settings(device="cpu", sources={"sam2": "/models/edgetam"})
-    assert propagation_request(folder) == ("edgetam_video", folder)
+    assert propagator(folder) == ("edgetam_video", "/models/edgetam")

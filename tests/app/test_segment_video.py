@@ -181,7 +181,7 @@ def test_thinker_input_and_a_null_answer(videos, tmp_path: Path, monkeypatch: py
     import tgs.core.segment as module
 
     thinker = _NullThinker()
-    monkeypatch.setattr(module, "load_thinker", lambda *args, **kwargs: thinker)
+    monkeypatch.setattr(module, "load_model", lambda load: thinker)  # the thinker
     result = _run(videos["fps30"], tmp_path / "out", thinker="omni")
     # the thinker saw 10 frames spread over the 4 s video and its whole track at 16 kHz
     ((query, clip),) = thinker.seen

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from tgs.core import loading
+from tgs.core.load_spec import ModelLoad
 from tgs.core.settings import Settings
 from tgs.presets import PAPER
 
@@ -22,7 +23,7 @@ def test_compile_must_be_a_bool() -> None:
 def test_ref_thinker_gets_a_compiled_static_decode_only_when_asked(monkeypatch: pytest.MonkeyPatch, compile: bool) -> None:
     seen: dict[str, Any] = {}
     monkeypatch.setattr(loading, "build_thinker", lambda name, **options: seen.update(options) or object())
-    monkeypatch.setattr(Settings, "resolve", lambda self, role, key: "/models/ref-thinker")
+    monkeypatch.setattr(ModelLoad, "resolve", lambda self: "/models/ref-thinker")
     loading.load_thinker("ref-thinker", Settings(device="cpu", compile=compile))
     if compile:
         assert seen["decode"] == "static" and seen["compile"] is True
@@ -55,7 +56,7 @@ def test_stages_get_device_preprocessing_on_gpus_only_and_compile_from_settings(
 
     monkeypatch.setattr(GroundingDinoGrounder, "from_pretrained", staticmethod(capture))
     monkeypatch.setattr(Sam2ImageSegmenter, "from_pretrained", staticmethod(capture))
-    monkeypatch.setattr(Settings, "resolve", lambda self, role, key: f"/models/{key}")
+    monkeypatch.setattr(ModelLoad, "resolve", lambda self: f"/models/{self.key}")
     settings = Settings(device="cpu", compile=compile)
     assert settings.on_gpu is False
     loading.load_stages(PAPER, settings)

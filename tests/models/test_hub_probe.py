@@ -150,5 +150,8 @@ def test_demo_checks_its_models_before_serving(monkeypatch: pytest.MonkeyPatch, 
     with hub_in_state("refused", monkeypatch):
         result = CliRunner().invoke(build_app(), ["demo", "--serve", "--workdir", str(tmp_path / "w")])
     assert result.exit_code == 1, result.output
-    assert "- grounding_dino:" in result.output and "- sam2_video:" in result.output
+    from tgs.app.backend import demo_load_spec
+
+    propagator = demo_load_spec("real").segmenter.key  # what its requests load (dense output): EdgeTAM on a CPU
+    assert "- grounding_dino:" in result.output and f"- {propagator}:" in result.output
     assert "demo (real models) on http" not in result.output

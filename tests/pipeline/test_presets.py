@@ -20,13 +20,11 @@ def test_paper_preset_has_the_original_values() -> None:
     assert (PAPER.sam_input, PAPER.sam_colours, PAPER.segment_mode) == ("squash224", "swap_rb", "image")
     assert (PAPER.null_policy, PAPER.missing_tag, PAPER.caption_period) == ("paper", "error_literal", "script")
     assert (PAPER.mask_size, PAPER.dtype) == ("224", "fp32")
-    assert PAPER.model_keys() == ("grounding_dino", "sam2")
 
 
 def test_best_preset_fixes_each_weak_spot() -> None:
     assert BEST.box_rule == "best" and BEST.sam_colours == "rgb" and BEST.segment_mode == "video"
     assert BEST.null_policy == "empty" and BEST.missing_tag == "expression" and BEST.mask_size == "original"
-    assert BEST.model_keys() == ("grounding_dino", "sam2_video")
     assert get_preset("best") is BEST and PRESETS["paper"] is PAPER
 
 

@@ -12,6 +12,7 @@ from gs_fakes import FakeGrounder, FakeSegmenter, make_clip
 
 from tgs.core import ExpressionResult, Pipeline, Settings, VideoItems
 from tgs.core.flow import share_enabled
+from tgs.core.load_spec import load_spec
 from tgs.errors import MissingWeightsError
 from tgs.pipeline import GroundSegmentPipeline
 from tgs.presets import BEST, PAPER, get_preset
@@ -161,11 +162,13 @@ def test_null_rows_are_their_own_video(tmp_path: Path) -> None:
 def test_settings_carry_device_dtype_and_sources_once() -> None:
     tiny = Settings.tiny()
     assert tiny.untrained and tiny.is_tiny("sam2") and tiny.device == "cpu"
-    assert tiny.describe([("grounding_dino", "grounding_dino"), ("sam2", "sam2_video")]) == {
+    assert load_spec(get_preset("best"), tiny).describe() == {
         "grounding_dino": "tiny", "sam2_video": "tiny", "set": "tiny",
     }
-    real = Settings(sources={"sam2": "/models/sam2"})
-    assert not real.untrained and real.describe([("sam2", "sam2")]) == {"sam2": "/models/sam2", "set": "real"}
+    real = Settings(device="cpu", sources={"sam2": "/models/sam2"})
+    assert not real.untrained and load_spec(get_preset("paper"), real).describe() == {
+        "grounding_dino": "IDEA-Research/grounding-dino-tiny", "sam2": "/models/sam2", "set": "real",
+    }
     assert real.stage_dtype("fp32") == "fp32" and Settings(dtype="bf16").stage_dtype("fp32") == "bf16"
     assert Settings.from_options(models="tiny", device="cpu") == tiny
     with pytest.raises(ValueError, match="tiny model set takes no model source"):
@@ -175,7 +178,7 @@ def test_settings_carry_device_dtype_and_sources_once() -> None:
     with pytest.raises(ValueError, match="dtype"):
         Settings(dtype="fp8")
     with pytest.raises(MissingWeightsError, match="no_gdino"):
-        Settings(sources={"grounding_dino": "/nowhere/no_gdino"}).require([("grounding_dino", "grounding_dino")])
+        load_spec(get_preset("paper"), Settings(device="cpu", sources={"grounding_dino": "/nowhere/no_gdino"})).require()
 
 
 @pytest.mark.slow

@@ -24,7 +24,9 @@ from tgs.model_cache import ModelCache
 from tgs.types import Thought
 
 if TYPE_CHECKING:
+    from tgs.core.load_spec import LoadSpec
     from tgs.core.segment import SegmentVideoResult
+    from tgs.core.settings import Settings
 
 __all__ = [
     "MAX_EXPRESSIONS",
@@ -33,6 +35,8 @@ __all__ = [
     "DemoBackend",
     "DemoOutcome",
     "SegmentFn",
+    "demo_load_spec",
+    "demo_settings",
     "escape_markdown",
     "format_answer",
     "format_timings",
@@ -52,6 +56,23 @@ preset, settings, out, fps=None (dense output), keyframe_fps, progress, cache); 
 
 MAX_EXPRESSIONS = 8
 """Expressions one request may ask about (one per line)."""
+
+def demo_settings(models: str) -> Settings:
+    """The settings of every request of a demo serving the ``models`` set ("real" or "tiny")."""
+    from tgs.core.settings import Settings
+
+    if models not in ("real", "tiny"):
+        raise ValueError(f"models: expected 'real' or 'tiny', got {models!r}")
+    return Settings.tiny(device="auto") if models == "tiny" else Settings()
+
+
+def demo_load_spec(models: str, *, thinker: str = "direct", preset: str = "best") -> LoadSpec:
+    """What a request with ``thinker`` and ``preset`` loads; the server checks the Ground + Segment
+    models of the default request (``direct``, ``best``) before it opens a port. Dense output, as
+    :meth:`DemoBackend.run` asks for (``fps=None``)."""
+    from tgs.core.segment import segment_load_spec
+
+    return segment_load_spec(thinker, preset, demo_settings(models), dense=True)
 
 
 @dataclass(frozen=True)
@@ -131,13 +152,9 @@ class DemoBackend:
         limits: DemoLimits | None = None,
         model_cache: ModelCache | None = None,
     ) -> None:
-        if models not in ("real", "tiny"):
-            raise ValueError(f"models: expected 'real' or 'tiny', got {models!r}")
-        from tgs.core.settings import Settings
-
         self.workspace = workspace
         self.models = models
-        self.settings = Settings.tiny(device="auto") if models == "tiny" else Settings()
+        self.settings = demo_settings(models)
         self.limits = limits or DemoLimits()
         self._segment_fn = segment_fn
         self.model_cache = model_cache if model_cache is not None else ModelCache()
@@ -233,7 +250,7 @@ class DemoBackend:
                     preset=preset,
                     settings=self.settings,
                     out=run_dir / "result",
-                    fps=None,  # dense: a mask on every frame of the video, the overlay at its rate
+                    fps=None,  # dense: a mask on every frame, the overlay at its rate (as demo_load_spec says)
                     keyframe_fps=float(fps),  # the slider: frames grounded per second
                     progress=progress,
                     cache=self.model_cache,

@@ -14,6 +14,8 @@ __all__ = [
     "MODEL_SETS",
     "bad",
     "check_choice",
+    "check_model_set",
+    "models_option",
     "prepare_process",
     "preset_from_options",
     "ray_worker_setup",
@@ -40,6 +42,17 @@ def check_choice(value: str, choices: tuple[str, ...], param: str) -> str:
     if value not in choices:
         raise bad(f"expected one of {', '.join(choices)}, got {value!r}", param)
     return value
+
+
+def check_model_set(value: str) -> str:
+    """The one check of ``--models`` (real or tiny): every command's ``--models`` option runs it
+    as the command line is parsed, so a bad set is refused before anything runs or loads."""
+    return check_choice(value, MODEL_SETS, "--models")
+
+
+def models_option(help: str = "real weights, or the untrained tiny set (install check).") -> Any:
+    """The ``--models`` option of every command that takes one (checked by :func:`check_model_set`)."""
+    return typer.Option("real", "--models", help=help, callback=check_model_set)
 
 
 def preset_from_options(name: str, sets: list[str]):  # -> Preset
@@ -88,7 +101,7 @@ def settings_from_options(
     and the sources."""
     from tgs.core.settings import Settings
 
-    check_choice(models, MODEL_SETS, "--models")
+    check_model_set(models)
     try:
         return Settings.from_options(
             models=models, device=device, dtype=dtype, compile=compile, thinker=thinker, grounding_dino=gdino, sam2=sam2

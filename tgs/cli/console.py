@@ -193,7 +193,7 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, PermissionError):
         return f"{exc.filename or exc}: permission denied. Fix: choose a path you can read and write."
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return f"out of memory ({exc}). Fix: use smaller batches (--batch-size), fewer frames or another device."
+        return f"out of memory ({exc}). Fix: ask for less at once (smaller batches, frames or sizes) or use another device."
     if isinstance(exc, OSError) and exc.strerror:
         where = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror}{where}"

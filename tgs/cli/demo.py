@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from tgs.cli.common import models_option
 from tgs.cli.console import console, err_console, escape_user_text, friendly_errors
 
 
@@ -18,7 +19,7 @@ def demo_command(
     serve: bool = typer.Option(False, "--serve", help="Start the web server (otherwise: print how to)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; anything but loopback exposes the demo."),
     port: int = typer.Option(7860, "--port", min=1, max=65535, help="TCP port."),
-    models: str = typer.Option("real", "--models", help="real weights, or the untrained tiny set (install check)."),
+    models: str = models_option(),
     max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", min=0.001, help="Largest accepted upload (MiB)."),
     max_video_seconds: float = typer.Option(
         600.0, "--max-video-seconds", min=0.1, help="Longest accepted uploaded video (seconds)."
@@ -28,8 +29,6 @@ def demo_command(
     ),
 ) -> None:
     """Web demo: upload a video or pick a synthetic clip, type an expression, see the masks."""
-    if models not in ("real", "tiny"):
-        raise typer.BadParameter(f"expected real or tiny, got {models!r}", param_hint="--models")
     from tgs.app import DemoLimits, describe_limits, loopback
 
     limits = DemoLimits(max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_video_seconds=max_video_seconds)
@@ -41,11 +40,10 @@ def demo_command(
             highlight=False,
         )
         return
-    from tgs.core.segment import segment_model_requests
-    from tgs.core.settings import Settings
+    from tgs.app.backend import demo_load_spec
 
     # Ground + Segment serve every request: a missing model stops here, all listed, before a port opens.
-    Settings.from_options(models=models).require(segment_model_requests("direct", "best"))
+    demo_load_spec(models).require()
     if not loopback(host):
         err_console.print(
             f"[yellow]warning[/]: binding {escape_user_text(host)} lets anyone who can reach this machine use the demo "

@@ -59,7 +59,7 @@ def eval_command(
         TGSProtocol() if name == "tgs" else RefAVSProtocol(soft_input=refavs_input == "probs")
         for name in PROTOCOL_CHOICES[protocol]
     ]
-    splits = choose_splits(bench, split or None)
+    splits = choose_splits(bench, split or None, getattr(source, "splits", None), source.description)
     total = sum(1 for s in bench if s.split in splits)
     with progress_bar("evaluating", total=total) as advance:
         result = evaluate(bench, source, protocols, splits, progress=advance, missing=missing)

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from tgs.cli.common import COMPILE_OPTION, bad, prepare_process, preset_from_options, settings_from_options
+from tgs.cli.common import (
+    COMPILE_OPTION,
+    bad,
+    models_option,
+    prepare_process,
+    preset_from_options,
+    settings_from_options,
+)
 from tgs.cli.console import console, escape_user_text, friendly_errors, print_run_summary, progress_bar
 from tgs.cli.executor_options import (
     EXECUTOR_OPTION,
@@ -37,7 +44,7 @@ def ground_segment_command(
         [], "--set", help="Override a preset switch, KEY=VALUE (repeatable), e.g. --set box_rule=best."
     ),
     out: Path = typer.Option(..., "--out", help="Run directory; rerunning the same command resumes it."),
-    models: str = typer.Option("real", "--models", help="real weights, or the untrained tiny set (install check)."),
+    models: str = models_option(),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
     dtype: str | None = typer.Option(None, "--dtype", help="auto, fp32, bf16, fp16 (default: the preset's)."),
     gdino: str | None = typer.Option(None, "--gdino", help="Grounding DINO hub id or local directory."),

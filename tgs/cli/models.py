@@ -7,6 +7,7 @@ import importlib
 import typer
 from rich.table import Table
 
+from tgs.cli.common import check_choice, models_option, preset_from_options, settings_from_options
 from tgs.cli.console import console, escape_user_text
 from tgs.models.registry import MODEL_SPECS, check_models
 
@@ -18,27 +19,39 @@ EXTRA_COMMAND_MODULES: tuple[str, ...] = ("tgs.cli.models_convert", "tgs.cli.mod
 
 @models_app.command("list")
 def list_models(
-    models: str = typer.Option("real", "--models", help="Model set: real weights or the untrained tiny set."),
+    models: str = models_option("Model set: real weights or the untrained tiny set."),
     source: list[str] = typer.Option(
         [], "--source", help="Override a source as KEY=PATH_OR_HUB_ID (repeatable)."
     ),
     preset: str | None = typer.Option(
-        None, "--preset", help="Only the models Ground + Segment needs under this preset (paper, best)."
+        None, "--preset", help="Only the models a call under this preset loads (paper, best); see --mode."
     ),
     set_: list[str] = typer.Option(
         [], "--set", help="Preset switch override KEY=VALUE, as for ground-segment (e.g. segment_mode=image)."
     ),
+    mode: str = typer.Option(
+        "benchmark", "--mode",
+        help="With --preset: benchmark (tgs run / ground-segment), sampled (tgs segment --fps) or dense "
+        "(tgs segment, the demo).",
+    ),
+    thinker: str | None = typer.Option(None, "--thinker", help="With --preset: add this thinker's weights."),
+    device: str = typer.Option("auto", "--device", help="With --preset: the device (dense picks its model by it)."),
 ) -> None:
-    """Show every model role (or those a preset needs), where it is looked for, and whether it is present."""
+    """Show every model role (or those a call under a preset loads), where it is looked for, and whether it is present."""
+    from tgs.core.load_spec import MODES
+
     overrides: dict[str, str] = {}
     for item in source:
         key, sep, value = item.partition("=")
         if not sep or key not in MODEL_SPECS:
             raise typer.BadParameter(f"expected KEY=SOURCE with KEY in {sorted(MODEL_SPECS)}, got {item!r}")
         overrides[key] = value
-    keys = list(MODEL_SPECS) if preset is None else list(_preset_model_keys(preset, set_))
-    statuses = check_models([(k, overrides.get(k)) for k in keys], models)  # type: ignore[arg-type]
-    title = f"models ({models})" + (f" needed by preset {preset}" if preset is not None else "")
+    check_choice(mode, MODES, "--mode")
+    if preset is None:
+        statuses = check_models([(k, overrides.get(k)) for k in MODEL_SPECS], models)  # type: ignore[arg-type]
+    else:
+        statuses = _call_spec(preset, set_, mode, thinker, models, device).check(overrides)
+    title = f"models ({models})" + (f" a {mode} call under preset {preset} loads" if preset is not None else "")
     table = Table(title=title)
     for col in ("role", "source", "present", "looked for at"):
         table.add_column(col, overflow="fold")
@@ -57,13 +70,15 @@ def list_models(
         raise typer.Exit(1)
 
 
-def _preset_model_keys(name: str, sets: list[str]) -> tuple[str, ...]:
-    from tgs.presets import get_preset, parse_overrides
+def _call_spec(preset: str, sets: list[str], mode: str, thinker: str | None, models: str, device: str):  # -> LoadSpec
+    """The load spec of a call (the one answer to which models it loads)."""
+    from tgs.core.load_spec import load_spec
 
+    chosen = preset_from_options(preset, sets)
     try:
-        return get_preset(name, parse_overrides(sets)).model_keys()
+        return load_spec(chosen, settings_from_options(models, device, None), mode, thinker=thinker)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--preset/--set") from exc
+        raise typer.BadParameter(str(exc), param_hint="--thinker") from exc
 
 
 def register(app: typer.Typer) -> None:

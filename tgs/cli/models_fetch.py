@@ -72,9 +72,12 @@ def fetch_command(
 
 
 def _paper_hub_keys() -> list[str]:
+    """The downloadable weights a benchmark run under the paper preset loads (its load spec)."""
+    from tgs.core.load_spec import load_spec
+    from tgs.core.settings import Settings
     from tgs.presets import get_preset
 
-    return [k for k in get_preset("paper").model_keys() if k in _hub_keys()]
+    return [k for k in load_spec(get_preset("paper"), Settings(device="cpu")).keys if k in _hub_keys()]
 
 
 def register(app: typer.Typer) -> None:

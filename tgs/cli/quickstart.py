@@ -25,7 +25,13 @@ from typing import Any
 import numpy as np
 import typer
 
-from tgs.cli.common import MODEL_SETS, check_choice, prepare_process, settings_from_options, untrained_banner
+from tgs.cli.common import (
+    check_choice,
+    models_option,
+    prepare_process,
+    settings_from_options,
+    untrained_banner,
+)
 from tgs.cli.console import console, err_console, escape_user_text, friendly_errors, print_error
 from tgs.cli.segment import fraction_progress, print_segment_result
 
@@ -35,6 +41,9 @@ CLIP_SECONDS = 10.0
 CLIP_FPS = 25.0
 CLIP_SIZE = (320, 180)
 MANIFEST_NAME = "quickstart.json"
+PRESET = "best"
+SEGMENT_FPS = 1.0
+"""Sampled output at the clip's ground-truth rate (Ref-AVS: 1 fps), so masks and ground truth share frames."""
 
 
 def tiny_command(out: Path, thinker: str, seed: int) -> str:
@@ -84,9 +93,7 @@ def quickstart_command(
     out: Path = typer.Option(
         Path("quickstart"), "--out", help="Folder for the clip, the outputs and the metrics."
     ),
-    models: str = typer.Option(
-        "real", "--models", help="real weights (default), or tiny: an untrained install check."
-    ),
+    models: str = models_option("real weights (default), or tiny: an untrained install check."),
     thinker: str = typer.Option(
         DEFAULT_THINKER, "--thinker", help="omni (default), ref-thinker (needs --model), api or direct."
     ),
@@ -95,16 +102,15 @@ def quickstart_command(
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
 ) -> None:
     """Run the whole pipeline on a generated clip and score it: the first thing to try after installing."""
-    from tgs.core.segment import segment_model_requests, segment_video
+    from tgs.core.segment import segment_load_spec, segment_video
     from tgs.core.settings import UNTRAINED_LABEL
     from tgs.errors import MissingWeightsError
     from tgs.think.registry import THINKER_NAMES
 
-    check_choice(models, MODEL_SETS, "--models")
     check_choice(thinker, THINKER_NAMES, "--thinker")
     settings = settings_from_options(models, device, None, thinker=model)
     try:
-        settings.require(segment_model_requests(thinker, "best"))  # before generating anything
+        segment_load_spec(thinker, PRESET, settings, dense=SEGMENT_FPS is None).require()  # before generating anything
     except MissingWeightsError as exc:
         print_error(exc)
         err_console.print(
@@ -124,10 +130,10 @@ def quickstart_command(
             video,
             [row["exp"]],
             thinker=thinker,
-            preset="best",
+            preset=PRESET,
             settings=settings,
             out=out / "segment",
-            fps=1.0,  # the clip's ground truth is at 1 fps (Ref-AVS): masks at the same frames
+            fps=SEGMENT_FPS,
             progress=progress,
         )
     masks = result.expressions[0].masks_dir

@@ -11,6 +11,7 @@ from tgs.cli.common import (
     COMPILE_OPTION,
     bad,
     check_choice,
+    models_option,
     prepare_process,
     preset_from_options,
     settings_from_options,
@@ -79,9 +80,7 @@ def run_command(
     ),
     set_: list[str] = typer.Option([], "--set", help="Override a preset switch, KEY=VALUE (repeatable)."),
     out: Path = typer.Option(..., "--out", help="Run directory; rerunning the same command resumes it."),
-    models: str = typer.Option(
-        "real", "--models", help="real weights, or the untrained tiny set (install check)."
-    ),
+    models: str = models_option(),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
     dtype: str | None = typer.Option(
         None, "--dtype", help="auto, fp32, bf16, fp16 for every model (default: the preset's)."

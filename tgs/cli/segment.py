@@ -13,6 +13,7 @@ from rich.panel import Panel
 from tgs.cli.common import (
     bad,
     check_choice,
+    models_option,
     prepare_process,
     preset_from_options,
     settings_from_options,
@@ -100,9 +101,7 @@ def segment_command(
     ),
     set_: list[str] = typer.Option([], "--set", help="Override a preset switch, KEY=VALUE (repeatable)."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default ./segment_<video name>)."),
-    models: str = typer.Option(
-        "real", "--models", help="real weights, or the untrained tiny set (install check)."
-    ),
+    models: str = models_option(),
     fps: float | None = typer.Option(
         None,
         "--fps",

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from tgs.cli.common import models_option
 from tgs.cli.console import console, err_console, escape_user_text, friendly_errors
 
 
@@ -101,7 +102,7 @@ def train_command(
         None, "--prompt", help="training (default, the original's) or inference (the prompt used at test time)."
     ),
     report_to: list[str] = typer.Option([], "--report-to", help="Also log to tensorboard and/or wandb."),
-    models: str = typer.Option("real", "--models", help="real (use --init), or tiny: the random tiny Ref-Thinker."),
+    models: str = models_option("real (use --init), or tiny: the random tiny Ref-Thinker."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda."),
     show_recipe: bool = typer.Option(
         False, "--show-recipe", callback=_show_recipe, is_eager=True, help="List the recipe fields and defaults, then exit."
@@ -115,8 +116,6 @@ def train_command(
     from tgs.models.registry import resolve_source
     from tgs.train.run import TrainJob, run_training
 
-    if models not in ("real", "tiny"):
-        raise typer.BadParameter(f"expected real or tiny, got {models!r}", param_hint="--models")
     if models == "real" and init is None:
         raise typer.BadParameter("pass --init DIR (or --models tiny for an install check)", param_hint="--init")
     if models == "tiny" and init is not None:

@@ -131,27 +131,21 @@ class Pipeline:
 
         Every model is checked before any loads (missing ones are listed together).
         """
-        from tgs.core.loading import load_stages, load_thinker, stage_requests, thinker_requests
+        from tgs.core.load_spec import load_spec
+        from tgs.core.loading import load_model, load_stages_from
 
-        settings = settings or Settings()
         resolved = preset if isinstance(preset, Preset) else get_preset(preset)
         direct = thinker is None or thinker == "direct"
-        requests = [] if direct else thinker_requests(thinker)  # type: ignore[arg-type]
-        if ground_segment:
-            requests += stage_requests(resolved)
-        settings.require(requests)
-        loaded = None
-        if not direct:
-            loaded = load_thinker(
-                thinker,  # type: ignore[arg-type]
-                settings,
-                thinker_options,
-                batch_size=batch_size,
-                share_across_expressions=share_enabled(resolved),
-            )
+        spec = load_spec(
+            resolved if ground_segment else None, settings or Settings(), "benchmark",
+            thinker=None if direct else thinker, thinker_options=thinker_options, batch_size=batch_size,
+            share=share_enabled(resolved), direct=direct, frame_batch_size=frame_batch_size,
+        )
+        spec.require()
+        loaded = None if spec.thinker is None else load_model(spec.thinker)
         stages = None
         if ground_segment:
-            grounder, segmenter = load_stages(resolved, settings, direct=direct, frame_batch_size=frame_batch_size)
+            grounder, segmenter = load_stages_from(spec)
             stages = GroundSegmentPipeline(grounder, segmenter, resolved)
         return cls(loaded, stages)
 

@@ -1,11 +1,14 @@
-"""The one place settings, a preset and a thinker name become loaded stage objects.
+"""The one place a :class:`~tgs.core.load_spec.LoadSpec` becomes loaded models.
 
-- :func:`thinker_requests` / :func:`stage_requests`: the (role, registry key) of every
-  model a thinker or a preset needs, so a caller checks them all before loading any;
+- :data:`LOADERS`: loader name (``ModelLoad.loader``) -> the function that builds it;
+  :func:`load_model` loads one :class:`~tgs.core.load_spec.ModelLoad`, :func:`load_stages_from`
+  a spec's (Grounding DINO, segmenter) pair. Which models a call loads is decided by
+  :func:`tgs.core.load_spec.load_spec` alone; the loaders only build what it lists.
+- :func:`load_thinker`, :func:`load_stages`: the same for a library
+  caller who holds a thinker name or a preset (they build the spec, then load from it).
 - :func:`thinker_options`: the options a user may give a thinker (``--thinker-opt``):
   what :func:`tgs.think.registry.build_thinker` accepts minus what the core sets itself
-  from the settings and the run (source, device, dtype, batch size);
-- :func:`load_thinker`, :func:`load_stages`: strict loads through the model registry.
+  from the settings and the run (source, device, dtype, batch size).
 
 Process-wide allocator settings are not made here (see ``tgs.cpu_memory``): the CLI sets
 them once at its entry point; a library caller may call ``keep_freed_memory`` itself.
@@ -13,26 +16,25 @@ them once at its entry point; a library caller may call ``keep_freed_memory`` it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from tgs.core.load_spec import LoadSpec, ModelLoad, load_spec
 from tgs.core.settings import Settings
 from tgs.pipeline import Grounder, Segmenter
 from tgs.presets import Preset
 from tgs.think.base import Thinker
-from tgs.think.registry import THINKER_MODEL_KEYS, accepted_options, build_thinker, canonical_name
+from tgs.think.registry import accepted_options, build_thinker, canonical_name
 
 __all__ = [
     "CORE_THINKER_OPTIONS",
-    "load_grounder",
-    "load_propagator",
+    "LOADERS",
+    "load_model",
     "load_stages",
+    "load_stages_from",
     "load_thinker",
-    "propagation_request",
     "public_options",
-    "stage_requests",
     "thinker_options",
-    "thinker_requests",
 ]
 
 CORE_THINKER_OPTIONS: frozenset[str] = frozenset({"source", "models", "device", "dtype", "batch_size"})
@@ -55,17 +57,6 @@ def public_options(options: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = repr(value)
     return out
-
-
-def thinker_requests(thinker: str) -> list[tuple[str, str]]:
-    """(role, registry key) of the thinker's weights; none for ``direct`` and ``api``."""
-    key = THINKER_MODEL_KEYS.get(canonical_name(thinker))
-    return [] if key is None else [("thinker", key)]
-
-
-def stage_requests(preset: Preset) -> list[tuple[str, str]]:
-    """(role, registry key) of Grounding DINO and the SAM2 model the preset segments with."""
-    return [("grounding_dino", "grounding_dino"), ("sam2", preset.sam_model_key)]
 
 
 def thinker_options(thinker: str) -> frozenset[str]:
@@ -95,38 +86,82 @@ def load_thinker(
     batch_size: int | None = None,
     share_across_expressions: bool | None = None,
 ) -> Thinker:
-    """The thinker ``thinker`` built from user ``options`` plus the settings' source, device and dtype.
+    """The thinker ``thinker`` of :func:`~tgs.core.load_spec.load_spec`, built (see :func:`load_model`).
 
     batch_size: samples per generate call, for thinkers that batch.
     share_across_expressions: handed to a thinker that accepts it (per-video sharing);
         ignored by the others, which have nothing to share.
     """
-    name = canonical_name(thinker)
-    options = dict(options or {})
+    spec = load_spec(None, settings, thinker=thinker, thinker_options=options, batch_size=batch_size,
+                     share=share_across_expressions)  # fmt: skip
+    return load_model(spec.thinker)  # type: ignore[arg-type]
+
+
+def _build_thinker(load: ModelLoad) -> Thinker:
+    """A thinker from its load: the user's options plus the source, device and dtype of its weights."""
+    name = canonical_name(load.loader)
+    options = dict(load.options.get("options") or {})
     check_thinker_options(name, options)
     accepted = accepted_options(name)
-    if name in THINKER_MODEL_KEYS:
-        options["source"] = settings.resolve("thinker", THINKER_MODEL_KEYS[name])
-        options["device"] = settings.device
-        if settings.dtype is not None:
-            options["dtype"] = settings.dtype
-    if settings.compile and {"decode", "compile"} <= accepted:  # a static-cache decode step, compiled
+    if load.key is not None:
+        options["source"] = load.resolve()
+        options["device"] = load.device
+        if load.dtype is not None:
+            options["dtype"] = load.dtype
+    if load.compile and {"decode", "compile"} <= accepted:  # a static-cache decode step, compiled
         options.setdefault("decode", "static")
         options.setdefault("compile", True)
+    batch_size, share = load.options.get("batch_size"), load.options.get("share")
     if batch_size is not None and "batch_size" in accepted:
         options["batch_size"] = batch_size
-    if share_across_expressions is not None and SHARE_OPTION in accepted:
-        options.setdefault(SHARE_OPTION, share_across_expressions)
+    if share is not None and SHARE_OPTION in accepted:
+        options.setdefault(SHARE_OPTION, share)
     return build_thinker(name, **options)
 
 
-def _fast_paths(
-    settings: Settings, device_preprocess: bool | None, compile: bool | str | None
-) -> tuple[bool, bool | str]:
-    """(device_preprocess, compile) as given, else from the settings: frames preprocessed on a GPU
-    whenever the stages run on one (it changes no result), ``Settings.compile``."""
-    return (settings.on_gpu if device_preprocess is None else device_preprocess,
-            settings.compile if compile is None else compile)  # fmt: skip
+def _build_grounder(load: ModelLoad) -> Grounder:
+    from tgs.ground.grounding_dino import GroundingDinoGrounder
+
+    return GroundingDinoGrounder.from_pretrained(
+        load.resolve(), device=load.device, dtype=load.dtype, compile=load.compile, **load.options
+    )
+
+
+def _build_sam2_image(load: ModelLoad) -> Segmenter:
+    from tgs.segment.sam2_image import Sam2ImageSegmenter
+
+    return Sam2ImageSegmenter.from_pretrained(
+        load.resolve(), device=load.device, dtype=load.dtype, compile=load.compile, **load.options
+    )
+
+
+def _build_sam2_video(load: ModelLoad) -> Segmenter:
+    from tgs.segment.sam2_video import Sam2VideoSegmenter
+
+    return Sam2VideoSegmenter.from_pretrained(load.resolve(), device=load.device, dtype=load.dtype, **load.options)
+
+
+LOADERS: dict[str, Callable[[ModelLoad], Any]] = {
+    "grounding_dino": _build_grounder,
+    "sam2_image": _build_sam2_image,
+    "sam2_video": _build_sam2_video,
+}
+"""``ModelLoad.loader`` -> the function that builds it; a thinker's loader is its name (every
+thinker is built by :func:`tgs.think.registry.build_thinker`)."""
+
+
+def load_model(load: ModelLoad) -> Any:
+    """The model ``load`` describes, loaded strictly (missing weights fail before any loading)."""
+    if load.role == "thinker":
+        return _build_thinker(load)
+    return LOADERS[load.loader](load)
+
+
+def load_stages_from(spec: LoadSpec) -> tuple[Grounder, Segmenter]:
+    """The spec's Grounding DINO and segmenter, loaded in that order."""
+    if spec.grounder is None or spec.segmenter is None:
+        raise ValueError("this load spec has no Ground + Segment stages (built without a preset)")
+    return load_model(spec.grounder), load_model(spec.segmenter)
 
 
 def load_stages(
@@ -137,92 +172,16 @@ def load_stages(
     frame_batch_size: int = 1,
     device_preprocess: bool | None = None,
     compile: bool | str | None = None,
+    mode: str = "benchmark",
 ) -> tuple[Grounder, Segmenter]:
-    """Grounding DINO and the SAM2 segmenter ``preset`` asks for, loaded strictly.
+    """Grounding DINO and the segmenter of :func:`~tgs.core.load_spec.load_spec` (``mode``), loaded strictly.
 
     direct: the texts grounded are raw expressions (decides the caption period under
     ``caption_period="script"``). dtype: the settings', else the preset's.
     device_preprocess / compile (False, True or a torch.compile backend): handed to the
     image stages (see ``GroundingDinoGrounder``; same results as the host, eager path);
-    None: from the settings (frames preprocessed on a GPU whenever the stages run on one,
-    which changes no result; ``Settings.compile``).
+    None: from the settings.
     """
-    device_preprocess, compile = _fast_paths(settings, device_preprocess, compile)
-    dtype = settings.stage_dtype(preset.dtype)
-    grounder = load_grounder(
-        preset, settings, direct=direct, frame_batch_size=frame_batch_size,
-        device_preprocess=device_preprocess, compile=compile,
-    )
-    source = settings.resolve("sam2", preset.sam_model_key)
-    segmenter: Segmenter
-    if preset.segment_mode == "image":
-        from tgs.segment.sam2_image import Sam2ImageSegmenter
-
-        segmenter = Sam2ImageSegmenter.from_pretrained(
-            source, device=settings.device, dtype=dtype, preprocess=preset.sam_preprocess,
-            frame_batch_size=frame_batch_size, device_preprocess=device_preprocess, compile=compile,
-        )
-    else:
-        from tgs.segment.sam2_video import Sam2VideoSegmenter
-
-        segmenter = Sam2VideoSegmenter.from_pretrained(
-            source, device=settings.device, dtype=dtype, seed_frames=preset.video_seeds,
-            preprocess=preset.sam_preprocess,
-        )
-    return grounder, segmenter
-
-
-def load_grounder(
-    preset: Preset,
-    settings: Settings,
-    *,
-    direct: bool = False,
-    frame_batch_size: int = 1,
-    device_preprocess: bool | None = None,
-    compile: bool | str | None = None,
-) -> Grounder:
-    """Grounding DINO as ``preset`` configures it, loaded strictly (see :func:`load_stages`)."""
-    from tgs.ground.grounding_dino import GroundingDinoGrounder
-
-    device_preprocess, compile = _fast_paths(settings, device_preprocess, compile)
-    dtype = settings.stage_dtype(preset.dtype)
-    return GroundingDinoGrounder.from_pretrained(
-        settings.resolve("grounding_dino", "grounding_dino"),
-        device=settings.device,
-        dtype=dtype,
-        box_threshold=preset.box_threshold,
-        text_threshold=preset.text_threshold,
-        frame_batch_size=frame_batch_size,
-        preprocess=preset.gdino_preprocess,
-        dedupe_period=preset.dedupe_period(direct=direct),
-        device_preprocess=device_preprocess,
-        compile=compile,
-    )
-
-
-def propagation_request(settings: Settings) -> tuple[str, Settings]:
-    """(registry key of the propagation model, settings whose ``sam2`` source loads it).
-
-    ``--sam2`` may name a registry key (``edgetam_video``, ``sam2_video_tiny``, ...: its default
-    source), a hub id or a folder (loaded as the device's default key's model); none: the
-    device's default (:func:`tgs.segment.sam2_video.default_propagation_model`). The tiny model
-    set uses the tiny SAM2 video model (the tiny EdgeTAM is ten times slower on a CPU).
-    """
-    from tgs.segment.sam2_video import PROPAGATION_MODEL_KEYS, default_propagation_model
-
-    given = settings.source("sam2")
-    if given in PROPAGATION_MODEL_KEYS:
-        sources = {k: v for k, v in settings.sources.items() if k != "sam2"}
-        return given, Settings(device=settings.device, dtype=settings.dtype, sources=sources)  # type: ignore[return-value]
-    if settings.is_tiny("sam2"):
-        return "sam2_video_tiny", settings
-    return default_propagation_model(settings.device), settings
-
-
-def load_propagator(settings: Settings, key: str, dtype: str, preprocess: str = "original") -> Any:
-    """The SAM2-family video model of registry ``key`` (a ``Sam2VideoSegmenter``), loaded strictly."""
-    from tgs.segment.sam2_video import Sam2VideoSegmenter
-
-    return Sam2VideoSegmenter.from_pretrained(
-        settings.resolve("sam2", key), device=settings.device, dtype=dtype, preprocess=preprocess
-    )
+    spec = load_spec(preset, settings, mode, direct=direct, frame_batch_size=frame_batch_size,
+                     device_preprocess=device_preprocess, compile=compile)  # fmt: skip
+    return load_stages_from(spec)

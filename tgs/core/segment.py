@@ -62,22 +62,15 @@ from typing import Any
 import numpy as np
 
 from tgs.core.flow import Pipeline, share_enabled
-from tgs.core.loading import (
-    load_grounder,
-    load_propagator,
-    load_stages,
-    load_thinker,
-    public_options,
-    stage_requests,
-    thinker_requests,
-)
+from tgs.core.load_spec import LoadSpec, load_spec
+from tgs.core.loading import load_model, load_stages_from, public_options
 from tgs.core.settings import UNTRAINED_LABEL, Settings
 from tgs.errors import MediaError, NoAudioWarning, RunError, SettingsError, TGSError, ThinkerError
-from tgs.model_cache import ModelCache, freeze, release_memory
+from tgs.model_cache import ModelCache, release_memory
 from tgs.output_folder import STAGING, StagedOutputs, partial_path
 from tgs.pipeline import GroundSegmentPipeline
 from tgs.presets import Preset, get_preset
-from tgs.think.registry import THINKER_MODEL_KEYS, canonical_name
+from tgs.think.registry import canonical_name
 from tgs.types import Clip, Query, Thought, stack_frames
 
 __all__ = [
@@ -93,11 +86,9 @@ __all__ = [
     "VideoFrame",
     "check_segment_call",
     "ground_segment_frames",
-    "segment_model_requests",
+    "segment_load_spec",
     "segment_video",
-    "stages_cache_key",
     "think_plan",
-    "thinker_cache_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -240,14 +231,18 @@ def _resolve_preset(preset: str | Preset) -> Preset:
     return preset if isinstance(preset, Preset) else get_preset(preset)
 
 
-def segment_model_requests(thinker: str, preset: str | Preset = "best") -> list[tuple[str, str]]:
-    """(role, registry key) of every model a ``segment_video`` call needs (for ``Settings.require``)."""
-    return thinker_requests(thinker) + stage_requests(_resolve_preset(preset))
+def segment_load_spec(
+    thinker: str, preset: str | Preset, settings: Settings, *, dense: bool,
+    thinker_options: Mapping[str, Any] | None = None,
+) -> LoadSpec:
+    """Every model a ``segment_video`` call loads: dense output (``fps=None``) or sampled (``fps``).
 
-
-def _dense_requests(thinker: str, propagator_key: str) -> list[tuple[str, str]]:
-    """(role, registry key) of every model of a dense ``segment_video`` call."""
-    return [*thinker_requests(thinker), ("grounding_dino", "grounding_dino"), ("sam2", propagator_key)]
+    What the call's pre-flight checks, its loaders load, its model cache keys on and its
+    result.json records; ``tgs quickstart`` and the demo check the same before they start.
+    """
+    resolved = _resolve_preset(preset)
+    return load_spec(resolved, settings, "dense" if dense else "sampled", thinker=thinker,
+                     thinker_options=thinker_options, share=share_enabled(resolved))  # fmt: skip
 
 
 def _check_expressions(expressions: str | Sequence[str]) -> list[str]:
@@ -437,11 +432,6 @@ def _thinker_options(call: _Call, digest: bool) -> dict[str, Any]:
     return options
 
 
-def thinker_cache_key(thinker: str, options: Mapping[str, Any], settings: Settings, share: bool) -> tuple[Any, ...]:
-    """What decides the thinker a call would build: name, options, settings, sharing."""
-    return ("thinker", thinker, freeze(options), freeze(settings), share)
-
-
 def think_plan(duration: float) -> tuple[list[float], list[tuple[float, float]] | None]:
     """(target times of the summary frames, audio segments heard; None = the whole track).
 
@@ -477,24 +467,21 @@ def _summary_clip(video: Path, duration: float, has_audio: bool) -> Clip:
     )
 
 
-def _think(call: _Call, video: Path, duration: float, has_audio: bool, queries: list[Query], timer: _Timer,
-           cache: ModelCache | None) -> tuple[list[Thought], dict[str, Any]]:
-    """(one thought per query, what the thinker saw): the thinker loaded (or taken from ``cache``), asked once.
+def _think(call: _Call, spec: LoadSpec, video: Path, duration: float, has_audio: bool, queries: list[Query],
+           timer: _Timer, cache: ModelCache | None) -> tuple[list[Thought], dict[str, Any]]:
+    """(one thought per query, what the thinker saw): the spec's thinker loaded (or taken from
+    ``cache``), asked once.
 
     Without a cache the thinker is released before Ground + Segment load.
     """
-    digest = duration > DIGEST_SECONDS
-    options = _thinker_options(call, digest)
-    share = share_enabled(call.preset)
 
     def load() -> Any:
-        return load_thinker(call.thinker, call.settings, options, share_across_expressions=share)
+        return load_model(spec.thinker)  # type: ignore[arg-type]
 
     if cache is None:
         thinker = timer.run("load_thinker", load)
     else:
-        key = thinker_cache_key(call.thinker, options, call.settings, share)
-        thinker = timer.run("load_thinker", cache.thinker, key, load, call.thinker)
+        thinker = timer.run("load_thinker", cache.thinker, spec.thinker_key, load, call.thinker)
     clip = None
     if call.thinker != "direct":
         clip = timer.run("think_input", _summary_clip, video, duration, has_audio)
@@ -527,28 +514,6 @@ def _think_record(clip: Clip | None, duration: float) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- ground + segment
-
-
-def stages_cache_key(preset: Preset, settings: Settings, *, direct: bool) -> tuple[Any, ...]:
-    """What decides the pair :func:`tgs.core.loading.load_stages` would load for this call.
-
-    The preset's loading fields (segment mode and so SAM2 model, dtype, thresholds,
-    preprocessing, video seeds, caption-period dedupe) and the settings; the preset's
-    other switches act after loading (in :class:`tgs.pipeline.GroundSegmentPipeline`), so
-    presets differing only there share a pair.
-    """
-    loading = (
-        preset.segment_mode,
-        preset.sam_model_key,
-        preset.dtype,
-        preset.box_threshold,
-        preset.text_threshold,
-        preset.gdino_preprocess,
-        preset.sam_preprocess,
-        preset.video_seeds,
-        preset.dedupe_period(direct=direct),
-    )
-    return ("stages", loading, freeze(settings), direct)
 
 
 def _windows(video: Path, fps: float, window_frames: int, timer: _Timer) -> Iterator[Clip]:
@@ -788,13 +753,9 @@ def _segment_video(
     if source_audio is None:
         message = f"{video} has no audio track: the thinker hears nothing and the overlay video is silent"
         warnings.warn(message, NoAudioWarning, stacklevel=2)
-    if dense:
-        from tgs.core.loading import propagation_request
-
-        propagator_key, stage_settings = propagation_request(call.settings)
-        stage_settings.require(_dense_requests(call.thinker, propagator_key))  # all missing models, before loading
-    else:
-        call.settings.require(segment_model_requests(call.thinker, call.preset))
+    spec = segment_load_spec(call.thinker, call.preset, call.settings, dense=dense,
+                             thinker_options=_thinker_options(call, duration > DIGEST_SECONDS))  # fmt: skip
+    spec.require()  # every missing model, before loading any
     expected = max(1, len(sample_times(duration, None, call.fps)))
 
     out_dir = request.out_dir
@@ -803,13 +764,13 @@ def _segment_video(
     with StagedOutputs(out_dir, marker=RESULT_NAME, error=RunError) as staged:
         outputs = _Outputs(out_dir, staged)
         _report(progress, 0.02, f"thinking ({call.thinker}, {len(texts)} expression(s))")
-        thoughts, think_input = _think(call, video, duration, source_audio is not None, queries, timer, cache)
+        thoughts, think_input = _think(call, spec, video, duration, source_audio is not None, queries, timer, cache)
         seen = _Seen(video, duration, think_input, source_audio, caught)
         if dense:
-            return _dense_call(call, texts, thoughts, queries, outputs, seen, timer, started, progress, cache,
-                               propagator_key, stage_settings, png)
+            return _dense_call(call, texts, thoughts, queries, outputs, seen, timer, started, progress, cache, spec,
+                               png)
         _report(progress, 0.2, "loading Grounding DINO and SAM2")
-        pipeline = _stage_pipeline(call, timer, cache)
+        pipeline = _stage_pipeline(call, spec, timer, cache)
         records, object_texts = _ground_segment(
             call, video, pipeline, list(zip(thoughts, queries)), outputs, source_audio, timer,
             progress=lambda done: _report(
@@ -819,8 +780,7 @@ def _segment_video(
         timer.add("total", time.perf_counter() - started)
         result = _result(call, out_dir, texts, thoughts, records, object_texts, timer, seen)
         outputs.publish(_result_record(
-            result, records, object_texts, call, seen,
-            models=call.settings.describe(segment_model_requests(call.thinker, call.preset)),
+            result, records, object_texts, call, seen, spec,
             output={"mode": "sampled", "num_frames": len(records.times), "fps": call.fps, "masks_json": None,
                     "png": True},
             propagation=None,
@@ -843,8 +803,8 @@ class _Seen:
 
 def _dense_call(
     call: _Call, texts: list[str], thoughts: list[Thought], queries: list[Query], outputs: _Outputs, seen: _Seen,
-    timer: _Timer, started: float, progress: ProgressCallback | None, cache: ModelCache | None, key: str,
-    settings: Settings, png: bool,
+    timer: _Timer, started: float, progress: ProgressCallback | None, cache: ModelCache | None, spec: LoadSpec,
+    png: bool,
 ) -> SegmentVideoResult:
     """Dense output (see :mod:`tgs.core.dense`): ground at keyframes, one propagation, sinks."""
     from tgs.core.dense import (
@@ -858,8 +818,9 @@ def _dense_call(
     from tgs.segment.frame_source import VideoFrameSource
 
     video, out_dir = seen.video, outputs.out_dir
+    key = spec.segmenter.key  # type: ignore[union-attr]
     _report(progress, 0.2, f"loading Grounding DINO and the propagation model ({key})")
-    grounder, segmenter = _dense_stages(call, settings, key, timer, cache)
+    grounder, segmenter = _stages(call, spec, timer, cache)
     source = timer.run("probe", VideoFrameSource, video)
     pairs = list(zip(thoughts, queries))
     _report(progress, 0.25, f"grounding {len(texts)} expression(s) at {call.fps:g} keyframe(s) per second")
@@ -895,9 +856,9 @@ def _dense_call(
     records.records, records.times, records.frame_size = keyframes.records, keyframes.times, source.size
     result = _result(call, out_dir, texts, thoughts, records, keyframes.object_texts, timer, seen,
                      dense=(source.times, source.fps))
-    models = settings.describe(_dense_requests(call.thinker, key))
+    models = spec.describe()
     outputs.publish(_result_record(
-        result, records, keyframes.object_texts, call, seen, models=models,
+        result, records, keyframes.object_texts, call, seen, spec,
         output={
             "mode": "dense",
             "num_frames": total,
@@ -923,33 +884,20 @@ def _dense_call(
     return result
 
 
-def _dense_stages(call: _Call, settings: Settings, key: str, timer: _Timer, cache: ModelCache | None) -> Any:
-    """(Grounding DINO, the propagation model ``key``), loaded or taken from ``cache``."""
-    direct = call.thinker == "direct"
-    dtype = settings.stage_dtype(call.preset.dtype)
+def _stages(call: _Call, spec: LoadSpec, timer: _Timer, cache: ModelCache | None) -> tuple[Any, Any]:
+    """The spec's (Grounding DINO, segmenter), loaded or taken from ``cache`` (keyed by the spec)."""
 
     def load() -> tuple[Any, Any]:
-        grounder = load_grounder(call.preset, settings, direct=direct)
-        return grounder, load_propagator(settings, key, dtype, call.preset.sam_preprocess)
+        return load_stages_from(spec)
 
     if cache is None:
         return timer.run("load_models", load)
-    cache_key = ("dense", stages_cache_key(call.preset, settings, direct=direct), key, dtype)
-    return timer.run("load_models", cache.stages, cache_key, load, f"({call.preset.name} preset, {key})")
+    label = f"({call.preset.name} preset, {spec.segmenter.key})"  # type: ignore[union-attr]
+    return timer.run("load_models", cache.stages, spec.stages_key, load, label)
 
 
-def _stage_pipeline(call: _Call, timer: _Timer, cache: ModelCache | None) -> Pipeline:
-    direct = call.thinker == "direct"
-
-    def load() -> tuple[Any, Any]:
-        return load_stages(call.preset, call.settings, direct=direct)
-
-    if cache is None:
-        grounder, segmenter = timer.run("load_models", load)
-    else:
-        key = stages_cache_key(call.preset, call.settings, direct=direct)
-        label = f"({call.preset.name} preset, {call.preset.sam_model_key})"
-        grounder, segmenter = timer.run("load_models", cache.stages, key, load, label)
+def _stage_pipeline(call: _Call, spec: LoadSpec, timer: _Timer, cache: ModelCache | None) -> Pipeline:
+    grounder, segmenter = _stages(call, spec, timer, cache)
     return Pipeline(None, GroundSegmentPipeline(grounder, segmenter, call.preset))
 
 
@@ -1073,8 +1021,8 @@ def _result_record(
     object_texts: list[Any],
     call: _Call,
     seen: _Seen,
+    spec: LoadSpec,
     *,
-    models: dict[str, Any],
     output: dict[str, Any],
     propagation: dict[str, Any] | None,
 ) -> dict[str, Any]:
@@ -1082,7 +1030,8 @@ def _result_record(
     from tgs import __version__
 
     height, width = records.frame_size or (None, None)
-    thinker_key = THINKER_MODEL_KEYS.get(call.thinker)
+    models = spec.describe()
+    thinker_key = None if spec.thinker is None else spec.thinker.key
     expressions = []
     for out in result.expressions:
         thought = out.thought

@@ -8,7 +8,7 @@ which turns it into loaded stages. "tiny" is a model source like a hub id or a f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,33 +99,6 @@ class Settings:
     def untrained(self) -> bool:
         """Whether any role runs on a tiny (untrained) model."""
         return TINY in self.sources.values()
-
-    def resolve(self, role: str, key: str) -> str:
-        """What ``from_pretrained`` gets for ``role`` loaded as registry ``key`` (builds a tiny model)."""
-        from tgs.models.registry import resolve_source
-
-        if self.is_tiny(role):
-            return resolve_source(key, None, TINY)
-        return resolve_source(key, self.source(role), "real")
-
-    def require(self, requests: Iterable[tuple[str, str]]) -> None:
-        """Fail before anything loads, listing every missing model of (role, registry key) ``requests``."""
-        from tgs.models.registry import require_models
-
-        real = [(key, self.source(role)) for role, key in requests if not self.is_tiny(role)]
-        require_models(real, "real")
-
-    def describe(self, requests: Iterable[tuple[str, str]]) -> dict[str, Any]:
-        """Registry key -> source as recorded in manifests and result.json ("tiny", a hub id or a folder)."""
-        from tgs.models.registry import MODEL_SPECS
-
-        record: dict[str, Any] = {}
-        for role, key in requests:
-            record[key] = self.source(role) or MODEL_SPECS[key].default_source
-        roles = {role for role, _ in requests}
-        tiny = {self.is_tiny(role) for role in roles}
-        record["set"] = "tiny" if tiny == {True} else ("real" if tiny <= {False} else "mixed")
-        return record
 
     @property
     def on_gpu(self) -> bool:

@@ -36,8 +36,11 @@ import csv
 import json
 import logging
 import math
+import os
 import shutil
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -410,12 +413,20 @@ MIN_SIZE = 32
 """Smallest frame side (pixels) of a synthetic benchmark: room for three objects side by side.
 Odd sizes are fine (frames are JPEGs, masks PNGs; only video files need even sizes)."""
 
+MAX_SIDE = 8192
+"""Largest frame side (pixels): JPEG itself stops at 65,535, and a frame this wide is already 8K."""
+
+MAX_PIXELS = 3840 * 2160
+"""Most pixels per frame (4K UHD): each frame, its masks and its drawing buffers are held in memory
+at once (about 100 MB at this size), so the limit is checked before anything is written."""
+
 OUTPUTS = ("metadata.csv", "synth_info.json", "RefThinker_instruction_tuning_set.json", "media", "media_cross", "gt_mask")
 """What :func:`generate` writes under its folder: what ``force`` replaces, and nothing else."""
 
 
 def check_size(size: tuple[int, int]) -> tuple[int, int]:
-    """(width, height) if both are at least :data:`MIN_SIZE`; SettingsError saying why not."""
+    """(width, height) if both sides are in [:data:`MIN_SIZE`, :data:`MAX_SIDE`] and the frame has at most
+    :data:`MAX_PIXELS` pixels; SettingsError saying why not."""
     width, height = (int(v) for v in size)
     if width < MIN_SIZE or height < MIN_SIZE:
         raise SettingsError(
@@ -423,32 +434,57 @@ def check_size(size: tuple[int, int]) -> tuple[int, int]:
             "(three objects must fit side by side)",
             fix=f"use e.g. --size 320x180 (any WIDTHxHEIGHT with both sides >= {MIN_SIZE}, odd sizes included)",
         )
+    if max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
+        raise SettingsError(
+            f"size {width}x{height}: a synthetic benchmark's frames are at most {MAX_SIDE} pixels a side and "
+            f"{MAX_PIXELS:,} pixels in all (3840x2160); this one has {width * height:,}",
+            fix="use a smaller --size, e.g. --size 1920x1080 (or the default 320x180)",
+        )
     return width, height
 
 
-def prepare_target(out: Path, *, force: bool = False) -> Path:
-    """The folder a benchmark is written into, made ready: absent or empty is fine; a file is refused;
-    a folder with anything in it is refused unless ``force``, which removes a previous benchmark's
-    :data:`OUTPUTS` (so no old media is left beside the new CSV) and keeps any other file.
-    """
+def check_target(out: Path, *, force: bool = False) -> Path:
+    """The folder a benchmark is written into, checked: absent or empty is fine; a file is refused;
+    a folder with anything in it is refused unless ``force`` (see :func:`_publish`)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SettingsError(f"{out} is a file, not a folder", path=out, fix="give a new folder name")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise SettingsError(
-                f"{out} is not empty: writing a benchmark there would mix it with what is there",
-                path=out,
-                fix="give a new or empty folder, or pass --force to replace a previous synthetic benchmark there",
-            )
-        for name in OUTPUTS:
-            target = out / name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            else:
-                target.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise SettingsError(
+            f"{out} is not empty: writing a benchmark there would mix it with what is there",
+            path=out,
+            fix="give a new or empty folder, or pass --force to replace a previous synthetic benchmark there",
+        )
     return out
+
+
+@contextmanager
+def _staged(out: Path) -> Iterator[Path]:
+    """A partial folder beside ``out`` to write the benchmark into; published into ``out`` when the
+    block ends without an error (:func:`_publish`), removed otherwise, so a failed or interrupted
+    call leaves nothing partial behind and a previous benchmark in ``out`` intact."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        yield staging
+        _publish(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move the finished benchmark in ``staging`` into ``out``: a previous benchmark's :data:`OUTPUTS`
+    are removed first (so no old media is left beside the new CSV), any other file is kept."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUTS:
+        target = out / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+    for name in OUTPUTS:
+        if (staging / name).exists():
+            os.replace(staging / name, out / name)
 
 
 def generate(
@@ -463,8 +499,16 @@ def generate(
     if videos < 1:
         raise ValueError(f"videos: expected >= 1, got {videos}")
     width, height = check_size(size)
-    size = (width, height)
-    out = prepare_target(out, force=force)
+    out = check_target(out, force=force)
+    with _staged(out) as staging:
+        _write_benchmark(staging, videos, seed, (width, height))
+    logger.info("wrote a synthetic benchmark of %d videos under %s", videos, out)
+    return out / "metadata.csv"
+
+
+def _write_benchmark(out: Path, videos: int, seed: int, size: tuple[int, int]) -> None:
+    """Every file of the benchmark under ``out`` (a partial folder, see :func:`generate`)."""
+    width, height = size
     rows: list[tuple[str, str, str, int, str]] = []
     info: dict[str, dict] = {}
     video_info: dict[str, dict] = {}
@@ -512,8 +556,6 @@ def generate(
     summary = {"seed": seed, "videos": videos, "size": [width, height], "uids": info, "video_objects": video_info}
     (out / "synth_info.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     write_instruction_set(out, summary)  # RefThinker_instruction_tuning_set.json for the train rows
-    logger.info("wrote %d rows for %d videos under %s", len(rows), videos, out)
-    return meta
 
 
 # ---------------------------------------------------------------------------- video files

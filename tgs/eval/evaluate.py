@@ -88,7 +88,8 @@ def evaluate(
     predictions: a predictions folder, a run directory, a mapping uid -> Masks or a
         PredictionSource.
     splits: splits to score; default the papers' test splits present in ``bench``
-        (``test_s``, ``test_u``, ``test_n``), or every split if it has none of them.
+        (``test_s``, ``test_u``, ``test_n``), or every split if it has none of them; for a run
+        directory, the splits the run was made on (asking for another one is an error).
     progress: called with 1 after each benchmark row.
     missing: how a sample without a prediction is scored, "worst" (default: full
         foreground on the null split, empty elsewhere) or "empty" (empty everywhere).
@@ -106,7 +107,7 @@ def evaluate(
     if len(set(names)) != len(names):
         raise ValueError(f"protocols: each protocol once, got {names}")
     all_samples = list(bench)
-    split_names = choose_splits(all_samples, splits)
+    split_names = choose_splits(all_samples, splits, getattr(source, "splits", None), source.description)
     samples = [s for s in all_samples if s.split in split_names]
     last_row = {s.uid: i for i, s in enumerate(samples)}
     available = source.uids()
@@ -246,9 +247,32 @@ class _GroundTruthCache:
         return gt
 
 
-def choose_splits(samples: Iterable[Any], splits: Sequence[str] | None) -> tuple[str, ...]:
-    """The splits to score: ``splits`` (each must have rows), or the default test splits present."""
+def choose_splits(
+    samples: Iterable[Any], splits: Sequence[str] | None, held: Sequence[str] | None = None, source: str = ""
+) -> tuple[str, ...]:
+    """The splits to score: ``splits`` (each must have rows), or the default test splits present.
+
+    held: the splits a run's predictions were made on (``RunPredictions.splits``; None: any).
+    Then the default is the run's own splits, and a requested split the run does not hold is
+    an error: scoring it would count every one of its samples as a failure (and overwrite the
+    run's metrics with that).
+    """
     present = list(dict.fromkeys(s.split for s in samples))
+    if held is not None:
+        if splits is None:
+            own = tuple(s for s in held if s in present)
+            if not own:
+                raise DataError(f"{source or 'the run'} was made on split(s) {', '.join(held) or '(none)'}, "
+                                f"none of which has rows in this benchmark (it has {', '.join(present)})",
+                                fix="evaluate the run against the benchmark it was made on (--data/--meta)")
+            return own
+        missing = [s for s in dict.fromkeys(splits) if s not in held]
+        if missing:
+            raise DataError(
+                f"{source or 'the run'} was made on split(s) {', '.join(held) or '(none)'}, not "
+                f"{', '.join(missing)}: their samples were never run",
+                fix="omit --split to score the run's own splits, or run the other split(s) into another --out",
+            )
     if splits is None:
         wanted = tuple(s for s in DEFAULT_SPLITS if s in present)
         return wanted or tuple(present)

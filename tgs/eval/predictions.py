@@ -20,6 +20,7 @@ directory (``manifest.json`` with ``masks/`` or ``samples.jsonl``) is read throu
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -177,6 +178,16 @@ class RunPredictions:
         if uid not in self.uids():
             return None
         return self._store.load_masks(uid)
+
+    @property
+    def splits(self) -> tuple[str, ...] | None:
+        """The splits the run was made on (its manifest's ``data.splits``); None: every split, or not recorded."""
+        try:
+            manifest = json.loads((self.run_dir / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        splits = (manifest.get("data") or {}).get("splits") if isinstance(manifest, dict) else None
+        return tuple(str(s) for s in splits) if isinstance(splits, list) else None
 
 
 def open_predictions(

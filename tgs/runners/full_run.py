@@ -45,7 +45,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tgs.core.loading import check_thinker_options, stage_requests, thinker_requests
+from tgs.core.load_spec import LoadSpec, load_spec
+from tgs.core.loading import check_thinker_options
 from tgs.core.settings import Settings
 from tgs.data.benchmark import Benchmark
 from tgs.errors import RunError
@@ -116,10 +117,10 @@ class FullRunConfig:
     def think_dir(self) -> Path:
         return Path(self.out) / THINK_DIR
 
-    def model_requests(self) -> list[tuple[str, str]]:
-        """(role, registry key) of every model the run loads."""
-        requests = thinker_requests(self.thinker) if self.runs_think else []
-        return requests + stage_requests(self.preset)
+    def load_spec(self) -> LoadSpec:
+        """Every model the run loads: its own thinker (when it thinks) and Ground + Segment."""
+        return load_spec(self.preset, self.settings, thinker=self.thinker if self.runs_think else None,
+                         direct=self.thinker == "direct")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ def build_run_record(config: FullRunConfig) -> dict[str, Any]:
     return build_manifest(
         RUN_KIND,
         settings=config.settings,
-        requests=config.model_requests(),
+        spec=config.load_spec(),
         data=data_record(config.benchmark, config.data, config.meta, config.splits),
         thinker=thinker,
         preset=config.preset,
@@ -288,7 +289,7 @@ def run_full(
     executor: where both stages' samples run (default: in this process; ``make_executor("ray")``
         shards them over a Ray cluster, a whole video per worker); the results are written here.
     """
-    config.settings.require(config.model_requests())  # every missing model, before anything is written
+    config.load_spec().require()  # every missing model, before anything is written
     if config.runs_think:
         check_thinker_options(config.thinker, config.thinker_options)
     Benchmark(config.data, config.meta, config.splits, name=config.benchmark)  # a bad CSV or split fails here

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tgs.core.loading import stage_requests
+from tgs.core.load_spec import LoadSpec, load_spec
 from tgs.core.settings import Settings
 from tgs.data.benchmark import Benchmark, Sample
 from tgs.pipeline import Grounder, GroundSegmentPipeline, Segmenter
@@ -103,6 +103,10 @@ class GroundSegmentConfig:
         if self.frame_batch_size < 1:
             raise ValueError(f"frame_batch_size: expected >= 1, got {self.frame_batch_size}")
 
+    def load_spec(self) -> LoadSpec:
+        """Grounding DINO and the segmenter this run loads (:func:`tgs.core.load_spec.load_spec`)."""
+        return load_spec(self.preset, self.settings, direct=self.direct, frame_batch_size=self.frame_batch_size)
+
 
 @dataclass
 class GroundSegmentOutcome:
@@ -120,7 +124,7 @@ def build_gs_manifest(config: GroundSegmentConfig, bench: Benchmark, inputs: Tho
     manifest = build_manifest(
         RUN_KIND,
         settings=config.settings,
-        requests=stage_requests(config.preset),
+        spec=config.load_spec(),
         data=data_record(config.benchmark, config.data, config.meta, bench.splits),
         preset=config.preset,
         thoughts=thoughts,
@@ -132,11 +136,9 @@ def build_gs_manifest(config: GroundSegmentConfig, bench: Benchmark, inputs: Tho
 
 def load_stages(config: GroundSegmentConfig) -> tuple[Grounder, Segmenter]:
     """Grounding DINO and the SAM2 segmenter the run's preset asks for, loaded strictly."""
-    from tgs.core.loading import load_stages as load_preset_stages
+    from tgs.core.loading import load_stages_from
 
-    return load_preset_stages(
-        config.preset, config.settings, direct=config.direct, frame_batch_size=config.frame_batch_size
-    )
+    return load_stages_from(config.load_spec())
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,7 @@ def run_ground_segment(
         The models are loaded where the samples run; the results are written here.
     """
     if stages is None:
-        config.settings.require(stage_requests(config.preset))
+        config.load_spec().require()
     bench = Benchmark(config.data, config.meta, config.splits, name=config.benchmark)
     inputs = None if config.direct else load_thoughts(config.thoughts)  # type: ignore[arg-type]
     if inputs is not None:

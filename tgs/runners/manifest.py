@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from tgs.core.load_spec import LoadSpec
 from tgs.core.loading import public_options
 from tgs.core.settings import Settings
 from tgs.presets import Preset
@@ -66,7 +67,7 @@ def build_manifest(
     kind: str,
     *,
     settings: Settings,
-    requests: Sequence[tuple[str, str]],
+    spec: LoadSpec,
     data: Mapping[str, Any],
     thinker: Mapping[str, Any] | None = None,
     preset: Preset | None = None,
@@ -75,7 +76,7 @@ def build_manifest(
 ) -> dict[str, Any]:
     """The manifest of a run of ``kind``; see the module docstring for the schema.
 
-    requests: (role, registry key) of every model the run loads (recorded with its source).
+    spec: every model the run loads (recorded with its source, :meth:`LoadSpec.describe`).
     """
     from tgs import __version__
 
@@ -88,7 +89,7 @@ def build_manifest(
         "preset": None if preset is None else preset.to_dict(),
         "thoughts": None if thoughts is None else dict(thoughts),
         "data": dict(data),
-        "models": settings.describe(requests),
+        "models": spec.describe(),
         "precision": {"dtype": dtype},
         "runtime": {"device": settings.device, **dict(runtime or {})},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

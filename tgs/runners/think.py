@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tgs.core.loading import check_thinker_options, load_thinker, thinker_requests
+from tgs.core.load_spec import LoadSpec, load_spec
+from tgs.core.loading import check_thinker_options, load_model
 from tgs.core.settings import Settings
 from tgs.data.benchmark import Benchmark
 from tgs.run_store import RunStore
@@ -87,6 +88,11 @@ class ThinkConfig:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
+    def load_spec(self) -> LoadSpec:
+        """The thinker this run loads (:func:`tgs.core.load_spec.load_spec`)."""
+        return load_spec(None, self.settings, thinker=self.thinker, thinker_options=self.thinker_options,
+                         batch_size=self.batch_size, share=self.share_across_expressions)  # fmt: skip
+
     @property
     def order_dependent(self) -> bool:
         """Whether answers depend on the batch composition (Ref-Thinker's unmasked batches)."""
@@ -108,7 +114,7 @@ def build_think_manifest(config: ThinkConfig, bench: Benchmark) -> dict[str, Any
     return build_manifest(
         RUN_KIND,
         settings=config.settings,
-        requests=thinker_requests(config.thinker),
+        spec=config.load_spec(),
         data=data_record(config.benchmark, config.data, config.meta, bench.splits),
         thinker=thinker,
         runtime={"batch_size": config.batch_size, "limit": config.limit},
@@ -132,13 +138,7 @@ class ThinkWorkerFactory:
         if self.thinker_factory is not None:
             thinker = self.thinker_factory()
         else:
-            thinker = load_thinker(
-                config.thinker,
-                config.settings,
-                config.thinker_options,
-                batch_size=config.batch_size,
-                share_across_expressions=config.share_across_expressions,
-            )
+            thinker = load_model(config.load_spec().thinker)
         return ThinkWorker(Pipeline(thinker))
 
 
@@ -157,7 +157,7 @@ def run_think(
     (this process, or each Ray worker) and samples run, video by video.
     """
     if thinker_factory is None:
-        config.settings.require(thinker_requests(config.thinker))
+        config.load_spec().require()
         check_thinker_options(config.thinker, config.thinker_options)
     bench = Benchmark(config.data, config.meta, config.splits, name=config.benchmark)
     store = RunStore.open(config.out, build_think_manifest(config, bench), fingerprint_keys=FINGERPRINT_KEYS)
