@@ -43,3 +43,9 @@ TINY_SAM2_CHAIN = 4000
 channels into 128), the two-way mask decoder (2 layers of attention over 64 image tokens and the
 prompt tokens, projections 128 wide, MLP 64: ~ 1,400), the upscaling convolutions and the
 hypernetwork MLPs (~ 400); ~ 2,500, rounded up."""
+
+TINY_BEATS_CHAIN = 2000
+"""Tiny BEATs: the 16 x 16 patch convolution (256 terms), layer norm over 32, the grouped
+positional convolution (16 taps x 8 channels = 128), two encoder layers (attention over <= 48
+tokens with the gated relative-position bias, projections 32 wide, FFN 64: ~ 600); ~ 1,100,
+rounded up."""
