@@ -49,3 +49,16 @@ TINY_BEATS_CHAIN = 2000
 positional convolution (16 taps x 8 channels = 128), two encoder layers (attention over <= 48
 tokens with the gated relative-position bias, projections 32 wide, FFN 64: ~ 600); ~ 1,100,
 rounded up."""
+
+TINY_QFORMER_CHAIN = 600
+"""Tiny Q-former as the tests drive it: two layers of self-attention over <= 10 queries and
+cross-attention over <= 20 encoder tokens, projections 32 wide (4 x 32), FFN 64, layer norms over
+32: ~ 2 x 270, rounded up. (Inside the model the cross-attention spans 257 tokens: the model
+chain below counts that.)"""
+
+TINY_REF_THINKER_CHAIN = 4500
+"""Tiny Ref-Thinker, prompt to logits: vision 3 x (257 patches + 4 x 32 + 64) ~ 1,350; audio
+(TINY_BEATS_CHAIN's ~ 1,100, less than its rounded value); the two Q-formers' cross-attention over
+<= 257 tokens and projections ~ 1,000; the decoder 2 x (n <= 350 positions + 4 x 32 + 64) ~ 1,100
+and the head (32); ~ 4,300, rounded up. The logits test of prefix sharing spells the sum out with
+the actual n."""
