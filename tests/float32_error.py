@@ -62,3 +62,16 @@ TINY_REF_THINKER_CHAIN = 4500
 <= 257 tokens and projections ~ 1,000; the decoder 2 x (n <= 350 positions + 4 x 32 + 64) ~ 1,100
 and the head (32); ~ 4,300, rounded up. The logits test of prefix sharing spells the sum out with
 the actual n."""
+
+
+SAM2_PROB_TOL = float32_bound(TINY_SAM2_CHAIN, 32.0, paths=2) / 4
+"""Two float32 runs of the tiny SAM2 mask decoder (other batch shapes or kernels): mask logits are
+clamped to [-32, 32] and the sigmoid's slope is <= 1/4, so probabilities agree to this."""
+
+
+def assert_masks_agree(expected_masks, expected_probs, masks, probs, prob_tol: float = SAM2_PROB_TOL) -> None:
+    """Probabilities within prob_tol; thresholded masks equal except where a probability is within
+    prob_tol of 0.5 (there rounding may flip the pixel on another CPU)."""
+    np.testing.assert_allclose(probs, expected_probs, rtol=0, atol=prob_tol)
+    differ = np.asarray(masks) != np.asarray(expected_masks)
+    assert np.all(np.abs(np.asarray(expected_probs)[differ] - 0.5) <= prob_tol), f"{differ.sum()} pixels flipped"
