@@ -191,6 +191,7 @@ def test_s_in_unit_interval_and_monotone_in_foreground(case: tuple[np.ndarray, .
 @given(case=st.tuples(st.integers(1, 2), st.integers(1, 5), st.integers(1, 5)).flatmap(
     lambda s: st.tuples(hnp.arrays(np.float32, s, elements=probability), hnp.arrays(np.bool_, s))
 ))
+@pytest.mark.numeric
 def test_fast_f_curves_equal_the_threshold_loop(case: tuple[np.ndarray, np.ndarray]) -> None:
     probs, gt = case
     fast, fast_has = f_curves(probs, gt)

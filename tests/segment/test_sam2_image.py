@@ -56,12 +56,14 @@ def test_masks_shapes_dtypes_and_empty_frames(tiny_sam2: Path, clip: Clip) -> No
         assert masks.probs[i].min() > 0 and np.isfinite(masks.meta["iou_scores"][i])
 
 
+@pytest.mark.numeric
 def test_batched_frames_match_one_at_a_time(tiny_sam2: Path, clip: Clip) -> None:
     single = Sam2ImageSegmenter.from_pretrained(tiny_sam2, frame_batch_size=1).segment(clip, BOXES)
     batched = Sam2ImageSegmenter.from_pretrained(tiny_sam2, frame_batch_size=3).segment(clip, BOXES)
     assert_masks_agree(single.masks, single.probs, batched.masks, batched.probs)  # see tests/float32_error.py
 
 
+@pytest.mark.numeric
 def test_low_res_logits_are_resized_bilinearly_without_corner_alignment() -> None:
     """2x2 -> 4x4 with align_corners=False: rows are a, 3a/4 + b/4, a/4 + 3b/4, b."""
     low = torch.tensor([[[[-2.0, 6.0], [2.0, 10.0]]]])
@@ -83,6 +85,7 @@ def test_probabilities_use_logits_clamped_to_32() -> None:
     )
 
 
+@pytest.mark.numeric
 def test_box_coordinates_follow_sam2_transforms() -> None:
     coords = boxes_to_input_coords(np.array([[22.4, 44.8, 112.0, 224.0]]), (224, 224), (1024, 1024))
     # the box rounded to float32, / w, * 1024: three roundings, 3 u relative
@@ -91,6 +94,7 @@ def test_box_coordinates_follow_sam2_transforms() -> None:
     np.testing.assert_allclose(coords.numpy(), [[51.2, 51.2, 1024.0, 1024.0]], rtol=3 * 2.0**-24)
 
 
+@pytest.mark.numeric
 def test_original_preprocessing_resizes_floats_and_hf_is_within_one_grey_level(tiny_sam2: Path) -> None:
     """SAM2Transforms: ToTensor, Resize on floats, Normalize (here a 224 frame up to 128... and 64 up to 128)."""
     segmenter = Sam2ImageSegmenter.from_pretrained(tiny_sam2)

@@ -47,6 +47,7 @@ def _encoder_calls(segmenter: Sam2ImageSegmenter) -> list[int]:
     return calls
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize(("preprocess", "frame_batch_size"), [("original", 1), ("hf", 1), ("original", 2)])
 def test_segment_many_equals_segment_per_object(
     tiny_sam2: Path, clip: Clip, preprocess: str, frame_batch_size: int

@@ -113,6 +113,7 @@ def test_output_shape_per_audio_chunk(fbank: torch.Tensor) -> None:
     assert [BEATs.num_tokens(t) for t in (96, 111, 112, 998)] == [48, 48, 56, 496]
 
 
+@pytest.mark.numeric
 def test_tokens_are_time_major_patches(fbank: torch.Tensor) -> None:
     model = build_tiny_beats()
     conv = model.patch_embedding.weight[:, 0]  # [D, 16, 16]
@@ -167,6 +168,7 @@ def test_padding_mask_follows_the_official_frame_grouping() -> None:
     assert tokens[0].nonzero().flatten().tolist() == [44, 45, 46, 47]
 
 
+@pytest.mark.numeric
 def test_padded_tokens_do_not_affect_the_others(fbank: torch.Tensor) -> None:
     model = build_tiny_beats()
     mask = torch.zeros(2, 98, dtype=torch.bool)
@@ -183,6 +185,7 @@ def test_padded_tokens_do_not_affect_the_others(fbank: torch.Tensor) -> None:
     assert not torch.allclose(unmasked[:, :44], after[:, :44], rtol=0, atol=100 * tolerance)  # the mask did act
 
 
+@pytest.mark.numeric
 def test_classify_averages_non_padded_tokens(fbank: torch.Tensor) -> None:
     model = build_tiny_beats()
     mask = torch.zeros(1, 98, dtype=torch.bool)
@@ -313,6 +316,7 @@ def test_one_attention_layer_against_a_hand_computation() -> None:
     torch.testing.assert_close(ours, by_hand, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.numeric
 def test_weight_norm_conv_matches_torch_weight_norm() -> None:
     torch.manual_seed(0)
     reference = nn.utils.parametrizations.weight_norm(nn.Conv1d(8, 8, 6, padding=3, groups=2), dim=2)

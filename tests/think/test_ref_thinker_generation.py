@@ -52,6 +52,7 @@ def test_answers_are_at_most_max_new_tokens(thinker: RefThinker) -> None:
     assert len(ids) == 2 and all(1 <= len(row) <= MAX_NEW for row in ids)
 
 
+@pytest.mark.numeric
 def test_unmasked_batches_reproduce_the_original_dependence_on_padding(thinker: RefThinker) -> None:
     """Without the mask, the padded (shorter) prompt attends to pad embeddings: other logits."""
     model = thinker.model

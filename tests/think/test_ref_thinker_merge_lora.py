@@ -18,6 +18,7 @@ def lora_layers(model: torch.nn.Module) -> list[LoraLayer]:
     return [m for m in model.modules() if isinstance(m, LoraLayer)]
 
 
+@pytest.mark.numeric
 def test_merged_model_computes_the_same_logits() -> None:
     model = load_ref_thinker_model(tiny_model_dir())
     reference = load_ref_thinker_model(tiny_model_dir())

@@ -82,6 +82,7 @@ def test_visual_features_are_patch_tokens_of_the_chosen_layer(model: RefThinkerF
     torch.testing.assert_close(features, hidden[model.config.vision_feature_layer][:, 1:], rtol=0, atol=0)
 
 
+@pytest.mark.numeric
 def test_encoders_give_one_token_group_per_frame(model: RefThinkerForCausalLM) -> None:
     pixels, fbank = random_inputs(model.config, batch=2)
     with torch.no_grad():

@@ -23,6 +23,7 @@ def processor() -> RefThinkerProcessor:
     return RefThinkerProcessor.from_pretrained(tiny_model_dir())
 
 
+@pytest.mark.numeric
 def test_frames_shape_and_constant_colour_values(processor: RefThinkerProcessor) -> None:
     frames = np.zeros((10, 72, 128, 3), np.uint8)
     frames[...] = (255, 0, 128)
@@ -35,6 +36,7 @@ def test_frames_shape_and_constant_colour_values(processor: RefThinkerProcessor)
                                    rtol=0, atol=1e-6)  # fmt: skip
 
 
+@pytest.mark.numeric
 def test_frames_are_pil_resized_then_clip_normalised(processor: RefThinkerProcessor) -> None:
     frames = random_clip(3, frames=2, size=(90, 160)).frames
     pixels = processor.preprocess_frames(frames)

@@ -80,6 +80,7 @@ def _blip2_key(key: str) -> str | None:
     return key.removeprefix("bert.").replace(".self.", ".attention.")
 
 
+@pytest.mark.numeric
 def test_query_path_equals_transformers_blip2_qformer() -> None:
     """Same weights through an explicit key map: our forward == Blip2QFormerModel's."""
     from transformers import Blip2QFormerConfig, Blip2QFormerModel
@@ -113,6 +114,7 @@ def test_build_mlp_indices_match_the_original() -> None:
 @pytest.mark.parametrize(
     ("cls", "prefix"), [(VisualProjector, "visual"), (AudioProjector, "audio")]
 )
+@pytest.mark.numeric
 def test_projector_names_and_shapes(cls: type, prefix: str) -> None:
     projector = _randomised(cls(TINY, num_queries=6, llm_width=40))
     keys = set(projector.state_dict())
