@@ -99,7 +99,7 @@ def test_loss_is_the_mean_cross_entropy_of_the_answer_tokens(fresh_init: Path) -
         expected = sum(terms) / 7
     # the same logits; each token's log-sum-exp over the vocabulary (~ 500 terms after subtracting
     # the largest, so <= 500 u ~ 3e-5 absolute on the log) and the mean over 7 tokens in other
-    # orders: rel. ~ 1e-5 of a loss ~ 6 at worst, per side
+    # orders: 3e-5 / 6 = 5e-6 relative per side, 1e-5 for the two
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
     # Gradients reach the trained head, never the frozen LLaMA weights.
     loss_grad = model(input_ids=ids, attention_mask=mask, labels=labels, pixel_values=pixels, audio_fbank=fbank).loss
