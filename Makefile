@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # real: the default public weights (downloaded once); tiny: untrained random models, an install check.
 MODELS ?= real
 
-.PHONY: install browser test test-install lint quickstart clean
+.PHONY: install browser test test-numeric-isa test-install lint quickstart clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,24 @@ browser:
 test: install browser
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/ruff check tgs tests benchmarks scripts
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+# The numeric tests (marker `numeric`: float results bounded by float32 error analysis) once more
+# with torch's CPU kernels forced below this machine's best instruction set: AVX2 where the CPU has
+# AVX-512 (or AMX), the portable `default` where AVX2 is the best. MKL and oneDNN are capped alike.
+# Rounding then differs from the first pass, so a tolerance tuned to one CPU fails on every machine.
+# The forced level is checked first: an ignored variable must not pass as a second machine.
+test-numeric-isa: install
+	@native=$$($(BIN)/python -c "import torch; print(torch.backends.cpu.get_cpu_capability())"); \
+	case "$$native" in \
+		AVX512*|*AMX*) aten=avx2; mkl=AVX2; dnn=AVX2 ;; \
+		DEFAULT) echo "numeric tests: the CPU kernels are already the portable default; no second pass"; exit 0 ;; \
+		*) aten=default; mkl=SSE4_2; dnn=SSE41 ;; \
+	esac; \
+	export ATEN_CPU_CAPABILITY=$$aten MKL_ENABLE_INSTRUCTIONS=$$mkl ONEDNN_MAX_CPU_ISA=$$dnn HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1; \
+	forced=$$($(BIN)/python -c "import torch; print(torch.backends.cpu.get_cpu_capability())"); \
+	echo "numeric tests: native CPU kernels $$native, rerun with $$forced (MKL $$mkl, oneDNN $$dnn)"; \
+	if [ "$$forced" = "$$native" ]; then echo "error: ATEN_CPU_CAPABILITY=$$aten did not change the kernels ($$native)" >&2; exit 1; fi; \
+	$(BIN)/python -m pytest -n 2 -m numeric $(PYTEST_ARGS)
 
 # The wheel, installed into a fresh venv without this Makefile, runs the tiny pipeline (a few
 # minutes; pip's cache makes reruns fast). Left out of `make test`; CI runs it once.

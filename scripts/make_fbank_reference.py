@@ -1,13 +1,21 @@
 """Write the reference fbank fixtures used by tests/data/test_fbank.py.
 
-torchaudio is not a dependency of tgs, so this script runs in a separate environment:
+torchaudio is not a dependency of tgs, so this script runs in a separate environment. torchaudio's
+``compliance.kaldi`` is pure Python, so its wheel installed without dependencies beside the project's
+torch is enough (the stored fixtures were made so, with torchaudio 2.11.1 and torch 2.14.1):
 
     python3 -m venv /tmp/side-venv
-    /tmp/side-venv/bin/pip install torch==2.9.1 'torchaudio==2.9.*' numpy soundfile librosa
+    echo "$PWD/.venv/lib/python3.11/site-packages" > /tmp/side-venv/lib/python3.11/site-packages/tgs.pth
+    /tmp/side-venv/bin/pip install --no-deps 'torchaudio==2.11.*'   # and librosa soundfile for librosa_load
     /tmp/side-venv/bin/python scripts/make_fbank_reference.py tests/fixtures/fbank
 
 Each case is one .npz holding the input waveform, the keyword arguments passed to
-``torchaudio.compliance.kaldi.fbank`` and its output, so the tests never need torchaudio.
+``torchaudio.compliance.kaldi.fbank`` and its output ("fbank", float32, as the original runs it),
+so the tests never need torchaudio. Beside it, "fbank64" is the same function run entirely in
+float64 (float64 input and ``torch.set_default_dtype(torch.float64)``, which its mel banks follow):
+the formula's value without float32 rounding. The tests bound both our float32 result and the
+stored float32 one by float32 error analysis around it (tests/data/fbank_float64.py), so no
+tolerance depends on which CPU made the fixture or runs the test.
 The "librosa_load" case holds 16-bit stereo samples at 44.1 kHz and what
 ``librosa.load(wav, sr=16000, mono=True)`` returns for them (the original's audio loader),
 so the tests can check ``tgs.data.media.load_audio`` against it. The "ref_thinker" case follows the Ref-Thinker preprocessing step by step (10 chunks of
@@ -68,12 +76,26 @@ def ref_thinker_input() -> np.ndarray:
     return (chirp + rng.normal(0.0, 0.05, size=n)).astype(np.float32)
 
 
-def ref_thinker_reference(audio: np.ndarray) -> np.ndarray:
+def float64_fbank(wave: torch.Tensor, **kwargs) -> np.ndarray:
+    """torchaudio's Kaldi fbank with every tensor float64 (the mel banks use the default dtype)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        return kaldi.fbank(wave.to(torch.float64), **kwargs).numpy()
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def ref_thinker_reference(audio: np.ndarray, dtype: torch.dtype = torch.float32) -> np.ndarray:
     """The Ref-Thinker steps with torchaudio: chunks of int(len/10), x*2**15, fbank, normalise."""
     per_chunk = int(len(audio) / 10)
     feats = []
     for i in range(10):
-        chunk = torch.from_numpy(audio[i * per_chunk : (i + 1) * per_chunk]).unsqueeze(0) * 2**15
+        chunk = torch.from_numpy(audio[i * per_chunk : (i + 1) * per_chunk]).unsqueeze(0).to(dtype) * 2**15
+        if dtype == torch.float64:
+            feats.append(torch.from_numpy(float64_fbank(chunk, num_mel_bins=128, sample_frequency=16000,
+                                                        frame_length=25, frame_shift=10)))  # fmt: skip
+            continue
         feats.append(
             kaldi.fbank(chunk, num_mel_bins=128, sample_frequency=16000, frame_length=25, frame_shift=10)
         )
@@ -109,13 +131,16 @@ def main() -> None:
     versions = json.dumps({"torch": torch.__version__, "torchaudio": torchaudio.__version__})
     for name, (wave, kwargs) in fbank_cases().items():
         out = kaldi.fbank(torch.from_numpy(wave).unsqueeze(0), **kwargs).numpy()
+        out64 = float64_fbank(torch.from_numpy(wave).unsqueeze(0), **kwargs)
         np.savez_compressed(
-            args.out / f"{name}.npz", waveform=wave, fbank=out, kwargs=json.dumps(kwargs), versions=versions
+            args.out / f"{name}.npz", waveform=wave, fbank=out, fbank64=out64, kwargs=json.dumps(kwargs),
+            versions=versions,
         )
         logger.info("%s: %d samples -> fbank %s", name, wave.shape[0], out.shape)
     audio = ref_thinker_input()
     ref = ref_thinker_reference(audio)
-    np.savez_compressed(args.out / "ref_thinker.npz", audio=audio, features=ref, versions=versions)
+    ref64 = ref_thinker_reference(audio, torch.float64)
+    np.savez_compressed(args.out / "ref_thinker.npz", audio=audio, features=ref, features64=ref64, versions=versions)
     logger.info("ref_thinker: %d samples -> %s", audio.shape[0], ref.shape)
     try:
         import librosa

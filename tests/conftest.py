@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import os
+import shutil
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -14,16 +16,17 @@ import torch
 
 torch.set_num_threads(1)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_METADATA = REPO_ROOT.parent / "shared" / "data" / "refavs_metadata.csv"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REFAVS_METADATA_GZ = FIXTURES / "refavs" / "refavs_metadata.csv.gz"  # MIT, LICENSE beside it
 
 
 @pytest.fixture(scope="session")
-def shared_metadata() -> Path:
-    if not SHARED_METADATA.is_file():
-        pytest.skip(f"shared metadata not present at {SHARED_METADATA}")
-    return SHARED_METADATA
+def shared_metadata(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The public Ref-AVS metadata CSV, shipped compressed in tests/fixtures, as a plain file."""
+    path = tmp_path_factory.mktemp("refavs") / "refavs_metadata.csv"
+    with gzip.open(REFAVS_METADATA_GZ, "rb") as src, path.open("wb") as dst:
+        shutil.copyfileobj(src, dst)
+    return path
 
 
 @pytest.fixture(autouse=True)

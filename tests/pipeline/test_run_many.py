@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from float32_error import SAM2_PROB_TOL, TINY_GDINO_CHAIN, float32_bound
 from gs_fakes import FakeGrounder, FakeSegmenter, FakeVideoSegmenter, make_clip
 
 from tgs.core.loading import load_stages
@@ -44,10 +45,11 @@ def assert_same_results(expected: list[GroundSegmentResult], got: list[GroundSeg
         assert a.chosen == b.chosen and a.boxes.text == b.boxes.text
         for fa, fb in zip(a.boxes.frames, b.boxes.frames):
             np.testing.assert_array_equal(fa.query_index, fb.query_index)
-            np.testing.assert_allclose(fb.scores, fa.scores, rtol=0, atol=1e-5)
-            np.testing.assert_allclose(fb.xyxy, fa.xyxy, rtol=0, atol=1e-5)
+            # other batch shapes: twice the tiny models' float32 bounds (tests/float32_error.py)
+            np.testing.assert_allclose(fb.scores, fa.scores, rtol=0, atol=float32_bound(TINY_GDINO_CHAIN, 1.0, 2))
+            np.testing.assert_allclose(fb.xyxy, fa.xyxy, rtol=0, atol=float32_bound(TINY_GDINO_CHAIN, 224.0, 2))
         np.testing.assert_array_equal(a.masks.masks, b.masks.masks)
-        np.testing.assert_allclose(b.masks.probs, a.masks.probs, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(b.masks.probs, a.masks.probs, rtol=0, atol=SAM2_PROB_TOL)
         assert set(b.timings) == set(a.timings)
         assert a.sample_record()["frames"] == b.sample_record()["frames"]
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from float32_error import TINY_SAM2_CHAIN, assert_masks_agree, float32_bound
 
 from tgs.segment import Sam2ImageSegmenter
 from tgs.testing.tiny_vision import build_tiny_sam2
@@ -46,6 +47,7 @@ def _encoder_calls(segmenter: Sam2ImageSegmenter) -> list[int]:
     return calls
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize(("preprocess", "frame_batch_size"), [("original", 1), ("hf", 1), ("original", 2)])
 def test_segment_many_equals_segment_per_object(
     tiny_sam2: Path, clip: Clip, preprocess: str, frame_batch_size: int
@@ -59,10 +61,11 @@ def test_segment_many_equals_segment_per_object(
     got = segmenter.segment_many(clip, objects, [[None] * clip.num_frames for _ in objects])
     assert sum(calls) == 4 < encoded_alone  # frames 0-3 once each, frame 4 never
     assert len(got) == len(objects)
-    for a, b in zip(expected, got):
-        np.testing.assert_array_equal(a.masks, b.masks)
-        np.testing.assert_allclose(b.probs, a.probs, rtol=0, atol=1e-6)
-        np.testing.assert_allclose(b.meta["iou_scores"], a.meta["iou_scores"], rtol=0, atol=1e-6)
+    for a, b in zip(expected, got):  # objects batched: other summation orders (tests/float32_error.py)
+        assert_masks_agree(a.masks, a.probs, b.masks, b.probs)
+        # IoU scores: the IoU head's outputs (of magnitude <= 1 here) after the same chain
+        iou_tol = float32_bound(TINY_SAM2_CHAIN, 1.0, paths=2)
+        np.testing.assert_allclose(b.meta["iou_scores"], a.meta["iou_scores"], rtol=0, atol=iou_tol)
     assert got[0].masks[1].any() and not got[-1].masks.any() and not got[-1].probs.any()
 
 
@@ -72,7 +75,7 @@ def test_device_preprocess_gives_the_same_masks(tiny_sam2: Path, clip: Clip) -> 
         host = Sam2ImageSegmenter.from_pretrained(tiny_sam2, preprocess=preprocess)
         device = Sam2ImageSegmenter.from_pretrained(tiny_sam2, preprocess=preprocess, device_preprocess=True)
         for a, b in zip(host.segment_many(clip, objects), device.segment_many(clip, objects)):
-            np.testing.assert_array_equal(a.masks, b.masks)
+            np.testing.assert_array_equal(a.masks, b.masks)  # the same pixels in: the same operations
             np.testing.assert_array_equal(a.probs, b.probs)
 
 
@@ -92,5 +95,4 @@ def test_compile_switch_gives_the_same_masks(tiny_sam2: Path, clip: Clip) -> Non
     compiled = Sam2ImageSegmenter.from_pretrained(tiny_sam2, compile="aot_eager")
     assert hasattr(compiled.model.vision_encoder, "_compiled_call_impl")
     for a, b in zip(eager.segment_many(short, objects), compiled.segment_many(short, objects)):
-        np.testing.assert_array_equal(a.masks, b.masks)
-        np.testing.assert_allclose(b.probs, a.probs, rtol=0, atol=1e-6)
+        assert_masks_agree(a.masks, a.probs, b.masks, b.probs)  # traced graphs may fuse: other roundings

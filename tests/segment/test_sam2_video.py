@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from float32_error import SAM2_PROB_TOL
 
 from tgs.errors import CheckpointKeyError
 from tgs.segment import Sam2ImageSegmenter, Sam2VideoSegmenter
@@ -54,7 +55,8 @@ def test_seed_frame_equals_the_image_prediction_of_the_same_weights(tiny_video: 
     """A seed frame is decoded without memory: the image model on the same checkpoint agrees."""
     video = Sam2VideoSegmenter.from_pretrained(tiny_video).segment(clip, _one_box(clip.num_frames, 3))
     image = Sam2ImageSegmenter.from_pretrained(tiny_video).segment(clip, _one_box(clip.num_frames, 3))
-    np.testing.assert_allclose(video.probs[3], image.probs[3], atol=1e-5)
+    # the video model's own image path: other kernels and shapes, the same function (float32_error)
+    np.testing.assert_allclose(video.probs[3], image.probs[3], rtol=0, atol=SAM2_PROB_TOL)
 
 
 def test_seed_rules_choose_different_frames(tiny_video: Path, clip: Clip) -> None:

@@ -23,22 +23,27 @@ def processor() -> RefThinkerProcessor:
     return RefThinkerProcessor.from_pretrained(tiny_model_dir())
 
 
+@pytest.mark.numeric
 def test_frames_shape_and_constant_colour_values(processor: RefThinkerProcessor) -> None:
     frames = np.zeros((10, 72, 128, 3), np.uint8)
     frames[...] = (255, 0, 128)
     pixels = processor.preprocess_frames(frames)
     assert pixels.shape == (10, 3, 224, 224) and pixels.dtype == torch.float32
     expected = (np.array([255, 0, 128], np.float32) / 255.0 - CLIP_MEAN) / CLIP_STD  # [1.8, -1.75, 0.34]
+    # x / 255, - mean, / std: 3 float32 roundings of values <= 1.8 on each side: 2 x 3 u x 1.8 ~ 6e-7
     for channel in range(3):
-        torch.testing.assert_close(pixels[:, channel], torch.full((10, 224, 224), float(expected[channel])))
+        torch.testing.assert_close(pixels[:, channel], torch.full((10, 224, 224), float(expected[channel])),
+                                   rtol=0, atol=1e-6)  # fmt: skip
 
 
+@pytest.mark.numeric
 def test_frames_are_pil_resized_then_clip_normalised(processor: RefThinkerProcessor) -> None:
     frames = random_clip(3, frames=2, size=(90, 160)).frames
     pixels = processor.preprocess_frames(frames)
     for i, frame in enumerate(frames):
         resized = np.asarray(Image.fromarray(frame).resize((224, 224), Image.Resampling.BICUBIC), np.float32)
         expected = ((resized / 255.0 - CLIP_MEAN) / CLIP_STD).transpose(2, 0, 1)
+        # the same uint8 PIL resize; normalisation as above (values <= 2.2: 2 x 3 u x 2.2 ~ 8e-7)
         np.testing.assert_allclose(pixels[i].numpy(), expected, rtol=0, atol=1e-6)
 
 
@@ -51,7 +56,7 @@ def test_fbank_of_ten_seconds(processor: RefThinkerProcessor) -> None:
     clip = random_clip(1)
     fbank = processor.preprocess_audio(clip.audio, 16000, 10)
     assert fbank.shape == (10, 98, 128) and fbank.dtype == torch.float32
-    torch.testing.assert_close(fbank, ref_thinker_fbank(clip.audio))
+    torch.testing.assert_close(fbank, ref_thinker_fbank(clip.audio), rtol=0, atol=0)  # the same function
 
 
 def test_other_rates_are_resampled_like_librosa(processor: RefThinkerProcessor) -> None:
@@ -59,13 +64,13 @@ def test_other_rates_are_resampled_like_librosa(processor: RefThinkerProcessor) 
     fbank = processor.preprocess_audio(clip.audio, 48000, 10)
     expected = ref_thinker_fbank(resample_like_librosa(clip.audio, 48000, 16000))
     assert fbank.shape == (10, 98, 128)
-    torch.testing.assert_close(fbank, expected)
+    torch.testing.assert_close(fbank, expected, rtol=0, atol=0)  # the same resampler and fbank
 
 
 def test_missing_audio_is_silence_with_a_warning(processor: RefThinkerProcessor) -> None:
     with pytest.warns(NoAudioWarning, match="silence"):
         fbank = processor.preprocess_audio(None, None, 10)
-    torch.testing.assert_close(fbank, ref_thinker_fbank(np.zeros(160000, np.float32)))
+    torch.testing.assert_close(fbank, ref_thinker_fbank(np.zeros(160000, np.float32)), rtol=0, atol=0)
 
 
 def test_prompt_tokens_are_left_padded(processor: RefThinkerProcessor) -> None:
