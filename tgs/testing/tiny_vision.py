@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from tgs.testing.weights import fill_every_tensor
+
 __all__ = [
     "FULL_SIZE_NAMES",
     "TINY_WORDS",
@@ -160,6 +162,7 @@ def build_tiny_grounding_dino(out_dir: Path, seed: int = 0) -> Path:
     config = tiny_grounding_dino_config(vocab_size=len(tokenizer))
     torch.manual_seed(seed)
     model = GroundingDinoForObjectDetection(config).eval()
+    fill_every_tensor(model, seed + 2)
     generator = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for head in model.bbox_embed:
@@ -267,6 +270,7 @@ def build_tiny_sam2(out_dir: Path, seed: int = 0) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = Sam2Model(tiny_sam2_config()).eval()
+    fill_every_tensor(model, seed + 2)
     model.save_pretrained(out_dir)
     Sam2Processor(image_processor=_sam2_image_processor(_TINY_SAM2_IMAGE_SIZE)).save_pretrained(out_dir)
     return out_dir
@@ -365,6 +369,7 @@ def _save_tiny_video_model(build: Callable[[], torch.nn.Module], out_dir: Path, 
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = build().eval()
+    fill_every_tensor(model, seed + 2)
     with torch.no_grad():
         model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(4.0)
     model.save_pretrained(out_dir)
