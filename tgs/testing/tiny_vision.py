@@ -7,6 +7,9 @@ back through exactly the ``from_pretrained`` path that real checkpoints take.
 Tiny models keep the real architectures and processors but shrink widths, depths and the
 input resolution (SAM2 at 128 px instead of 1024, Grounding DINO at 80/133 px instead of
 800/1333), so a 10-frame clip is grounded and segmented in about a second on one core.
+Every tensor the initialisers leave at zero or at one constant gets seeded random values
+(:func:`tgs.testing.weights.fill_every_tensor`), so tests comparing two paths compare every
+layer (tests/models/test_tiny_models_nonzero.py).
 
 Grounding DINO needs a BERT tokenizer. The real one (bert-base-uncased) cannot be downloaded
 here, so :func:`tiny_bert_vocab` makes a small WordPiece vocabulary that keeps the ids
@@ -145,8 +148,9 @@ def build_tiny_grounding_dino(out_dir: Path, seed: int = 0) -> Path:
     """Save a tiny random GroundingDinoForObjectDetection + processor into ``out_dir``.
 
     The box-regression heads are zero-initialised by transformers (every box would then be
-    an encoder proposal of fixed size); the builder draws them small random weights instead
-    so boxes differ in size and position from frame to frame. With these weights most queries
+    an encoder proposal of fixed size); like every idle tensor they get random values, and
+    the decoder's box head a larger draw (weights 0.05, biases 0.5), so boxes differ in size
+    and position from frame to frame. With these weights most queries
     score well above the 0.1 box threshold on natural-ish images, which is what tests of box
     selection need; ``tests`` also build blank frames where scores still vary by query.
     """
