@@ -256,7 +256,7 @@ def test_one_object_equals_transformers_own_propagation(model: str, tiny_video: 
 
     The order is the engine's: backward from the seed first, then forward. Run forward first
     and then backward, transformers gives other results on both sides of the seed (15 of 24
-    frames differed by a few pixels with the tiny SAM2 when written), because SAM2 conditions each
+    frames differ with the tiny SAM2, 19 with the tiny EdgeTAM), because SAM2 conditions each
     step on the stored outputs of the ``num_maskmem`` frames before it (after it, backward)
     whichever pass made them: forward-first, the backward pass also reads frames after the
     seed that forward tracking stored; backward-first, the forward pass reads the frames
