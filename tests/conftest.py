@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,9 +30,19 @@ def shared_metadata(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def _isolated_tgs_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tiny models are cached under TGS_HOME; one per test session keeps tests hermetic."""
-    if "TGS_HOME" not in os.environ:
-        home = tmp_path_factory.getbasetemp() / "tgs_home"
-        monkeypatch.setenv("TGS_HOME", str(home))
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_tgs_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tiny models are cached under TGS_HOME; one per test session keeps tests hermetic.
+
+    Session-scoped, so it is set before any module- or session-scoped fixture builds a tiny
+    model: otherwise those land in (and are read back from) the user's ~/.cache/tgs, which
+    may hold tiny models of another version of the builders.
+    """
+    if "TGS_HOME" in os.environ:
+        yield
+        return
+    os.environ["TGS_HOME"] = str(tmp_path_factory.getbasetemp() / "tgs_home")
+    try:
+        yield
+    finally:
+        os.environ.pop("TGS_HOME", None)

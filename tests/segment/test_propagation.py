@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tgs.segment import Sam2VideoSegmenter
+from tgs.segment._sam2_common import low_res_to_masks_and_probs
 from tgs.segment.frame_source import ArrayFrameSource
 from tgs.segment.propagation import (
     ObjectPrompts,
@@ -19,7 +20,7 @@ from tgs.segment.propagation import (
     mask_box,
     needs_reseed,
 )
-from tgs.testing.tiny_vision import build_tiny_sam2_video
+from tgs.testing.tiny_vision import build_tiny_edgetam_video, build_tiny_sam2_video
 from tgs.types import Clip
 
 
@@ -219,3 +220,71 @@ def test_tiny_edgetam_propagates_and_shares_exactly(tmp_path: Path) -> None:
         np.testing.assert_array_equal(shared.masks, alone.masks)
         assert np.isfinite(shared.meta["object_score_logits"]).all()
     assert many[0].masks.any(axis=(1, 2)).all()
+
+
+# ---------------------------------------------------------------------------- against transformers
+
+
+@pytest.fixture(scope="module")
+def tiny_edgetam(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_edgetam_video(tmp_path_factory.mktemp("tiny_edgetam_video"), seed=0)
+
+
+def _transformers_propagation(segmenter: Sam2VideoSegmenter, frames: np.ndarray, seed: int,
+                              box: list[float]) -> dict[int, object]:
+    """{frame: Sam2VideoSegmentationOutput} of transformers' own documented video API:
+    ``init_video_session`` over the whole clip, the box added on the seed frame,
+    ``propagate_in_video_iterator`` backward from the seed, then forward from it."""
+    processor, model = segmenter.processor, segmenter.model
+    session = processor.init_video_session(video=list(frames), inference_device=segmenter.device,
+                                           dtype=segmenter.dtype)
+    processor.add_inputs_to_inference_session(inference_session=session, frame_idx=seed, obj_ids=1,
+                                              input_boxes=[[box]])
+    outputs: dict[int, object] = {}
+    with torch.inference_mode():
+        for reverse in (True, False):
+            for out in model.propagate_in_video_iterator(session, start_frame_idx=seed, reverse=reverse):
+                outputs.setdefault(out.frame_idx, out)  # the seed frame comes twice, the same output
+    return outputs
+
+
+@pytest.mark.parametrize("model", ["sam2", "edgetam"])
+def test_one_object_equals_transformers_own_propagation(model: str, tiny_video: Path, tiny_edgetam: Path) -> None:
+    """The engine (default settings: pruned sessions, streamed frames, shared feature cache)
+    tracks one object exactly as transformers' Sam2VideoModel / EdgeTamVideoModel
+    ``propagate_in_video_iterator`` does, from the same box on the same frames.
+
+    The order is the engine's: backward from the seed first, then forward. Run forward first
+    and then backward, transformers gives other results on both sides of the seed (15 of 24
+    frames differ with the tiny SAM2, 19 with the tiny EdgeTAM), because SAM2 conditions each
+    step on the stored outputs of the ``num_maskmem`` frames before it (after it, backward)
+    whichever pass made them: forward-first, the backward pass also reads frames after the
+    seed that forward tracking stored; backward-first, the forward pass reads the frames
+    before the seed. Both are SAM2; the engine runs backward first because it streams the
+    video once forward afterwards (see tgs/segment/propagation.py).
+    """
+    segmenter = Sam2VideoSegmenter.from_pretrained(tiny_video if model == "sam2" else tiny_edgetam,
+                                                   dtype="float32")
+    clip = _clip(24)
+    seed, box = 6, [4.0, 4.0, 30.0, 30.0]
+    stats = PropagationStats()
+    ours = list(segmenter.engine.run(ArrayFrameSource(clip.frames), [ObjectPrompts.from_lists([seed], [box])],
+                                     with_probs=True, stats=stats))
+    theirs = _transformers_propagation(segmenter, clip.frames, seed, box)
+    assert sorted(theirs) == [r.index for r in ours] == list(range(24))
+    # 24 frames > the window of 15: the engine forgot outputs transformers keeps, and still agrees
+    assert stats.peak_stored_frames < 24
+    height, width = clip.frames.shape[1:3]
+    for result in ours:
+        out = theirs[result.index]
+        their_masks = segmenter.processor.post_process_masks([out.pred_masks], original_sizes=[(height, width)])[0]
+        # Tolerance 0: both run the same transformers modules on the same pixel values (the
+        # video processor and the engine's image processor give equal tensors) with the same
+        # memory entries in the same order; the engine only drops entries no step reads. So
+        # every float32 operation and its order are the same, and so is each rounding.
+        np.testing.assert_array_equal(result.masks, their_masks[:, 0].numpy(), err_msg=f"frame {result.index}")
+        _, their_probs = low_res_to_masks_and_probs(out.pred_masks.float(), (height, width))
+        np.testing.assert_array_equal(result.probs, their_probs, err_msg=f"frame {result.index}")
+        np.testing.assert_array_equal(result.object_scores, out.object_score_logits.reshape(-1).numpy())
+    areas = [int(r.masks.sum()) for r in ours]
+    assert min(areas) > 0 and max(areas) < height * width  # a real mask, not an empty or full frame

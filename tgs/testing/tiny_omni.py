@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from tgs.testing.weights import fill_every_tensor
+
 __all__ = ["TINY_CHAT_TEMPLATE", "build_tiny_omni", "tiny_omni_config", "tiny_omni_processor", "tiny_qwen_tokenizer"]
 
 # Named special tokens: the processor reads tokenizer.<name> and tokenizer.<name>_id.
@@ -170,6 +172,7 @@ def build_tiny_omni(out_dir: str | Path, seed: int = 0) -> Path:
     config = tiny_omni_config(processor.tokenizer)
     torch.manual_seed(seed)
     model = Qwen2_5OmniThinkerForConditionalGeneration(config).eval()
+    fill_every_tensor(model, seed + 2)
     model.generation_config = GenerationConfig(
         eos_token_id=config.text_config.eos_token_id, pad_token_id=processor.tokenizer.pad_token_id
     )

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from tgs.testing.weights import fill_every_tensor
 from tgs.think.ref_thinker.configuration import SPECIAL_TOKENS, RefThinkerConfig
 
 if TYPE_CHECKING:
@@ -181,6 +182,7 @@ def build_tiny_ref_thinker_model(
         torch.manual_seed(seed)
         model = RefThinkerForCausalLM(config)
         model.model.audio_encoder.audio_encoder.load_state_dict(build_tiny_beats(seed).state_dict())
+        fill_every_tensor(model, seed + 2)
         _spread_logits(model)
         if lora:
             inject_lora(model, config.lora)
@@ -258,9 +260,11 @@ def write_fake_release(out_dir: Path, seed: int = 0, *, dtype: torch.dtype = tor
         torch.manual_seed(seed)
         base_tokenizer = build_tiny_llama_tokenizer()
         base = LlamaForCausalLM(tiny_llama_config(len(base_tokenizer)))
+        fill_every_tensor(base, seed + 2)
         base.save_pretrained(str(llama_dir))
         base_tokenizer.save_pretrained(str(llama_dir))
         clip = CLIPModel(tiny_clip_config())
+        fill_every_tensor(clip, seed + 3)
         clip.save_pretrained(str(clip_dir))
         CLIPImageProcessorPil().save_pretrained(str(clip_dir))
         write_tiny_beats_checkpoint(beats_path, seed)
@@ -268,6 +272,7 @@ def write_fake_release(out_dir: Path, seed: int = 0, *, dtype: torch.dtype = tor
         # The fine-tuned model: base weights + LoRA + resized embeddings + projectors.
         config = tiny_ref_thinker_config(len(base_tokenizer))
         model = RefThinkerForCausalLM(config).eval()
+        fill_every_tensor(model, seed + 4)  # the projectors; the rest is loaded below
         model.model.layers.load_state_dict(base.model.layers.state_dict())
         model.model.norm.load_state_dict(base.model.norm.state_dict())
         model.model.visual_encoder.vision_tower.vision_model.load_state_dict(clip.vision_model.state_dict())

@@ -7,6 +7,9 @@ back through exactly the ``from_pretrained`` path that real checkpoints take.
 Tiny models keep the real architectures and processors but shrink widths, depths and the
 input resolution (SAM2 at 128 px instead of 1024, Grounding DINO at 80/133 px instead of
 800/1333), so a 10-frame clip is grounded and segmented in about a second on one core.
+Every tensor the initialisers leave at zero or at one constant gets seeded random values
+(:func:`tgs.testing.weights.fill_every_tensor`), so tests comparing two paths compare every
+layer (tests/models/test_tiny_models_nonzero.py).
 
 Grounding DINO needs a BERT tokenizer. The real one (bert-base-uncased) cannot be downloaded
 here, so :func:`tiny_bert_vocab` makes a small WordPiece vocabulary that keeps the ids
@@ -23,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from tgs.testing.weights import fill_every_tensor
 
 __all__ = [
     "FULL_SIZE_NAMES",
@@ -143,8 +148,9 @@ def build_tiny_grounding_dino(out_dir: Path, seed: int = 0) -> Path:
     """Save a tiny random GroundingDinoForObjectDetection + processor into ``out_dir``.
 
     The box-regression heads are zero-initialised by transformers (every box would then be
-    an encoder proposal of fixed size); the builder draws them small random weights instead
-    so boxes differ in size and position from frame to frame. With these weights most queries
+    an encoder proposal of fixed size); like every idle tensor they get random values, and
+    the decoder's box head a larger draw (weights 0.05, biases 0.5), so boxes differ in size
+    and position from frame to frame. With these weights most queries
     score well above the 0.1 box threshold on natural-ish images, which is what tests of box
     selection need; ``tests`` also build blank frames where scores still vary by query.
     """
@@ -160,6 +166,7 @@ def build_tiny_grounding_dino(out_dir: Path, seed: int = 0) -> Path:
     config = tiny_grounding_dino_config(vocab_size=len(tokenizer))
     torch.manual_seed(seed)
     model = GroundingDinoForObjectDetection(config).eval()
+    fill_every_tensor(model, seed + 2)
     generator = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for head in model.bbox_embed:
@@ -267,6 +274,7 @@ def build_tiny_sam2(out_dir: Path, seed: int = 0) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = Sam2Model(tiny_sam2_config()).eval()
+    fill_every_tensor(model, seed + 2)
     model.save_pretrained(out_dir)
     Sam2Processor(image_processor=_sam2_image_processor(_TINY_SAM2_IMAGE_SIZE)).save_pretrained(out_dir)
     return out_dir
@@ -365,6 +373,7 @@ def _save_tiny_video_model(build: Callable[[], torch.nn.Module], out_dir: Path, 
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = build().eval()
+    fill_every_tensor(model, seed + 2)
     with torch.no_grad():
         model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(4.0)
     model.save_pretrained(out_dir)
