@@ -5,7 +5,7 @@ at start-up with the full list of what is missing and how to get it, never halfw
 through a benchmark and never by silently falling back to something else.
 
 The tiny set holds random models with the real architectures at toy sizes. They are
-built offline on first use, saved with ``save_pretrained`` under ``$TGS_HOME/tiny/<key>``,
+built offline on first use, saved with ``save_pretrained`` under ``$TGS_HOME/tiny/r<TINY_REVISION>/<key>``,
 and loaded back through the same ``from_pretrained`` path as real weights.
 """
 
@@ -157,8 +157,14 @@ def _load_builder(ref: str) -> Callable[..., Path]:
     return getattr(importlib.import_module(module), attr)
 
 
+# The tiny builders' revision, part of the cache path: a cache built by older builders (e.g. with
+# layers left at zero) is never read back as if it were today's. Bump it whenever a builder
+# changes what it saves.
+TINY_REVISION = 2
+
+
 def _tiny_dir(key: str) -> Path:
-    return tgs_home() / "tiny" / key
+    return tgs_home() / "tiny" / f"r{TINY_REVISION}" / key
 
 
 def _build_tiny(key: str, seed: int = 0) -> Path:
