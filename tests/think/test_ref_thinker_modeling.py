@@ -71,15 +71,48 @@ def test_clip_state_dict_in_flat_naming_loads(model: RefThinkerForCausalLM) -> N
     )
 
 
-def test_visual_features_are_patch_tokens_of_the_chosen_layer(model: RefThinkerForCausalLM) -> None:
-    pixels, _ = random_inputs(model.config)
+@pytest.mark.parametrize(
+    ("layer", "select"), [(2, "patch"), (2, "cls_patch"), (0, "patch"), (-1, "patch"), (-3, "patch")]
+)
+def test_visual_features_equal_a_standalone_clips_hidden_state(model: RefThinkerForCausalLM, layer, select) -> None:
+    """Bit-identical to ``hidden_states[layer]`` of a CLIPVisionModel that is no submodule of anything."""
+    from transformers import CLIPVisionModel
+
+    from tgs.think.ref_thinker.modeling import VisualEncoder
+
+    encoder = VisualEncoder(model.config)
+    encoder.load_state_dict(model.model.visual_encoder.state_dict())
+    encoder.feature_layer, encoder.select_feature = layer, select
+    reference = CLIPVisionModel(model.config.vision)
+    reference.load_state_dict(model.model.visual_encoder.vision_tower.vision_model.state_dict())
+    frames = random_inputs(model.config)[0][0, :2]
+    with torch.no_grad():
+        hidden = reference(frames, output_hidden_states=True).hidden_states
+        features = encoder(frames)
+    assert len(hidden) == 3 + 1  # the reference itself is sound: embeddings + one per layer
+    expected = hidden[layer] if select == "cls_patch" else hidden[layer][:, 1:]
+    assert features.shape == (2, 257 if select == "cls_patch" else 256, 32)
+    assert torch.equal(features, expected)  # same modules, same inputs, same order: no rounding difference
+
+
+def test_features_and_logits_do_not_depend_on_an_earlier_output_hidden_states_call() -> None:
+    """transformers 5 re-installs the nested CLIP's capturing hooks on the LLM's first
+    ``output_hidden_states`` call, after which CLIP returns each layer twice; the features
+    must not read those hidden states. A fresh model: the fixture's hook state is shared."""
+    fresh = RefThinkerForCausalLM.from_pretrained(tiny_model_dir())
+    config = fresh.config
+    ids = torch.tensor([[1, 40, config.video_token_index, 41, config.audio_token_index, 42]])
+    pixels, fbank = random_inputs(config)
     frames = pixels[0, :2]
     with torch.no_grad():
-        hidden = model.model.visual_encoder.vision_tower(frames, output_hidden_states=True).hidden_states
-        features = model.model.visual_encoder(frames)
-    assert features.shape == (2, 256, 32)
-    # the same tower on the same batch: equal, not close
-    torch.testing.assert_close(features, hidden[model.config.vision_feature_layer][:, 1:], rtol=0, atol=0)
+        fresh.model.visual_encoder.vision_tower(frames, output_hidden_states=True)  # CLIP's hooks go in first
+        features = fresh.model.visual_encoder(frames)
+        logits = fresh(input_ids=ids, pixel_values=pixels, audio_fbank=fbank).logits[:, -1]
+        fresh(input_ids=ids, pixel_values=pixels, audio_fbank=fbank, output_hidden_states=True)
+        after = fresh.model.visual_encoder(frames)
+        logits_after = fresh(input_ids=ids, pixel_values=pixels, audio_fbank=fbank).logits[:, -1]
+    assert torch.equal(after, features)
+    assert torch.equal(logits_after, logits)
 
 
 @pytest.mark.numeric

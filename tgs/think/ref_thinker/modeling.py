@@ -89,8 +89,18 @@ class VisualEncoder(nn.Module):
     """Frozen CLIP vision tower; returns the patch tokens of one hidden layer.
 
     pixel_values [N, 3, H, W] -> [N, P, vision_width], P = (H / patch)^2 (+1 with the CLS
-    token when ``select_feature == 'cls_patch'``). ``hidden_states[feature_layer]``: index 0
-    is the embedding output, so 23 is the output of the 23rd of CLIP-L's 24 layers.
+    token when ``select_feature == 'cls_patch'``). The features are CLIP's
+    ``hidden_states[feature_layer]``: index 0 is the embedding output (after the pre-LayerNorm),
+    so 23 is the output of the 23rd of CLIP-L's 24 layers.
+
+    They are computed by running the embeddings and the first ``feature_layer`` encoder layers
+    explicitly, not read from ``output_hidden_states=True``: transformers 5 collects hidden
+    states with forward hooks installed lazily, and the first ``output_hidden_states`` /
+    ``output_attentions`` call on the LLM re-installs them on the nested CLIP model without
+    checking that CLIP already has them. From then on CLIP returns every layer twice
+    (``[emb, L1, L1, L2, L2, ...]``) and ``hidden_states[23]`` is layer 12. The explicit path
+    gives the same tensor bit for bit, whatever the call history, and skips the layers after
+    the chosen one.
     """
 
     def __init__(self, config: RefThinkerConfig) -> None:
@@ -102,10 +112,14 @@ class VisualEncoder(nn.Module):
 
     @torch.no_grad()
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        dtype = self.vision_tower.vision_model.embeddings.patch_embedding.weight.dtype
-        out = self.vision_tower(pixel_values.to(dtype), output_hidden_states=True)
-        features = out.hidden_states[self.feature_layer]
-        return features[:, 1:] if self.select_feature == "patch" else features
+        vision = self.vision_tower.vision_model
+        hidden = vision.embeddings(pixel_values.to(vision.embeddings.patch_embedding.weight.dtype))
+        hidden = vision.pre_layrnorm(hidden)
+        layers = vision.encoder.layers
+        # hidden_states has len(layers) + 1 entries; a negative index counts from its end.
+        for layer in layers[: self.feature_layer % (len(layers) + 1)]:
+            hidden = layer(hidden, None)  # CLIPEncoder's call: no attention mask for images
+        return hidden[:, 1:] if self.select_feature == "patch" else hidden
 
 
 class AudioEncoder(nn.Module):
