@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tgs import fast_paths
 from tgs.core.settings import Settings
 from tgs.pipeline import Grounder, Segmenter
 from tgs.presets import Preset
@@ -113,6 +114,8 @@ def load_thinker(
     if settings.compile and {"decode", "compile"} <= accepted:  # a static-cache decode step, compiled
         options.setdefault("decode", "static")
         options.setdefault("compile", True)
+    elif settings.compile:
+        fast_paths.fell_back("compile", f"thinker {name!r} has no compiled decoding; it runs eagerly")
     if batch_size is not None and "batch_size" in accepted:
         options["batch_size"] = batch_size
     if share_across_expressions is not None and SHARE_OPTION in accepted:
@@ -165,11 +168,22 @@ def load_stages(
     else:
         from tgs.segment.sam2_video import Sam2VideoSegmenter
 
+        _eager_video_model(device_preprocess, compile)
         segmenter = Sam2VideoSegmenter.from_pretrained(
             source, device=settings.device, dtype=dtype, seed_frames=preset.video_seeds,
             preprocess=preset.sam_preprocess,
         )
     return grounder, segmenter
+
+
+def _eager_video_model(device_preprocess: bool, compile: bool | str) -> None:
+    """Count the GPU fast paths the SAM2-family video models lack (logged once, :mod:`tgs.fast_paths`):
+    their propagation runs eagerly and preprocesses each frame on the host."""
+    what = "the SAM2-family video model (propagation)"
+    if compile:
+        fast_paths.fell_back("compile", f"{what} has no compiled form; it runs eagerly")
+    if device_preprocess:
+        fast_paths.fell_back("device_preprocess", f"{what} preprocesses its frames on the host")
 
 
 def load_grounder(
@@ -195,6 +209,7 @@ def load_grounder(
         frame_batch_size=frame_batch_size,
         preprocess=preset.gdino_preprocess,
         dedupe_period=preset.dedupe_period(direct=direct),
+        expression_batch_size=None if preset.batch_captions else 1,
         device_preprocess=device_preprocess,
         compile=compile,
     )
@@ -222,6 +237,8 @@ def propagation_request(settings: Settings) -> tuple[str, Settings]:
 def load_propagator(settings: Settings, key: str, dtype: str, preprocess: str = "original") -> Any:
     """The SAM2-family video model of registry ``key`` (a ``Sam2VideoSegmenter``), loaded strictly."""
     from tgs.segment.sam2_video import Sam2VideoSegmenter
+
+    _eager_video_model(*_fast_paths(settings, None, None))
 
     return Sam2VideoSegmenter.from_pretrained(
         settings.resolve("sam2", key), device=settings.device, dtype=dtype, preprocess=preprocess

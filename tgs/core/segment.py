@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from tgs import fast_paths
 from tgs.core.flow import Pipeline, share_enabled
 from tgs.core.loading import (
     load_grounder,
@@ -446,6 +447,7 @@ def stages_cache_key(preset: Preset, settings: Settings, *, direct: bool) -> tup
         preset.sam_preprocess,
         preset.video_seeds,
         preset.dedupe_period(direct=direct),
+        preset.batch_captions,
     )
     return ("stages", loading, freeze(settings), direct)
 
@@ -605,6 +607,7 @@ def _drawn(
 # --------------------------------------------------------------------------- the call
 
 
+@fast_paths.counting()  # this call's fast paths and fallbacks: result.json's timings.fast_paths
 def segment_video(
     video: Path,
     expressions: str | Sequence[str],
@@ -1020,6 +1023,6 @@ def _result_record(
             "masks_dir": MASKS_DIR,
             "overlay_has_audio": source_audio is not None,
         },
-        "timings": result.timings,
+        "timings": {**result.timings, "fast_paths": fast_paths.current().as_record()},
         "warnings": result.warnings,
     }

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tgs import fast_paths
 from tgs.devices import compile_backend, compile_modules, frames_to_device, resolve_device, resolve_dtype
 from tgs.ground.deformable_sampling import GatherDeformableAttention, use_gather_deformable_sampling
 from tgs.models.hf_loading import load_model, load_processor
@@ -279,8 +280,10 @@ class GroundingDinoGrounder:
     summation order.
 
     ``ground_many(clip, texts)`` grounds several captions on one clip with the image backbone
-    run once per frame; ``expression_batch_size`` captions share a forward (padded; None = all
-    of them on CUDA, one at a time on a CPU, where batching saves nothing and costs memory).
+    run once per frame; ``expression_batch_size`` captions share a forward (1, the default: one
+    caption per forward, bit-identical to :meth:`ground`; more, or None = all of a frame's
+    captions: padded batches, equal to one at a time only up to float rounding, which can move
+    a score across the box threshold; the preset switch ``batch_captions``).
     ``device_preprocess`` moves frames to the device as uint8 and resizes / normalises them there
     ("hf": the processor's own torchvision ops; "original": Pillow's resize in integer tensor
     ops, :func:`device_original_transform`); both equal the host path. ``compile`` wraps the backbone, text encoder, encoder and
@@ -301,7 +304,7 @@ class GroundingDinoGrounder:
         dedupe_period: bool = False,
         fp32_deformable_sampling: bool = True,
         deformable_sampling: str = "auto",
-        expression_batch_size: int | None = None,
+        expression_batch_size: int | None = 1,
         device_preprocess: bool = False,
         compile: bool | str = False,
         source: str = "",
@@ -338,12 +341,11 @@ class GroundingDinoGrounder:
         self.frame_batch_size = int(frame_batch_size)
         self.preprocess = preprocess
         self.dedupe_period = dedupe_period
-        if expression_batch_size is None and torch.device(device).type == "cpu":
-            expression_batch_size = 1
         self.expression_batch_size = expression_batch_size
         self.device_preprocess = bool(device_preprocess)
         self.compile = compile_backend(compile)  # None = eager
         if self.compile is not None:
+            fast_paths.ran("compile")
             inner = model.model
             compile_modules(
                 [inner.backbone.conv_encoder, inner.text_backbone, inner.encoder, inner.decoder], self.compile
@@ -364,7 +366,7 @@ class GroundingDinoGrounder:
         dedupe_period: bool = False,
         fp32_deformable_sampling: bool = True,
         deformable_sampling: str = "auto",
-        expression_batch_size: int | None = None,
+        expression_batch_size: int | None = 1,
         device_preprocess: bool = False,
         compile: bool | str = False,
     ) -> GroundingDinoGrounder:
@@ -470,9 +472,11 @@ class GroundingDinoGrounder:
         """Several tokenised captions as one batch: right-padded with the pad id (0, attention 0),
         each caption repeated for ``frames`` frames (expression-major rows), on the device.
 
-        Padding changes no real token's result: a pad token is no phrase delimiter, so
-        transformers' phrase masks keep it out of every caption token's attention, and the
-        attention mask hides it from the fusion, the decoder and the scores.
+        Padding changes no real token's result *up to float rounding*: a pad token is no phrase
+        delimiter, so transformers' phrase masks keep it out of every caption token's attention,
+        and the attention mask hides it from the fusion, the decoder and the scores; but the
+        padded shapes change the order of the float sums, so a score near the box threshold can
+        cross it (measured in ``docs/performance.md``). Hence ``batch_captions`` is a preset switch.
         """
         longest = max(t["input_ids"].shape[1] for t in tokens)
         masked = min(longest, self.caption_token_limit)
@@ -545,6 +549,8 @@ class GroundingDinoGrounder:
             n = pixel_values.shape[0]
             image_part = backbone(pixel_values, pixel_mask)
             for group in groups:
+                if len(group) > 1:
+                    fast_paths.ran("ground.caption_batch")
                 rows = len(group) * n
                 text = self._text_batch([tokens[i] for i in group], n)
                 with _reused_backbone(backbone, image_part, len(group)):
