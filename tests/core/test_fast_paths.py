@@ -65,3 +65,22 @@ def test_a_decorated_call_and_each_thread_count_apart() -> None:
     for t in threads:
         t.join()
     assert {n: r["ran"] for n, r in results.items()} == {n: {"ground.many": n} for n in (1, 2, 3)}
+
+
+def test_compile_for_a_model_without_a_compiled_form_is_a_counted_fallback() -> None:
+    """``--compile`` compiles Grounding DINO and the SAM2 image model; the SAM2 video model has no
+    compiled form, so under ``best`` (video mode) that part says so and is counted. Loading only:
+    ``torch.compile`` wraps lazily, nothing is traced here."""
+    from tgs.core.loading import load_stages
+    from tgs.core.settings import Settings
+    from tgs.presets import BEST, PAPER
+
+    settings = Settings.tiny(device="cpu", dtype="fp32", compile=True)
+    with fast_paths.counting() as ledger:
+        load_stages(BEST, settings)
+    assert ledger.ran == {"compile": 1}  # Grounding DINO
+    assert dict(ledger.fallbacks) == {
+        ("compile", "the SAM2-family video model (propagation) has no compiled form; it runs eagerly"): 1}
+    with fast_paths.counting() as ledger:
+        load_stages(PAPER, settings)
+    assert ledger.ran == {"compile": 2} and not ledger.fallbacks  # Grounding DINO and the SAM2 image model

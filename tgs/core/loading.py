@@ -99,8 +99,9 @@ def load_thinker(
     """The thinker ``thinker`` built from user ``options`` plus the settings' source, device and dtype.
 
     batch_size: samples per generate call, for thinkers that batch.
-    share_across_expressions: handed to a thinker that accepts it (per-video sharing);
-        ignored by the others, which have nothing to share.
+    share_across_expressions: handed to a thinker that accepts it (per-video sharing); for
+        another thinker with a local model (Qwen2.5-Omni) a counted fallback
+        (:mod:`tgs.fast_paths`); remote and direct thinkers have nothing to share.
     """
     name = canonical_name(thinker)
     options = dict(options or {})
@@ -120,6 +121,8 @@ def load_thinker(
         options["batch_size"] = batch_size
     if share_across_expressions is not None and SHARE_OPTION in accepted:
         options.setdefault(SHARE_OPTION, share_across_expressions)
+    elif share_across_expressions and name in THINKER_MODEL_KEYS:  # a local model that could, but does not, share
+        fast_paths.fell_back("think.shared_prefix", f"thinker {name!r} runs every expression of a video in full")
     return build_thinker(name, **options)
 
 
