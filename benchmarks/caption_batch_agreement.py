@@ -12,7 +12,7 @@ different lengths (Ref-AVS-like object texts):
 * every one of the 900 queries is scored both ways (box threshold 0). Grounding DINO orders
   its queries by a top-k over encoder scores, so a rounding difference can swap two proposals
   of nearly equal score: query q is then a different box in the two runs. The report counts
-  such swapped queries (score differing by more than ``--same`` = 1e-3) and gives the largest
+  such swapped queries (box moved by more than ``--same-px`` = 1 px) and gives the largest
   score and box (pixel) difference over the queries that are the same proposal in both;
 * then, at the preset's box threshold (0.1), per caption-frame: the kept box count both ways,
   and whether the first query above the threshold (``box_rule=first``) and the best-scoring
@@ -116,7 +116,8 @@ def compare(args: argparse.Namespace) -> dict:
         for t in range(clip.num_frames):
             (sa, ba), (sb, bb) = (by_query(results[k][c].frames[t], num_queries) for k in ("one_per_forward", "batched"))
             both = ~np.isnan(sa) & ~np.isnan(sb)
-            same = both & (np.abs(np.nan_to_num(sa - sb, nan=1.0)) <= args.same)  # the same proposal both ways
+            moved = np.max(np.abs(np.nan_to_num(ba - bb, nan=np.inf)), axis=1)
+            same = both & (moved <= args.same_px)  # the same proposal both ways
             swapped += int(np.sum(both & ~same))
             max_score = max(max_score, float(np.max(np.abs(sa[same] - sb[same]), initial=0.0)))
             max_box = max(max_box, float(np.max(np.abs(ba[same] - bb[same]), initial=0.0)))
@@ -153,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=2)
     parser.add_argument("--captions", type=int, default=8, choices=range(2, len(CAPTIONS) + 1), metavar="N")
     parser.add_argument("--threshold", type=float, default=0.1, help="box threshold (the presets': 0.1)")
-    parser.add_argument("--same", type=float, default=1e-3,
-                        help="a query whose score moves more than this is counted as a swapped proposal")
+    parser.add_argument("--same-px", type=float, default=1.0,
+                        help="a query whose box moves more than this (pixels) is counted as a swapped proposal")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models-dir", default=None, help="where the random model is built (reused if present)")
