@@ -15,7 +15,7 @@ The named tests first run without any mutation: a test that already fails there 
 tolerance tuned to another CPU) catches nothing, so it is reported apart and not counted.
 Prints ``mutation -> caught by <tests> | SURVIVED`` and exits 1 if any mutation survived (or
 could not be checked). Not part of ``make test``: each mutation reruns slow tiny-model tests
-(about 30-60 CPU minutes in all on a 2-core machine); see docs/testing.md.
+(13 minutes in all on a 2-core machine); see docs/testing.md.
 
     python scripts/mutation_check.py                 # every mutation
     python scripts/mutation_check.py --list
