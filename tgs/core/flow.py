@@ -11,9 +11,10 @@ Every command, the demo and the Python API go through :class:`Pipeline`::
 The video is the unit of work: the expressions of one clip are handed to the thinker
 together (``think_each`` over items that share one :class:`~tgs.types.Clip` object, so a
 thinker can encode the clip and prefill the common prompt once) and to Ground + Segment
-together (``GroundSegmentPipeline.run_many`` when it exists: the image backbones run once
-per frame). ``preset.share_across_expressions`` = False gives the one-expression-at-a-time
-path, the reference the sharing is tested equal against.
+together (``GroundSegmentPipeline.run_many``: the image backbones run once per frame).
+``preset.share_across_expressions`` = False gives the one-expression-at-a-time path, the
+reference the sharing is tested equal against; which path ran is counted
+(:mod:`tgs.fast_paths`).
 
 :meth:`Pipeline.run` is a generator over videos, like sam2's ``propagate_in_video`` over
 frames: it yields :class:`ExpressionResult` objects as each video finishes, and sinks

@@ -4,14 +4,15 @@ It owns the device, dtype and batching; the processor owns prompts and media, th
 sees tensors only, and answers go through the shared tag parser. Per-sample problems
 (a clip that cannot be preprocessed) are returned as exceptions by ``think_each`` so a
 runner records them and goes on; a batch whose generation fails is retried one sample
-at a time, so one bad sample does not fail its batch.
+at a time, so one bad sample does not fail its batch (a counted fallback, ``think.batch``).
 
 Expressions of the same video (items whose Clip is the same object) share work when
 ``share_across_expressions`` is on (the default) and padding is masked: the clip is
 preprocessed and encoded (CLIP, BEATs, both projectors) once, the prompt prefix common to
 its expressions is prefilled once, and every expression continues from that KV cache
 (``sharing.py``). Each answer equals the one the expression gets alone (tested in fp32).
-Off, or with the original's unmasked batches, every item runs the whole path by itself.
+Off, or with the original's unmasked batches (then a counted fallback,
+``think.shared_prefix``: :mod:`tgs.fast_paths`), every item runs the whole path by itself.
 """
 
 from __future__ import annotations
