@@ -26,17 +26,18 @@ and concurrent calls keep theirs apart; a nested ledger adds its counts to the e
 when it closes. Outside any ``counting()`` block the counts go to a process-wide ledger (a
 library caller still gets each fallback logged once).
 
-Path names (``docs/performance.md`` lists them with what each shares):
+Path names (``docs/performance.md`` lists them with their fallbacks):
 
-=======================  =====================================================================
-``ground_segment.shared`` ``GroundSegmentPipeline.run_many``'s shared path, per video (window)
-``ground.many``           Grounding DINO's backbone once per frame for all captions
-``ground.caption_batch``  several captions in one padded forward (preset ``batch_captions``)
-``segment.many``          SAM2's embeddings once per frame / all objects in one propagation
-``think.shared_prefix``   Ref-Thinker's encoders and prompt prefix once per clip
-``think.batch``           a batch of samples generated together (fallback: one by one)
-``compile``               ``torch.compile`` of a stage (fallback: the stage runs eagerly)
-=======================  =====================================================================
+- ``ground_segment.shared``: ``GroundSegmentPipeline.run_many``'s shared path, per video (window)
+- ``ground.many``: Grounding DINO's backbone once per frame for all captions
+- ``ground.caption_batch``: several captions in one padded forward (preset ``batch_captions``)
+- ``ground.gather_sampling``: deformable-attention sampling as one weighted gather (CPU; only
+  its fallback is counted)
+- ``segment.many``: SAM2's embeddings once per frame / all objects in one propagation
+- ``think.shared_prefix``: Ref-Thinker's encoders and prompt prefix once per clip
+- ``think.batch``: a batch of samples generated together (fallback: one by one)
+- ``compile``: ``torch.compile`` of a stage (fallback: the stage runs eagerly)
+- ``device_preprocess``: frames resized and normalised on the GPU (fallback: on the host)
 """
 
 from __future__ import annotations

@@ -326,8 +326,9 @@ class GroundingDinoGrounder:
         if deformable_sampling == "auto":
             deformable_sampling = "gather" if torch.device(device).type == "cpu" else "grid_sample"
         self.deformable_sampling = deformable_sampling
-        if deformable_sampling == "gather":
-            use_gather_deformable_sampling(model)
+        if deformable_sampling == "gather" and not use_gather_deformable_sampling(model):
+            # e.g. transformers renamed its attention class: its own grid_sample code runs
+            fast_paths.fell_back("ground.gather_sampling", "no MultiScaleDeformableAttention module to replace")
         self.model = model
         self.processor = processor
         self.device = device
