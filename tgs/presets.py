@@ -155,8 +155,8 @@ class Preset:
         False,
         None,
         "Grounding DINO: all captions of a frame in one padded forward (with share_across_expressions; for GPU "
-        "throughput); equal to one caption per forward only up to float rounding, which can move a score across "
-        "box_threshold (agreement in docs/performance.md); off = one caption per forward, exact",
+        "throughput); equal to one caption per forward only up to float rounding, which can change the kept boxes "
+        "(agreement in docs/performance.md); off = one caption per forward, exact",
     )
 
     def __post_init__(self) -> None:

@@ -282,8 +282,9 @@ class GroundingDinoGrounder:
     ``ground_many(clip, texts)`` grounds several captions on one clip with the image backbone
     run once per frame; ``expression_batch_size`` captions share a forward (1, the default: one
     caption per forward, bit-identical to :meth:`ground`; more, or None = all of a frame's
-    captions: padded batches, equal to one at a time only up to float rounding, which can move
-    a score across the box threshold; the preset switch ``batch_captions``).
+    captions: padded batches, equal to one at a time only up to float rounding, which can reorder
+    near-equal proposals in the query selection and so change the kept boxes; the preset switch
+    ``batch_captions``).
     ``device_preprocess`` moves frames to the device as uint8 and resizes / normalises them there
     ("hf": the processor's own torchvision ops; "original": Pillow's resize in integer tensor
     ops, :func:`device_original_transform`); both equal the host path. ``compile`` wraps the backbone, text encoder, encoder and
@@ -476,8 +477,9 @@ class GroundingDinoGrounder:
         Padding changes no real token's result *up to float rounding*: a pad token is no phrase
         delimiter, so transformers' phrase masks keep it out of every caption token's attention,
         and the attention mask hides it from the fusion, the decoder and the scores; but the
-        padded shapes change the order of the float sums, so a score near the box threshold can
-        cross it (measured in ``docs/performance.md``). Hence ``batch_captions`` is a preset switch.
+        padded shapes change the order of the float sums: scores move by rounding and near-equal
+        proposals can swap places in the query selection, which can change the kept boxes
+        (measured in ``docs/performance.md``). Hence ``batch_captions`` is a preset switch, off.
         """
         longest = max(t["input_ids"].shape[1] for t in tokens)
         masked = min(longest, self.caption_token_limit)
