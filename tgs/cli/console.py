@@ -235,13 +235,18 @@ def print_error(exc: BaseException) -> None:
 
 
 @contextmanager
-def progress_bar(description: str, total: int | None, *, disable: bool = False) -> Iterator[Callable[[int], None]]:
+def progress_bar(
+    description: str, total: int | None, *, disable: bool = False, rate_unit: str | None = None
+) -> Iterator[Callable[[int], None]]:
     """A rich progress bar with the time left; yields ``advance(n, description=None)`` (a new
-    description replaces the bar's label, e.g. "propagating: frame 37 of 150")."""
+    description replaces the bar's label, e.g. "propagating: frame 37 of 150").
+    rate_unit: also show the rate, per minute (e.g. "videos" -> "3.2 videos/min")."""
+    rate = [TextColumn("{task.fields[rate]}")] if rate_unit else []
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        *rate,
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err_console,
@@ -249,12 +254,15 @@ def progress_bar(description: str, total: int | None, *, disable: bool = False) 
         transient=False,
     )
     with progress:
-        task = progress.add_task(description, total=total)
+        task = progress.add_task(description, total=total, rate="")
 
         def advance(n: int = 1, description: str | None = None) -> None:
             if description:
                 progress.update(task, description=description)
             progress.advance(task, n)
+            if rate_unit:
+                speed = progress.tasks[task].speed  # per second, over rich's recent window
+                progress.update(task, rate="" if speed is None else f"{60 * speed:.1f} {rate_unit}/min")
 
         yield advance
 

@@ -19,10 +19,10 @@ __all__ = [
 ]
 
 EXECUTOR_OPTION = typer.Option(
-    "local", "--executor", help="local (in this process) or ray (one model-holding worker per GPU/CPU slot)."
+    "local", "--executor", help="local (in this process) or ray (Ray Data: one model-holding worker per GPU/CPU slot)."
 )
 RAY_ADDRESS_OPTION = typer.Option(
-    None, "--ray-address", help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: start a local one)."
+    None, "--ray-address", "--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: start a local one)."
 )
 WORKERS_OPTION = typer.Option(
     None, "--workers", min=1, help="Ray workers (default: as many as the cluster's GPUs, or CPUs, allow)."
