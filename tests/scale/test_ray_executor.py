@@ -199,3 +199,40 @@ def test_ground_segment_on_ray_equals_local(ray_cluster, bench: Path, tmp_path: 
         for uid, expected in local[2].items():
             np.testing.assert_array_equal(masks[uid].masks, expected.masks)
             np.testing.assert_array_equal(masks[uid].probs, expected.probs)
+
+
+# --------------------------------------------------------------------------- tgs run (both stages)
+
+
+def test_full_run_on_ray_equals_local(ray_cluster, bench: Path, tmp_path: Path) -> None:
+    """``tgs run --executor ray``: Think (tiny Ref-Thinker) and Ground + Segment on 2 workers
+    give the thoughts, records, boxes, masks and metrics of a local run."""
+    from tgs.runners.full_run import FullRunConfig, run_full
+
+    def config(out: Path) -> FullRunConfig:
+        return FullRunConfig(data=bench, meta=bench / "small.csv", out=out, splits=SPLITS, thinker="ref-thinker",
+                             settings=Settings.tiny(), batch_size=2)
+
+    local = run_full(config(tmp_path / "local"))
+    executor = RayExecutor(workers=2)
+    ray_run = run_full(config(tmp_path / "ray"), executor=executor)
+    assert executor.stats.workers == 2 and ray_run.ground_segment.summary.succeeded == len(SMALL)
+    local_thoughts = _records_by_uid(local.think.path)
+    assert local_thoughts and _records_by_uid(ray_run.think.path) == local_thoughts
+    records, boxes, masks = _gs_outputs(ray_run.run_dir)
+    expected = _gs_outputs(local.run_dir)
+    assert records == expected[0] and boxes == expected[1]
+    for uid, want in expected[2].items():
+        np.testing.assert_array_equal(masks[uid].masks, want.masks)
+        np.testing.assert_array_equal(masks[uid].probs, want.probs)
+    def scores(metrics: dict) -> dict:  # the scores; not when or from which folder
+        return {k: v for k, v in metrics.items() if k not in ("timestamp", "predictions")}
+
+    assert local.metrics and scores(ray_run.metrics) == scores(local.metrics)
+
+
+def _records_by_uid(path: Path) -> dict:
+    import json
+
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    return {r["uid"]: {k: v for k, v in r.items() if k != "timings"} for r in lines}

@@ -334,9 +334,8 @@ class RayExecutor:
                     num_cpus=num_cpus,
                     num_gpus=per_worker.get("num_gpus", 0.0),
                     resources=custom or None,
-                    # a dead actor is restarted and its tasks retried; StageActor bounds the tries
-                    max_restarts=-1,
-                    max_task_retries=-1,
+                    # Ray Data's defaults for an actor pool restart a dead actor and retry its
+                    # tasks without limit; StageActor bounds the tries through the ledger.
                 )
                 for answer in dataset.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=0):
                     for batch_id, payload in zip(answer["id"], answer["outcomes"]):
