@@ -4,6 +4,7 @@ outputs of an uninterrupted run; so does a run directory with a torn line, a str
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -100,7 +101,9 @@ def _start(bench: tuple[Path, Path], out: Path, kill_after: int | None = None, *
     env.pop(KILL_AFTER_ENV, None)
     if kill_after is not None:
         env[KILL_AFTER_ENV] = str(kill_after)  # the driver SIGKILLs itself right after that many commits
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # its own process group, so that what a killed Ray driver leaves (Ray's agents) can be ended
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
 
 
 def _committed(out: Path) -> int:
@@ -175,6 +178,8 @@ def test_kill_9_of_the_ray_driver_then_rerun_loses_and_duplicates_nothing(
     out = tmp_path / "run"
     process = _start(bench, out, 2, "--executor", "ray", "--workers", "2")
     _, stderr = process.communicate(timeout=600)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # the Ray agents the killed driver left in its group
     assert process.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
     assert _committed(out) == 2
     final = _start(bench, out)

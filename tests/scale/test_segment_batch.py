@@ -10,6 +10,7 @@ OMP_NUM_THREADS=1 in the subprocesses), so outputs are bitwise comparable.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -241,7 +242,15 @@ def _start(clips: Path, out: Path, *extra: str, kill_after: int | None = None) -
     env.pop(KILL_AFTER_ENV, None)
     if kill_after is not None:
         env[KILL_AFTER_ENV] = str(kill_after)  # the driver SIGKILLs itself right after that many videos
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # its own process group: what a killed driver leaves (Ray's agents) is ended with it, by _reap
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def _reap(run: subprocess.Popen) -> None:
+    """End the processes a SIGKILLed run left in its group (a Ray instance's agents)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(run.pid, signal.SIGKILL)
 
 
 def _index_lines(out: Path) -> int:
@@ -286,6 +295,7 @@ def test_ray_driver_killed_then_rerun_equals_local(clips: Path, local_batch: Pat
     ray_options = ("--executor", "ray", "--workers", "2")
     run = _start(clips, out, *ray_options, kill_after=5)
     _, stderr = run.communicate(timeout=600)
+    _reap(run)
     assert run.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
     assert 5 <= len(_lines(out)) < GOOD + 3
     final = _start(clips, out)  # the rerun resumes whatever executor it runs on (local: one Ray start less)
