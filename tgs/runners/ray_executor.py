@@ -21,13 +21,13 @@ Failures:
 - an error in a sample is a value (the worker's own failure handling), recorded like a
   local failure;
 - an actor that dies (killed, out of memory, a crash in native code, a lost node) is
-  restarted by Ray and the batch it was running is retried there (``max_attempts`` tries
-  per batch). A batch that used them all does not stop the dataset (Ray Data's
-  ``max_errored_blocks``); once the rest is done, each of its samples gets one more try
-  alone, and a sample that still kills its worker is recorded as failed with kind
-  ``worker_crash``, so one poisonous file cannot stop a run. Nothing is lost (every batch
-  comes back) and nothing is duplicated (a batch id is accepted once, and the driver
-  refuses a uid twice);
+  restarted by Ray Data and the batches it held are retried there (its actor-pool
+  defaults). A small ledger actor counts, per batch, the workers that died running it:
+  after ``max_attempts`` deaths the batch's samples run one at a time, and a sample whose
+  worker dies while it runs alone is answered as failed with kind ``worker_crash`` instead
+  of being run again, so one poisonous file cannot stop a run. Nothing is lost (every
+  batch comes back) and nothing is duplicated (a batch id is accepted once, and the
+  driver refuses a uid twice);
 - a worker that cannot start (missing weights) stops the run with that error before
   anything is committed; a request the cluster cannot hold (more workers or GPUs than it
   has) is refused before anything starts.
