@@ -147,6 +147,22 @@ def test_bad_lists_are_one_line_errors_naming_the_row(tmp_path: Path, text: str,
     assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
 
 
+def test_batch_options_misused_are_usage_errors(tmp_path: Path) -> None:
+    listing = tmp_path / "list.csv"
+    listing.write_text("video,expression\na.mp4,the dog\n")
+    cases = [
+        (["segment", "a.mp4", "the dog", "--executor", "ray"], "--executor and --expressions apply to --batch"),
+        (["segment", "--batch", str(listing), "a.mp4", "--out", str(tmp_path / "o")], "from its list, not from"),
+        (["segment", "--batch", str(listing)], "--batch needs --out DIR"),
+        (["segment", "--batch", str(listing), "--out", str(tmp_path / "o"), "--expressions", str(listing)],
+         "a list file carries its expressions in its rows"),
+    ]
+    for args, message in cases:
+        result = CliRunner().invoke(build_app(), [*args, *TINY])
+        flat = " ".join(result.output.replace("│", " ").split())
+        assert result.exit_code != 0 and message in flat and "Traceback" not in result.output, result.output
+
+
 # --------------------------------------------------------------------------- the local batch
 
 

@@ -267,13 +267,14 @@ def progress_bar(
         yield advance
 
 
-def print_run_summary(stage: str, run_dir: object, summary: Any, records_file: str) -> None:
+def print_run_summary(stage: str, run_dir: object, summary: Any, records_file: str, unit: str = "sample") -> None:
     """The end-of-stage table (done now / already done / failed / left) and the failures by kind.
 
-    summary: a ``tgs.runners.local.RunSummary``; records_file: where failures are detailed.
+    summary: a ``tgs.runners.local.RunSummary``; records_file: where failures are detailed;
+    unit: what the summary counts ("sample", "video").
     """
     table = Table(title=f"{stage}: {escape_user_text(run_dir)}", title_justify="left")
-    for column in ("samples", "done now", "already done", "failed", "left"):
+    for column in (f"{unit}s", "done now", "already done", "failed", "left"):
         table.add_column(column, justify="right")
     table.add_row(
         str(summary.total),
@@ -287,7 +288,7 @@ def print_run_summary(stage: str, run_dir: object, summary: Any, records_file: s
         first = summary.failures[0]
         kinds = ", ".join(f"{kind}: {n}" for kind, n in summary.failures_by_kind().items())
         err_console.print(
-            f"[yellow]{summary.failed} sample(s) failed[/] ({kinds}); first: {escape_user_text(first.uid)}: "
+            f"[yellow]{summary.failed} {unit}(s) failed[/] ({kinds}); first: {escape_user_text(first.uid)}: "
             f"{escape_user_text(first.error, keep_newlines=True)}\n"
             f"rerun the same command to retry them; details in {escape_user_text(records_file)}",
             highlight=False,

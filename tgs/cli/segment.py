@@ -157,9 +157,10 @@ def segment_command(
     if batch is None and (executor != "local" or expressions_file is not None):
         raise bad("--executor and --expressions apply to --batch", "--executor" if executor != "local" else
                   "--expressions")
-    if batch is None and video is None:
-        raise bad("expected a VIDEO and its expressions (or --batch LIST)", "VIDEO")
-    if batch is None and (not expressions or any(not text.strip() for text in expressions)):
+    if batch is None and (video is None or not expressions):  # both are required without --batch
+        raise bad("missing argument: give a video and its expressions, or --batch LIST",
+                  "VIDEO" if video is None else "EXPRESSIONS")
+    if batch is None and any(not text.strip() for text in expressions or []):
         raise bad('expected referring expressions, e.g. "the dog barking"', "EXPRESSIONS")
     settings = settings_from_options(models, device, dtype, thinker=model, gdino=gdino, sam2=sam2)
     chosen = preset_from_options(preset, set_)

@@ -55,7 +55,7 @@ def run_batch(
                       highlight=False)
     with executor_from_options(executor, ray_address, workers, resources, device) as chosen:
         outcome = segment_many(items, out, options, executor=chosen, progress=video_progress)
-    print_run_summary("segment --batch (videos)", out, outcome.summary, str(outcome.index))
+    print_run_summary("segment --batch", out, outcome.summary, str(outcome.index), unit="video")
     lines = latest_index(out)
     wanted = {(item.uid, k) for item in items for k in range(len(item.expressions))}
     ok = sum(1 for key in wanted if lines.get(key, {}).get("status") == "ok")
