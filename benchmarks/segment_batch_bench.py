@@ -2,22 +2,21 @@
 
 Makes N synthetic clips (``tgs.data.synth.write_video``), then runs the CLI once per
 executor in a subprocess and reports, per run: wall seconds, CPU seconds of the run's
-process tree (user + sys of the CLI and every descendant it waited for, from
-``getrusage(RUSAGE_CHILDREN)``; a Ray instance's workers are children of its raylet,
-which the CLI starts and which waits for them), videos per minute, the ratio to local,
+processes (the CLI and, with Ray, every process of its Ray instance: see ``run_once``),
+videos per minute, the ratios to local,
 and whether every output equals the local run's (masks.json and mask PNGs byte for byte).
 
     python benchmarks/segment_batch_bench.py --videos 12 --out /tmp/segment_batch_bench.json
     python benchmarks/segment_batch_bench.py --videos 2 --seconds 1 --full-size MODELS_DIR   # real architectures
 
-``--full-size DIR``: full-size random Grounding DINO (tiny) and SAM2.1-hiera-tiny video
-models (``tgs.testing.tiny_vision.build_full_size``, built once under DIR) instead of the
+``--full-size DIR``: full-size random Grounding DINO (tiny) and EdgeTAM video models (``tgs.testing.tiny_vision.build_full_size``, built once under DIR) instead of the
 tiny ones: the real per-frame cost on this machine's CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -48,7 +47,8 @@ def make_clips(root: Path, count: int, seconds: float, fps: float, size: tuple[i
 def full_size_models(models_dir: Path) -> list[str]:
     from tgs.testing.tiny_vision import build_full_size
 
-    wanted = {"--gdino": ("grounding-dino-tiny", False), "--sam2": ("sam2.1-hiera-tiny", True)}
+    # a folder given to --sam2 is loaded as the device's default propagation model: EdgeTAM on a CPU
+    wanted = {"--gdino": ("grounding-dino-tiny", False), "--sam2": ("edgetam", True)}
     options = []
     for flag, (name, video) in wanted.items():
         path = models_dir / (name + ("-video" if video else ""))
@@ -60,18 +60,43 @@ def full_size_models(models_dir: Path) -> list[str]:
 
 
 def run_once(listing: Path, out: Path, models: list[str], extra: list[str]) -> dict[str, Any]:
+    """Wall and CPU seconds of one CLI run.
+
+    CPU: user + sys of every process of the run's session (the CLI, and with Ray its
+    raylet, workers and agents), sampled every 0.2 s through psutil, the CLI's own from
+    getrusage; a process that ends between two samples loses at most its last 0.2 s.
+    """
+    import psutil
+
     command = [sys.executable, "-m", "tgs.cli.main", "segment", "--batch", str(listing), "--out", str(out),
                "--thinker", "direct", "--device", "cpu", *models, *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    log = out.with_name(out.name + ".log").open("w+")  # a file, not a pipe: a full pipe would stall the run
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    seen: dict[tuple[int, float], float] = {}  # (pid, start time) -> CPU seconds last seen
+    while process.poll() is None:
+        for proc in psutil.process_iter(["pid", "create_time"]):
+            try:
+                if proc.pid != process.pid and os.getsid(proc.pid) == process.pid:
+                    times = proc.cpu_times()
+                    seen[(proc.pid, proc.info["create_time"])] = times.user + times.system
+            except (psutil.Error, ProcessLookupError, PermissionError):
+                continue
+        time.sleep(0.2)
+    log.seek(0)
+    stderr = log.read()
+    log.close()
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2)}
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, 9)  # what the run left in its session (a Ray instance's agents)
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{stderr[-3000:]}")
+    cli = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": round(wall, 2), "cpu_s": round(cli + sum(seen.values()), 2), "cpu_cli_s": round(cli, 2),
+            "processes": 1 + len(seen)}
 
 
 def outputs(out: Path) -> dict[str, bytes]:
@@ -87,7 +112,7 @@ def main() -> None:
     parser.add_argument("--size", default="64x48")
     parser.add_argument("--work", type=Path, default=Path("/tmp/segment_batch_bench"))
     parser.add_argument("--full-size", type=Path, default=None, help="folder for the full-size random models")
-    parser.add_argument("--ray-workers", default="1,2")
+    parser.add_argument("--ray-workers", default="1,2", help="Ray runs in order, by workers (e.g. 1,2,1)")
     parser.add_argument("--out", type=Path, default=None, help="write the results here (JSON)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -96,8 +121,9 @@ def main() -> None:
     listing = make_clips(args.work, args.videos, args.seconds, args.fps, (width, height))
     models = ["--models", "tiny"] if args.full_size is None else full_size_models(args.full_size)
     runs: dict[str, list[str]] = {"local": []}
-    for count in (int(v) for v in args.ray_workers.split(",") if v):
-        runs[f"ray_{count}"] = ["--executor", "ray", "--workers", str(count)]
+    for index, count in enumerate(int(v) for v in args.ray_workers.split(",") if v):
+        name = f"ray_{count}" if f"ray_{count}" not in runs else f"ray_{count}_again{index}"
+        runs[name] = ["--executor", "ray", "--workers", str(count)]
     results: dict[str, Any] = {}
     reference: dict[str, bytes] | None = None
     for name, extra in runs.items():
@@ -120,7 +146,7 @@ def main() -> None:
         result["cpu_vs_local"] = round(result["cpu_s"] / base["cpu_s"], 2)
     report = {
         "videos": args.videos, "seconds": args.seconds, "fps": args.fps, "size": args.size,
-        "models": "tiny" if args.full_size is None else "full-size random (grounding-dino-tiny, sam2.1-hiera-tiny)",
+        "models": "tiny" if args.full_size is None else "full-size random (grounding-dino-tiny, edgetam)",
         "cpus": os.cpu_count(), "load_avg_before": os.getloadavg(), "results": results,
     }
     text = json.dumps(report, indent=2)
