@@ -76,7 +76,11 @@ def run_once(listing: Path, out: Path, models: list[str], extra: list[str]) -> d
     log = out.with_name(out.name + ".log").open("w+")  # a file, not a pipe: a full pipe would stall the run
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     seen: dict[tuple[int, float], float] = {}  # (pid, start time) -> CPU seconds last seen
+    commits: list[tuple[float, int]] = []  # (seconds since start, videos committed), at each change
     while process.poll() is None:
+        done = _committed(out)
+        if done and (not commits or commits[-1][1] != done):
+            commits.append((time.perf_counter() - start, done))
         for proc in psutil.process_iter(["pid", "create_time"]):
             try:
                 if proc.pid != process.pid and os.getsid(proc.pid) == process.pid:
@@ -95,8 +99,22 @@ def run_once(listing: Path, out: Path, models: list[str], extra: list[str]) -> d
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{stderr[-3000:]}")
     cli = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    done = _committed(out)
+    if not commits or commits[-1][1] != done:
+        commits.append((wall, done))
+    steady = None  # videos per minute from the first commit to the last: start-up left out
+    if len(commits) > 1 and commits[-1][0] > commits[0][0]:
+        steady = round(60 * (commits[-1][1] - commits[0][1]) / (commits[-1][0] - commits[0][0]), 2)
     return {"wall_s": round(wall, 2), "cpu_s": round(cli + sum(seen.values()), 2), "cpu_cli_s": round(cli, 2),
-            "processes": 1 + len(seen)}
+            "processes": 1 + len(seen), "first_commit_s": round(commits[0][0], 2) if commits else None,
+            "steady_videos_per_min": steady}
+
+
+def _committed(out: Path) -> int:
+    try:
+        return (out / "videos.jsonl").read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
 
 
 def outputs(out: Path) -> dict[str, bytes]:
