@@ -240,7 +240,7 @@ def progress_bar(
 ) -> Iterator[Callable[[int], None]]:
     """A rich progress bar with the time left; yields ``advance(n, description=None)`` (a new
     description replaces the bar's label, e.g. "propagating: frame 37 of 150").
-    rate_unit: also show the rate, per minute (e.g. "videos" -> "3.2 videos/min")."""
+    rate_unit: also show the average rate since the start, per minute (e.g. "videos" -> "3.2 videos/min")."""
     rate = [TextColumn("{task.fields[rate]}")] if rate_unit else []
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -260,9 +260,11 @@ def progress_bar(
             if description:
                 progress.update(task, description=description)
             progress.advance(task, n)
-            if rate_unit:
-                speed = progress.tasks[task].speed  # per second, over rich's recent window
-                progress.update(task, rate="" if speed is None else f"{60 * speed:.1f} {rate_unit}/min")
+            if rate_unit:  # the average since the start: work that comes back in bursts (Ray) reads steady
+                state = progress.tasks[task]
+                elapsed = state.elapsed or 0.0
+                rate = f"{60 * state.completed / elapsed:.1f} {rate_unit}/min" if elapsed > 0 else ""
+                progress.update(task, rate=rate)
 
         yield advance
 

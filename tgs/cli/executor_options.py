@@ -6,6 +6,8 @@ and turn them into an executor with :func:`executor_from_options`.
 
 from __future__ import annotations
 
+import logging
+
 import typer
 
 from tgs.runners.executor import EXECUTOR_NAMES, Executor, make_executor, parse_resources
@@ -54,6 +56,8 @@ def executor_from_options(
         if not parsed:
             parsed = _resources_for_device(device)
         options["runtime_env"] = worker_runtime_env(device)
+        # Ray's own lines at the CLI's third-party level (ERROR unless -v), read before Ray is imported
+        options["log_level"] = logging.getLogger("ray").getEffectiveLevel()
     try:
         return make_executor(executor, address=ray_address, workers=workers, resources=parsed, **options)
     except ValueError as exc:

@@ -218,6 +218,9 @@ class RayExecutor:
     max_attempts: tries of a batch whose worker dies (then its samples get one try alone).
     runtime_env: Ray runtime environment (e.g. ``{"env_vars": {"HF_HOME": ...}}``).
     init_options: further ``ray.init`` arguments (e.g. ``num_cpus`` of a local instance).
+    log_level: the level of Ray's own log lines (``ray.init(logging_level=...)`` and Ray
+        Data's); above WARNING, Ray Data's progress bars and execution reports are off too.
+        The CLI passes its third-party level (ERROR unless ``-v``).
     """
 
     name = "ray"
@@ -232,6 +235,7 @@ class RayExecutor:
         max_attempts: int = 2,
         runtime_env: Mapping[str, Any] | None = None,
         init_options: Mapping[str, Any] | None = None,
+        log_level: int = logging.INFO,
     ) -> None:
         if workers is not None and workers < 1:
             raise ValueError(f"workers: expected a positive integer, got {workers}")
@@ -250,6 +254,7 @@ class RayExecutor:
         self.max_attempts = max_attempts
         self.runtime_env = dict(runtime_env) if runtime_env else None
         self.init_options = dict(init_options or {})
+        self.log_level = log_level
         self.stats = RayStats()
         self._started_ray = False
 
@@ -259,7 +264,7 @@ class RayExecutor:
 
         if ray.is_initialized():
             return
-        options: dict[str, Any] = {"log_to_driver": False, **self.init_options}
+        options: dict[str, Any] = {"log_to_driver": False, "logging_level": self.log_level, **self.init_options}
         if self.runtime_env:
             options["runtime_env"] = self.runtime_env
         if self.address is None:
@@ -321,7 +326,7 @@ class RayExecutor:
         custom = {k: v for k, v in per_worker.items() if k not in _RAY_NAMES}
         ledger = _ledger_class().remote()
         try:
-            with _quiet_data_context():
+            with _data_context(self.log_level):
                 dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
                 dataset = dataset.map_batches(
                     StageActor,
@@ -377,20 +382,24 @@ class RayExecutor:
 
 
 @contextlib.contextmanager
-def _quiet_data_context() -> Iterator[Any]:
-    """Ray Data's context for one execution, restored afterwards: no progress bars or stats
-    printed while the ``ray`` logger is quieter than WARNING (the CLI without -v: it shows its
-    own bar, and Ray's logs stay in its session folder)."""
+def _data_context(log_level: int) -> Iterator[Any]:
+    """Ray Data's context for one execution, restored afterwards: its loggers at ``log_level``,
+    and above WARNING no progress bars or execution reports (the CLI shows its own bar;
+    Ray's logs stay in its session folder)."""
     from ray.data import DataContext
 
     context = DataContext.get_current()
-    saved = {name: getattr(context, name) for name in (*_QUIET, "max_errored_blocks")}
+    saved = {name: getattr(context, name) for name in _QUIET}
+    data_logger = logging.getLogger("ray.data")
+    saved_level = data_logger.level
     try:
-        if not logging.getLogger("ray").isEnabledFor(logging.WARNING):
+        data_logger.setLevel(log_level)
+        if log_level > logging.WARNING:
             for name, value in _QUIET.items():
                 setattr(context, name, value)
         yield context
     finally:
+        data_logger.setLevel(saved_level)
         for name, value in saved.items():
             setattr(context, name, value)
 
