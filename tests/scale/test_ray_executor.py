@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")  # the executor runs on Ray Data (the ray extra brings its pyarrow)
 
 from ray import cloudpickle  # noqa: E402
 
