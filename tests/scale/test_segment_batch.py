@@ -234,20 +234,21 @@ def _count_segment_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def test_models_load_once_for_the_whole_batch(clips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tgs.core.segment as core
+def test_models_load_once_for_the_whole_batch(clips: Path, tmp_path: Path) -> None:
+    workers: list[SegmentBatchWorker] = []
 
-    loads: list[str] = []
-    real = core.load_grounder
+    def factory() -> SegmentBatchWorker:
+        workers.append(SegmentBatchWorker(tmp_path / "out", OPTIONS))
+        return workers[-1]
 
-    def counting(*args, **kwargs):
-        loads.append("grounder")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(core, "load_grounder", counting)
     videos = [v for v in read_batch_list(clips / "list.csv") if v.uid in ("clip01", "clip02", "silent")]
-    outcome = segment_many(videos, tmp_path / "out", OPTIONS)
-    assert outcome.summary.succeeded == 3 and loads == ["grounder"]
+    outcome = segment_many(videos, tmp_path / "out", OPTIONS, worker_factory=factory)
+    assert outcome.summary.succeeded == 3
+    [worker] = workers
+    assert worker.segmented == 3
+    # the first video loads the thinker and the (Grounding DINO, propagation model) pair; the others reuse them
+    assert worker.cache.stats["thinkers"] == {"loads": 1, "hits": 2, "held": 1}
+    assert worker.cache.stats["stages"] == {"loads": 1, "hits": 2, "held": 1}
 
 
 def test_one_writer_per_folder(clips: Path, tmp_path: Path) -> None:
