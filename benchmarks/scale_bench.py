@@ -126,9 +126,9 @@ def store_overhead(root: Path, work: Path, preset: str) -> dict[str, Any]:
     the Ray executor's (the worker encoded them; the driver only writes bytes and fsyncs).
     """
     from tgs.data.benchmark import Benchmark
-    from tgs.runners.ground_segment import GroundSegmentWorker
+    from tgs.runners.ground_segment import GroundSegmentWorkerFactory
 
-    worker = GroundSegmentWorker(_config(root, work / "unused", preset), None, None)
+    worker = GroundSegmentWorkerFactory(_config(root, work / "unused", preset), None)()
     samples = list(Benchmark(root, root / "metadata.csv", SPLITS))
     process_s, encode_s, outputs_kept, encoded_kept = [], [], [], []
     for sample in samples:

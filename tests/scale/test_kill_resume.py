@@ -4,6 +4,7 @@ outputs of an uninterrupted run; so does a run directory with a torn line, a str
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -89,18 +90,20 @@ def _assert_same_outputs(run: Path, reference: Path) -> None:
 # --------------------------------------------------------------------------- kill -9 of the CLI
 
 
-def _start(bench: tuple[Path, Path], out: Path, kill_after: int | None = None) -> subprocess.Popen:
+def _start(bench: tuple[Path, Path], out: Path, kill_after: int | None = None, *extra: str) -> subprocess.Popen:
     root, meta = bench
     command = [
         sys.executable, "-m", "tgs.cli.main", "ground-segment", "--data", str(root), "--meta", str(meta),
         "--split", SPLITS[0], "--split", SPLITS[1], "--direct", "--preset", "best", "--models", "tiny",
-        "--device", "cpu", "--no-eval", "--out", str(out),
+        "--device", "cpu", "--no-eval", "--out", str(out), *extra,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env.pop(KILL_AFTER_ENV, None)
     if kill_after is not None:
         env[KILL_AFTER_ENV] = str(kill_after)  # the driver SIGKILLs itself right after that many commits
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # its own process group, so that what a killed Ray driver leaves (Ray's agents) can be ended
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
 
 
 def _committed(out: Path) -> int:
@@ -162,6 +165,34 @@ def test_kill_9_in_the_middle_of_a_video_then_rerun_equals_uninterrupted(
     _, stderr = final.communicate(timeout=300)
     assert final.returncode == 0, stderr.decode()[-2000:]
     _assert_same_outputs(out, reference)
+
+
+@pytest.mark.timeout(900)
+def test_kill_9_of_the_ray_driver_then_rerun_loses_and_duplicates_nothing(
+    bench: tuple[Path, Path], reference: Path, tmp_path: Path
+) -> None:
+    """``--executor ray``: the driver commits as batches come back; killed after 2 commits (its
+    Ray instance and workers die with it), a rerun ends with each sample once, as uninterrupted
+    (in another order: Ray commits samples as they finish)."""
+    pytest.importorskip("ray.data")
+    out = tmp_path / "run"
+    process = _start(bench, out, 2, "--executor", "ray", "--workers", "2")
+    _, stderr = process.communicate(timeout=600)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # the Ray agents the killed driver left in its group
+    assert process.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
+    assert _committed(out) == 2
+    final = _start(bench, out)
+    _, stderr = final.communicate(timeout=300)
+    assert final.returncode == 0, stderr.decode()[-2000:]
+    key = lambda record: record["uid"]  # noqa: E731
+    assert sorted(_samples(out), key=key) == sorted(_samples(reference), key=key)
+    lines = (out / "boxes.jsonl").read_bytes().splitlines()
+    assert sorted(lines) == sorted((reference / "boxes.jsonl").read_bytes().splitlines())
+    store, expected = RunStore(out), RunStore(reference)
+    for uid in UIDS:
+        np.testing.assert_array_equal(store.load_masks(uid).masks, expected.load_masks(uid).masks)
+        np.testing.assert_array_equal(store.load_masks(uid).probs, expected.load_masks(uid).probs)
 
 
 # --------------------------------------------------------------------------- crafted crash leftovers

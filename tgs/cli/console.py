@@ -246,16 +246,21 @@ def print_error(exc: BaseException) -> None:
 
 
 @contextmanager
-def progress_bar(description: str, total: int | None, *, disable: bool = False) -> Iterator[Callable[[int], None]]:
+def progress_bar(
+    description: str, total: int | None, *, disable: bool = False, rate_unit: str | None = None
+) -> Iterator[Callable[[int], None]]:
     """A rich progress bar with the time left; yields ``advance(n, description=None)`` (a new
     description replaces the bar's label, e.g. "propagating: frame 37 of 150").
 
     Descriptions are plain text, shown exactly (they hold paths and expressions: ``o/mk[/]out``
-    stays ``o/mk[/]out``), never read as markup."""
+    stays ``o/mk[/]out``), never read as markup.
+    rate_unit: also show the average rate since the start, per minute (e.g. "videos" -> "3.2 videos/min")."""
+    rate = [TextColumn("{task.fields[rate]}")] if rate_unit else []
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        *rate,
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err_console,
@@ -263,23 +268,29 @@ def progress_bar(description: str, total: int | None, *, disable: bool = False) 
         transient=False,
     )
     with progress:
-        task = progress.add_task(escape_user_text(description), total=total)
+        task = progress.add_task(escape_user_text(description), total=total, rate="")
 
         def advance(n: int = 1, description: str | None = None) -> None:
             if description:
                 progress.update(task, description=escape_user_text(description))
             progress.advance(task, n)
+            if rate_unit:  # the average since the start: work that comes back in bursts (Ray) reads steady
+                state = progress.tasks[task]
+                elapsed = state.elapsed or 0.0
+                rate = f"{60 * state.completed / elapsed:.1f} {rate_unit}/min" if elapsed > 0 else ""
+                progress.update(task, rate=rate)
 
         yield advance
 
 
-def print_run_summary(stage: str, run_dir: object, summary: Any, records_file: str) -> None:
+def print_run_summary(stage: str, run_dir: object, summary: Any, records_file: str, unit: str = "sample") -> None:
     """The end-of-stage table (done now / already done / failed / left) and the failures by kind.
 
-    summary: a ``tgs.runners.local.RunSummary``; records_file: where failures are detailed.
+    summary: a ``tgs.runners.local.RunSummary``; records_file: where failures are detailed;
+    unit: what the summary counts ("sample", "video").
     """
     table = Table(title=f"{stage}: {escape_user_text(run_dir)}", title_justify="left")
-    for column in ("samples", "done now", "already done", "failed", "left"):
+    for column in (f"{unit}s", "done now", "already done", "failed", "left"):
         table.add_column(column, justify="right")
     table.add_row(
         str(summary.total),
@@ -293,7 +304,7 @@ def print_run_summary(stage: str, run_dir: object, summary: Any, records_file: s
         first = summary.failures[0]
         kinds = ", ".join(f"{kind}: {n}" for kind, n in summary.failures_by_kind().items())
         err_console.print(
-            f"[yellow]{summary.failed} sample(s) failed[/] ({kinds}); first: {escape_user_text(first.uid)}: "
+            f"[yellow]{summary.failed} {unit}(s) failed[/] ({kinds}); first: {escape_user_text(first.uid)}: "
             f"{escape_user_text(first.error, keep_newlines=True)}\n"
             f"rerun the same command to retry them; details in {escape_user_text(records_file)}",
             highlight=False,

@@ -6,6 +6,8 @@ and turn them into an executor with :func:`executor_from_options`.
 
 from __future__ import annotations
 
+import logging
+
 import typer
 
 from tgs.runners.executor import EXECUTOR_NAMES, Executor, make_executor, parse_resources
@@ -19,10 +21,10 @@ __all__ = [
 ]
 
 EXECUTOR_OPTION = typer.Option(
-    "local", "--executor", help="local (in this process) or ray (one model-holding worker per GPU/CPU slot)."
+    "local", "--executor", help="local (in this process) or ray (Ray Data: one model-holding worker per GPU/CPU slot)."
 )
 RAY_ADDRESS_OPTION = typer.Option(
-    None, "--ray-address", help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: start a local one)."
+    None, "--ray-address", "--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: start a local one)."
 )
 WORKERS_OPTION = typer.Option(
     None, "--workers", min=1, help="Ray workers (default: as many as the cluster's GPUs, or CPUs, allow)."
@@ -54,6 +56,8 @@ def executor_from_options(
         if not parsed:
             parsed = _resources_for_device(device)
         options["runtime_env"] = worker_runtime_env(device)
+        # Ray's own lines at the CLI's third-party level (ERROR unless -v), read before Ray is imported
+        options["log_level"] = logging.getLogger("ray").getEffectiveLevel()
     try:
         return make_executor(executor, address=ray_address, workers=workers, resources=parsed, **options)
     except ValueError as exc:

@@ -21,6 +21,7 @@ from tgs.cli.common import (
     untrained_banner,
 )
 from tgs.cli.console import console, err_console, escape_user_text, friendly_errors, progress_bar
+from tgs.cli.executor_options import EXECUTOR_OPTION, RAY_ADDRESS_OPTION, RESOURCES_OPTION, WORKERS_OPTION
 
 
 @contextmanager
@@ -78,9 +79,11 @@ def print_segment_result(result) -> None:  # result: tgs.core.segment.SegmentVid
 
 @friendly_errors
 def segment_command(
-    video: Path = typer.Argument(..., help="Video file: mp4, mkv, webm, avi, ... (any size, fps, length)."),
-    expressions: list[str] = typer.Argument(
-        ...,
+    video: Path | None = typer.Argument(
+        None, help="Video file: mp4, mkv, webm, avi, ... (any size, fps, length); none with --batch."
+    ),
+    expressions: list[str] | None = typer.Argument(
+        None,
         help='One or more referring expressions, e.g. "the dog barking" "the man speaking" (one colour each).',
     ),
     thinker: str = typer.Option(
@@ -131,6 +134,17 @@ def segment_command(
         help="Segment model: a hub id, a local directory, or a propagation model key (edgetam_video, "
         "sam2_video_tiny, _small, _base_plus, _large); default EdgeTAM on a CPU, SAM2.1-L on a GPU.",
     ),
+    batch: Path | None = typer.Option(
+        None, "--batch", help="Many videos: a CSV/TSV/JSONL list (video, expression[, id]) or a folder of videos "
+        "(with --expressions); each into OUT/<name>/, plus OUT/index.jsonl. Resumable."
+    ),
+    expressions_file: Path | None = typer.Option(
+        None, "--expressions", help="With --batch FOLDER: the expressions for every video, one per line."
+    ),
+    executor: str = EXECUTOR_OPTION,
+    ray_address: str | None = RAY_ADDRESS_OPTION,
+    workers: int | None = WORKERS_OPTION,
+    resources: str | None = RESOURCES_OPTION,
 ) -> None:
     """Segment what each expression refers to in any video: a mask on every frame (PNG per expression and
     frame, masks.json), an overlay video at the source's rate with its audio, result.json."""
@@ -140,6 +154,12 @@ def segment_command(
 
     # Every option is checked before any work (no model loaded, nothing written, no progress bar).
     check_choice(thinker, THINKER_NAMES, "--thinker")
+    if batch is None and (executor != "local" or expressions_file is not None):
+        raise bad("--executor and --expressions apply to --batch", "--executor" if executor != "local" else
+                  "--expressions")
+    if batch is None and (video is None or not expressions):  # both are required without --batch
+        raise bad("missing argument: give a video and its expressions, or --batch LIST",
+                  "VIDEO" if video is None else "EXPRESSIONS")
     if no_png and fps is not None:
         raise bad("--no-png applies to the dense output (without --fps)", "--no-png")
     settings = settings_from_options(models, device, dtype, thinker=model, gdino=gdino, sam2=sam2)
@@ -149,6 +169,22 @@ def segment_command(
         check_thinker_options(thinker, options)
     except ValueError as exc:
         raise bad(str(exc), "--thinker-opt") from exc
+    if batch is not None:  # each video is checked as it comes (a bad one is an error line, the batch goes on)
+        from tgs.cli.segment_batch import run_batch
+        from tgs.runners.segment_batch import SegmentOptions
+
+        if settings.untrained:
+            err_console.print(untrained_banner())
+        prepare_process(device)
+        batch_options = SegmentOptions(thinker=thinker, preset=chosen, settings=settings, fps=fps,
+                                       keyframe_fps=keyframe_fps, png=not no_png, chunk_seconds=chunk_seconds,
+                                       thinker_options=options)
+        run_batch(batch, video=video, expressions=expressions, expressions_file=expressions_file, out=out,
+                  options=batch_options, executor=executor, ray_address=ray_address, workers=workers,
+                  resources=resources, device=device)
+        if settings.untrained:
+            err_console.print(untrained_banner())
+        return
     check_segment_call(video, expressions, thinker=thinker, settings=settings, out=out, fps=fps,
                        keyframe_fps=keyframe_fps, chunk_seconds=chunk_seconds, thinker_options=options)
     if settings.untrained:

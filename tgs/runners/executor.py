@@ -14,9 +14,10 @@ The driver (the process calling :func:`run_stage`) owns the :class:`RunStore` an
 only writer, whatever executor computes the results:
 
 - :class:`LocalExecutor` (default): one worker in this process, batches in order;
-- ``RayExecutor`` (``tgs.runners.ray_executor``, optional ``ray`` extra): one
-  model-holding actor per GPU or CPU slot, bounded in-flight batches, results handed
-  back as they finish, dead actors replaced and their batches redone.
+- ``RayExecutor`` (``tgs.runners.ray_executor``, optional ``ray`` extra): Ray Data's
+  ``map_batches`` over an actor pool, one model-holding actor per GPU or CPU slot,
+  bounded in-flight batches, results handed back as they finish, dead actors restarted
+  and their batches redone.
 
 Commit order of one sample (crash safety, see ``tgs.run_store``): masks are written
 to a temporary name and renamed, then the records of the extra streams (e.g. ``boxes``)
@@ -179,7 +180,7 @@ def make_executor(
     resources: per actor, as a mapping or text (``"gpu=1"``, ``"gpu=0.5,cpu=2"``);
         None: one GPU per actor when the cluster has GPUs, else one CPU.
     ray_options: further :class:`tgs.runners.ray_executor.RayExecutor` arguments
-        (``max_in_flight``, ``max_restarts``, ``max_attempts``, ``runtime_env``, ...).
+        (``max_in_flight``, ``max_attempts``, ``runtime_env``, ...).
 
     Use it as a context manager (or call ``close()``): a Ray instance it started is shut
     down then; one that was already running is left alone.

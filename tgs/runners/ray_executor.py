@@ -1,27 +1,36 @@
-"""The Ray executor: a stage's samples sharded over a Ray cluster (one machine or many).
+"""The Ray executor: a stage's batches on a Ray cluster (one machine or many), through Ray Data.
 
-For one stage, :meth:`RayExecutor.map` starts one actor per GPU (or per CPU slot, or as
-``workers`` says); each actor builds the stage worker once (loads its models) and then
-processes batches. The driver keeps at most ``max_in_flight`` batches queued on each
-actor (bounded memory, no idle GPU), collects results with ``ray.wait`` as they finish and
-hands them to :func:`tgs.runners.executor.run_stage`, which commits them: the run
-directory has one writer, the driver, exactly as with the local executor. Workers send
-masks already encoded as the bytes of their file, so the compression (the costly part of
-a commit) runs in parallel and the driver only writes and fsyncs.
+The one distributed path of every command (``tgs run``, ``tgs think``, ``tgs
+ground-segment``, ``tgs segment --batch``). :meth:`RayExecutor.map` turns the batches into
+a Ray Dataset of one small row each (the batch's id and its pickled *descriptors*: sample
+uids and paths, never decoded frames) and maps it with ``map_batches`` over an actor pool
+(:class:`ray.data.ActorPoolStrategy`): each actor builds the stage worker once (loads its
+models) and then processes batch after batch, decoding its media itself, so decoded frames
+never enter the object store. Ray Data's streaming executor gives back-pressure (at most
+``max_in_flight`` batches queued per actor, outputs pulled by the driver as they finish),
+and ``num_gpus`` / ``num_cpus`` per actor place one actor per GPU (or CPU slot).
+
+The driver (the process iterating :meth:`map`) gets each batch's outcomes as it finishes
+and hands them to :func:`tgs.runners.executor.run_stage`, which commits them: the run
+directory has one writer, the driver, exactly as with the local executor, so a killed
+driver resumes from its run directory. Workers send masks already encoded as the bytes of
+their file, so compression runs in parallel and the driver only writes and fsyncs.
 
 Failures:
 
 - an error in a sample is a value (the worker's own failure handling), recorded like a
   local failure;
 - an actor that dies (killed, out of memory, a crash in native code, a lost node) is
-  replaced (at most ``max_restarts`` times per stage); the batches it held are queued
-  again. The batch it was running is charged one attempt; after ``max_attempts`` it is
-  split into single samples, and a sample that still kills its worker is recorded as
-  failed with kind ``worker_crash``, so one poisonous file cannot stop a run. Nothing is
-  lost (every batch comes back) and nothing is duplicated (a dead actor's results never
-  arrive, and the driver refuses a uid twice);
-- a worker that cannot start (missing weights, no free GPU within ``start_timeout_s``)
-  stops the run with that error before any sample is sent.
+  restarted by Ray Data and the batches it held are retried there (its actor-pool
+  defaults). A small ledger actor counts, per batch, the workers that died running it:
+  after ``max_attempts`` deaths the batch's samples run one at a time, and a sample whose
+  worker dies while it runs alone is answered as failed with kind ``worker_crash`` instead
+  of being run again, so one poisonous file cannot stop a run. Nothing is lost (every
+  batch comes back) and nothing is duplicated (a batch id is accepted once, and the
+  driver refuses a uid twice);
+- a worker that cannot start (missing weights) stops the run with that error before
+  anything is committed; a request the cluster cannot hold (more workers or GPUs than it
+  has) is refused before anything starts.
 
 Without an address a local Ray instance is started (and shut down by :meth:`close`);
 ``address="auto"`` joins the cluster this node belongs to. Data paths and model sources
@@ -30,13 +39,13 @@ must be readable on every node (a shared filesystem, or the same layout on each)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-import os
+import pickle
 import sys
-from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tgs import fast_paths
@@ -51,12 +60,13 @@ from tgs.runners.outcomes import (
     portable_error,
 )
 
-__all__ = ["RayExecutor", "WorkerCrashError"]
+__all__ = ["RayExecutor", "RayStats", "WorkerCrashError"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _RAY_NAMES = {"num_cpus": "CPU", "num_gpus": "GPU"}
+_START_ERROR = "start_error"
 
 
 class WorkerCrashError(TGSError):
@@ -69,41 +79,87 @@ class WorkerCrashError(TGSError):
 
 
 class StageActor:
-    """Runs in a Ray worker process: builds the stage worker once, then processes batches.
+    """A Ray Data callable class: builds the stage worker once, then processes one batch per call.
 
-    A failure to build it is kept and reported by :meth:`ready`, not raised, so the driver
-    sees the real error (e.g. missing weights) instead of a generic "actor died".
+    A row is ``{"id": batch id, "batch": pickled list of sample descriptors}``; the answer
+    is ``{"id", "outcomes": pickled (mode, outcomes, fast-path counts)}``: the counts of
+    :mod:`tgs.fast_paths` taken in this process for the batch (and, with the first batch,
+    while loading), merged into the driver's ledger, so a Ray run's manifest holds them as a
+    local run's does. A failure to build the worker is kept and answered (as
+    ``("start_error", error, counts)``), not raised, so the driver stops the run with the real
+    error (e.g. missing weights) instead of retrying a dead actor.
     """
 
-    def __init__(self, factory: WorkerFactory, num_threads: int) -> None:
+    def __init__(self, factory: WorkerFactory, num_threads: int, ledger: Any, max_attempts: int) -> None:
+        self._ledger, self._max_attempts = ledger, max_attempts
         self._error: SampleError | None = None
         with fast_paths.counting() as loading:  # e.g. a compile fallback decided while loading
             try:
                 self._worker = factory()
-            except Exception as exc:  # reported by ready(); the driver stops the run with it
+            except Exception as exc:  # answered by __call__; the driver stops the run with it
                 logger.exception("the stage worker could not start")
                 self._error = portable_error(exc)
-        self._unsent = loading.as_record()
+        self._unsent: Mapping[str, Any] = loading.as_record()
         torch = sys.modules.get("torch")  # a stage without torch does not pay for importing it
         if torch is not None:
             torch.set_num_threads(max(1, num_threads))
 
-    def ready(self) -> SampleError | None:
-        """None once the worker holds its models; else the error that stopped it."""
-        return self._error
+    def __call__(self, rows: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
 
-    def pid(self) -> int:
-        return os.getpid()
+        ids, answers = [], []
+        for batch_id, payload in zip(rows["id"], rows["batch"]):
+            with fast_paths.counting() as counts:
+                counts.merge(self._unsent)
+                self._unsent = {}
+                if self._error is not None:
+                    mode, outcomes = _START_ERROR, self._error
+                else:
+                    mode, outcomes = self._process(int(batch_id), pickle.loads(payload))
+            answer = (mode, outcomes, counts.as_record())
+            ids.append(int(batch_id))
+            answers.append(_dumps(answer))
+        out = np.empty(len(answers), dtype=object)
+        out[:] = answers
+        return {"id": np.asarray(ids, dtype=np.int64), "outcomes": out}
 
-    def process(self, batch: list[Any]) -> tuple[list[Outcome], dict[str, Any]]:
-        """The batch's outcomes, and the fast-path counts of this call (and of loading, with the first batch)."""
-        if self._error is not None:
-            raise self._error
-        with fast_paths.counting() as ledger:
-            ledger.merge(self._unsent)
-            self._unsent = {}
-            outcomes = _run_batch(self._worker.process, batch)
-        return [_portable(o) for o in outcomes], ledger.as_record()
+    def _process(self, batch_id: int, batch: list[Any]) -> tuple[str, list[Outcome]]:
+        """("batch" or "alone", one portable outcome per item).
+
+        The ledger counts the deaths of the workers that ran this batch (Ray restarts the
+        actor and retries the task). Below ``max_attempts`` the batch runs whole; from
+        then on its items run one at a time, and an item whose worker died while running
+        it alone is answered with a :class:`WorkerCrashError` instead of being run again.
+        """
+        import ray
+
+        key = str(batch_id)
+        deaths = ray.get(self._ledger.start.remote(key))  # recorded before a crash can hide it
+        if deaths < self._max_attempts:
+            outcomes = [_portable(o) for o in _run_batch(self._worker.process, batch)]
+            self._ledger.finish.remote(key)
+            return "batch", outcomes
+        outcomes = []
+        for position, item in enumerate(batch):
+            item_key = f"{batch_id}/{position}"
+            alone = ray.get(self._ledger.start.remote(item_key))
+            if alone:
+                tries = self._max_attempts + alone  # in its batch, then alone
+                outcomes.append(portable_error(WorkerCrashError(
+                    f"the worker process died {tries} times while processing this sample; "
+                    "it may be killed for memory or crash in native code",
+                    fix="rerun to retry it; see the worker logs under /tmp/ray/session_latest/logs",
+                )))
+            else:
+                outcomes.extend(_portable(o) for o in _run_batch(self._worker.process, [item]))
+            self._ledger.finish.remote(item_key)
+        return "alone", outcomes
+
+
+def _dumps(value: Any) -> bytes:
+    from ray import cloudpickle
+
+    return cloudpickle.dumps(value)
 
 
 def _portable(outcome: Outcome) -> Outcome:
@@ -118,49 +174,63 @@ def _portable(outcome: Outcome) -> Outcome:
     return outcome
 
 
-# --------------------------------------------------------------------------- driver-side bookkeeping
+class _LedgerActor:
+    """Counts, per batch (and per sample run alone), the workers that died running it.
+
+    ``start(key)`` returns how many earlier starts of ``key`` never finished: each one is
+    a worker that died while running it (Ray then restarts the actor and retries the task).
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[str, int] = {}
+
+    def start(self, key: str) -> int:
+        deaths = self._open.get(key, 0)
+        self._open[key] = deaths + 1
+        return deaths
+
+    def finish(self, key: str) -> None:
+        self._open.pop(key, None)
 
 
-@dataclass
-class _Task:
-    batch: list[Any]
-    attempts: int = 0  # times a worker died while running this batch
+def _ledger_class() -> Any:
+    import ray
+
+    return ray.remote(num_cpus=0)(_LedgerActor)
 
 
-@dataclass
-class _Slot:
-    """One actor place; ``queue`` holds its in-flight tasks in submission order (head: running)."""
-
-    index: int
-    actor: Any
-    queue: deque[tuple[Any, _Task]] = field(default_factory=deque)
+# --------------------------------------------------------------------------- the executor
 
 
 @dataclass
 class RayStats:
-    """What the last :meth:`RayExecutor.map` did besides processing: for logs and tests."""
+    """What the last :meth:`RayExecutor.map` did besides processing: for logs and tests.
+
+    workers: actors in the pool; retried_batches: batches that used all their tries and
+    were split into single samples; crashed_samples: samples recorded as ``worker_crash``.
+    """
 
     workers: int = 0
-    restarts: int = 0
-    requeued_batches: int = 0
+    retried_batches: int = 0
     crashed_samples: int = 0
 
 
 class RayExecutor:
-    """Shards batches over Ray actors; see the module docstring.
+    """Maps batches over a Ray Data actor pool; see the module docstring.
 
     address: None (start a local Ray instance), "auto", "HOST:PORT" or "ray://HOST:PORT".
-    workers: actors per stage (None: as many as the cluster resources allow).
+    workers: actors in the pool (None: as many as the cluster resources allow).
     resources: per actor, Ray option names (``num_gpus``, ``num_cpus``) or custom resource
         names -> amounts; None: ``{"num_gpus": 1, "num_cpus": 1}`` on a cluster with GPUs,
         else ``{"num_cpus": 1}``. Each actor runs torch with ``num_cpus`` threads.
     max_in_flight: batches queued on one actor at a time (>= 2 keeps it busy while the
-        driver commits).
-    max_restarts: actor replacements per stage (None: 4 per worker).
-    max_attempts: deaths a batch may cause before it is split / its sample is failed.
-    start_timeout_s: how long actors may take to be scheduled and load their models.
+        driver commits); Ray Data's back-pressure holds the rest back.
+    max_attempts: tries of a batch whose worker dies (then its samples get one try alone).
     runtime_env: Ray runtime environment (e.g. ``{"env_vars": {"HF_HOME": ...}}``).
     init_options: further ``ray.init`` arguments (e.g. ``num_cpus`` of a local instance).
+    log_level: the level of Ray's own log lines (``ray.init(logging_level=...)`` and Ray
+        Data's); above WARNING, Ray Data's progress bars and execution reports are off too.
+        The CLI passes its third-party level (ERROR unless ``-v``).
     """
 
     name = "ray"
@@ -172,11 +242,10 @@ class RayExecutor:
         workers: int | None = None,
         resources: Mapping[str, float] | None = None,
         max_in_flight: int = 2,
-        max_restarts: int | None = None,
         max_attempts: int = 2,
-        start_timeout_s: float = 600.0,
         runtime_env: Mapping[str, Any] | None = None,
         init_options: Mapping[str, Any] | None = None,
+        log_level: int = logging.INFO,
     ) -> None:
         if workers is not None and workers < 1:
             raise ValueError(f"workers: expected a positive integer, got {workers}")
@@ -184,8 +253,6 @@ class RayExecutor:
             raise ValueError(f"max_in_flight: expected >= 1, got {max_in_flight}")
         if max_attempts < 1:
             raise ValueError(f"max_attempts: expected >= 1, got {max_attempts}")
-        if max_restarts is not None and max_restarts < 0:
-            raise ValueError(f"max_restarts: expected >= 0, got {max_restarts}")
         for key, amount in (resources or {}).items():
             if amount < 0:
                 raise ValueError(f"resources: {key} must be >= 0, got {amount}")
@@ -194,11 +261,10 @@ class RayExecutor:
         self.workers = workers
         self.resources = dict(resources) if resources else None
         self.max_in_flight = max_in_flight
-        self.max_restarts = max_restarts
         self.max_attempts = max_attempts
-        self.start_timeout_s = start_timeout_s
         self.runtime_env = dict(runtime_env) if runtime_env else None
         self.init_options = dict(init_options or {})
+        self.log_level = log_level
         self.stats = RayStats()
         self._started_ray = False
 
@@ -208,7 +274,7 @@ class RayExecutor:
 
         if ray.is_initialized():
             return
-        options: dict[str, Any] = {"log_to_driver": False, **self.init_options}
+        options: dict[str, Any] = {"log_to_driver": False, "logging_level": self.log_level, **self.init_options}
         if self.runtime_env:
             options["runtime_env"] = self.runtime_env
         if self.address is None:
@@ -227,8 +293,8 @@ class RayExecutor:
                 "nodes), or leave out --ray-address to start a local one",
             ) from exc
 
-    def _plan(self) -> tuple[int, dict[str, Any]]:
-        """(number of actors, actor options) for the cluster as it is now."""
+    def _plan(self) -> tuple[int, dict[str, float]]:
+        """(number of actors, resources per actor) for the cluster as it is now."""
         import ray
 
         cluster = ray.cluster_resources()
@@ -243,173 +309,72 @@ class RayExecutor:
         workers = self.workers if self.workers is not None else max(0, min(fits, default=1))
         if workers < 1 or any(workers > fit for fit in fits):
             shown = ", ".join(f"{_RAY_NAMES.get(k, k)}={v:g}" for k, v in per_worker.items())
-            have = ", ".join(f"{k}={v:g}" for k, v in sorted(cluster.items()) if not k.startswith(("node:", "memory",
-                                                                                                   "object_store")))
+            have = ", ".join(f"{k}={v:g}" for k, v in sorted(cluster.items())
+                             if not k.startswith(("node:", "memory", "object_store")))
             raise RunError(
                 f"the Ray cluster cannot hold {workers or 'any'} worker(s) needing {shown} each (it has {have})",
                 fix="lower --workers or --resources-per-worker (e.g. gpu=0.5 shares a GPU), or add nodes",
             )
-        options: dict[str, Any] = {"max_restarts": 0, "max_concurrency": 1}
-        custom = {k: v for k, v in per_worker.items() if k not in _RAY_NAMES}
-        options.update({k: v for k, v in per_worker.items() if k in _RAY_NAMES})
-        options.setdefault("num_cpus", 0 if per_worker.get("num_gpus") else 1)
-        if custom:
-            options["resources"] = custom
-        return workers, options
-
-    # ----------------------------------------------------------------- actors
-    def _start(self, remote_cls: Any, options: dict[str, Any], factory: WorkerFactory, count: int) -> list[Any]:
-        """``count`` actors that hold their models; raises the first start-up error."""
-        import ray
-
-        threads = max(1, int(options.get("num_cpus") or 1))
-        actors = [remote_cls.options(**options).remote(factory, threads) for _ in range(count)]
-        refs = [actor.ready.remote() for actor in actors]
-        _, waiting = ray.wait(refs, num_returns=len(refs), timeout=self.start_timeout_s)
-        try:
-            if waiting:
-                raise RunError(
-                    f"{len(waiting)} of {count} Ray worker(s) did not start within {self.start_timeout_s:g} s",
-                    fix="the cluster may lack free resources (see `ray status`); lower --workers or "
-                    "--resources-per-worker",
-                )
-            for error in ray.get(refs):
-                if error is not None:
-                    raise SampleError(f"a Ray worker could not start: {error}", error.kind, error.original_type)
-        except ray.exceptions.RayError as exc:
-            self._kill(actors)
-            raise RunError(
-                f"a Ray worker died while starting (loading the models): {exc}",
-                fix="see the worker logs under /tmp/ray/session_latest/logs on the worker's node",
-            ) from exc
-        except BaseException:
-            self._kill(actors)
-            raise
-        return actors
-
-    @staticmethod
-    def _kill(actors: Sequence[Any]) -> None:
-        import ray
-
-        for actor in actors:
-            try:
-                ray.kill(actor, no_restart=True)
-            except Exception:  # already gone
-                logger.debug("actor already gone", exc_info=True)
+        per_worker.setdefault("num_cpus", 0.0 if per_worker.get("num_gpus") else 1.0)
+        return workers, per_worker
 
     # ----------------------------------------------------------------- map
     def map(self, factory: WorkerFactory, batches: Sequence[list[T]]) -> Iterator[tuple[list[T], list[Outcome]]]:
         """Yield (batch, outcomes) for every batch, in the order they finish."""
-        pending = deque(_Task(list(batch)) for batch in batches)
+        pending = {index: list(batch) for index, batch in enumerate(batches)}
         self.stats = RayStats()
         if not pending:
             return
         import ray
 
         self._connect()
-        count, options = self._plan()
-        count = min(count, len(pending))
-        remote_cls = ray.remote(StageActor)
-        slots = [_Slot(i, actor) for i, actor in enumerate(self._start(remote_cls, options, factory, count))]
-        self.stats.workers = count
-        max_restarts = self.max_restarts if self.max_restarts is not None else 4 * count
-        in_flight: dict[Any, _Slot] = {}
-        logger.info("ray: %d worker(s), %s each, %d batch(es)", count, options, len(pending))
+        count, per_worker = self._plan()
+        self.stats.workers = min(count, len(pending))
+        logger.info("ray: %d worker(s), %s each, %d batch(es)", self.stats.workers, per_worker, len(pending))
+        rows = [{"id": index, "batch": pickle.dumps(batch)} for index, batch in pending.items()]
+        num_cpus = per_worker.get("num_cpus", 1.0)
+        custom = {k: v for k, v in per_worker.items() if k not in _RAY_NAMES}
+        ledger = _ledger_class().remote()
         try:
-            while pending or in_flight:
-                self._fill(slots, pending, in_flight)
-                if not in_flight:
-                    raise RunError(
-                        f"every Ray worker died ({self.stats.restarts} replaced, the limit is {max_restarts}); "
-                        f"{sum(len(t.batch) for t in pending)} sample(s) not done",
-                        fix="see the worker logs under /tmp/ray/session_latest/logs; rerun to resume",
-                    )
-                [ref], _ = ray.wait(list(in_flight), num_returns=1)
-                slot = in_flight.pop(ref)
-                try:
-                    outcomes, counts = ray.get(ref)
-                    fast_paths.current().merge(counts)  # the driver's ledger: the run's manifest
-                except ray.exceptions.RayTaskError as exc:  # process() itself failed (e.g. unpicklable result)
-                    task = self._finish(slot, ref)
-                    error = portable_error(exc.cause if isinstance(exc.cause, Exception) else exc)
-                    yield task.batch, [error] * len(task.batch)
-                    continue
-                except ray.exceptions.RayError as exc:  # the actor (or its node) is gone
-                    yield from self._on_death(slot, exc, pending, in_flight)
-                    if self.stats.restarts < max_restarts:
-                        self.stats.restarts += 1
-                        slot.actor = self._replace(remote_cls, options, factory)
-                    continue
-                yield self._finish(slot, ref).batch, outcomes
-        finally:
-            self._kill([slot.actor for slot in slots if slot.actor is not None])
-
-    def _replace(self, remote_cls: Any, options: dict[str, Any], factory: WorkerFactory) -> Any | None:
-        """A new actor for a dead one; None (go on with the others) when it cannot start."""
-        try:
-            return self._start(remote_cls, options, factory, 1)[0]
-        except TGSError as exc:
-            logger.warning("a replacement Ray worker could not start (%s); going on with the others", exc)
-            return None
-
-    def _fill(self, slots: list[_Slot], pending: deque[_Task], in_flight: dict[Any, _Slot]) -> None:
-        """Queue pending batches on live actors, up to ``max_in_flight`` each, round robin."""
-        progress = True
-        while pending and progress:
-            progress = False
-            for slot in slots:
-                if pending and slot.actor is not None and len(slot.queue) < self.max_in_flight:
-                    task = pending.popleft()
-                    ref = slot.actor.process.remote(task.batch)
-                    slot.queue.append((ref, task))
-                    in_flight[ref] = slot
-                    progress = True
-
-    @staticmethod
-    def _finish(slot: _Slot, ref: Any) -> _Task:
-        for position, (queued, task) in enumerate(slot.queue):
-            if queued == ref:
-                del slot.queue[position]
-                return task
-        raise RuntimeError("a finished batch was not queued on its actor")
-
-    def _on_death(
-        self, slot: _Slot, exc: Exception, pending: deque[_Task], in_flight: dict[Any, _Slot]
-    ) -> Iterator[tuple[list[Any], list[Outcome]]]:
-        """Requeue a dead actor's batches; charge the one it was running; fail a sample that keeps killing.
-
-        An actor runs its tasks in submission order, so the head of its queue is the batch
-        that was running when it died; the others were only waiting and are not charged.
-        """
-        logger.warning("a Ray worker died (%s); the %d batch(es) it held are queued again",
-                       type(exc).__name__, len(slot.queue))
-        logger.debug("worker death", exc_info=exc)
-        self._kill([slot.actor])
-        slot.actor = None
-        held = [task for _, task in slot.queue]
-        for queued, _ in slot.queue:
-            in_flight.pop(queued, None)
-        slot.queue.clear()
-        requeue: list[_Task] = []
-        for position, task in enumerate(held):
-            if position > 0:
-                requeue.append(task)
-                continue
-            task.attempts += 1
-            if task.attempts < self.max_attempts:
-                requeue.append(task)
-            elif len(task.batch) > 1:  # find the sample to blame: each alone, one last try
-                requeue.extend(_Task([item], self.max_attempts - 1) for item in task.batch)
-            else:
-                self.stats.crashed_samples += 1
-                crash = WorkerCrashError(
-                    f"the worker process died {task.attempts} times while processing this sample "
-                    f"(last: {type(exc).__name__}); it may be killed for memory or crash in native code",
-                    fix="rerun to retry it; see the worker logs under /tmp/ray/session_latest/logs",
+            with _data_context(self.log_level):
+                dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
+                dataset = dataset.map_batches(
+                    StageActor,
+                    fn_constructor_args=(factory, max(1, int(num_cpus or 1)), ledger, self.max_attempts),
+                    batch_size=1,
+                    batch_format="numpy",
+                    compute=ray.data.ActorPoolStrategy(
+                        size=self.stats.workers, max_tasks_in_flight_per_actor=self.max_in_flight
+                    ),
+                    num_cpus=num_cpus,
+                    num_gpus=per_worker.get("num_gpus", 0.0),
+                    resources=custom or None,
+                    # Ray Data's defaults for an actor pool restart a dead actor and retry its
+                    # tasks without limit; StageActor bounds the tries through the ledger.
                 )
-                yield task.batch, [crash]
-        self.stats.requeued_batches += len(requeue)
-        pending.extendleft(reversed(requeue))
+                for answer in dataset.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=0):
+                    for batch_id, payload in zip(answer["id"], answer["outcomes"]):
+                        batch = pending.pop(int(batch_id), None)
+                        if batch is None:  # an answer delivered twice (a retried task): keep the first
+                            logger.warning("batch %d came back twice; the second answer is ignored", int(batch_id))
+                            continue
+                        yield batch, self._outcomes(pickle.loads(payload))
+        finally:
+            ray.kill(ledger)
+        if pending:
+            raise RuntimeError(f"Ray Data returned no answer for {len(pending)} batch(es)")
+
+    def _outcomes(self, answer: tuple[Any, ...]) -> list[Outcome]:
+        mode, outcomes, counts = answer
+        fast_paths.current().merge(counts)  # the driver's ledger: the run's manifest
+        if mode == _START_ERROR:
+            raise SampleError(f"a Ray worker could not start: {outcomes}", outcomes.kind, outcomes.original_type)
+        if mode == "alone":
+            self.stats.retried_batches += 1
+            self.stats.crashed_samples += sum(
+                isinstance(o, SampleError) and o.kind == WorkerCrashError.kind for o in outcomes
+            )
+        return list(outcomes)
 
     # ----------------------------------------------------------------- lifetime
     def close(self) -> None:
@@ -425,3 +390,34 @@ class RayExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def _data_context(log_level: int) -> Iterator[Any]:
+    """Ray Data's context for one execution, restored afterwards: its loggers at ``log_level``,
+    and above WARNING no progress bars or execution reports (the CLI shows its own bar;
+    Ray's logs stay in its session folder)."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    saved = {name: getattr(context, name) for name in _QUIET}
+    data_logger = logging.getLogger("ray.data")
+    saved_level = data_logger.level
+    try:
+        data_logger.setLevel(log_level)
+        if log_level > logging.WARNING:
+            for name, value in _QUIET.items():
+                setattr(context, name, value)
+        yield context
+    finally:
+        data_logger.setLevel(saved_level)
+        for name, value in saved.items():
+            setattr(context, name, value)
+
+
+_QUIET = {
+    "enable_progress_bars": False,
+    "print_on_execution_start": False,
+    "enable_auto_log_stats": False,
+    "verbose_stats_logs": False,
+}

@@ -1,0 +1,391 @@
+"""``tgs segment --batch``: many clips into one folder, equal to one ``tgs segment`` per clip,
+resumable (a rerun recomputes nothing; a kill -9 then a rerun equals an uninterrupted batch),
+fault-isolated (a corrupt file is an error line), and the same on the Ray executor.
+
+Clips: 12 synthetic clips (``tgs.data.synth.write_video``), one clip without audio and
+a corrupt file, 1 s at 8 fps and 64x48 so that the tiny models keep the module short.
+Every process runs torch with one thread (tests/conftest.py, the Ray workers' num_cpus=1,
+OMP_NUM_THREADS=1 in the subprocesses), so outputs are bitwise comparable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tgs.cli.main import build_app
+from tgs.core.segment import segment_video
+from tgs.core.settings import Settings
+from tgs.data.synth import write_video
+from tgs.runners import segment_batch
+from tgs.runners.batch_list import read_batch_list
+from tgs.runners.executor import KILL_AFTER_ENV
+from tgs.runners.segment_batch import SegmentBatchWorker, SegmentOptions, latest_index, segment_many
+
+pytestmark = pytest.mark.slow
+
+GOOD = 12
+SIZE = (64, 48)
+EXPRESSIONS = ("the red object", "the blue object")
+TINY = ["--thinker", "direct", "--models", "tiny", "--device", "cpu"]
+OPTIONS = SegmentOptions(thinker="direct", settings=Settings.tiny(device="cpu"))
+# result.json fields that change from one call to the next whatever the outputs
+VOLATILE = ("created", "timings")
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """clips/*.mp4 and list.csv: 12 clips (the first with two expressions, as two rows), a silent one, a corrupt one."""
+    root = tmp_path_factory.mktemp("batch_clips")
+    rows = ["video,expression"]
+    for i in range(GOOD):
+        write_video(root / "clips" / f"clip{i:02d}.mp4", 1, 8, SIZE, seed=i)
+        rows.append(f"clips/clip{i:02d}.mp4,{EXPRESSIONS[0]}")
+        if i == 0:
+            rows.append(f"clips/clip{i:02d}.mp4,{EXPRESSIONS[1]}")
+    write_video(root / "clips" / "silent.mp4", 1, 8, SIZE, seed=20, with_audio=False)
+    (root / "clips" / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x01" * 200)
+    rows += [f"clips/silent.mp4,{EXPRESSIONS[0]}", f"clips/corrupt.mp4,{EXPRESSIONS[0]}"]
+    (root / "list.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def _batch_cli(clips: Path, out: Path, *extra: str):
+    result = CliRunner().invoke(build_app(), ["segment", "--batch", str(clips / "list.csv"), "--out", str(out),
+                                              *TINY, *extra])
+    return result
+
+
+@pytest.fixture(scope="module")
+def local_batch(clips: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted batch, through the CLI, in this process."""
+    out = tmp_path_factory.mktemp("batch") / "out"
+    result = _batch_cli(clips, out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _result_json(folder: Path) -> dict:
+    data = json.loads((folder / "result.json").read_text())
+    for key in VOLATILE:
+        data.pop(key)
+    data["propagation"].pop("process_seconds")
+    return data
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every mask PNG and masks.json of one output folder, by relative path."""
+    paths = [*sorted(folder.glob("masks/*/*.png")), folder / "masks.json"]
+    return {str(p.relative_to(folder)): p.read_bytes() for p in paths}
+
+
+def _index(out: Path) -> dict:
+    return {key: {k: v for k, v in line.items() if k != "timings"} for key, line in latest_index(out).items()}
+
+
+def _assert_same_batch(out: Path, reference: Path, *, unique: bool = True, uids: set[str] | None = None) -> None:
+    """Same latest index lines (timings aside), same outputs; unique: no expression has two ok lines
+    (a video redone because its outputs went missing gets new lines after its old ones);
+    uids: compare only these videos of the reference."""
+    expected = {key: line for key, line in _index(reference).items() if uids is None or key[0] in uids}
+    assert _index(out) == expected
+    for line in latest_index(reference).values():
+        if line["status"] == "ok" and (uids is None or line["uid"] in uids):
+            folder = line["outputs"]["folder"]
+            assert _files(out / folder) == _files(reference / folder)
+            assert _result_json(out / folder) == _result_json(reference / folder)
+    ok = [(r["uid"], r["expression_index"]) for r in _lines(out) if r["status"] == "ok"]
+    assert len(ok) == len(set(ok)) or not unique  # no expression committed twice
+
+
+def _lines(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+
+
+# --------------------------------------------------------------------------- reading lists
+
+
+def test_list_forms_give_the_same_videos(tmp_path: Path) -> None:
+    (tmp_path / "v").mkdir()
+    for name in ("a.mp4", "b c.mkv"):
+        (tmp_path / "v" / name).write_bytes(b"")
+    (tmp_path / "v" / "notes.txt").write_text("not a video")
+    (tmp_path / "expr.txt").write_text("# comment\nthe dog\n\nthe car\n")
+    (tmp_path / "list.tsv").write_text("id\tvideo\texpression\texpression_2\nA\tv/a.mp4\tthe dog\tthe car\n"
+                                       "bc\tv/b c.mkv\tthe dog\t\nbc\tv/b c.mkv\tthe car\t\n")
+    (tmp_path / "list.jsonl").write_text('{"id": "A", "video": "v/a.mp4", "expressions": ["the dog", "the car"]}\n'
+                                         '{"id": "bc", "video": "v/b c.mkv", "expression": "the dog"}\n\n'
+                                         '{"id": "bc", "video": "v/b c.mkv", "expression": "the car"}\n')
+    table, jsonl = read_batch_list(tmp_path / "list.tsv"), read_batch_list(tmp_path / "list.jsonl")
+    assert table == jsonl
+    assert [(v.uid, v.video, v.expressions) for v in table] == [
+        ("A", tmp_path / "v" / "a.mp4", ("the dog", "the car")),
+        ("bc", tmp_path / "v" / "b c.mkv", ("the dog", "the car")),
+    ]
+    folder = read_batch_list(tmp_path / "v", tmp_path / "expr.txt")
+    assert [(v.uid, v.video.name, v.expressions) for v in folder] == [
+        ("a", "a.mp4", ("the dog", "the car")), ("b_c", "b c.mkv", ("the dog", "the car"))]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("video,label\na.mp4,x\n", "needs a 'video' column and an 'expression' column"),
+    ("video,expression\na.mp4,\n", "list.csv:2: no expression for a.mp4"),
+    ("video,expression\nx/a.mp4,dog\ny/a.mp4,cat\n", "would both be written to the folder 'a'"),
+    ("video,expression\nhttp://h/a.mp4,dog\n", "is a URL"),
+])
+def test_bad_lists_are_one_line_errors_naming_the_row(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "list.csv").write_text(text)
+    result = CliRunner().invoke(build_app(), ["segment", "--batch", str(tmp_path / "list.csv"), "--out",
+                                              str(tmp_path / "out"), *TINY])
+    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+
+
+def test_batch_options_misused_are_usage_errors(tmp_path: Path) -> None:
+    listing = tmp_path / "list.csv"
+    listing.write_text("video,expression\na.mp4,the dog\n")
+    cases = [
+        (["segment", "a.mp4", "the dog", "--executor", "ray"], "--executor and --expressions apply to --batch"),
+        (["segment", "--batch", str(listing), "a.mp4", "--out", str(tmp_path / "o")], "from its list, not from"),
+        (["segment", "--batch", str(listing)], "--batch needs --out DIR"),
+        (["segment", "--batch", str(listing), "--out", str(tmp_path / "o"), "--expressions", str(listing)],
+         "a list file carries its expressions in its rows"),
+    ]
+    for args, message in cases:
+        result = CliRunner().invoke(build_app(), [*args, *TINY])
+        flat = " ".join(result.output.replace("│", " ").split())
+        assert result.exit_code != 0 and message in flat and "Traceback" not in result.output, result.output
+
+
+# --------------------------------------------------------------------------- the local batch
+
+
+def test_every_clip_equals_a_single_segment_and_the_corrupt_one_is_an_error_line(
+    clips: Path, local_batch: Path, tmp_path: Path
+) -> None:
+    lines = latest_index(local_batch)
+    assert len(lines) == GOOD + 3  # clip00 has two expressions
+    corrupt = lines[("corrupt", 0)]
+    assert corrupt["status"] == "failed" and corrupt["error_kind"] == "media" and corrupt["outputs"] is None
+    silent = lines[("silent", 0)]
+    assert silent["status"] == "ok" and "no audio track" in silent["warnings"][0]
+    for i in range(GOOD):
+        uid = f"clip{i:02d}"
+        texts = list(EXPRESSIONS if i == 0 else EXPRESSIONS[:1])
+        assert [lines[(uid, k)]["status"] for k in range(len(texts))] == ["ok"] * len(texts)
+        single = tmp_path / uid  # what `tgs segment CLIP EXPR... --out single` writes
+        segment_video(clips / "clips" / f"{uid}.mp4", texts, thinker="direct", settings=Settings.tiny(device="cpu"),
+                      out=single)
+        assert _files(local_batch / uid) == _files(single)
+        assert _result_json(local_batch / uid) == _result_json(single)
+        assert (local_batch / uid / "overlay.mp4").is_file()
+
+
+def test_a_rerun_recomputes_nothing_that_succeeded(
+    clips: Path, local_batch: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    _copy(local_batch, out)
+    calls = _count_segment_calls(monkeypatch)
+    result = _batch_cli(clips, out)
+    assert result.exit_code == 0, result.output
+    assert calls == ["corrupt"]  # a failed video is retried, as in `tgs run`; nothing else runs
+    _assert_same_batch(out, local_batch)
+
+
+def test_a_done_clip_whose_outputs_went_missing_is_redone(
+    clips: Path, local_batch: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    _copy(local_batch, out)
+    (out / "clip03" / "masks" / "0" / "00002.png").unlink()  # checked, not assumed
+    (out / "clip05" / "result.json").unlink()
+    calls = _count_segment_calls(monkeypatch)
+    assert _batch_cli(clips, out).exit_code == 0
+    assert sorted(calls) == ["clip03", "clip05", "corrupt"]
+    _assert_same_batch(out, local_batch, unique=False)
+
+
+def _copy(source: Path, target: Path) -> None:
+    import shutil
+
+    shutil.copytree(source, target)
+    (target / ".lock").unlink(missing_ok=True)
+
+
+def _count_segment_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The uids of the videos segment_video runs on from now on (in this process)."""
+    calls: list[str] = []
+    real = segment_batch.segment_video
+
+    def spy(video, expressions, *, out, **kwargs):
+        calls.append(Path(out).name)
+        return real(video, expressions, out=out, **kwargs)
+
+    monkeypatch.setattr(segment_batch, "segment_video", spy)
+    return calls
+
+
+def test_models_load_once_for_the_whole_batch(clips: Path, tmp_path: Path) -> None:
+    workers: list[SegmentBatchWorker] = []
+
+    def factory() -> SegmentBatchWorker:
+        workers.append(SegmentBatchWorker(tmp_path / "out", OPTIONS))
+        return workers[-1]
+
+    videos = [v for v in read_batch_list(clips / "list.csv") if v.uid in ("clip01", "clip02", "silent")]
+    outcome = segment_many(videos, tmp_path / "out", OPTIONS, worker_factory=factory)
+    assert outcome.summary.succeeded == 3
+    [worker] = workers
+    assert worker.segmented == 3
+    # the first video loads the thinker and the (Grounding DINO, propagation model) pair; the others reuse them
+    assert worker.cache.stats["thinkers"] == {"loads": 1, "hits": 2, "held": 1}
+    assert worker.cache.stats["stages"] == {"loads": 1, "hits": 2, "held": 1}
+
+
+def test_one_writer_per_folder(clips: Path, tmp_path: Path) -> None:
+    """A second batch on a folder another process writes stops at once, naming that process."""
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from tgs.run_store import RunStore; store = RunStore(sys.argv[1]); store.lock(); "
+         "print('locked', flush=True); sys.stdin.read()", str(out)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"  # the lock is held from here on
+        result = _batch_cli(clips, out)
+        assert result.exit_code == 1 and f"being written by another process (pid {holder.pid})" in result.output
+        assert not (out / "index.jsonl").exists()
+    finally:
+        holder.stdin.close()
+        holder.wait()
+
+
+# --------------------------------------------------------------------------- kill -9, then a rerun
+
+
+def _start(clips: Path, out: Path, *extra: str, kill_after: int | None = None) -> subprocess.Popen:
+    command = [sys.executable, "-m", "tgs.cli.main", "segment", "--batch", str(clips / "list.csv"), "--out", str(out),
+               *TINY, *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.pop(KILL_AFTER_ENV, None)
+    if kill_after is not None:
+        env[KILL_AFTER_ENV] = str(kill_after)  # the driver SIGKILLs itself right after that many videos
+    # its own process group: what a killed driver leaves (Ray's agents) is ended with it, by _reap
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def _reap(run: subprocess.Popen) -> None:
+    """End the processes a SIGKILLed run left in its group (a Ray instance's agents)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(run.pid, signal.SIGKILL)
+
+
+def _index_lines(out: Path) -> int:
+    try:
+        return (out / "index.jsonl").read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.timeout(900)
+def test_kill_9_mid_batch_then_rerun_equals_uninterrupted(clips: Path, local_batch: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    # killed from outside once 3 index lines are written (so in the middle of a later video) ...
+    run = _start(clips, out)
+    while _index_lines(out) < 3:
+        assert run.poll() is None, run.stderr.read().decode()[-2000:]
+        time.sleep(0.01)  # polling interval only: the kill point is fixed by what the batch wrote
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    run.stderr.close()
+    done = _index_lines(out)
+    assert 3 <= done < GOOD + 3
+    # ... then by itself right after committing 4 more videos
+    run = _start(clips, out, kill_after=4)
+    _, stderr = run.communicate(timeout=600)
+    assert run.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
+    final = _start(clips, out)
+    _, stderr = final.communicate(timeout=600)
+    assert final.returncode == 0, stderr.decode()[-2000:]
+    _assert_same_batch(out, local_batch)
+
+
+# --------------------------------------------------------------------------- on Ray
+# The driver-kill test first: its subprocesses start their own Ray instance, before this
+# module's in-process one (the fixture below) exists.
+
+
+@pytest.mark.timeout(900)
+def test_ray_driver_killed_then_rerun_equals_local(clips: Path, local_batch: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray.data")
+    out = tmp_path / "out"
+    ray_options = ("--executor", "ray", "--workers", "2")
+    run = _start(clips, out, *ray_options, kill_after=5)
+    _, stderr = run.communicate(timeout=600)
+    _reap(run)
+    assert run.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
+    assert 5 <= len(_lines(out)) < GOOD + 3
+    final = _start(clips, out)  # the rerun resumes whatever executor it runs on (local: one Ray start less)
+    _, stderr = final.communicate(timeout=600)
+    assert final.returncode == 0, stderr.decode()[-2000:]
+    _assert_same_batch(out, local_batch)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory):
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    home = os.environ.get("TGS_HOME") or str(tmp_path_factory.getbasetemp() / "tgs_home")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"TGS_HOME": home, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}})
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the crashing worker below
+    yield
+    ray.shutdown()
+
+
+class _CrashOnce:
+    """A batch worker whose process dies (like an OOM kill) on ``uid`` while ``marker`` is absent."""
+
+    def __init__(self, out: Path, uid: str, marker: Path) -> None:
+        self.inner, self.uid, self.marker = SegmentBatchWorker(out, OPTIONS), uid, marker
+
+    def process(self, batch):
+        for item in batch:
+            if item.uid == self.uid and not self.marker.exists():
+                self.marker.write_text(str(os.getpid()))
+                os._exit(1)
+        return self.inner.process(batch)
+
+
+def test_ray_with_two_workers_equals_local_even_when_a_worker_dies(
+    ray_cluster, clips: Path, local_batch: Path, tmp_path: Path
+) -> None:
+    from tgs.runners.executor import make_executor
+
+    videos = read_batch_list(clips / "list.csv")
+    executor = make_executor("ray", workers=2)
+    outcome = segment_many(videos, tmp_path / "ray", OPTIONS, executor=executor)
+    assert executor.stats.workers == 2 and outcome.summary.succeeded == GOOD + 1
+    _assert_same_batch(tmp_path / "ray", local_batch)
+
+    out, marker = tmp_path / "ray_killed", tmp_path / "died"
+    some = videos[:5]  # clip00 (two expressions) to clip04
+    executor = make_executor("ray", workers=2)
+    outcome = segment_many(some, out, OPTIONS, executor=executor,
+                           worker_factory=lambda: _CrashOnce(out, "clip03", marker))
+    assert marker.exists()  # a worker really died in the middle of the batch; Ray restarted it
+    assert outcome.summary.succeeded == len(some) and executor.stats.crashed_samples == 0
+    _assert_same_batch(out, local_batch, uids={v.uid for v in some})
+    assert len(_lines(out)) == len(some) + 1  # nothing lost, nothing duplicated

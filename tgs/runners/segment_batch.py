@@ -1,0 +1,289 @@
+"""Many videos, each with its expressions, segmented into one folder: ``tgs segment --batch``.
+
+:func:`segment_many` runs :func:`tgs.core.segment.segment_video` (the one core) on every
+video of a list (:mod:`tgs.runners.batch_list`) and writes::
+
+    OUT/
+      <uid>/            exactly what ``tgs segment VIDEO EXPR... --out OUT/<uid>`` writes
+      index.jsonl       one line per (video, expression): status, output paths, timings, error
+      videos.jsonl      one line per video: the commit record a rerun resumes from
+      .lock             one writer per OUT (``tgs.run_store``)
+
+It runs on the executors of every other stage (``tgs.runners.executor.run_stage``): the
+unit of work is a video; a worker (this process, or one Ray actor per GPU or CPU slot)
+keeps its models in a :class:`~tgs.model_cache.ModelCache`, so they load once per worker
+for the whole batch, and writes the video's folder itself (with Ray, OUT must be on a
+filesystem every node sees). The driver is the only writer of the two streams: for each
+video it appends the expression lines to ``index.jsonl``, then the video's line to
+``videos.jsonl``, which commits it.
+
+Resume, checked rather than assumed: a rerun skips a video only if its committed line
+says ok under the same options and expressions *and* its folder still holds every
+output (result.json naming those expressions, the overlay, masks.json, every mask PNG);
+anything else is redone, and a video that failed (an unreadable file) is retried. A
+kill leaves at worst a half-written folder (redone) or index lines of an uncommitted
+video at the end of ``index.jsonl`` (cut before the rerun appends, so no line is
+duplicated). A failing video is an error line per expression; the batch goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tgs.core.segment import (
+    DEFAULT_KEYFRAME_FPS,
+    MASKS_DIR,
+    MASKS_JSON,
+    OVERLAY_NAME,
+    RESULT_NAME,
+    segment_video,
+)
+from tgs.core.settings import Settings
+from tgs.errors import NoAudioWarning
+from tgs.model_cache import ModelCache
+from tgs.presets import Preset, get_preset
+from tgs.run_store import FAILED, RunStore
+from tgs.runners.batch_list import BatchVideo
+from tgs.runners.executor import Executor, run_stage
+from tgs.runners.local import ProgressFactory, RunSummary, error_kind
+from tgs.runners.outcomes import SampleOutput, WorkerFactory
+
+__all__ = [
+    "INDEX_STREAM",
+    "VIDEOS_STREAM",
+    "BatchOutcome",
+    "SegmentBatchWorker",
+    "SegmentOptions",
+    "incomplete_reason",
+    "latest_index",
+    "segment_many",
+]
+
+logger = logging.getLogger(__name__)
+
+INDEX_STREAM = "index"
+VIDEOS_STREAM = "videos"
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """The ``segment_video`` arguments every video of a batch shares (see its docstring)."""
+
+    thinker: str = "ref-thinker"
+    preset: str | Preset = "best"
+    settings: Settings = field(default_factory=Settings)
+    fps: float | None = None
+    keyframe_fps: float = DEFAULT_KEYFRAME_FPS
+    png: bool = True
+    chunk_seconds: float | None = None
+    thinker_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "thinker": self.thinker, "preset": self.preset, "settings": self.settings, "fps": self.fps,
+            "keyframe_fps": self.keyframe_fps, "png": self.png, "chunk_seconds": self.chunk_seconds,
+            "thinker_options": dict(self.thinker_options),
+        }
+
+    def fingerprint(self) -> str:
+        """A short id of these options: a video done under other options is redone."""
+        preset = self.preset if isinstance(self.preset, Preset) else get_preset(self.preset)
+        data = {**self.kwargs(), "preset": preset.to_dict(), "settings": repr(self.settings)}
+        text = json.dumps(data, sort_keys=True, default=repr)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+class SegmentBatchWorker:
+    """Segments whole videos into ``out/<uid>/``; one model cache for every video it gets."""
+
+    def __init__(self, out: Path, options: SegmentOptions) -> None:
+        self.out = Path(out)
+        self.options = options
+        self.fingerprint = options.fingerprint()
+        self.cache = ModelCache()
+        self.segmented = 0  # videos this worker ran segment_video on (tests: nothing redone)
+
+    def process(self, batch: list[BatchVideo]) -> list[SampleOutput]:
+        return [self.segment(item) for item in batch]
+
+    def segment(self, item: BatchVideo) -> SampleOutput:
+        """One video: its folder written, its records returned (a failure is a record too)."""
+        start = time.perf_counter()
+        self.segmented += 1
+        try:
+            with warnings.catch_warnings():  # a silent video is noted in result.json and the index
+                warnings.simplefilter("ignore", NoAudioWarning)
+                result = segment_video(item.video, list(item.expressions), out=self.out / item.uid,
+                                       cache=self.cache, **self.options.kwargs())
+        except Exception as exc:  # this video fails; the batch goes on
+            logger.debug("%s failed", item.video, exc_info=True)
+            return _failed(item, exc, time.perf_counter() - start)
+        seconds = round(time.perf_counter() - start, 6)
+        lines = []
+        for output in result.expressions:
+            lines.append({
+                **_line_head(item, output.index), "status": "ok",
+                "outputs": {
+                    "folder": item.uid,
+                    "overlay_video": f"{item.uid}/{OVERLAY_NAME}",
+                    "masks_dir": f"{item.uid}/{MASKS_DIR}/{output.index}",
+                    "masks_json": None if result.masks_json is None else f"{item.uid}/{MASKS_JSON}",
+                    "result_json": f"{item.uid}/{RESULT_NAME}",
+                },
+                "object_text": output.object_text,
+                "frames": result.num_frames,
+                "warnings": list(result.warnings),
+                "timings": {**result.timings, "seconds": seconds},
+                "error": None, "error_kind": None,
+            })
+        record = {**_video_head(item, self.fingerprint), "status": "ok", "frames": result.num_frames,
+                  "timings": {"seconds": seconds}}
+        return SampleOutput(record=record, streams={INDEX_STREAM: lines})
+
+
+def _line_head(item: BatchVideo, index: int) -> dict[str, Any]:
+    return {"uid": item.uid, "video": str(item.video), "expression_index": index,
+            "expression": item.expressions[index]}
+
+
+def _video_head(item: BatchVideo, fingerprint: str) -> dict[str, Any]:
+    return {"uid": item.uid, "video": str(item.video), "expressions": list(item.expressions), "options": fingerprint}
+
+
+def _failed(item: BatchVideo, exc: Exception, seconds: float) -> SampleOutput:
+    message, kind = str(exc) or type(exc).__name__, error_kind(exc)
+    timings = {"seconds": round(seconds, 6)}
+    lines = [{**_line_head(item, k), "status": FAILED, "outputs": None, "timings": timings,
+              "error": message, "error_kind": kind} for k in range(len(item.expressions))]
+    record = {"uid": item.uid, "video": str(item.video), "status": FAILED, "error": message, "error_kind": kind,
+              "timings": timings}
+    return SampleOutput(record=record, streams={INDEX_STREAM: lines})
+
+
+@dataclass(frozen=True)
+class SegmentWorkerFactory:
+    """Picklable: builds a :class:`SegmentBatchWorker` where the videos run."""
+
+    out: Path
+    options: SegmentOptions
+
+    def __call__(self) -> SegmentBatchWorker:
+        return SegmentBatchWorker(self.out, self.options)
+
+
+# --------------------------------------------------------------------------- resume checks
+
+
+def incomplete_reason(out: Path, item: BatchVideo, record: Mapping[str, Any] | None, fingerprint: str) -> str | None:
+    """None when ``item``'s outputs under ``out`` are complete for these options; else why not."""
+    if record is None or record.get("status") == FAILED:
+        return "not done"
+    if record.get("options") != fingerprint:
+        return "done under other options"
+    if record.get("expressions") != list(item.expressions) or record.get("video") != str(item.video):
+        return "done for another video or other expressions"
+    folder = out / item.uid
+    try:
+        result = json.loads((folder / RESULT_NAME).read_text(encoding="utf-8"))
+        texts = [e["expression"] for e in result["expressions"]]
+        output = result["output"]
+        frames = int(output["num_frames"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"{RESULT_NAME} missing or unreadable ({type(exc).__name__})"
+    if texts != list(item.expressions):
+        return f"{RESULT_NAME} holds other expressions"
+    if not (folder / OVERLAY_NAME).is_file():
+        return f"{OVERLAY_NAME} missing"
+    if output.get("masks_json") and not (folder / MASKS_JSON).is_file():
+        return f"{MASKS_JSON} missing"
+    if output.get("png", True):
+        for k in range(len(texts)):
+            pngs = sum(1 for _ in (folder / MASKS_DIR / str(k)).glob("*.png"))
+            if pngs != frames:
+                return f"{MASKS_DIR}/{k} holds {pngs} of {frames} PNG masks"
+    return None
+
+
+# --------------------------------------------------------------------------- the batch
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What :func:`segment_many` did: the run summary (per video) and where the index is."""
+
+    out: Path
+    summary: RunSummary
+    index: Path
+    redone: dict[str, str] = field(default_factory=dict)  # uid -> why a committed video was redone
+
+
+def segment_many(
+    videos: Sequence[BatchVideo],
+    out: str | Path,
+    options: SegmentOptions | None = None,
+    *,
+    executor: Executor | None = None,
+    progress: ProgressFactory | None = None,
+    worker_factory: WorkerFactory | None = None,
+) -> BatchOutcome:
+    """Segment every video of ``videos`` (:func:`tgs.runners.batch_list.read_batch_list`) into ``out``.
+
+    See the module docstring for the layout, resume and failures. executor: where the
+    videos run (default: this process; ``make_executor("ray", workers=2)`` for a Ray
+    pool). worker_factory: builds the worker (default :class:`SegmentWorkerFactory`).
+    Raises RunError when another process writes ``out``.
+    """
+    options = options or SegmentOptions()
+    out = Path(out)
+    uids = [v.uid for v in videos]
+    if len(set(uids)) != len(uids):
+        raise ValueError("videos: two entries share an output folder (uid); merge them or give distinct ids")
+    fingerprint = options.fingerprint()
+    store = RunStore(out)
+    store.lock()
+    try:
+        latest = store.latest(VIDEOS_STREAM)
+        redone: dict[str, str] = {}
+        for item in videos:
+            record = latest.get(item.uid)
+            if record is None or record.get("status") == FAILED:
+                continue
+            reason = incomplete_reason(out, item, record, fingerprint)
+            if reason is not None:  # committed, but its outputs do not hold: redo it
+                logger.warning("%s: %s; it is redone", item.uid, reason)
+                redone[item.uid] = reason
+                store.append(VIDEOS_STREAM, {"uid": item.uid, "status": FAILED, "error": f"redone: {reason}",
+                                             "error_kind": "incomplete"})
+        summary = run_stage(
+            list(videos),
+            worker_factory or SegmentWorkerFactory(out, options),
+            store=store,
+            stream=VIDEOS_STREAM,
+            extra_streams=(INDEX_STREAM,),
+            executor=executor,
+            uid_of=lambda item: item.uid,
+            progress=progress,
+        )
+    finally:
+        store.close()
+    return BatchOutcome(out, summary, store.stream_path(INDEX_STREAM), redone)
+
+
+def latest_index(out: str | Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """The latest ``index.jsonl`` line per (video uid, expression index): what a batch holds now."""
+    lines: dict[tuple[str, int], dict[str, Any]] = {}
+    for record in RunStore(out).records(INDEX_STREAM):
+        lines[(record["uid"], int(record["expression_index"]))] = record
+    return lines
+
