@@ -407,14 +407,20 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
 @contextmanager
 def _recorded_warnings() -> Iterator[list[warnings.WarningMessage]]:
     """The warnings raised inside, recorded as they come (for result.json: :func:`_warning_lines`);
-    on leaving, each is issued again, so the caller's filters and display still apply to it."""
+    on leaving, each distinct one is issued again, so the caller's filters and display apply to it.
+
+    Every warning is recorded, also one the caller ignores (e.g. a batch that notes a missing
+    audio track in its own index): result.json lists what happened, the console what is wanted.
+    """
     recorded: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             recorded = caught
             yield caught
     finally:
-        for w in list(recorded):
+        distinct = {(w.category, " ".join(str(w.message).split())): w for w in recorded}
+        for w in distinct.values():
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 

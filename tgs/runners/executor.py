@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from tgs import fast_paths
-from tgs.run_store import MASKS_DIR, RunStore
+from tgs.run_store import MANIFEST, MASKS_DIR, RunStore
 from tgs.runners.local import (
     ProgressFactory,
     RunSummary,
@@ -268,6 +268,12 @@ def _uid_of_line(line: bytes) -> str | None:
 # --------------------------------------------------------------------------- the driver loop
 
 
+def _record_fast_paths(store: RunStore, ledger: fast_paths.FastPathLedger) -> None:
+    """The call's fast-path counts into the run's manifest, where the store is a run with one."""
+    if (store.run_dir / MANIFEST).is_file():
+        store.update_manifest(fast_paths=ledger.as_record())
+
+
 def run_stage(
     items: Iterable[T],
     factory: WorkerFactory,
@@ -298,7 +304,8 @@ def run_stage(
 
     The fast paths taken and the fallbacks from them in this call (:mod:`tgs.fast_paths`,
     counted in the worker's process and carried back by the executor) are written to the
-    manifest as ``fast_paths``, also when the call stops early.
+    manifest as ``fast_paths``, also when the call stops early (a store without a manifest,
+    a ``tgs segment --batch`` folder, has them in each video's result.json instead).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
@@ -314,7 +321,7 @@ def run_stage(
     kill_after = _test_kill_after()
     with contextlib.ExitStack() as stack:
         ledger = stack.enter_context(fast_paths.counting())
-        stack.callback(lambda: store.update_manifest(fast_paths=ledger.as_record()))
+        stack.callback(_record_fast_paths, store, ledger)
         if executor is None:
             executor = stack.enter_context(LocalExecutor())
         advance = stack.enter_context((progress or _no_progress)(len(todo)))
