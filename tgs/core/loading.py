@@ -64,7 +64,10 @@ def thinker_requests(thinker: str) -> list[tuple[str, str]]:
 
 
 def stage_requests(preset: Preset) -> list[tuple[str, str]]:
-    """(role, registry key) of Grounding DINO and the SAM2 model the preset segments with."""
+    """(role, registry key) of Grounding DINO and the SAM2 model the preset segments with; with
+    ``segmenter=sam3`` only SAM 3 (its source is the Segment role's, ``--sam2``)."""
+    if preset.segmenter == "sam3":
+        return [("sam2", preset.sam_model_key)]
     return [("grounding_dino", "grounding_dino"), ("sam2", preset.sam_model_key)]
 
 
@@ -149,6 +152,14 @@ def load_stages(
     """
     device_preprocess, compile = _fast_paths(settings, device_preprocess, compile)
     dtype = settings.stage_dtype(preset.dtype)
+    if preset.segmenter == "sam3":  # one model grounds and segments: it is both stages
+        from tgs.segment.sam3 import Sam3GroundSegmenter
+
+        stage = Sam3GroundSegmenter.from_pretrained(
+            settings.resolve("sam2", preset.sam_model_key), device=settings.device, dtype=dtype,
+            mode=preset.segment_mode,
+        )
+        return stage, stage  # type: ignore[return-value]
     grounder = load_grounder(
         preset, settings, direct=direct, frame_batch_size=frame_batch_size,
         device_preprocess=device_preprocess, compile=compile,
