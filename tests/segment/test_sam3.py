@@ -197,3 +197,7 @@ def test_sam3_preset_loads_only_sam3() -> None:
     assert stage_requests(preset) == [("sam2", "sam3_video")]
     assert stage_requests(get_preset("sam3", {"segment_mode": "image"})) == [("sam2", "sam3")]
     assert get_preset("best").differences(preset) == {"segmenter": ("sam2", "sam3")}
+
+
+def test_no_candidates_is_null() -> None:
+    assert choose_masklets(np.zeros((0, 4), np.float32), "clip_best", 0.0) == ()

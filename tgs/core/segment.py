@@ -676,7 +676,10 @@ def segment_video(
         message = f"{video} has no audio track: the thinker hears nothing and the overlay video is silent"
         warnings.warn(message, NoAudioWarning, stacklevel=2)
         notes.append(message)
-    if dense:
+    sam3_dense = dense and call.preset.segmenter == "sam3"  # SAM 3 streams every frame itself
+    if sam3_dense:
+        call.settings.require(segment_model_requests(call.thinker, call.preset))
+    elif dense:
         from tgs.core.loading import propagation_request
 
         propagator_key, stage_settings = propagation_request(call.settings)
@@ -693,6 +696,11 @@ def segment_video(
 
     _report(progress, 0.02, f"thinking ({call.thinker}, {len(texts)} expression(s))")
     thoughts, think_input = _think(call, video, duration, source_audio is not None, queries, timer, cache)
+    if sam3_dense:
+        return _sam3_dense_call(
+            call, video, texts, thoughts, queries, out_dir, overlay_path, masks_dir, source_audio, duration,
+            think_input, notes, timer, started, progress, cache, png,
+        )
     if dense:
         return _dense_call(
             call, video, texts, thoughts, queries, out_dir, overlay_path, masks_dir, source_audio, duration,
@@ -807,6 +815,106 @@ def _dense_call(
         "peak_stored_frames": stats.peak_stored_frames,
         "peak_conditioning_frames": stats.peak_conditioning_frames,
         "process_seconds": {k: round(v, 6) for k, v in stats.seconds.items()},
+    }
+    _write_json(result.result_json, record)
+    _report(progress, 1.0, f"done: {out_dir}")
+    return result
+
+
+def _sam3_dense_call(
+    call: _Call, video: Path, texts: list[str], thoughts: list[Thought], queries: list[Query], out_dir: Path,
+    overlay_path: Path, masks_dir: Path, source_audio: Any, duration: float, think_input: dict[str, Any],
+    notes: list[str], timer: _Timer, started: float, progress: ProgressCallback | None, cache: ModelCache | None,
+    png: bool,
+) -> SegmentVideoResult:
+    """Dense output with SAM 3 (``segmenter=sam3``): every source frame through ``Sam3VideoModel``
+    with every object text a prompt of one bounded-memory session (:mod:`tgs.segment.sam3_stream`),
+    the preset's rule over the whole video (``keyframe_best``: the thinker's summary frames), then
+    the chosen masklets written by the dense sinks."""
+    from tgs.dense_outputs import CocoRleSink, MaskPngSink, OverlayVideoSink, run_sinks
+    from tgs.pipeline import choose_object_text
+    from tgs.segment.frame_source import VideoFrameSource
+    from tgs.segment.sam3_stream import StreamStats, chosen_frames, track_candidates
+    from tgs.viz import expression_color
+
+    preset = call.preset
+    _report(progress, 0.2, "loading SAM 3")
+    stage = _stage_pipeline(call, timer, cache).ground_segment.grounder  # type: ignore[union-attr]
+    source = timer.run("probe", VideoFrameSource, video)
+    total = source.num_frames
+    object_texts = [choose_object_text(t, q, preset) for t, q in zip(thoughts, queries)]
+    prompts = list(dict.fromkeys(o.text for o in object_texts if o.text is not None))
+    seen = np.asarray(think_input.get("frame_times") or [], np.float64)
+    keyframes = sorted({min(int(np.searchsorted(source.times, t - 1e-6)), total - 1) for t in seen}) or None
+    stats = StreamStats()
+    step = max(1, total // 100)
+
+    def on_frame(live: StreamStats) -> None:
+        if progress is not None and (live.frames_done % step == 0 or live.frames_done == total):
+            progress(0.25 + 0.5 * live.frames_done / total, desc=f"SAM 3: frame {live.frames_done} of {total}")
+
+    _report(progress, 0.25, f"SAM 3 on {total} frames, {len(prompts)} prompt(s)")
+    start = time.perf_counter()
+    found = dict(zip(prompts, track_candidates(stage, source.frames(0, total), source.size, prompts, stats=stats,
+                                               on_frame=on_frame)))
+    timer.add("ground_segment", time.perf_counter() - start)
+    chosen: list[Any] = []
+    sam3_records: list[dict[str, Any] | None] = []
+    for o in object_texts:
+        if o.text is None:
+            chosen.append(None)
+            sam3_records.append(None)
+            continue
+        ids = found[o.text].choose(preset.sam3_choice, preset.sam3_threshold, total, keyframes)
+        chosen.append((found[o.text], ids))
+        sam3_records.append(found[o.text].record(preset.sam3_choice, preset.sam3_threshold, ids))
+    prefix = "UNTRAINED: " if call.settings.untrained else ""
+    legend = _Labels(prefix, texts, object_texts)
+    sinks: list[Any] = [MaskPngSink(masks_dir, len(texts))] if png else []
+    sinks.append(CocoRleSink(out_dir / MASKS_JSON, len(texts), source.size, names=texts, fps=source.fps,
+                             times=source.times, num_frames=total))
+    sinks.append(OverlayVideoSink(overlay_path, source.fps, len(texts), names=[legend[k] for k in range(len(texts))],
+                                  audio=source_audio))
+    _report(progress, 0.75, f"writing {total} frames")
+    start = time.perf_counter()
+    run_sinks(chosen_frames(source.frames(0, total), chosen, source.size), sinks)
+    timer.add("write", time.perf_counter() - start)
+    timer.add("total", time.perf_counter() - started)
+    frames_at = keyframes if keyframes is not None else list(range(total))
+    records = _RecordSink(len(texts))
+    records.times = [round(float(source.times[f]), 6) for f in frames_at]
+    records.frame_size = source.size
+    outputs = []
+    for k, (text, thought) in enumerate(zip(texts, thoughts)):
+        for f in frames_at:
+            box, score = None, None
+            if chosen[k] is not None:
+                hits = [chosen[k][0].tracks[i][f] for i in chosen[k][1] if f in chosen[k][0].tracks[i]]
+                if hits:
+                    score, box, _ = max(hits, key=lambda h: h[0])
+            records.records[k].append({"frame": f, "time": round(float(source.times[f]), 6), "box": box,
+                                       "score": score, "mask": f"{MASKS_DIR}/{k}/{f:05d}.png" if png else None})
+        outputs.append(ExpressionOutput(
+            index=k, expression=text, thought=thought, object_text=object_texts[k].text,
+            masks_dir=masks_dir / str(k), color=expression_color(k),
+            boxes=[None if r["box"] is None else tuple(r["box"]) for r in records.records[k]],  # type: ignore[misc]
+            scores=[r["score"] for r in records.records[k]], keyframes=list(frames_at),
+        ))
+    result = SegmentVideoResult(
+        out_dir=out_dir, overlay_video=overlay_path, masks_dir=masks_dir, result_json=out_dir / RESULT_NAME,
+        expressions=tuple(outputs), timings={k: round(v, 6) for k, v in timer.seconds.items()},
+        frame_times=[round(float(t), 6) for t in source.times], untrained=call.settings.untrained,
+        warnings=notes, mode="dense", masks_json=out_dir / MASKS_JSON, fps=source.fps,
+    )
+    record = _result_record(result, records, object_texts, call, video, duration, think_input, source_audio)
+    for entry, sam3 in zip(record["expressions"], sam3_records):
+        entry["sam3"] = sam3
+    record["output"] = {"mode": "dense", "num_frames": total, "fps": round(float(source.fps), 6),
+                        "duration_s": round(float(source.duration), 6), "masks_json": MASKS_JSON, "png": png}
+    record["propagation"] = {
+        "model": preset.sam_model_key, "bounded": True, "keyframes": keyframes,
+        "frames_tracked": stats.frames_done, "peak_stored_frames": stats.peak_stored_frames,
+        "peak_pixel_frames": stats.peak_pixel_frames, "process_seconds": {"track": round(stats.seconds, 6)},
     }
     _write_json(result.result_json, record)
     _report(progress, 1.0, f"done: {out_dir}")

@@ -54,6 +54,7 @@ __all__ = [
     "Masklet",
     "Sam3Candidates",
     "Sam3GroundSegmenter",
+    "check_object_cap",
     "choose_masklets",
 ]
 
@@ -112,7 +113,9 @@ def choose_masklets(
     """
     if rule not in SAM3_CHOICES:
         raise ValueError(f"sam3_choice: expected one of {', '.join(SAM3_CHOICES)}, got {rule!r}")
-    scores = np.asarray(scores, dtype=np.float64).reshape(len(scores), -1)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2:
+        raise ValueError(f"scores: expected [masklets, frames], got shape {scores.shape}")
     if scores.shape[0] == 0:
         return ()
     best = np.where(np.isnan(scores), -np.inf, scores).max(axis=1)
@@ -130,6 +133,21 @@ def choose_masklets(
     if not np.isfinite(best.max()):
         return ()
     return (int(np.argmax(best)),)
+
+
+def check_object_cap(model: Any, objects: int, prompts: int) -> bool:
+    """Warn (and return True) when a session reached ``max_num_objects``: the cap is per session, so
+    with several prompts sharing one session it is shared too, and the prompts are then no longer
+    independent of each other (10,000 in ``facebook/sam3``'s config: never reached in practice)."""
+    cap = int(getattr(model, "max_num_objects", 0) or 0)
+    if cap and objects >= cap:
+        logger.warning(
+            "SAM 3 session reached its max_num_objects (%d) with %d prompt(s): later detections were dropped%s",
+            cap, prompts, "; the prompts shared the cap (run with share_across_expressions=false to give each "
+            "its own)" if prompts > 1 else "",
+        )
+        return True
+    return False
 
 
 def _rle(mask: np.ndarray) -> dict:
@@ -307,6 +325,7 @@ class Sam3GroundSegmenter:
                         post["boxes"][k].float().cpu().numpy(),
                         post["masks"][k].cpu().numpy().astype(np.bool_),
                     )
+        check_object_cap(self.model, sum(len(t) for t in tracks.values()), len(texts))
         return [self._masklets(text, tracks[text], clip) for text in texts]
 
     @staticmethod
