@@ -4,7 +4,7 @@ transformers' documented streaming use of ``Sam3VideoModel`` is: a session witho
 the text prompts added, then per frame ``processor(images=frame)`` ->
 ``model(inference_session=session, frame=pixel_values)`` -> ``processor.postprocess_outputs``.
 Left as it is, the session keeps every preprocessed frame (3 x 1008 x 1008 float32, 12 MB
-each: 36 GB for an hour at 25 fps) and every frame's tracker outputs for every object, which
+each: 36 GB for 3,000 frames, two minutes at 25 fps) and every frame's tracker outputs for every object, which
 is the out-of-memory its users report on long videos. Here the session keeps only:
 
 - the current frame's pixels (a frame is read only while it is processed);
