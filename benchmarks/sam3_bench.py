@@ -97,7 +97,7 @@ def run_backend(name: str, paths: dict[str, Path], frames: int, counts: list[int
 
     preset_name, overrides, sources = BACKENDS[name]
     preset = get_preset(preset_name, overrides)
-    settings = Settings(device=args.device, dtype="fp32", sources={k: str(paths[v]) for k, v in sources.items()})
+    settings = Settings(device=args.device, dtype=args.dtype, sources={k: str(paths[v]) for k, v in sources.items()})
     t0 = time.perf_counter()
     grounder, segmenter = load_stages(preset, settings)
     pipeline = GroundSegmentPipeline(grounder, segmenter, preset)
@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--width", type=int, default=1280)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16 for every model")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
     paths = ensure_models(args.models_dir)
     report: dict = {
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads, "device": args.device,
+                    "dtype": args.dtype,
                     "torch": torch.__version__},
         "size": [args.height, args.width],
         "backends": {},
