@@ -157,7 +157,7 @@ def build_tiny_sam3(out_dir: Path, seed: int = 0) -> Path:
 
 
 def build_full_size_sam3(out_dir: Path, seed: int = 0) -> Path:
-    """Save a full-size random ``Sam3VideoModel`` (the real config, ~850 M parameters) for benchmarks.
+    """Save a full-size random ``Sam3VideoModel`` (the real config, 860 M parameters) for benchmarks.
 
     The tokenizer is the tiny character-level one: its ids are below CLIP's 49,408, so they
     index the same embedding table; only the token count per caption differs (characters
