@@ -201,3 +201,19 @@ def test_sam3_preset_loads_only_sam3() -> None:
 
 def test_no_candidates_is_null() -> None:
     assert choose_masklets(np.zeros((0, 4), np.float32), "clip_best", 0.0) == ()
+
+
+def test_long_object_text_is_cut_to_whole_words_that_fit(tiny_sam3: Path, clip: Clip) -> None:
+    """SAM 3 reads 32 tokens; transformers pads without truncating, so a long text is cut (warned)."""
+    stage = _stage(tiny_sam3, "video")
+    long_text = "the small dog barking loudly near the red car"  # 45 characters: 47 tokens in the tiny vocab
+    fitted = stage.fit_prompt(long_text)
+    assert long_text.startswith(fitted) and len(stage.processor.tokenizer(fitted)["input_ids"]) <= 32
+    next_word = long_text[len(fitted):].split()[0]
+    assert len(stage.processor.tokenizer(f"{fitted} {next_word}")["input_ids"]) > 32  # whole words, as many as fit
+    (found,) = stage.candidates_many(clip, [long_text])
+    assert found.text == long_text
+    (direct,) = stage.candidates_many(clip, [fitted])
+    assert [m.identity for m in found.masklets] == [m.identity for m in direct.masklets]
+    for a, b in zip(found.masklets, direct.masklets):
+        np.testing.assert_array_equal(a.masks, b.masks)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +284,33 @@ class Sam3GroundSegmenter:
         processor = load_processor(processor_cls, source, what=what, how_to_get=HOW_TO_GET)
         return cls(model, processor, device=dev, dtype=dt, mode=mode, source=str(source))
 
+    # ------------------------------------------------------------------ prompts
+
+    @property
+    def text_limit(self) -> int:
+        """Tokens SAM 3's text encoder reads (32 in ``facebook/sam3``, start and end tokens included)."""
+        config = self.model.config
+        config = getattr(config, "detector_config", None) or config
+        return int(config.text_config.max_position_embeddings)
+
+    def fit_prompt(self, text: str) -> str:
+        """``text`` cut to whole words that fit :attr:`text_limit` tokens (warned), else unchanged.
+
+        transformers' processors pad SAM 3's prompts to 32 tokens without truncating, and its
+        text encoder refuses more; a long object text (an expression grounded directly) keeps
+        its first words, as the original sam3 tokenizer's truncation to its context length does."""
+        limit, tokenizer = self.text_limit, self.processor.tokenizer
+        if len(tokenizer(text)["input_ids"]) <= limit:
+            return text
+        words = text.split()
+        while len(words) > 1 and len(tokenizer(" ".join(words))["input_ids"]) > limit:
+            words.pop()
+        fitted = " ".join(words)
+        while len(tokenizer(fitted)["input_ids"]) > limit:  # one word longer than the limit
+            fitted = fitted[:-1]
+        logger.warning("SAM 3 prompt truncated to %d tokens: %r -> %r", limit, text, fitted)
+        return fitted
+
     # ------------------------------------------------------------------ public
 
     def candidates(self, clip: Clip, text: str, min_score: float | None = None) -> Sam3Candidates:
@@ -300,10 +327,13 @@ class Sam3GroundSegmenter:
         texts = list(texts)
         if not texts:
             return []
+        fitted = [self.fit_prompt(text) for text in texts]
         with torch.inference_mode():
             if self.mode == "video":
-                return self._video(clip, texts)
-            return self._image(clip, texts, IMAGE_CANDIDATE_SCORE if min_score is None else float(min_score))
+                found = self._video(clip, fitted)
+            else:
+                found = self._image(clip, fitted, IMAGE_CANDIDATE_SCORE if min_score is None else float(min_score))
+        return [c if c.text == text else replace(c, text=text) for c, text in zip(found, texts)]
 
     # ------------------------------------------------------------------ video
 

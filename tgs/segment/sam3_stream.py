@@ -165,20 +165,22 @@ def track_candidates(
         return []
     start = time.process_time()
     with torch.inference_mode():
-        session = processor.add_text_prompt(_session(stage, size, bounded), list(texts))
+        fitted = {text: stage.fit_prompt(text) for text in texts}
+        session = processor.add_text_prompt(_session(stage, size, bounded), list(dict.fromkeys(fitted.values())))
         for index, frame in enumerate(frames):
             inputs = processor(images=frame, device=stage.device, return_tensors="pt")
             output = model(inference_session=session, frame=inputs["pixel_values"][0], frame_idx=index)
             post = processor.postprocess_outputs(session, output, original_sizes=inputs["original_sizes"])
             ids = post["object_ids"].tolist()
-            for text, obj_ids in post["prompt_to_obj_ids"].items():
+            for prompt, obj_ids in post["prompt_to_obj_ids"].items():
                 for obj_id in obj_ids:
                     k = ids.index(obj_id)
-                    found[text].tracks.setdefault(int(obj_id), {})[index] = (
-                        float(post["scores"][k]),
-                        [float(v) for v in post["boxes"][k]],
-                        _rle(post["masks"][k].cpu().numpy()),
-                    )
+                    for text in [t for t, f in fitted.items() if f == prompt]:
+                        found[text].tracks.setdefault(int(obj_id), {})[index] = (
+                            float(post["scores"][k]),
+                            [float(v) for v in post["boxes"][k]],
+                            _rle(post["masks"][k].cpu().numpy()),
+                        )
             if bounded:
                 _forget(session, index, window, stats)
             stats.peak_pixel_frames = max(stats.peak_pixel_frames, len(session.processed_frames or {}))
