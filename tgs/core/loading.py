@@ -141,10 +141,18 @@ def _build_sam2_video(load: ModelLoad) -> Segmenter:
     return Sam2VideoSegmenter.from_pretrained(load.resolve(), device=load.device, dtype=load.dtype, **load.options)
 
 
+def _build_sam3(load: ModelLoad) -> Any:
+    """SAM 3's video or image model (``options["mode"]``): the grounder and the segmenter at once."""
+    from tgs.segment.sam3 import Sam3GroundSegmenter
+
+    return Sam3GroundSegmenter.from_pretrained(load.resolve(), device=load.device, dtype=load.dtype, **load.options)
+
+
 LOADERS: dict[str, Callable[[ModelLoad], Any]] = {
     "grounding_dino": _build_grounder,
     "sam2_image": _build_sam2_image,
     "sam2_video": _build_sam2_video,
+    "sam3": _build_sam3,
 }
 """``ModelLoad.loader`` -> the function that builds it; a thinker's loader is its name (every
 thinker is built by :func:`tgs.think.registry.build_thinker`)."""
@@ -158,9 +166,13 @@ def load_model(load: ModelLoad) -> Any:
 
 
 def load_stages_from(spec: LoadSpec) -> tuple[Grounder, Segmenter]:
-    """The spec's Grounding DINO and segmenter, loaded in that order."""
-    if spec.grounder is None or spec.segmenter is None:
+    """The spec's Grounding DINO and segmenter, loaded in that order; a segmenter that grounds
+    itself (:attr:`~tgs.core.load_spec.LoadSpec.grounds_itself`, SAM 3) is both, one object."""
+    if spec.segmenter is None:
         raise ValueError("this load spec has no Ground + Segment stages (built without a preset)")
+    if spec.grounder is None:
+        stage = load_model(spec.segmenter)
+        return stage, stage
     return load_model(spec.grounder), load_model(spec.segmenter)
 
 
