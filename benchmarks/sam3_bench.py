@@ -8,8 +8,8 @@ through ``tgs.core.loading.load_stages`` (the path every command takes), then
 
 * ``gdino+sam2.1-l``: preset ``best`` (Grounding DINO-T per frame, SAM2.1-L video propagation);
 * ``gdino+edgetam``: preset ``best`` with EdgeTAM as the video model;
-* ``sam3-video``: preset ``sam3`` (``Sam3VideoModel`` over the clip, every expression a prompt
-  of one session);
+* ``sam3-video``: preset ``sam3`` (``Sam3VideoModel`` over the clip, one session per expression,
+  each frame's vision features shared);
 * ``sam3-image``: preset ``sam3`` with ``segment_mode=image`` (``Sam3Model`` per frame).
 
 Reported per backend and expression count: wall and process-CPU seconds per frame, and the

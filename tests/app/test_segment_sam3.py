@@ -82,7 +82,7 @@ def test_dense_sam3_equals_the_documented_streaming_loop(video: Path, tmp_path: 
 
 
 @pytest.mark.slow
-def test_dense_sam3_shares_one_session_and_equals_one_expression_at_a_time(video: Path, tmp_path: Path) -> None:
+def test_dense_sam3_several_expressions_equal_one_at_a_time(video: Path, tmp_path: Path) -> None:
     texts = ["the red object", "a dog"]
     together = segment_video(video, texts, thinker="direct", preset=PRESET, settings=Settings.tiny(),
                              out=tmp_path / "both", png=False)

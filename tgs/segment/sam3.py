@@ -19,10 +19,16 @@ Two modes (the preset's ``segment_mode``):
 
 - ``video``: ``Sam3VideoModel`` over the clip (transformers' documented offline use:
   ``init_video_session`` -> ``add_text_prompt`` -> ``propagate_in_video_iterator`` ->
-  ``postprocess_outputs``); masklets keep their identity across frames. All the texts of a
-  clip are prompts of ONE session, so each frame's vision features are computed once for
-  all of them (``Sam3VideoModel._det_track_one_frame``), and transformers keeps the prompts
-  apart (association, suppression and non-overlap are per prompt).
+  ``postprocess_outputs``); masklets keep their identity across frames. Each text has its
+  own session, exactly the documented single-prompt use; the sessions step through the clip
+  together and each frame's vision features are computed once for all of them
+  (:func:`shared_vision_features`). One session with every text as a prompt would also
+  encode each frame once, but is not equal to one text at a time: transformers 5.x
+  (``Sam3VideoModel._det_track_one_frame``) files the frame's tracker scores under the
+  object ids as they are *after* the frame's new objects and hot-start removals, so on such
+  a frame the scores land on other masklets, and ``postprocess_outputs`` gives the pixels
+  two masklets of a prompt claim by those scores: the masks then depend on the other
+  prompts of the session.
 - ``image``: ``Sam3Model`` on each frame (transformers' documented use: processor ->
   model -> ``post_process_instance_segmentation``); each frame's instances are separate
   candidates and the rule is applied frame by frame. ``get_vision_features`` runs once
@@ -33,7 +39,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -56,6 +63,7 @@ __all__ = [
     "Sam3GroundSegmenter",
     "check_object_cap",
     "choose_masklets",
+    "shared_vision_features",
 ]
 
 logger = logging.getLogger(__name__)
@@ -135,19 +143,70 @@ def choose_masklets(
     return (int(np.argmax(best)),)
 
 
-def check_object_cap(model: Any, objects: int, prompts: int) -> bool:
-    """Warn (and return True) when a session reached ``max_num_objects``: the cap is per session, so
-    with several prompts sharing one session it is shared too, and the prompts are then no longer
-    independent of each other (10,000 in ``facebook/sam3``'s config: never reached in practice)."""
+def check_object_cap(model: Any, objects: int, text: str) -> bool:
+    """Warn (and return True) when the session of ``text`` reached ``max_num_objects`` (10,000 in
+    ``facebook/sam3``'s config: never reached in practice): later detections were dropped."""
     cap = int(getattr(model, "max_num_objects", 0) or 0)
     if cap and objects >= cap:
-        logger.warning(
-            "SAM 3 session reached its max_num_objects (%d) with %d prompt(s): later detections were dropped%s",
-            cap, prompts, "; the prompts shared the cap (run with share_across_expressions=false to give each "
-            "its own)" if prompts > 1 else "",
-        )
+        logger.warning("SAM 3 session of %r reached its max_num_objects (%d): later detections were dropped",
+                       text, cap)
         return True
     return False
+
+
+@contextmanager
+def shared_vision_features(model: torch.nn.Module, readers: int) -> Iterator[None]:
+    """Inside, a ``Sam3VideoModel``'s per-frame vision work runs once for ``readers`` sessions
+    that read the same frames: ``detector_model.get_vision_features`` (the ViT) and
+    ``get_vision_features_for_tracker`` (the tracker's neck on its output).
+
+    A call whose input equals that of a call still held (pixel values by value; the vision
+    features by identity, as the first step hands out the very tensors it computed) returns
+    that call's result, as one multi-prompt session hands the same tensors to each of its
+    prompts; an entry is dropped once all readers had it, so only the frames some session has
+    not reached yet are held (at most ``hotstart_delay`` frames when sessions step through
+    ``propagate_in_video_iterator``, which runs that many before its first output). Equal
+    inputs give equal results, so every session gets exactly what it would compute alone."""
+    if readers <= 1:
+        yield
+        return
+    with _once(model.detector_model, "get_vision_features", "pixel_values", readers, by_value=True), \
+            _once(model, "get_vision_features_for_tracker", "vision_embeds", readers, by_value=False):
+        yield
+
+
+@contextmanager
+def _once(owner: Any, name: str, arg: str, readers: int, *, by_value: bool) -> Iterator[None]:
+    """``owner.<name>`` computed once per input for ``readers`` calls (see :func:`shared_vision_features`)."""
+    own = name in vars(owner)  # a spy or an earlier patch on the instance
+    compute = getattr(owner, name)
+    held: list[list[Any]] = []  # [input, result, readers still to come]
+
+    def same(a: Any, b: Any) -> bool:
+        if not by_value:
+            return a is b
+        return a.shape == b.shape and torch.equal(a, b)
+
+    def once(*args: Any, **kwargs: Any) -> Any:
+        key = kwargs.get(arg, args[0] if args else None)
+        for entry in held:
+            if same(entry[0], key):
+                entry[2] -= 1
+                if entry[2] == 0:
+                    held.remove(entry)
+                return entry[1]
+        result = compute(*args, **kwargs)
+        held.append([key, result, readers - 1])
+        return result
+
+    setattr(owner, name, once)
+    try:
+        yield
+    finally:
+        if own:
+            setattr(owner, name, compute)
+        else:
+            delattr(owner, name)
 
 
 def _rle(mask: np.ndarray) -> dict:
@@ -338,24 +397,32 @@ class Sam3GroundSegmenter:
     # ------------------------------------------------------------------ video
 
     def _video(self, clip: Clip, texts: list[str]) -> list[Sam3Candidates]:
-        processor = self.processor
-        session = processor.init_video_session(
-            video=list(clip.frames), inference_device=self.device, dtype=self.dtype
-        )
-        session = processor.add_text_prompt(session, texts)
-        tracks: dict[str, dict[int, dict[int, tuple[float, np.ndarray, np.ndarray]]]] = {t: {} for t in texts}
-        for output in self.model.propagate_in_video_iterator(inference_session=session):
-            post = processor.postprocess_outputs(session, output)
-            ids = post["object_ids"].tolist()
-            for text, obj_ids in post["prompt_to_obj_ids"].items():
-                for obj_id in obj_ids:
-                    k = ids.index(obj_id)
-                    tracks[text].setdefault(int(obj_id), {})[int(output.frame_idx)] = (
-                        float(post["scores"][k]),
-                        post["boxes"][k].float().cpu().numpy(),
-                        post["masks"][k].cpu().numpy().astype(np.bool_),
-                    )
-        check_object_cap(self.model, sum(len(t) for t in tracks.values()), len(texts))
+        """One documented single-prompt session per text, stepped together, each frame encoded once."""
+        processor, model = self.processor, self.model
+        prompts = list(dict.fromkeys(texts))
+        sessions = [
+            processor.add_text_prompt(
+                processor.init_video_session(video=list(clip.frames), inference_device=self.device, dtype=self.dtype),
+                text,
+            )
+            for text in prompts
+        ]
+        tracks: dict[str, dict[int, dict[int, tuple[float, np.ndarray, np.ndarray]]]] = {t: {} for t in prompts}
+        with shared_vision_features(model, len(sessions)):
+            steps = zip(*(model.propagate_in_video_iterator(inference_session=s) for s in sessions), strict=True)
+            for outputs in steps:
+                for text, session, output in zip(prompts, sessions, outputs):
+                    post = processor.postprocess_outputs(session, output)
+                    ids = post["object_ids"].tolist()
+                    for obj_id in post["prompt_to_obj_ids"].get(text, []):
+                        k = ids.index(obj_id)
+                        tracks[text].setdefault(int(obj_id), {})[int(output.frame_idx)] = (
+                            float(post["scores"][k]),
+                            post["boxes"][k].float().cpu().numpy(),
+                            post["masks"][k].cpu().numpy().astype(np.bool_),
+                        )
+        for text in prompts:
+            check_object_cap(model, len(tracks[text]), text)
         return [self._masklets(text, tracks[text], clip) for text in texts]
 
     @staticmethod

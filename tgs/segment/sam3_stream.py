@@ -16,9 +16,11 @@ is the out-of-memory its users report on long videos. Here the session keeps onl
 Results are equal to the unpruned session (tested), and ``num_frames`` reports the frames
 seen so far, as the unpruned session's does.
 
-Pass 1 (:func:`track_candidates`) runs the model over every frame with every text as a
-prompt of one session (each frame's vision features once for all texts) and keeps each
-candidate's per-frame score, box and COCO-RLE mask. The choice rule needs the whole video's
+Pass 1 (:func:`track_candidates`) runs the model over every frame with one session per text,
+the sessions fed each frame together and its vision features computed once for all of them
+(:func:`tgs.segment.sam3.shared_vision_features`: one multi-prompt session is not equal to
+one text at a time, see :mod:`tgs.segment.sam3`), and keeps each candidate's per-frame score,
+box and COCO-RLE mask. The choice rule needs the whole video's
 scores, so pass 2 (:func:`chosen_frames`) reads the frames again and yields the chosen
 masklets' masks per frame for the dense sinks.
 """
@@ -35,14 +37,15 @@ import numpy as np
 import torch
 
 from tgs.segment.propagation import FrameResult
-from tgs.segment.sam3 import Sam3GroundSegmenter, check_object_cap, choose_masklets
+from tgs.segment.sam3 import Sam3GroundSegmenter, check_object_cap, choose_masklets, shared_vision_features
 
 __all__ = ["StreamCandidates", "StreamStats", "chosen_frames", "track_candidates"]
 
 
 @dataclass
 class StreamStats:
-    """Counters of a streamed run: frames, the most frames of outputs one object held, process seconds."""
+    """Counters of a streamed run: frames, the most frames of outputs one object held, the most
+    frames of pixels one session held, process seconds."""
 
     frames_done: int = 0
     peak_stored_frames: int = 0
@@ -153,7 +156,8 @@ def track_candidates(
     stats: StreamStats | None = None,
     on_frame: Any = None,
 ) -> list[StreamCandidates]:
-    """Pass 1: every text a prompt of one streaming session over ``frames``; every candidate kept (RLE)."""
+    """Pass 1: one streaming session per text over ``frames``, each frame encoded once for all;
+    every candidate kept (RLE)."""
     if stage.mode != "video":
         raise ValueError("dense SAM 3 needs the video model (segment_mode=video)")
     stats = stats if stats is not None else StreamStats()
@@ -166,29 +170,34 @@ def track_candidates(
     start = time.process_time()
     with torch.inference_mode():
         fitted = {text: stage.fit_prompt(text) for text in texts}
-        session = processor.add_text_prompt(_session(stage, size, bounded), list(dict.fromkeys(fitted.values())))
-        for index, frame in enumerate(frames):
-            inputs = processor(images=frame, device=stage.device, return_tensors="pt")
-            output = model(inference_session=session, frame=inputs["pixel_values"][0], frame_idx=index)
-            post = processor.postprocess_outputs(session, output, original_sizes=inputs["original_sizes"])
-            ids = post["object_ids"].tolist()
-            for prompt, obj_ids in post["prompt_to_obj_ids"].items():
-                for obj_id in obj_ids:
-                    k = ids.index(obj_id)
-                    for text in [t for t, f in fitted.items() if f == prompt]:
-                        found[text].tracks.setdefault(int(obj_id), {})[index] = (
+        prompts = list(dict.fromkeys(fitted.values()))
+        sessions = [processor.add_text_prompt(_session(stage, size, bounded), prompt) for prompt in prompts]
+        tracks: dict[str, dict[int, dict[int, tuple[float, list[float], dict]]]] = {p: {} for p in prompts}
+        with shared_vision_features(model, len(sessions)):
+            for index, frame in enumerate(frames):
+                inputs = processor(images=frame, device=stage.device, return_tensors="pt")
+                for prompt, session in zip(prompts, sessions):
+                    output = model(inference_session=session, frame=inputs["pixel_values"][0], frame_idx=index)
+                    post = processor.postprocess_outputs(session, output, original_sizes=inputs["original_sizes"])
+                    ids = post["object_ids"].tolist()
+                    for obj_id in post["prompt_to_obj_ids"].get(prompt, []):
+                        k = ids.index(obj_id)
+                        tracks[prompt].setdefault(int(obj_id), {})[index] = (
                             float(post["scores"][k]),
                             [float(v) for v in post["boxes"][k]],
                             _rle(post["masks"][k].cpu().numpy()),
                         )
-            if bounded:
-                _forget(session, index, window, stats)
-            stats.peak_pixel_frames = max(stats.peak_pixel_frames, len(session.processed_frames or {}))
-            stats.frames_done = index + 1
-            if on_frame is not None:
-                on_frame(stats)
+                    if bounded:
+                        _forget(session, index, window, stats)
+                    stats.peak_pixel_frames = max(stats.peak_pixel_frames, len(session.processed_frames or {}))
+                stats.frames_done = index + 1
+                if on_frame is not None:
+                    on_frame(stats)
     stats.seconds += time.process_time() - start
-    check_object_cap(model, sum(len(c.tracks) for c in found.values()), len(texts))
+    for prompt in prompts:
+        check_object_cap(model, len(tracks[prompt]), prompt)
+    for text, prompt in fitted.items():
+        found[text].tracks = tracks[prompt]
     return [found[text] for text in texts]
 
 
