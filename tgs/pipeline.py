@@ -23,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from tgs import fast_paths
 from tgs.eval.protocol import is_null_split
 from tgs.presets import SAM_SQUASH_SIZE, Preset
 from tgs.resize import resize_like_cv2, resize_masks
@@ -38,6 +39,7 @@ __all__ = [
     "choose_object_text",
     "sam_boxes",
     "sam_clip",
+    "shared_method",
 ]
 
 logger = logging.getLogger(__name__)
@@ -144,6 +146,18 @@ def sam_boxes(
 
 
 # --------------------------------------------------------------------------- the pipeline
+
+
+def shared_method(stage: object, name: str, path: str) -> Any:
+    """``stage.<name>`` (its shared several-texts method), counted as the fast path ``path``
+    taken; None when the stage has none: a fallback to its one-text method, logged once and
+    counted (:mod:`tgs.fast_paths`)."""
+    method = getattr(stage, name, None)
+    if callable(method):
+        fast_paths.ran(path)
+        return method
+    fast_paths.fell_back(path, f"{type(stage).__name__} has no {name}(); one text at a time")
+    return None
 
 
 @dataclass(frozen=True, eq=False)
@@ -273,15 +287,17 @@ class GroundSegmentPipeline:
         ``share_across_expressions`` the work that depends on the frames only is done once:
         SAM2's input frames (:func:`sam_clip`), Grounding DINO's image backbone
         (``grounder.ground_many``) and SAM2's image embeddings (``segmenter.segment_many``),
-        each used when the stage has it (else its one-text method in a loop). Timings of a
-        shared step are split equally between the expressions that used it. Without sharing
-        it is the loop over :meth:`run`.
+        each used when the stage has it (else its one-text method in a loop: a fallback,
+        logged once and counted, :mod:`tgs.fast_paths`). Timings of a shared step are split
+        equally between the expressions that used it. Without sharing it is the loop over
+        :meth:`run`.
         """
         for thought, query in pairs:
             if thought.uid != query.uid:
                 raise ValueError(f"thought for {thought.uid!r} given with query {query.uid!r}")
         if not self.preset.share_across_expressions:
             return [self.run(clip, thought, query) for thought, query in pairs]
+        fast_paths.ran("ground_segment.shared")
         object_texts = [choose_object_text(thought, query, self.preset) for thought, query in pairs]
         grounded = [i for i, o in enumerate(object_texts) if o.text is not None]
         texts = [object_texts[i].text for i in grounded]
@@ -321,7 +337,7 @@ class GroundSegmentPipeline:
                 t[name] = seconds / n
 
         start = time.perf_counter()
-        ground_many = getattr(self.grounder, "ground_many", None)
+        ground_many = shared_method(self.grounder, "ground_many", "ground.many")
         if ground_many is not None:
             all_boxes = list(ground_many(clip, texts))
             share("ground", time.perf_counter() - start)
@@ -335,7 +351,7 @@ class GroundSegmentPipeline:
         seen = sam_clip(clip, self.preset)
         share("prepare", time.perf_counter() - start)
         prompts = [sam_boxes(boxes, c, seen.size) for boxes, c in zip(all_boxes, chosen)]
-        segment_many = getattr(self.segmenter, "segment_many", None)
+        segment_many = shared_method(self.segmenter, "segment_many", "segment.many")
         if segment_many is not None:
             start = time.perf_counter()
             scores = (

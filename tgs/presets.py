@@ -170,6 +170,13 @@ class Preset:
         "image backbone and SAM2's image embeddings once per frame); changes no result, off = one expression at "
         "a time",
     )
+    batch_captions: bool = _switch(
+        False,
+        None,
+        "Grounding DINO: all captions of a frame in one padded forward (with share_across_expressions; for GPU "
+        "throughput); equal to one caption per forward only up to float rounding, which can change the kept boxes "
+        "(agreement in docs/performance.md); off = one caption per forward, exact",
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -288,6 +295,7 @@ PAPER = Preset(
     probs_size="224",
     dtype="fp32",
     share_across_expressions=True,
+    batch_captions=False,
 )
 """The original scripts (``ground_segment_scripts/*.py``), quirks included."""
 
@@ -313,6 +321,7 @@ BEST = Preset(
     probs_size="224",
     dtype="auto",
     share_across_expressions=True,
+    batch_captions=False,
 )
 """The same models with the known weak spots fixed and temporal propagation."""
 

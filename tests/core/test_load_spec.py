@@ -157,6 +157,22 @@ def test_sam3_spec_records_one_stage(monkeypatch: pytest.MonkeyPatch) -> None:
     assert grounder is segmenter and built == [spec.segmenter]  # loaded once, both stages
 
 
+def test_sam3_asked_to_compile_is_a_counted_fallback(loads: dict[str, list[Any]]) -> None:
+    """``--compile`` / GPU preprocessing reach SAM 3's load, and its loader says it has neither
+    (logged once, counted) instead of dropping them; the model gets no such argument."""
+    from tgs import fast_paths
+    from tgs.core.load_spec import load_spec
+    from tgs.core.loading import load_stages_from
+
+    spec = load_spec(SAM3, Settings(device="cpu", compile=True), "benchmark", device_preprocess=True)
+    assert spec.segmenter is not None and spec.segmenter.compile is True
+    with fast_paths.counting() as ledger, pytest.raises(_Stop):
+        load_stages_from(spec)
+    assert ledger.fallback_count("compile") == 1 and ledger.fallback_count("device_preprocess") == 1
+    ((kind, kwargs),) = loads["built"]
+    assert kind == "sam3" and set(kwargs) == {"device", "dtype", "mode"} and kwargs["mode"] == "video"
+
+
 def test_demo_preflight_checks_what_its_requests_load(
     loads: dict[str, list[Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

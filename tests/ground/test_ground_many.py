@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,13 @@ import pytest
 import torch
 from float32_error import TINY_GDINO_CHAIN, float32_bound
 
+from tgs import fast_paths
+from tgs.core.load_spec import load_spec
+from tgs.core.loading import load_model
+from tgs.core.settings import Settings
 from tgs.ground import GroundingDinoGrounder
 from tgs.ground.grounding_dino import caption_token_limit, device_original_transform, original_resize_shape
+from tgs.presets import BEST, PAPER, get_preset
 from tgs.testing.tiny_vision import build_tiny_grounding_dino
 from tgs.types import Boxes, Clip
 
@@ -56,6 +62,48 @@ def assert_same_boxes(expected: list[Boxes], got: list[Boxes], *, atol: float = 
     assert kept > 0, "the comparison needs boxes above the threshold"
 
 
+def _backbone_calls(grounder: GroundingDinoGrounder) -> list[int]:
+    """Spy: frames per call of the Swin backbone (not called when ground_many reuses its outputs)."""
+    calls: list[int] = []
+    grounder.model.model.backbone.conv_encoder.register_forward_pre_hook(
+        lambda _m, args: calls.append(int(args[0].shape[0]))
+    )
+    return calls
+
+
+def _caption_groups(grounder: GroundingDinoGrounder, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Spy: captions per forward of ground_many (the padded text batch it builds)."""
+    sizes: list[int] = []
+    real = grounder._text_batch
+
+    def spy(tokens, frames):
+        sizes.append(len(tokens))
+        return real(tokens, frames)
+
+    monkeypatch.setattr(grounder, "_text_batch", spy)
+    return sizes
+
+
+@pytest.mark.parametrize("preset", [PAPER, BEST], ids=["paper", "best"])
+def test_batch_captions_switch_decides_the_padded_forward(preset, clip: Clip, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off (both presets): one caption per forward, the batched code never runs; on: all of a
+    frame's captions in one padded forward, counted as the fast path ``ground.caption_batch``."""
+    settings = Settings.tiny(device="cpu", dtype="fp32")
+    assert preset.batch_captions is False
+    texts = TEXTS[:4]
+    off = load_model(load_spec(preset, settings).grounder)
+    sizes = _caption_groups(off, monkeypatch)
+    with fast_paths.counting() as ledger:
+        off.ground_many(clip, texts)
+    assert sizes == [1] * len(texts) * clip.num_frames and "ground.caption_batch" not in ledger.ran
+    on = load_model(load_spec(replace(preset, batch_captions=True), settings).grounder)
+    sizes = _caption_groups(on, monkeypatch)
+    with fast_paths.counting() as ledger:
+        on.ground_many(clip, texts)
+    assert sizes == [len(texts)] * clip.num_frames and ledger.ran["ground.caption_batch"] == clip.num_frames
+    assert get_preset(preset.name, {"batch_captions": "true"}).batch_captions is True
+
+
 @pytest.mark.parametrize(("preprocess", "frame_batch_size"), [("original", 1), ("hf", 1), ("original", 3)])
 def test_ground_many_equals_ground_per_text(
     tiny_gdino: Path, clip: Clip, preprocess: str, frame_batch_size: int
@@ -63,9 +111,13 @@ def test_ground_many_equals_ground_per_text(
     grounder = GroundingDinoGrounder.from_pretrained(
         tiny_gdino, preprocess=preprocess, frame_batch_size=frame_batch_size, box_threshold=0.3
     )
-    assert grounder.expression_batch_size == 1  # CPU default: one caption per forward
+    assert grounder.expression_batch_size == 1  # the default: one caption per forward
+    swin_calls = _backbone_calls(grounder)
     expected = [grounder.ground(clip, text) for text in TEXTS]
+    assert len(swin_calls) == len(TEXTS) * -(-clip.num_frames // frame_batch_size)
+    swin_calls.clear()
     got = grounder.ground_many(clip, TEXTS)
+    assert len(swin_calls) == -(-clip.num_frames // frame_batch_size)  # the backbone once per frame batch, for all texts
     assert_same_boxes(expected, got)
     for a, b in zip(expected, got):  # same shapes in every forward: bit-identical
         for fa, fb in zip(a.frames, b.frames):

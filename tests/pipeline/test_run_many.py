@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from float32_error import SAM2_PROB_TOL, TINY_GDINO_CHAIN, float32_bound
 from gs_fakes import FakeGrounder, FakeSegmenter, FakeVideoSegmenter, make_clip
 
+from tgs import fast_paths
 from tgs.core.loading import load_stages
 from tgs.core.settings import Settings
 from tgs.pipeline import GroundSegmentPipeline, GroundSegmentResult
@@ -134,10 +137,18 @@ def test_sharing_off_loops_run_and_never_calls_the_shared_methods() -> None:
     assert_same_results(off, on)
 
 
-def test_run_many_without_shared_methods_and_mismatched_pairs() -> None:
+def test_run_many_without_shared_methods_and_mismatched_pairs(caplog: pytest.LogCaptureFixture) -> None:
     pipeline = GroundSegmentPipeline(FakeGrounder(), FakeSegmenter(), PAPER)
     clip, pairs = make_clip(), _pairs()
-    assert_same_results([pipeline.run(clip, t, q) for t, q in pairs], pipeline.run_many(clip, pairs))
+    expected = [pipeline.run(clip, t, q) for t, q in pairs]
+    with caplog.at_level(logging.WARNING, logger="tgs.fast_paths"), fast_paths.counting() as ledger:
+        assert_same_results(expected, pipeline.run_many(clip, pairs))
+        pipeline.run_many(clip, pairs)
+    # stages without shared methods: each fallback said once (with its reason) and counted per call
+    assert ledger.fallbacks == {("ground.many", "FakeGrounder has no ground_many(); one text at a time"): 2,
+                                ("segment.many", "FakeSegmenter has no segment_many(); one text at a time"): 2}
+    assert caplog.text.count("FakeGrounder has no ground_many()") == 1
+    assert caplog.text.count("FakeSegmenter has no segment_many()") == 1
     assert pipeline.run_many(clip, []) == []
     thought, _ = pairs[0]
     with pytest.raises(ValueError, match="given with query"):

@@ -3,8 +3,10 @@
 On ``tgs data synth`` data (one video with 7 expressions, and its null clip with 2), tiny
 models in fp32: Think with ``share_across_expressions`` on and off gives the same thoughts
 (token for token), and Ground + Segment with it on and off the same boxes and scores (to
-1e-5), masks and metrics, under ``paper`` and ``best``. (The Ray executor's side of the
-check is in ``tests/scale/test_ray_executor.py``.)
+1e-5), masks and metrics, under ``paper`` and ``best``. Each comparison first checks, from the
+run manifests' fast-path counts (``tgs.fast_paths``), that the shared path really ran with
+sharing on (and never with it off), so "on == off" cannot compare the plain path with itself.
+(The Ray executor's side of the check is in ``tests/scale/test_ray_executor.py``.)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tgs.runners.think import ThinkConfig, run_think
 pytestmark = pytest.mark.slow
 
 SPLITS = ("test_s", "test_n")
+SHARED_VIDEOS = 2  # clips with 2+ expressions in SPLITS: syn0-0002 (test_s, 7) and its null clip (test_n, 2)
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +36,10 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sharing")
     generate(root, videos=3, seed=0, size=(64, 48))
     return root
+
+
+def _fast_paths(run_dir: Path) -> dict:
+    return RunStore(run_dir).manifest()["fast_paths"]
 
 
 def _think(bench: Path, out: Path, share: bool):
@@ -50,6 +57,9 @@ def thoughts(bench: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("think")
     on, off = _think(bench, root / "on", True), _think(bench, root / "off", False)
     assert on.summary.succeeded == off.summary.succeeded == 9
+    # one encoding + prefix prefill per clip: the video and its null clip
+    assert _fast_paths(on.run_dir) == {"ran": {"think.shared_prefix": SHARED_VIDEOS}, "fallbacks": []}
+    assert _fast_paths(off.run_dir) == {"ran": {}, "fallbacks": []}
     records = {name: RunStore(run.run_dir).records("thoughts") for name, run in (("on", on), ("off", off))}
     assert records["on"] == records["off"]  # raw answers token for token, parsed fields, order
     assert len({r["predict"] for r in records["on"]}) > 1  # the answers say something
@@ -89,6 +99,11 @@ def test_ground_segment_sharing_on_equals_off(bench: Path, thoughts: Path, tmp_p
     on = run_ground_segment(config(tmp_path / "on", True), stages=stages)
     off = run_ground_segment(config(tmp_path / "off", False), stages=stages)
     assert on.summary.succeeded == off.summary.succeeded == 9
+    shared = _fast_paths(on.run_dir)
+    assert shared["fallbacks"] == [] and _fast_paths(off.run_dir) == {"ran": {}, "fallbacks": []}
+    # the shared path ran for both clips; each shared call with a text to ground used both shared stage methods
+    assert shared["ran"]["ground_segment.shared"] == SHARED_VIDEOS
+    assert 1 <= shared["ran"]["ground.many"] == shared["ran"]["segment.many"] <= SHARED_VIDEOS
     _assert_close(_records(on.run_dir), _records(off.run_dir))  # boxes, scores, chosen boxes, object texts
     boxes = [RunStore(run.run_dir).records("boxes") for run in (on, off)]
     _assert_close(*boxes)  # every candidate of every frame

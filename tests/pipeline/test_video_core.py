@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from gs_fakes import FakeGrounder, FakeSegmenter, make_clip
 
+from tgs import fast_paths
 from tgs.core import ExpressionResult, Pipeline, Settings, VideoItems
 from tgs.core.flow import share_enabled
 from tgs.core.load_spec import load_spec
@@ -85,12 +86,23 @@ def test_sharing_off_runs_one_expression_at_a_time_with_the_same_results() -> No
 
 def test_failures_stay_with_their_expression() -> None:
     clip = make_clip()
-    gs = SharingPipeline(FakeGrounder(), FakeSegmenter(), BEST, fail=True)
+    gs = SharingPipeline(FakeGrounder(), FakeSegmenter(), BEST)
     results = Pipeline(RecordingThinker(fail=("v_1",)), gs).run_video(VideoItems(clip, _queries(3)))
     assert [r.ok for r in results] == [True, False, True]
     assert "no answer for v_1" in str(results[1].error) and results[1].thought is None
-    assert gs.many_calls == [2]  # the shared call failed: the two pairs were redone one by one
+    assert gs.many_calls == [2]
     assert all(r.ground_segment is not None for r in (results[0], results[2]))
+
+
+def test_a_failing_shared_call_is_an_error_not_a_quiet_fallback() -> None:
+    """A broken shared path fails the clip's pairs (recorded per expression) and is never redone one by
+    one, which would hide it and make "shared == unshared" compare the unshared path with itself."""
+    gs = SharingPipeline(FakeGrounder(), FakeSegmenter(), BEST, fail=True)
+    with fast_paths.counting() as ledger:
+        results = Pipeline(RecordingThinker(), gs).run_video(VideoItems(make_clip(), _queries(3)))
+    assert gs.many_calls == [3] and [r.ok for r in results] == [False, False, False]
+    assert all("shared path broke" in str(r.error) for r in results)
+    assert ledger.fallback_count() == 0
 
     def broken():
         raise FileNotFoundError("frames/3.jpg")

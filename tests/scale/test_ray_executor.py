@@ -186,13 +186,19 @@ def test_ground_segment_on_ray_equals_local(ray_cluster, bench: Path, tmp_path: 
                                    splits=SPLITS, settings=Settings.tiny(), evaluate=False)
 
     # the reference: local, one expression at a time; Ray shares each video's work in its worker
-    local = _gs_outputs(run_ground_segment(config(tmp_path / "local", share=False)).run_dir)
+    local_run = run_ground_segment(config(tmp_path / "local", share=False)).run_dir
+    assert RunStore(local_run).manifest()["fast_paths"] == {"ran": {}, "fallbacks": []}  # the plain path only
+    local = _gs_outputs(local_run)
     assert sorted(local[0]) == sorted(SMALL) and all(r["status"] == "ok" for r in local[0].values())
     assert sum(int(m.masks.sum()) for m in local[2].values()) > 0  # something was segmented
     for workers in worker_counts:
         executor = RayExecutor(workers=workers)
         outcome = run_ground_segment(config(tmp_path / f"ray{workers}"), executor=executor)
         assert executor.stats.workers == workers and outcome.summary.succeeded == len(SMALL)
+        # counted in the workers, carried to the driver's manifest: the shared path ran once, for the
+        # one video with 3 expressions (the null clip has 1), with both shared stage methods, no fallback
+        assert RunStore(outcome.run_dir).manifest()["fast_paths"] == {
+            "ran": {"ground.many": 1, "ground_segment.shared": 1, "segment.many": 1}, "fallbacks": []}
         records, boxes, masks = _gs_outputs(outcome.run_dir)
         assert records == local[0]
         assert boxes == local[1]

@@ -102,13 +102,23 @@ def test_segment_many_equals_segment_per_object(segmenter: Sam2VideoSegmenter) -
         [None] * 12,  # a null answer
         _boxes(12, {11: [0, 0, 20, 20], 3: [30, 20, 63, 47]}),
     ]
-    many = segmenter.segment_many(clip, objects)
+    encoded: list[int] = []  # spy: the objects share one propagation, so frames are encoded for all at once
+    hook = segmenter.model.vision_encoder.register_forward_pre_hook(lambda *_: encoded.append(1))
+    try:
+        many = segmenter.segment_many(clip, objects)
+        shared_encodings = len(encoded)
+        encoded.clear()
+        alone = [segmenter.segment(clip, boxes) for boxes in objects]
+    finally:
+        hook.remove()
+    # shared: each frame at most once per pass (backward, then forward) whatever the object count;
+    # alone: every seeded object encodes its frames again (3 objects x 12 frames here)
+    assert shared_encodings <= 2 * clip.num_frames < len(encoded)
     assert len(many) == 4
-    for boxes, shared in zip(objects, many, strict=True):
-        alone = segmenter.segment(clip, boxes)
-        np.testing.assert_array_equal(shared.masks, alone.masks)
-        np.testing.assert_array_equal(shared.probs, alone.probs)
-        assert shared.meta.get("seed_frames") == alone.meta.get("seed_frames")
+    for shared, single in zip(many, alone, strict=True):
+        np.testing.assert_array_equal(shared.masks, single.masks)
+        np.testing.assert_array_equal(shared.probs, single.probs)
+        assert shared.meta.get("seed_frames") == single.meta.get("seed_frames")
     assert not many[2].masks.any() and not many[2].probs.any()
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from ref_thinker_helpers import random_clip, tiny_model_dir
 
+from tgs import fast_paths
 from tgs.errors import DataError, ThinkerError
 from tgs.think import registry
 from tgs.think.ref_thinker import thinker as thinker_module
@@ -84,9 +85,12 @@ def test_sharing_gives_the_answers_of_the_plain_path(base: RefThinker, monkeypat
     plain = _raw(_variant(base, share=False).think_each(items))
     alone = _raw(_variant(base, share=False, batch_size=1).think_each(items))
     calls = _count_encoders(monkeypatch, base.model)
-    shared = _raw(_variant(base, batch_size=4).think_each(items))  # clip A (6 expressions) > batch size
+    with fast_paths.counting() as ledger:
+        shared = _raw(_variant(base, batch_size=4).think_each(items))  # clip A (6 expressions) > batch size
     assert shared == plain == alone
     assert calls == {"video": [1, 1, 1], "audio": [1, 1, 1]}  # once per clip, not per expression
+    # the prefix cache really ran: clips A and B prefilled once each (clip C, one expression, has nothing to share)
+    assert ledger.ran["think.shared_prefix"] == 2 and ledger.fallback_count() == 0
     assert len(set(shared)) > 3  # the expressions do get different answers
 
 
@@ -152,8 +156,10 @@ def test_switch_off_and_unmasked_batches_take_the_plain_path(base: RefThinker, m
     _variant(base, share=False).think_each(items)
     assert calls["video"] == [4]  # one batch of 4 samples, every clip encoded per expression
     calls["video"].clear()
-    unmasked = _raw(_variant(base, mask_padding=False).think_each(items))
+    with fast_paths.counting() as ledger:
+        unmasked = _raw(_variant(base, mask_padding=False).think_each(items))
     assert calls["video"] == [4]
+    assert ledger.fallback_count("think.shared_prefix") == 1 and not ledger.ran  # said and counted, not silent
     assert unmasked == _raw(_variant(base, share=False, mask_padding=False).think_each(items))
 
 
@@ -182,8 +188,10 @@ def test_failures_stay_per_sample(base: RefThinker, monkeypatch: pytest.MonkeyPa
         return real(model, rows, *args, **kwargs)
 
     monkeypatch.setattr(thinker_module, "generate_after_prefix", fails_in_batches)
-    retried = _variant(base).think_each([items[0], items[3]])
+    with fast_paths.counting() as ledger:
+        retried = _variant(base).think_each([items[0], items[3]])
     assert _raw(retried) == reference
+    assert ledger.fallback_count("think.batch") == 1  # the batch's one-by-one retry is counted
 
     def always_fails(*args, **kwargs):
         raise RuntimeError("boom")

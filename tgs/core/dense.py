@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from tgs.pipeline import ObjectText, choose_object_text
+from tgs.pipeline import ObjectText, choose_object_text, shared_method
 from tgs.presets import Preset
 from tgs.types import Clip, Query, Thought
 
@@ -59,8 +59,8 @@ class KeyframeRecords:
 
 
 def _ground_window(grounder: Any, clip: Clip, texts: list[str], share: bool) -> list[Any]:
-    ground_many = getattr(grounder, "ground_many", None)
-    if share and ground_many is not None and len(texts) > 1:
+    ground_many = shared_method(grounder, "ground_many", "ground.many") if share and len(texts) > 1 else None
+    if ground_many is not None:
         return list(ground_many(clip, texts))
     return [grounder.ground(clip, text) for text in texts]
 

@@ -11,9 +11,10 @@ Every command, the demo and the Python API go through :class:`Pipeline`::
 The video is the unit of work: the expressions of one clip are handed to the thinker
 together (``think_each`` over items that share one :class:`~tgs.types.Clip` object, so a
 thinker can encode the clip and prefill the common prompt once) and to Ground + Segment
-together (``GroundSegmentPipeline.run_many`` when it exists: the image backbones run once
-per frame). ``preset.share_across_expressions`` = False gives the one-expression-at-a-time
-path, the reference the sharing is tested equal against.
+together (``GroundSegmentPipeline.run_many``: the image backbones run once per frame).
+``preset.share_across_expressions`` = False gives the one-expression-at-a-time path, the
+reference the sharing is tested equal against; which path ran is counted
+(:mod:`tgs.fast_paths`).
 
 :meth:`Pipeline.run` is a generator over videos, like sam2's ``propagate_in_video`` over
 frames: it yields :class:`ExpressionResult` objects as each video finishes, and sinks
@@ -166,21 +167,24 @@ class Pipeline:
     ) -> list[GroundSegmentResult | Exception]:
         """Ground + Segment of every (thought, query) of one clip; failures per pair.
 
-        Shared across the pairs (``run_many``) under ``share_across_expressions``; if the
-        shared call fails, each pair is redone alone so that one bad pair fails alone.
+        Under ``share_across_expressions`` the pairs go through ``run_many`` together (frame
+        work shared); an exception there fails every pair of the clip, as a bad clip does:
+        it is an error, never a quiet switch to the one-by-one path (which would hide a broken
+        shared path and its cost). Without sharing, or for one pair, each pair runs alone and
+        fails alone.
         """
         if self.ground_segment is None:
             raise RuntimeError("this pipeline was loaded without Ground + Segment")
         gs = self.ground_segment
-        run_many = getattr(gs, "run_many", None)
-        if pairs and callable(run_many) and share_enabled(gs.preset) and len(pairs) > 1:
+        if len(pairs) > 1 and share_enabled(gs.preset):
             try:
-                results = list(run_many(clip, list(pairs)))
+                results = list(gs.run_many(clip, list(pairs)))
                 if len(results) != len(pairs):
                     raise RuntimeError(f"run_many returned {len(results)} results for {len(pairs)} pairs")
-                return results
-            except Exception:  # retried one by one below: each pair gets its own outcome
-                logger.debug("shared Ground + Segment failed; redoing the pairs one by one", exc_info=True)
+            except Exception as exc:  # the clip's shared call failed: each of its pairs is recorded with it
+                logger.debug("shared Ground + Segment failed", exc_info=True)
+                return [exc] * len(pairs)
+            return results
         out: list[GroundSegmentResult | Exception] = []
         for thought, query in pairs:
             try:

@@ -33,7 +33,6 @@ and the line below (``_ground_load`` / ``_segment_load``) that picks it for a ro
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,8 +44,6 @@ from tgs.presets import Preset
 from tgs.think.registry import THINKER_MODEL_KEYS, canonical_name
 
 __all__ = ["MODES", "LoadSpec", "ModelLoad", "load_spec"]
-
-logger = logging.getLogger(__name__)
 
 MODES: tuple[str, ...] = ("benchmark", "sampled", "dense")
 """What the call does with the models (see the module docstring)."""
@@ -277,6 +274,7 @@ def _ground_load(
             "preprocess": preset.gdino_preprocess,
             "dedupe_period": preset.dedupe_period(direct=direct),
             "frame_batch_size": frame_batch_size,
+            "expression_batch_size": None if preset.batch_captions else 1,
             "device_preprocess": fast["device_preprocess"],
         },
     )
@@ -311,12 +309,12 @@ def _segment_load(
         key, source = "sam2_video_tiny", given
     else:  # a hub id or folder is loaded as the device's default key's model
         key, source = default_propagation_model(_device_kind(settings.device)), given
-    if fast["compile"]:
-        logger.info("compile: the video model %s runs eager (only Grounding DINO is compiled)", key)
-    options = {"preprocess": preset.sam_preprocess}
+    # The video models have no compiled form and preprocess on the host: the load carries what the
+    # call asked for, and the loader counts each as a fallback (tgs.fast_paths) instead of dropping it.
+    options = {"preprocess": preset.sam_preprocess, "device_preprocess": fast["device_preprocess"]}
     if mode != "dense":  # dense output seeds by its own policy (tgs.core.dense)
         options["seed_frames"] = preset.video_seeds
-    return ModelLoad("sam2", "sam2_video", key, source, settings.device, dtype, False, options)
+    return ModelLoad("sam2", "sam2_video", key, source, settings.device, dtype, fast["compile"], options)
 
 
 def _sam3_load(
@@ -333,7 +331,8 @@ def _sam3_load(
             fix=f"pass a SAM 3 hub id or folder, or use --preset best --sam2 {given} (Grounding DINO seeds it)",
         )
     sam3_mode = "video" if mode == "dense" else preset.segment_mode
-    if fast["compile"]:
-        logger.info("compile: SAM 3 runs eager (it is not compiled)")
     key = "sam3_video" if sam3_mode == "video" else "sam3"
-    return ModelLoad("sam2", "sam3", key, given, settings.device, dtype, False, {"mode": sam3_mode})
+    # SAM 3 has no compiled form and preprocesses on the host: as for the video models above, the
+    # load carries what the call asked for and the loader counts each as a fallback (tgs.fast_paths).
+    options = {"mode": sam3_mode, "device_preprocess": fast["device_preprocess"]}
+    return ModelLoad("sam2", "sam3", key, given, settings.device, dtype, fast["compile"], options)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tgs import fast_paths
 from tgs.core.load_spec import LoadSpec, ModelLoad, load_spec
 from tgs.core.settings import Settings
 from tgs.pipeline import Grounder, Segmenter
@@ -89,8 +90,9 @@ def load_thinker(
     """The thinker ``thinker`` of :func:`~tgs.core.load_spec.load_spec`, built (see :func:`load_model`).
 
     batch_size: samples per generate call, for thinkers that batch.
-    share_across_expressions: handed to a thinker that accepts it (per-video sharing);
-        ignored by the others, which have nothing to share.
+    share_across_expressions: handed to a thinker that accepts it (per-video sharing); for
+        another thinker with a local model (Qwen2.5-Omni) a counted fallback
+        (:mod:`tgs.fast_paths`); remote and direct thinkers have nothing to share.
     """
     spec = load_spec(None, settings, thinker=thinker, thinker_options=options, batch_size=batch_size,
                      share=share_across_expressions)  # fmt: skip
@@ -111,11 +113,15 @@ def _build_thinker(load: ModelLoad) -> Thinker:
     if load.compile and {"decode", "compile"} <= accepted:  # a static-cache decode step, compiled
         options.setdefault("decode", "static")
         options.setdefault("compile", True)
+    elif load.compile:
+        fast_paths.fell_back("compile", f"thinker {name!r} has no compiled decoding; it runs eagerly")
     batch_size, share = load.options.get("batch_size"), load.options.get("share")
     if batch_size is not None and "batch_size" in accepted:
         options["batch_size"] = batch_size
     if share is not None and SHARE_OPTION in accepted:
         options.setdefault(SHARE_OPTION, share)
+    elif share and load.key is not None:  # a local model that could, but does not, share
+        fast_paths.fell_back("think.shared_prefix", f"thinker {name!r} runs every expression of a video in full")
     return build_thinker(name, **options)
 
 
@@ -138,14 +144,28 @@ def _build_sam2_image(load: ModelLoad) -> Segmenter:
 def _build_sam2_video(load: ModelLoad) -> Segmenter:
     from tgs.segment.sam2_video import Sam2VideoSegmenter
 
-    return Sam2VideoSegmenter.from_pretrained(load.resolve(), device=load.device, dtype=load.dtype, **load.options)
+    options = dict(load.options)
+    _eager_video_model("the SAM2-family video model (propagation)", options.pop("device_preprocess", False),
+                       load.compile)
+    return Sam2VideoSegmenter.from_pretrained(load.resolve(), device=load.device, dtype=load.dtype, **options)
+
+
+def _eager_video_model(what: str, device_preprocess: bool, compile: bool | str) -> None:
+    """Count the GPU fast paths the SAM2-family video models and SAM 3 lack (logged once,
+    :mod:`tgs.fast_paths`): they run eagerly and preprocess each frame on the host."""
+    if compile:
+        fast_paths.fell_back("compile", f"{what} has no compiled form; it runs eagerly")
+    if device_preprocess:
+        fast_paths.fell_back("device_preprocess", f"{what} preprocesses its frames on the host")
 
 
 def _build_sam3(load: ModelLoad) -> Any:
     """SAM 3's video or image model (``options["mode"]``): the grounder and the segmenter at once."""
     from tgs.segment.sam3 import Sam3GroundSegmenter
 
-    return Sam3GroundSegmenter.from_pretrained(load.resolve(), device=load.device, dtype=load.dtype, **load.options)
+    options = dict(load.options)
+    _eager_video_model("SAM 3", options.pop("device_preprocess", False), load.compile)
+    return Sam3GroundSegmenter.from_pretrained(load.resolve(), device=load.device, dtype=load.dtype, **options)
 
 
 LOADERS: dict[str, Callable[[ModelLoad], Any]] = {

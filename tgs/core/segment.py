@@ -61,6 +61,7 @@ from typing import Any
 
 import numpy as np
 
+from tgs import fast_paths
 from tgs.core.flow import Pipeline, share_enabled
 from tgs.core.load_spec import LoadSpec, load_spec
 from tgs.core.loading import load_model, load_stages_from, public_options
@@ -671,6 +672,7 @@ def _drawn(
 # --------------------------------------------------------------------------- the call
 
 
+@fast_paths.counting()  # this call's fast paths and fallbacks: result.json's timings.fast_paths
 def segment_video(
     video: Path,
     expressions: str | Sequence[str],
@@ -1186,7 +1188,7 @@ def _result_record(
             "masks_dir": MASKS_DIR,
             "overlay_has_audio": seen.source_audio is not None,
         },
-        "timings": result.timings,
+        "timings": {**result.timings, "fast_paths": fast_paths.current().as_record()},
         "warnings": result.warnings,
         "output": output,
         "propagation": propagation,

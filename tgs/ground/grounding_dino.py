@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tgs import fast_paths
 from tgs.devices import compile_backend, compile_modules, frames_to_device, resolve_device, resolve_dtype
 from tgs.ground.deformable_sampling import GatherDeformableAttention, use_gather_deformable_sampling
 from tgs.models.hf_loading import load_model, load_processor
@@ -279,8 +280,11 @@ class GroundingDinoGrounder:
     summation order.
 
     ``ground_many(clip, texts)`` grounds several captions on one clip with the image backbone
-    run once per frame; ``expression_batch_size`` captions share a forward (padded; None = all
-    of them on CUDA, one at a time on a CPU, where batching saves nothing and costs memory).
+    run once per frame; ``expression_batch_size`` captions share a forward (1, the default: one
+    caption per forward, bit-identical to :meth:`ground`; more, or None = all of a frame's
+    captions: padded batches, equal to one at a time only up to float rounding, which can reorder
+    near-equal proposals in the query selection and so change the kept boxes; the preset switch
+    ``batch_captions``).
     ``device_preprocess`` moves frames to the device as uint8 and resizes / normalises them there
     ("hf": the processor's own torchvision ops; "original": Pillow's resize in integer tensor
     ops, :func:`device_original_transform`); both equal the host path. ``compile`` wraps the backbone, text encoder, encoder and
@@ -301,7 +305,7 @@ class GroundingDinoGrounder:
         dedupe_period: bool = False,
         fp32_deformable_sampling: bool = True,
         deformable_sampling: str = "auto",
-        expression_batch_size: int | None = None,
+        expression_batch_size: int | None = 1,
         device_preprocess: bool = False,
         compile: bool | str = False,
         source: str = "",
@@ -323,8 +327,9 @@ class GroundingDinoGrounder:
         if deformable_sampling == "auto":
             deformable_sampling = "gather" if torch.device(device).type == "cpu" else "grid_sample"
         self.deformable_sampling = deformable_sampling
-        if deformable_sampling == "gather":
-            use_gather_deformable_sampling(model)
+        if deformable_sampling == "gather" and not use_gather_deformable_sampling(model):
+            # e.g. transformers renamed its attention class: its own grid_sample code runs
+            fast_paths.fell_back("ground.gather_sampling", "no MultiScaleDeformableAttention module to replace")
         self.model = model
         self.processor = processor
         self.device = device
@@ -338,12 +343,11 @@ class GroundingDinoGrounder:
         self.frame_batch_size = int(frame_batch_size)
         self.preprocess = preprocess
         self.dedupe_period = dedupe_period
-        if expression_batch_size is None and torch.device(device).type == "cpu":
-            expression_batch_size = 1
         self.expression_batch_size = expression_batch_size
         self.device_preprocess = bool(device_preprocess)
         self.compile = compile_backend(compile)  # None = eager
         if self.compile is not None:
+            fast_paths.ran("compile")
             inner = model.model
             compile_modules(
                 [inner.backbone.conv_encoder, inner.text_backbone, inner.encoder, inner.decoder], self.compile
@@ -364,7 +368,7 @@ class GroundingDinoGrounder:
         dedupe_period: bool = False,
         fp32_deformable_sampling: bool = True,
         deformable_sampling: str = "auto",
-        expression_batch_size: int | None = None,
+        expression_batch_size: int | None = 1,
         device_preprocess: bool = False,
         compile: bool | str = False,
     ) -> GroundingDinoGrounder:
@@ -470,9 +474,12 @@ class GroundingDinoGrounder:
         """Several tokenised captions as one batch: right-padded with the pad id (0, attention 0),
         each caption repeated for ``frames`` frames (expression-major rows), on the device.
 
-        Padding changes no real token's result: a pad token is no phrase delimiter, so
-        transformers' phrase masks keep it out of every caption token's attention, and the
-        attention mask hides it from the fusion, the decoder and the scores.
+        Padding changes no real token's result *up to float rounding*: a pad token is no phrase
+        delimiter, so transformers' phrase masks keep it out of every caption token's attention,
+        and the attention mask hides it from the fusion, the decoder and the scores; but the
+        padded shapes change the order of the float sums: scores move by rounding and near-equal
+        proposals can swap places in the query selection, which can change the kept boxes
+        (measured in ``docs/performance.md``). Hence ``batch_captions`` is a preset switch, off.
         """
         longest = max(t["input_ids"].shape[1] for t in tokens)
         masked = min(longest, self.caption_token_limit)
@@ -545,6 +552,8 @@ class GroundingDinoGrounder:
             n = pixel_values.shape[0]
             image_part = backbone(pixel_values, pixel_mask)
             for group in groups:
+                if len(group) > 1:
+                    fast_paths.ran("ground.caption_batch")
                 rows = len(group) * n
                 text = self._text_batch([tokens[i] for i in group], n)
                 with _reused_backbone(backbone, image_part, len(group)):

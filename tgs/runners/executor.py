@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
+from tgs import fast_paths
 from tgs.run_store import MASKS_DIR, RunStore
 from tgs.runners.local import (
     ProgressFactory,
@@ -293,6 +294,10 @@ def run_stage(
     batch holds whole videos only (at least ``batch_size`` items unless the work runs
     out), so one worker sees all of a video's pending items at once. Resume stays per
     item: only the items not committed are handed out.
+
+    The fast paths taken and the fallbacks from them in this call (:mod:`tgs.fast_paths`,
+    counted in the worker's process and carried back by the executor) are written to the
+    manifest as ``fast_paths``, also when the call stops early.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
@@ -307,6 +312,8 @@ def run_stage(
     committed: set[str] = set()
     kill_after = _test_kill_after()
     with contextlib.ExitStack() as stack:
+        ledger = stack.enter_context(fast_paths.counting())
+        stack.callback(lambda: store.update_manifest(fast_paths=ledger.as_record()))
         if executor is None:
             executor = stack.enter_context(LocalExecutor())
         advance = stack.enter_context((progress or _no_progress)(len(todo)))

@@ -11,6 +11,8 @@ Keys (all kinds; absent parts are None)::
      "precision": {"dtype"},
      "runtime": {"device", "batch_size", "frame_batch_size", "executor", ...},   # may change between calls
      "throughput": {stage: {"expressions", "seconds", "expressions_per_s"}},     # added after each call
+     "fast_paths": {"ran": {path: count}, "fallbacks": [{"path", "reason", "count"}]},  # the last call's
+                                                                                 # (tgs.fast_paths, run_stage)
      "created", "versions"}
 
 A rerun resumes only when :data:`FINGERPRINT_KEYS` match (the settings that change results).

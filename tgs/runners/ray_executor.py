@@ -39,6 +39,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from tgs import fast_paths
 from tgs.errors import RunError, TGSError
 from tgs.runners.local import _run_batch
 from tgs.runners.outcomes import (
@@ -76,11 +77,13 @@ class StageActor:
 
     def __init__(self, factory: WorkerFactory, num_threads: int) -> None:
         self._error: SampleError | None = None
-        try:
-            self._worker = factory()
-        except Exception as exc:  # reported by ready(); the driver stops the run with it
-            logger.exception("the stage worker could not start")
-            self._error = portable_error(exc)
+        with fast_paths.counting() as loading:  # e.g. a compile fallback decided while loading
+            try:
+                self._worker = factory()
+            except Exception as exc:  # reported by ready(); the driver stops the run with it
+                logger.exception("the stage worker could not start")
+                self._error = portable_error(exc)
+        self._unsent = loading.as_record()
         torch = sys.modules.get("torch")  # a stage without torch does not pay for importing it
         if torch is not None:
             torch.set_num_threads(max(1, num_threads))
@@ -92,11 +95,15 @@ class StageActor:
     def pid(self) -> int:
         return os.getpid()
 
-    def process(self, batch: list[Any]) -> list[Outcome]:
+    def process(self, batch: list[Any]) -> tuple[list[Outcome], dict[str, Any]]:
+        """The batch's outcomes, and the fast-path counts of this call (and of loading, with the first batch)."""
         if self._error is not None:
             raise self._error
-        outcomes = _run_batch(self._worker.process, batch)
-        return [_portable(o) for o in outcomes]
+        with fast_paths.counting() as ledger:
+            ledger.merge(self._unsent)
+            self._unsent = {}
+            outcomes = _run_batch(self._worker.process, batch)
+        return [_portable(o) for o in outcomes], ledger.as_record()
 
 
 def _portable(outcome: Outcome) -> Outcome:
@@ -320,7 +327,8 @@ class RayExecutor:
                 [ref], _ = ray.wait(list(in_flight), num_returns=1)
                 slot = in_flight.pop(ref)
                 try:
-                    outcomes = ray.get(ref)
+                    outcomes, counts = ray.get(ref)
+                    fast_paths.current().merge(counts)  # the driver's ledger: the run's manifest
                 except ray.exceptions.RayTaskError as exc:  # process() itself failed (e.g. unpicklable result)
                     task = self._finish(slot, ref)
                     error = portable_error(exc.cause if isinstance(exc.cause, Exception) else exc)

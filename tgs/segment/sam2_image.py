@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tgs import fast_paths
 from tgs.devices import compile_backend, compile_modules, resolve_device, resolve_dtype
 from tgs.models.hf_loading import load_model, load_processor
 from tgs.segment._sam2_common import (
@@ -94,6 +95,7 @@ class Sam2ImageSegmenter:
         self.device_preprocess = bool(device_preprocess)
         self.compile = compile_backend(compile)  # None = eager
         if self.compile is not None:
+            fast_paths.ran("compile")
             compile_modules([model.vision_encoder, model.mask_decoder], self.compile)
         self.source = source
         size = processor.image_processor.size

@@ -15,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from tgs import fast_paths
 from tgs.errors import ParseError
 from tgs.think.parser import parse_answer
 from tgs.types import Clip, ParseStatus, Query, Thought
 
-__all__ = ["DirectThinker", "PerItemThinker", "Thinker", "thought_from_record", "thought_record"]
+__all__ = ["DirectThinker", "PerItemThinker", "Thinker", "batch_failed", "thought_from_record", "thought_record"]
 
 FAILED = "failed"
 
@@ -126,3 +127,10 @@ def thought_from_record(record: Mapping[str, Any]) -> Thought:
     if not isinstance(predict, str):
         raise ParseError(f"thought record for {uid} has no 'predict' text")
     return parse_answer(uid, predict)
+
+
+def batch_failed(exc: Exception) -> None:
+    """A batch of samples failed: counted as the ``think.batch`` fallback (logged once per reason);
+    the caller retries its samples one by one, so one bad sample fails alone."""
+    fast_paths.fell_back("think.batch", f"a batch failed ({type(exc).__name__}: {str(exc)[:200]}); its samples "
+                                        "were retried one by one")

@@ -29,7 +29,7 @@ import torch
 
 from tgs.devices import resolve_device, resolve_dtype
 from tgs.errors import ThinkerError, WeightsError
-from tgs.think.base import PerItemThinker
+from tgs.think.base import PerItemThinker, batch_failed
 from tgs.think.parser import parse_answer
 from tgs.think.prompting import (
     AUDIO_SAMPLE_RATE,
@@ -254,7 +254,7 @@ class OmniThinker(PerItemThinker):
                 error = ThinkerError(f"{sample.query.uid}: Qwen2.5-Omni failed: {type(exc).__name__}: {exc}")
                 error.__cause__ = exc
                 return [(sample.position, error)]
-            logger.warning("a batch of %d failed (%s); retrying its samples one by one", len(samples), exc)
+            batch_failed(exc)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()  # after an out-of-memory batch, single samples may fit
             return [pair for sample in samples for pair in self._run_batch([sample])]

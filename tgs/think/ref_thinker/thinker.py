@@ -4,14 +4,15 @@ It owns the device, dtype and batching; the processor owns prompts and media, th
 sees tensors only, and answers go through the shared tag parser. Per-sample problems
 (a clip that cannot be preprocessed) are returned as exceptions by ``think_each`` so a
 runner records them and goes on; a batch whose generation fails is retried one sample
-at a time, so one bad sample does not fail its batch.
+at a time, so one bad sample does not fail its batch (a counted fallback, ``think.batch``).
 
 Expressions of the same video (items whose Clip is the same object) share work when
 ``share_across_expressions`` is on (the default) and padding is masked: the clip is
 preprocessed and encoded (CLIP, BEATs, both projectors) once, the prompt prefix common to
 its expressions is prefilled once, and every expression continues from that KV cache
 (``sharing.py``). Each answer equals the one the expression gets alone (tested in fp32).
-Off, or with the original's unmasked batches, every item runs the whole path by itself.
+Off, or with the original's unmasked batches (then a counted fallback,
+``think.shared_prefix``: :mod:`tgs.fast_paths`), every item runs the whole path by itself.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from pathlib import Path
 
 import torch
 
+from tgs import fast_paths
 from tgs.devices import resolve_device, resolve_dtype
 from tgs.errors import ThinkerError
-from tgs.think.base import PerItemThinker
+from tgs.think.base import PerItemThinker, batch_failed
 from tgs.think.parser import parse_answer
 from tgs.think.ref_thinker.generation import (
     GenerationSettings,
@@ -133,12 +135,18 @@ class RefThinker(PerItemThinker):
         The answers are those of the plain path (each expression alone).
         """
         items = list(items)
-        if not (self.share_across_expressions and self.settings.mask_padding):
+        if not self.share_across_expressions:
             return self._think_separately(items)
         # A clip with one expression has nothing to share: it is batched the plain way (whole
         # prompts, encoders batched across clips), which is cheaper per sample on a GPU.
         counts = Counter(id(clip) for _, clip in items if clip is not None)
         together = [i for i, (_, clip) in enumerate(items) if clip is not None and counts[id(clip)] > 1]
+        if together and not self.settings.mask_padding:
+            fast_paths.fell_back(
+                "think.shared_prefix",
+                "unmasked batches (mask_padding=False) cannot continue a shared prefix; every prompt is prefilled whole",
+            )
+            return self._think_separately(items)
         alone = sorted(set(range(len(items))) - set(together))
         outcomes: list[Thought | Exception | None] = [None] * len(items)
         for indices, think in ((together, self._think_shared), (alone, self._think_separately)):
@@ -223,6 +231,7 @@ class RefThinker(PerItemThinker):
             for index in indices:
                 outcomes[index] = ThinkerError(f"{items[index][0].uid}: generation failed: {exc}")
             return
+        fast_paths.ran("think.shared_prefix")
         rows.update(zip(indices, prefixed))
 
     def _generate_rows(
@@ -244,7 +253,7 @@ class RefThinker(PerItemThinker):
         except Exception as exc:
             if len(indices) == 1:
                 return [ThinkerError(f"{items[indices[0]][0].uid}: generation failed: {exc}")]
-            logger.warning("a batch of %d failed (%s); retrying its samples one by one", len(indices), exc)
+            batch_failed(exc)
             return [outcome for index in indices for outcome in self._generate_rows([index], rows, items)]
         return [parse_answer(items[i][0].uid, text) for i, text in zip(indices, texts)]
 
@@ -274,6 +283,6 @@ class RefThinker(PerItemThinker):
         except Exception as exc:
             if len(chunk) == 1:
                 return [ThinkerError(f"{chunk[0].query.uid}: generation failed: {exc}")]
-            logger.warning("a batch of %d failed (%s); retrying its samples one by one", len(chunk), exc)
+            batch_failed(exc)
             return [outcome for sample in chunk for outcome in self._generate_chunk([sample])]
         return [parse_answer(s.query.uid, text) for s, text in zip(chunk, texts)]
