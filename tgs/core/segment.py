@@ -774,7 +774,7 @@ def _segment_video(
         if dense:
             return _dense_call(call, texts, thoughts, queries, outputs, seen, timer, started, progress, cache, spec,
                                png)
-        _report(progress, 0.2, "loading Grounding DINO and SAM2")
+        _report(progress, 0.2, "loading SAM 3" if spec.grounds_itself else "loading Grounding DINO and SAM2")
         pipeline = _stage_pipeline(call, spec, timer, cache)
         records, object_texts = _ground_segment(
             call, video, pipeline, list(zip(thoughts, queries)), outputs, source_audio, timer,
