@@ -50,6 +50,9 @@ step video_sharing 420 "$py" benchmarks/video_sharing_bench.py --device cuda --f
 step video_sharing_eager 300 "$py" benchmarks/video_sharing_bench.py --device cuda --frames 10 --expressions 8 \
     --dtypes bf16 --curve "" --device-preprocess --frame-batch-size 10 \
     --models-dir /tmp/tgs-bench-models --out "$out/video_sharing_eager.json"
+# SAM 3 (video and image model) beside Grounding DINO-T + SAM2.1-L and + EdgeTAM, 1 and 8 expressions.
+step sam3 420 "$py" benchmarks/sam3_bench.py --device cuda --dtype bf16 --threads 8 --frames 10 --sam3-frames 10 \
+    --expressions 1,8 --models-dir /tmp/tgs-bench-models/sam3 --out "$out/sam3.json"
 step propagation 300 "$py" benchmarks/propagation_bench.py speed --device cuda --threads 8 --frames 20 \
     --out "$out/propagation.json"
 step propagation_memory 300 "$py" benchmarks/propagation_bench.py memory --device cuda --threads 8 \

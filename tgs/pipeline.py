@@ -166,7 +166,9 @@ class GroundSegmentResult:
 
     boxes: all candidates per frame (original pixels); chosen: per frame, the position
     of the box used in ``boxes.frames[i]`` or None; masks: at the preset's ``mask_size``;
-    timings: seconds per step ("ground", "select", "prepare", "segment", "resize").
+    timings: seconds per step ("ground", "select", "prepare", "segment", "resize");
+    extra: more fields of the sample record (``segmenter=sam3``: ``{"sam3": every candidate
+    masklet, the rule, the threshold, the chosen identities}``).
     """
 
     uid: str
@@ -176,6 +178,7 @@ class GroundSegmentResult:
     chosen: tuple[int | None, ...]
     masks: Masks
     timings: Mapping[str, float] = field(default_factory=dict)
+    extra: Mapping[str, Any] | None = None
 
     def frame_records(self) -> list[dict[str, Any]]:
         """Per frame: the chosen box (original pixels), its score and query index, and the candidate count."""
@@ -215,6 +218,7 @@ class GroundSegmentResult:
             "frames": self.frame_records(),
             "mask_size": list(self.masks.masks.shape[1:]),
             "timings": {k: round(v, 6) for k, v in self.timings.items()},
+            **(self.extra or {}),
         }
 
 
@@ -226,6 +230,7 @@ class _Shared:
     chosen: tuple[int | None, ...]
     masks: Masks
     timings: dict[str, float]
+    extra: dict[str, Any] | None = None
 
 
 class GroundSegmentPipeline:
@@ -235,7 +240,10 @@ class GroundSegmentPipeline:
         self.grounder = grounder
         self.segmenter = segmenter
         self.preset = preset
-        self._segment_takes_scores = "scores" in inspect.signature(segmenter.segment).parameters
+        # SAM 3 (tgs.segment.sam3): one object is both stages; it returns candidates, the preset picks
+        self._sam3 = grounder if grounder is segmenter and hasattr(grounder, "candidates_many") else None
+        segment = getattr(segmenter, "segment", None)
+        self._segment_takes_scores = segment is not None and "scores" in inspect.signature(segment).parameters
 
     def run(self, clip: Clip, thought: Thought, query: Query) -> GroundSegmentResult:
         """Ground and segment one clip; masks bool [T, h, w] at the preset's ``mask_size``."""
@@ -246,6 +254,14 @@ class GroundSegmentPipeline:
         out_size, probs_size = self._output_sizes(clip)
         if object_text.text is None:
             return self._nothing_grounded(clip, thought, query, object_text)
+        if self._sam3 is not None:
+            part = self._sam3_parts(clip, [object_text.text])[0]
+            timings = dict(part.timings)
+            masks = self._timed(timings, "resize", resize_masks, part.masks, out_size, probs_size)
+            return GroundSegmentResult(
+                uid=query.uid, object_text=object_text, thought_status=thought.status.value, boxes=part.boxes,
+                chosen=part.chosen, masks=masks, timings=timings, extra=part.extra,
+            )
         boxes = self._timed(timings, "ground", self.grounder.ground, clip, object_text.text)
         self._check_boxes(boxes, clip)
         chosen = tuple(self._timed(timings, "select", boxes.select, self.preset.box_rule))
@@ -304,12 +320,15 @@ class GroundSegmentPipeline:
                     chosen=part.chosen,
                     masks=masks,
                     timings=timings,
+                    extra=part.extra,
                 )
             )
         return results
 
     def _ground_segment_shared(self, clip: Clip, texts: list[str]) -> list[_Shared]:
         """Boxes, chosen boxes and SAM-size masks for several texts on one clip, frame work shared."""
+        if self._sam3 is not None:
+            return self._sam3_parts(clip, texts)
         n = len(texts)
         timings: list[dict[str, float]] = [{} for _ in texts]
 
@@ -352,6 +371,25 @@ class GroundSegmentPipeline:
         for masks in all_masks:
             self._check_masks(masks, seen)
         return [_Shared(*parts) for parts in zip(all_boxes, chosen, all_masks, timings)]
+
+    def _sam3_parts(self, clip: Clip, texts: list[str]) -> list[_Shared]:
+        """SAM 3: every candidate of each text (frame work shared by the texts), then the preset's
+        rule (``sam3_choice``) and threshold; masks at the clip size, the candidates in ``extra``."""
+        from tgs.segment.sam3 import IMAGE_CANDIDATE_SCORE
+
+        preset = self.preset
+        start = time.perf_counter()
+        found = self._sam3.candidates_many(  # type: ignore[union-attr]
+            clip, texts, min(IMAGE_CANDIDATE_SCORE, preset.sam3_threshold)
+        )
+        seconds = (time.perf_counter() - start) / max(1, len(texts))
+        parts = []
+        for candidates in found:
+            start = time.perf_counter()
+            boxes, chosen, masks, record = candidates.resolve(preset.sam3_choice, preset.sam3_threshold)
+            timings = {"ground_segment": seconds, "select": time.perf_counter() - start}
+            parts.append(_Shared(boxes, chosen, masks, timings, {"sam3": record}))
+        return parts
 
     def _nothing_grounded(
         self, clip: Clip, thought: Thought, query: Query, object_text: ObjectText

@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_PRESET",
     "PAPER",
     "PRESETS",
+    "SAM3",
     "SAM_SQUASH_SIZE",
     "Preset",
     "get_preset",
@@ -106,6 +107,24 @@ class Preset:
     segment_mode: str = _switch(
         "video", ("image", "video"), "SAM2 per frame (image predictor) or video propagation from grounded frames"
     )
+    segmenter: str = _switch(
+        "sam2",
+        ("sam2", "sam3"),
+        "Ground + Segment models: Grounding DINO + SAM2 (or EdgeTAM), or SAM 3 alone (the object text as its "
+        "concept prompt; segment_mode picks its video or image model)",
+    )
+    sam3_choice: str = _switch(
+        "clip_best",
+        ("clip_best", "keyframe_best", "union"),
+        "segmenter=sam3 only: which of SAM 3's candidates is the referred object: the highest-scoring masklet "
+        "over the clip, the highest-scoring one on the keyframes the thinker saw, or all of them merged",
+    )
+    sam3_threshold: float = _switch(
+        0.5,
+        None,
+        "segmenter=sam3 only: a candidate passes when its presence-gated score (its highest over the frames) is "
+        ">= this; none passing gives empty masks (null)",
+    )
     video_seeds: str = _switch(
         "all",
         ("all", "best", "first"),
@@ -167,7 +186,7 @@ class Preset:
                 raise ValueError(
                     f"preset switch {f.name}: expected one of {', '.join(choices)}, got {value!r}"
                 )
-        for key in ("box_threshold", "text_threshold"):
+        for key in ("box_threshold", "text_threshold", "sam3_threshold"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"preset switch {key}: expected a number in [0, 1], got {value!r}")
@@ -306,7 +325,10 @@ BEST = Preset(
 )
 """The same models with the known weak spots fixed and temporal propagation."""
 
-PRESETS: dict[str, Preset] = {"paper": PAPER, "best": BEST}
+SAM3 = replace(BEST, name="sam3", segmenter="sam3")
+"""``best`` with SAM 3 as Ground + Segment (gated weights, SAM License; ``docs/presets.md``)."""
+
+PRESETS: dict[str, Preset] = {"paper": PAPER, "best": BEST, "sam3": SAM3}
 DEFAULT_PRESET = "best"
 
 

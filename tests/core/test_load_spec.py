@@ -23,7 +23,7 @@ from tgs.core.segment import segment_video
 from tgs.core.settings import Settings
 from tgs.data.synth import write_video
 from tgs.errors import SettingsError
-from tgs.presets import BEST, PAPER
+from tgs.presets import BEST, PAPER, SAM3, get_preset
 
 
 class _Stop(Exception):
@@ -36,6 +36,7 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     from tgs.ground.grounding_dino import GroundingDinoGrounder
     from tgs.segment.sam2_image import Sam2ImageSegmenter
     from tgs.segment.sam2_video import Sam2VideoSegmenter
+    from tgs.segment.sam3 import Sam3GroundSegmenter
 
     seen: dict[str, list[Any]] = {"checked": [], "resolved": [], "built": []}
 
@@ -60,6 +61,7 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     monkeypatch.setattr(GroundingDinoGrounder, "from_pretrained", spy("grounding_dino", last=False))
     monkeypatch.setattr(Sam2ImageSegmenter, "from_pretrained", spy("sam2_image", last=True))
     monkeypatch.setattr(Sam2VideoSegmenter, "from_pretrained", spy("sam2_video", last=True))
+    monkeypatch.setattr(Sam3GroundSegmenter, "from_pretrained", spy("sam3", last=True))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # "auto" is a CPU, on any machine
     return seen
 
@@ -96,6 +98,79 @@ def test_preflight_checks_exactly_what_the_loaders_load(
             Pipeline.load(thinker=None, preset=PAPER if case.endswith("paper") else BEST, settings=cpu)
     assert loads["checked"] == [expected]
     assert sorted(loads["resolved"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("case", "expected", "built"),
+    [
+        ("dense", ["sam3_video"], [("sam3", "video")]),
+        ("dense-image", ["sam3_video"], [("sam3", "video")]),  # dense output streams through the video model
+        ("sampled", ["sam3_video"], [("sam3", "video")]),
+        ("sampled-image", ["sam3"], [("sam3", "image")]),
+        ("benchmark", ["sam3_video"], [("sam3", "video")]),
+        ("benchmark-image", ["sam3"], [("sam3", "image")]),
+        # the other use of SAM 3: its tracker propagates from Grounding DINO's boxes (preset best)
+        ("tracker", ["grounding_dino", "sam3_tracker_video"], [("grounding_dino", None), ("sam2_video", None)]),
+    ],
+)
+def test_sam3_preflight_checks_exactly_what_the_loaders_load(
+    case: str, expected: list[str], built: list[tuple[str, str | None]], loads: dict[str, list[Any]], clip: Path,
+    tmp_path: Path,
+) -> None:
+    """segmenter=sam3: SAM 3 alone grounds and segments, so neither pre-flight nor the loaders
+    touch Grounding DINO; ``--sam2 sam3_tracker_video`` (preset best) needs it to seed the tracker."""
+    cpu = Settings(device="cpu")
+    preset = get_preset("sam3", {"segment_mode": "image"}) if case.endswith("-image") else SAM3
+    if case.startswith("dense"):
+        _segment(clip, tmp_path / "out", cpu, preset=preset)
+    elif case.startswith("sampled"):
+        _segment(clip, tmp_path / "out", cpu, preset=preset, fps=1.0)
+    elif case == "tracker":
+        _segment(clip, tmp_path / "out", Settings(device="cpu", sources={"sam2": "sam3_tracker_video"}), preset=BEST)
+    else:
+        with pytest.raises(_Stop):
+            Pipeline.load(thinker=None, preset=preset, settings=cpu)
+    assert loads["checked"] == [expected]
+    assert sorted(loads["resolved"]) == expected
+    assert [(kind, kwargs.get("mode")) for kind, kwargs in loads["built"]] == built
+
+
+def test_sam3_spec_records_one_stage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SAM 3's spec: one load (role sam2: its source is --sam2's), recorded without Grounding DINO;
+    the stage pair it loads is one object; a propagation key is refused with the command that works."""
+    import tgs.core.loading as loading
+    from tgs.core.load_spec import load_spec
+
+    spec = load_spec(SAM3, Settings(device="cpu", sources={"sam2": "/w/sam3"}), "dense")
+    assert spec.grounder is None and spec.grounds_itself
+    assert [(m.role, m.loader, m.key, m.source) for m in spec.models] == [("sam2", "sam3", "sam3_video", "/w/sam3")]
+    assert spec.describe() == {"sam3_video": "/w/sam3", "set": "real"}
+    assert load_spec(SAM3, Settings.tiny(), "benchmark").describe() == {"sam3_video": "tiny", "set": "tiny"}
+    with pytest.raises(SettingsError, match="--preset best --sam2 sam3_tracker_video"):
+        load_spec(SAM3, Settings(device="cpu", sources={"sam2": "sam3_tracker_video"}), "dense")
+    tracker = load_spec(BEST, Settings(device="cpu", sources={"sam2": "sam3_tracker_video"}), "dense")
+    assert not tracker.grounds_itself and tracker.keys == ("grounding_dino", "sam3_tracker_video")
+
+    built: list[Any] = []
+    monkeypatch.setitem(loading.LOADERS, "sam3", lambda load: built.append(load) or object())
+    grounder, segmenter = loading.load_stages_from(spec)
+    assert grounder is segmenter and built == [spec.segmenter]  # loaded once, both stages
+
+
+def test_sam3_asked_to_compile_is_a_counted_fallback(loads: dict[str, list[Any]]) -> None:
+    """``--compile`` / GPU preprocessing reach SAM 3's load, and its loader says it has neither
+    (logged once, counted) instead of dropping them; the model gets no such argument."""
+    from tgs import fast_paths
+    from tgs.core.load_spec import load_spec
+    from tgs.core.loading import load_stages_from
+
+    spec = load_spec(SAM3, Settings(device="cpu", compile=True), "benchmark", device_preprocess=True)
+    assert spec.segmenter is not None and spec.segmenter.compile is True
+    with fast_paths.counting() as ledger, pytest.raises(_Stop):
+        load_stages_from(spec)
+    assert ledger.fallback_count("compile") == 1 and ledger.fallback_count("device_preprocess") == 1
+    ((kind, kwargs),) = loads["built"]
+    assert kind == "sam3" and set(kwargs) == {"device", "dtype", "mode"} and kwargs["mode"] == "video"
 
 
 def test_demo_preflight_checks_what_its_requests_load(

@@ -153,3 +153,23 @@ def test_models_list_shows_what_a_preset_needs(preset: str, shown: str, hidden: 
     assert "grounding_dino" in text and shown in text and hidden not in text
     result, text = _invoke("models", "list", "--preset", "paper", "--set", "segment_mode=video", "--models", "tiny")
     assert "sam2_video" in text
+
+
+@pytest.mark.slow
+def test_sam3_end_to_end(bench, tmp_path: Path) -> None:
+    """The sam3 preset: SAM 3 alone (no Grounding DINO), every candidate in the sample records."""
+    out = tmp_path / "sam3"
+    result, text = _gs(bench, out, "sam3", "--set", "sam3_threshold=0.2")
+    assert result.exit_code == 0, text
+    store = RunStore(out)
+    records = store.latest("samples")
+    assert all(r["status"] == "ok" for r in records.values())
+    record = records[UIDS[0]]
+    assert record["mask_size"] == [48, 64] and record["sam3"]["rule"] == "clip_best"
+    assert record["sam3"]["candidates"] and record["sam3"]["chosen"]  # the tiny model's scores are ~0.25
+    chosen = record["sam3"]["chosen"][0]
+    assert any(f["query_index"] == chosen for f in record["frames"] if f["box"] is not None)
+    assert not store.load_masks(NULL_UID).masks.any()  # a null answer grounds nothing
+    assert store.load_masks(UIDS[0]).masks.any()
+    assert json.loads((out / "manifest.json").read_text())["models"] == {"set": "tiny", "sam3_video": "tiny"}
+    assert "J" in json.dumps(json.loads((out / "metrics.json").read_text()))

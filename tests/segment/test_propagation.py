@@ -298,3 +298,35 @@ def test_one_object_equals_transformers_own_propagation(model: str, tiny_video: 
         np.testing.assert_array_equal(result.object_scores, out.object_score_logits.reshape(-1).numpy())
     areas = [int(r.masks.sum()) for r in ours]
     assert min(areas) > 0 and max(areas) < height * width  # a real mask, not an empty or full frame
+
+
+def test_sam3_tracker_propagates_with_bounded_memory_and_shares_exactly() -> None:
+    """``--sam2 sam3_tracker_video``: SAM 3's tracker in our engine; pruning equals keeping everything."""
+    from tgs.core.load_spec import load_spec
+    from tgs.core.settings import Settings
+    from tgs.models.registry import resolve_source
+    from tgs.presets import get_preset
+
+    spec = load_spec(get_preset("best"), Settings(device="cpu", sources={"sam2": "sam3_tracker_video"}), "dense")
+    assert spec.segmenter is not None and spec.segmenter.loader == "sam2_video"
+    assert spec.segmenter.key == "sam3_tracker_video" and spec.segmenter.source is None
+    seg = Sam2VideoSegmenter.from_pretrained(resolve_source(spec.segmenter.key, models="tiny"), dtype="float32")
+    assert type(seg.model).__name__ == "Sam3TrackerVideoModel"
+    assert type(seg.processor).__name__ == "Sam3TrackerVideoProcessor"
+    clip = _clip(40, 40, 56, seed=7)
+    prompts = [ObjectPrompts.from_lists([3], [[4, 4, 30, 24]]), ObjectPrompts.from_lists([0, 12], [[20, 8, 50, 36]] * 2)]
+    reference = PropagationEngine(seg.model, seg.processor, device=seg.device, dtype=seg.dtype, retain_all=True)
+    policy = PropagationPolicy(max_conditioning_frames=None)
+    want = list(reference.run(ArrayFrameSource(clip.frames), prompts, policy, with_probs=True))
+    engine = PropagationEngine(seg.model, seg.processor, device=seg.device, dtype=seg.dtype)
+    stats = PropagationStats()
+    got = list(engine.run(ArrayFrameSource(clip.frames), prompts, policy, with_probs=True, stats=stats))
+    assert stats.peak_stored_frames <= 2 * engine.window + 2 < clip.num_frames
+    assert any(r.masks.any() for r in got)
+    for a, b in zip(want, got, strict=True):
+        np.testing.assert_array_equal(a.masks, b.masks)
+        np.testing.assert_array_equal(a.probs, b.probs)
+    objects = [_boxes(8, {2: [4, 4, 30, 30]}), _boxes(8, {0: [20, 10, 50, 36], 5: [10, 10, 40, 30]})]
+    small = _clip(8, 40, 56)
+    for boxes, shared in zip(objects, seg.segment_many(small, objects), strict=True):
+        np.testing.assert_array_equal(shared.masks, seg.segment(small, boxes).masks)

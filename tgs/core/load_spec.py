@@ -20,6 +20,12 @@ Modes: ``benchmark`` (benchmark runs, ``Pipeline.load``) and ``sampled`` (``tgs 
 default, the demo) propagates through every frame with the device's propagation model
 (EdgeTAM on a CPU, SAM2.1-L on a GPU) unless ``--sam2`` names one.
 
+With the preset switch ``segmenter=sam3`` one model grounds and segments: the spec has no
+Grounding DINO, and its segmenter is SAM 3 (``--sam2`` gives its source): the video model
+(``sam3_video``) in ``dense`` mode and under ``segment_mode=video``, the image model
+(``sam3``) per frame under ``segment_mode=image``. ``--sam2 sam3_tracker_video`` is the
+other use of SAM 3: its tracker as the propagation model, seeded by Grounding DINO's boxes.
+
 Adding a backend (one line per model): its weights as a ``ModelSpec`` in
 ``tgs/models/registry.py``; its loader as one entry of ``LOADERS`` in ``tgs/core/loading.py``;
 and the line below (``_ground_load`` / ``_segment_load``) that picks it for a role.
@@ -106,7 +112,8 @@ class ModelLoad:
 @dataclass(frozen=True)
 class LoadSpec:
     """Every model of one call: the thinker (None: no Think), Grounding DINO and the segmenter
-    (None: no Ground + Segment). Built by :func:`load_spec`; see the module docstring."""
+    (both None: no Ground + Segment; only the grounder None: the segmenter grounds itself,
+    SAM 3 under ``segmenter=sam3``). Built by :func:`load_spec`; see the module docstring."""
 
     mode: str
     thinker: ModelLoad | None = None
@@ -158,6 +165,11 @@ class LoadSpec:
         tiny = {m.tiny for m in self.weights}
         record["set"] = "tiny" if tiny == {True} else ("real" if tiny <= {False} else "mixed")
         return record
+
+    @property
+    def grounds_itself(self) -> bool:
+        """Whether one model grounds and segments (the segmenter, with no Grounding DINO)."""
+        return self.grounder is None and self.segmenter is not None
 
     @property
     def thinker_key(self) -> Hashable:
@@ -244,7 +256,10 @@ def _think_load(
 
 def _ground_load(
     preset: Preset, settings: Settings, direct: bool, frame_batch_size: int, fast: Mapping[str, Any]
-) -> ModelLoad:
+) -> ModelLoad | None:
+    """Grounding DINO; None under ``segmenter=sam3`` (SAM 3 grounds by its concept prompt)."""
+    if preset.segmenter == "sam3":
+        return None
     return ModelLoad(
         role="grounding_dino",
         loader="grounding_dino",
@@ -268,11 +283,14 @@ def _ground_load(
 def _segment_load(
     preset: Preset, settings: Settings, mode: str, frame_batch_size: int, fast: Mapping[str, Any]
 ) -> ModelLoad:
-    """SAM2's image model (the preset's image mode, per frame) or a video model (propagation)."""
+    """SAM2's image model (the preset's image mode, per frame) or a video model (propagation);
+    SAM 3 under ``segmenter=sam3``."""
     from tgs.segment.sam2_video import PROPAGATION_MODEL_KEYS, default_propagation_model
 
     given = settings.source("sam2")
     dtype = settings.stage_dtype(preset.dtype)
+    if preset.segmenter == "sam3":
+        return _sam3_load(preset, settings, mode, given, dtype, fast)
     if mode != "dense" and preset.segment_mode == "image":
         if given in PROPAGATION_MODEL_KEYS:
             raise SettingsError(
@@ -297,3 +315,24 @@ def _segment_load(
     if mode != "dense":  # dense output seeds by its own policy (tgs.core.dense)
         options["seed_frames"] = preset.video_seeds
     return ModelLoad("sam2", "sam2_video", key, source, settings.device, dtype, fast["compile"], options)
+
+
+def _sam3_load(
+    preset: Preset, settings: Settings, mode: str, given: str | None, dtype: str | None, fast: Mapping[str, Any]
+) -> ModelLoad:
+    """SAM 3 grounding and segmenting (``segmenter=sam3``): its video model, which dense output
+    streams every frame through (whatever ``segment_mode``), or its image model per frame."""
+    from tgs.segment.sam2_video import PROPAGATION_MODEL_KEYS
+
+    if given in PROPAGATION_MODEL_KEYS:
+        raise SettingsError(
+            f"--sam2 {given} names a propagation model, but the preset grounds and segments with SAM 3 "
+            "alone (segmenter=sam3; --sam2 gives SAM 3's source)",
+            fix=f"pass a SAM 3 hub id or folder, or use --preset best --sam2 {given} (Grounding DINO seeds it)",
+        )
+    sam3_mode = "video" if mode == "dense" else preset.segment_mode
+    key = "sam3_video" if sam3_mode == "video" else "sam3"
+    # SAM 3 has no compiled form and preprocesses on the host: as for the video models above, the
+    # load carries what the call asked for and the loader counts each as a fallback (tgs.fast_paths).
+    options = {"mode": sam3_mode, "device_preprocess": fast["device_preprocess"]}
+    return ModelLoad("sam2", "sam3", key, given, settings.device, dtype, fast["compile"], options)

@@ -145,24 +145,34 @@ def _build_sam2_video(load: ModelLoad) -> Segmenter:
     from tgs.segment.sam2_video import Sam2VideoSegmenter
 
     options = dict(load.options)
-    _eager_video_model(options.pop("device_preprocess", False), load.compile)
+    _eager_video_model("the SAM2-family video model (propagation)", options.pop("device_preprocess", False),
+                       load.compile)
     return Sam2VideoSegmenter.from_pretrained(load.resolve(), device=load.device, dtype=load.dtype, **options)
 
 
-def _eager_video_model(device_preprocess: bool, compile: bool | str) -> None:
-    """Count the GPU fast paths the SAM2-family video models lack (logged once, :mod:`tgs.fast_paths`):
-    their propagation runs eagerly and preprocesses each frame on the host."""
-    what = "the SAM2-family video model (propagation)"
+def _eager_video_model(what: str, device_preprocess: bool, compile: bool | str) -> None:
+    """Count the GPU fast paths the SAM2-family video models and SAM 3 lack (logged once,
+    :mod:`tgs.fast_paths`): they run eagerly and preprocess each frame on the host."""
     if compile:
         fast_paths.fell_back("compile", f"{what} has no compiled form; it runs eagerly")
     if device_preprocess:
         fast_paths.fell_back("device_preprocess", f"{what} preprocesses its frames on the host")
 
 
+def _build_sam3(load: ModelLoad) -> Any:
+    """SAM 3's video or image model (``options["mode"]``): the grounder and the segmenter at once."""
+    from tgs.segment.sam3 import Sam3GroundSegmenter
+
+    options = dict(load.options)
+    _eager_video_model("SAM 3", options.pop("device_preprocess", False), load.compile)
+    return Sam3GroundSegmenter.from_pretrained(load.resolve(), device=load.device, dtype=load.dtype, **options)
+
+
 LOADERS: dict[str, Callable[[ModelLoad], Any]] = {
     "grounding_dino": _build_grounder,
     "sam2_image": _build_sam2_image,
     "sam2_video": _build_sam2_video,
+    "sam3": _build_sam3,
 }
 """``ModelLoad.loader`` -> the function that builds it; a thinker's loader is its name (every
 thinker is built by :func:`tgs.think.registry.build_thinker`)."""
@@ -176,9 +186,13 @@ def load_model(load: ModelLoad) -> Any:
 
 
 def load_stages_from(spec: LoadSpec) -> tuple[Grounder, Segmenter]:
-    """The spec's Grounding DINO and segmenter, loaded in that order."""
-    if spec.grounder is None or spec.segmenter is None:
+    """The spec's Grounding DINO and segmenter, loaded in that order; a segmenter that grounds
+    itself (:attr:`~tgs.core.load_spec.LoadSpec.grounds_itself`, SAM 3) is both, one object."""
+    if spec.segmenter is None:
         raise ValueError("this load spec has no Ground + Segment stages (built without a preset)")
+    if spec.grounder is None:
+        stage = load_model(spec.segmenter)
+        return stage, stage
     return load_model(spec.grounder), load_model(spec.segmenter)
 
 

@@ -774,10 +774,13 @@ def _segment_video(
         _report(progress, 0.02, f"thinking ({call.thinker}, {len(texts)} expression(s))")
         thoughts, think_input = _think(call, spec, video, duration, source_audio is not None, queries, timer, cache)
         seen = _Seen(video, duration, think_input, source_audio, caught)
+        if dense and spec.grounds_itself:  # SAM 3 streams every frame itself
+            return _sam3_dense_call(call, texts, thoughts, queries, outputs, seen, timer, started, progress, cache,
+                                    spec, png)
         if dense:
             return _dense_call(call, texts, thoughts, queries, outputs, seen, timer, started, progress, cache, spec,
                                png)
-        _report(progress, 0.2, "loading Grounding DINO and SAM2")
+        _report(progress, 0.2, "loading SAM 3" if spec.grounds_itself else "loading Grounding DINO and SAM2")
         pipeline = _stage_pipeline(call, spec, timer, cache)
         records, object_texts = _ground_segment(
             call, video, pipeline, list(zip(thoughts, queries)), outputs, source_audio, timer,
@@ -887,6 +890,96 @@ def _dense_call(
             "peak_conditioning_frames": stats.peak_conditioning_frames,
             "process_seconds": {k: round(v, 6) for k, v in stats.seconds.items()},
         },
+    ))
+    _report(progress, 1.0, f"done: {out_dir}")
+    return result
+
+
+def _sam3_dense_call(
+    call: _Call, texts: list[str], thoughts: list[Thought], queries: list[Query], outputs: _Outputs, seen: _Seen,
+    timer: _Timer, started: float, progress: ProgressCallback | None, cache: ModelCache | None, spec: LoadSpec,
+    png: bool,
+) -> SegmentVideoResult:
+    """Dense output with SAM 3 (``segmenter=sam3``): every source frame through ``Sam3VideoModel``
+    with every object text a prompt of one bounded-memory session (:mod:`tgs.segment.sam3_stream`),
+    the preset's rule over the whole video (``keyframe_best``: the thinker's summary frames), then
+    the chosen masklets streamed into the same sinks, staged outputs and result.json as
+    :func:`_dense_call`. The records hold the frames the thinker saw (every frame if none)."""
+    from tgs.dense_outputs import CocoRleSink, MaskPngSink, OverlayVideoSink, run_sinks
+    from tgs.pipeline import choose_object_text
+    from tgs.segment.frame_source import VideoFrameSource
+    from tgs.segment.sam3_stream import StreamStats, chosen_frames, track_candidates
+
+    preset, out_dir = call.preset, outputs.out_dir
+    key = spec.segmenter.key  # type: ignore[union-attr]
+    _report(progress, 0.2, f"loading SAM 3 ({key})")
+    stage, _ = _stages(call, spec, timer, cache)
+    source = timer.run("probe", VideoFrameSource, seen.video)
+    total = source.num_frames
+    object_texts = [choose_object_text(t, q, preset) for t, q in zip(thoughts, queries)]
+    prompts = list(dict.fromkeys(o.text for o in object_texts if o.text is not None))
+    thinker_times = np.asarray(seen.think_input.get("frame_times") or [], np.float64)
+    keyframes = sorted({min(int(np.searchsorted(source.times, t - 1e-6)), total - 1) for t in thinker_times}) or None
+    stats = StreamStats()
+    step = max(1, total // 100)
+
+    def on_frame(live: StreamStats) -> None:
+        if progress is not None and (live.frames_done % step == 0 or live.frames_done == total):
+            progress(0.25 + 0.5 * live.frames_done / total, desc=f"SAM 3: frame {live.frames_done} of {total}")
+
+    _report(progress, 0.25, f"SAM 3 on {total} frames, {len(prompts)} prompt(s)")
+    start = time.perf_counter()
+    found = dict(zip(prompts, track_candidates(stage, source.frames(0, total), source.size, prompts, stats=stats,
+                                               on_frame=on_frame)))
+    timer.add("ground_segment", time.perf_counter() - start)
+    chosen: list[Any] = []
+    candidates: list[dict[str, Any] | None] = []
+    for o in object_texts:
+        if o.text is None:
+            chosen.append(None)
+            candidates.append(None)
+            continue
+        ids = found[o.text].choose(preset.sam3_choice, preset.sam3_threshold, total, keyframes)
+        chosen.append((found[o.text], ids))
+        candidates.append(found[o.text].record(preset.sam3_choice, preset.sam3_threshold, ids))
+    prefix = "UNTRAINED: " if call.settings.untrained else ""
+    legend = _Labels(prefix, texts, object_texts)
+    sinks: list[Any] = [MaskPngSink(outputs.masks, len(texts))] if png else []
+    sinks.append(CocoRleSink(outputs.masks_json, len(texts), source.size, names=texts, fps=source.fps,
+                             times=source.times, num_frames=total))
+    sinks.append(OverlayVideoSink(outputs.overlay, source.fps, len(texts), names=[legend[k] for k in range(len(texts))],
+                                  audio=seen.source_audio))
+    _report(progress, 0.75, f"writing {total} frames")
+    start = time.perf_counter()
+    run_sinks(chosen_frames(source.frames(0, total), chosen, source.size), sinks)
+    timer.add("write", time.perf_counter() - start)
+    timer.add("total", time.perf_counter() - started)
+
+    frames_at = keyframes if keyframes is not None else list(range(total))
+    records = _RecordSink(len(texts))
+    records.times = [round(float(source.times[f]), 6) for f in frames_at]
+    records.frame_size = source.size
+    for k in range(len(texts)):
+        for f in frames_at:
+            box, score = None, None
+            if chosen[k] is not None:
+                hits = [chosen[k][0].tracks[i][f] for i in chosen[k][1] if f in chosen[k][0].tracks[i]]
+                if hits:
+                    score, box, _ = max(hits, key=lambda h: h[0])
+            records.records[k].append({"frame": f, "time": round(float(source.times[f]), 6), "box": box,
+                                       "score": score, "mask": f"{MASKS_DIR}/{k}/{f:05d}.png" if png else None})
+    result = _result(call, out_dir, texts, thoughts, records, object_texts, timer, seen,
+                     dense=(source.times, source.fps))
+    outputs.publish(_result_record(
+        result, records, object_texts, call, seen, spec,
+        output={"mode": "dense", "num_frames": total, "fps": round(float(source.fps), 6),
+                "duration_s": round(float(source.duration), 6), "masks_json": MASKS_JSON, "png": png},
+        propagation={
+            "model": key, "source": spec.describe().get(key), "bounded": True, "keyframes": keyframes,
+            "frames_tracked": stats.frames_done, "peak_stored_frames": stats.peak_stored_frames,
+            "peak_pixel_frames": stats.peak_pixel_frames, "process_seconds": {"track": round(stats.seconds, 6)},
+        },
+        per_expression=[{"sam3": c} for c in candidates],
     ))
     _report(progress, 1.0, f"done: {out_dir}")
     return result
@@ -1033,8 +1126,12 @@ def _result_record(
     *,
     output: dict[str, Any],
     propagation: dict[str, Any] | None,
+    per_expression: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """result.json (schema :data:`RESULT_SCHEMA`, ``docs/segment.md``), dense or sampled: the one builder."""
+    """result.json (schema :data:`RESULT_SCHEMA`, ``docs/segment.md``), dense or sampled: the one builder.
+
+    per_expression: more fields of each expression's entry, in order (dense SAM 3: ``sam3``,
+    every candidate masklet and what the rule chose)."""
     from tgs import __version__
 
     height, width = records.frame_size or (None, None)
@@ -1058,6 +1155,7 @@ def _result_record(
                 "object_source": None if chosen is None else chosen.source,
                 "masks_dir": f"{MASKS_DIR}/{out.index}",
                 "frames": records.records[out.index],
+                **(per_expression[out.index] if per_expression is not None else {}),
             }
         )
     return {

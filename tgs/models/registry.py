@@ -106,6 +106,23 @@ for _spec in (
         tiny_builder="tgs.testing.tiny_vision:build_tiny_edgetam_video",
         how_to_get="huggingface-cli download facebook/EdgeTAM (or pass a local directory)",
     ),
+    *(
+        ModelSpec(
+            key=key,
+            description=f"SAM 3 {label} (SAM License, gated), {role}",
+            default_source="facebook/sam3",
+            tiny_builder="tgs.testing.tiny_sam3:build_tiny_sam3",
+            how_to_get=(
+                "gated, SAM License: accept the licence at https://huggingface.co/facebook/sam3 and log in with "
+                f"`huggingface-cli login` (or set HF_TOKEN), then `tgs models fetch {key}` (or pass a local directory)"
+            ),
+        )
+        for key, label, role in (
+            ("sam3_video", "video model (detector + tracker)", "Ground + Segment by concept, preset sam3"),
+            ("sam3", "image model (detector)", "Ground + Segment by concept per frame (sam3, segment_mode=image)"),
+            ("sam3_tracker_video", "tracker", "propagation from Grounding DINO's boxes (--sam2 sam3_tracker_video)"),
+        )
+    ),
     ModelSpec(
         key="ref_thinker",
         description="Ref-Thinker (LLaMA-2-7B + CLIP ViT-L/14 + BEATs + Q-Former projectors), the Think stage",

@@ -57,6 +57,7 @@ PROPAGATION_MODEL_KEYS = (
     "sam2_video_small",
     "sam2_video_base_plus",
     "sam2_video_large",
+    "sam3_tracker_video",
 )
 """Model registry keys of the propagation models (``tgs models list`` shows their sources)."""
 
@@ -69,15 +70,26 @@ def default_propagation_model(device: str | torch.device | None = None) -> str:
 
 
 def video_model_class(source: str | Path) -> type:
-    """``EdgeTamVideoModel`` for an EdgeTAM checkpoint, else ``Sam2VideoModel`` (by config model_type)."""
-    from transformers import AutoConfig, EdgeTamVideoModel, Sam2VideoModel
+    """``EdgeTamVideoModel`` for an EdgeTAM checkpoint, ``Sam3TrackerVideoModel`` for a SAM 3 one (its
+    tracker: ``facebook/sam3`` holds detector + tracker, the detector's keys are ignored), else
+    ``Sam2VideoModel`` (by config model_type)."""
+    from transformers import AutoConfig, EdgeTamVideoModel, Sam2VideoModel, Sam3TrackerVideoModel
 
     try:
         model_type = AutoConfig.from_pretrained(str(source)).model_type
     except (OSError, ValueError):  # unreadable: the loader reports it against Sam2VideoModel
         path = Path(str(source)) / "config.json"
         model_type = json.loads(path.read_text()).get("model_type", "") if path.is_file() else ""
+    if model_type.startswith("sam3"):
+        return Sam3TrackerVideoModel
     return EdgeTamVideoModel if model_type.startswith("edgetam") else Sam2VideoModel
+
+
+def video_processor_class(model_cls: type) -> type:
+    """The processor of a propagation model class: SAM 3's tracker has its own (same API)."""
+    from transformers import Sam2VideoProcessor, Sam3TrackerVideoModel, Sam3TrackerVideoProcessor
+
+    return Sam3TrackerVideoProcessor if model_cls is Sam3TrackerVideoModel else Sam2VideoProcessor
 
 
 class Sam2VideoSegmenter:
@@ -122,14 +134,13 @@ class Sam2VideoSegmenter:
     ) -> Sam2VideoSegmenter:
         """Load a SAM2.1 or EdgeTAM video model + Sam2VideoProcessor strictly (an image-only
         SAM2 checkpoint lacks the memory modules and is rejected with the missing keys listed)."""
-        from transformers import Sam2VideoProcessor
 
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         what = "SAM2-family video model (Segment stage, propagation)"
         model_cls = video_model_class(resolve_pretrained_source(source, what=what, how_to_get=HOW_TO_GET))
         model = load_model(model_cls, source, what=what, how_to_get=HOW_TO_GET, device=dev, dtype=dt)
-        processor = load_processor(Sam2VideoProcessor, source, what=what, how_to_get=HOW_TO_GET)
+        processor = load_processor(video_processor_class(model_cls), source, what=what, how_to_get=HOW_TO_GET)
         return cls(
             model,
             processor,
