@@ -2,8 +2,8 @@
 
 The one distributed path of every command (``tgs run``, ``tgs think``, ``tgs
 ground-segment``, ``tgs segment --batch``). :meth:`RayExecutor.map` turns the batches into
-a Ray Dataset of one small row each (the batch's id and its pickled *descriptors*: sample
-uids and paths, never decoded frames) and maps it with ``map_batches`` over an actor pool
+a Ray Dataset of one small row each (the batch's id and its *descriptors*: sample
+uids and paths, never decoded frames; Ray serialises them as Python objects) and maps it with ``map_batches`` over an actor pool
 (:class:`ray.data.ActorPoolStrategy`): each actor builds the stage worker once (loads its
 models) and then processes batch after batch, decoding its media itself, so decoded frames
 never enter the object store. Ray Data's streaming executor gives back-pressure (at most
@@ -42,7 +42,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import pickle
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -81,8 +80,9 @@ class WorkerCrashError(TGSError):
 class StageActor:
     """A Ray Data callable class: builds the stage worker once, then processes one batch per call.
 
-    A row is ``{"id": batch id, "batch": pickled list of sample descriptors}``; the answer
-    is ``{"id", "outcomes": pickled (mode, outcomes, fast-path counts)}``: the counts of
+    A row is ``{"id": batch id, "batch": list of sample descriptors}``; the answer is
+    ``{"id", "outcomes": (mode, outcomes, fast-path counts)}`` (Python objects, carried by
+    Ray's own serialisation: tgs deserialises nothing itself): the counts of
     :mod:`tgs.fast_paths` taken in this process for the batch (and, with the first batch,
     while loading), merged into the driver's ledger, so a Ray run's manifest holds them as a
     local run's does. A failure to build the worker is kept and answered (as
@@ -115,10 +115,10 @@ class StageActor:
                 if self._error is not None:
                     mode, outcomes = _START_ERROR, self._error
                 else:
-                    mode, outcomes = self._process(int(batch_id), pickle.loads(payload))
+                    mode, outcomes = self._process(int(batch_id), list(payload))
             answer = (mode, outcomes, counts.as_record())
             ids.append(int(batch_id))
-            answers.append(_dumps(answer))
+            answers.append(answer)
         out = np.empty(len(answers), dtype=object)
         out[:] = answers
         return {"id": np.asarray(ids, dtype=np.int64), "outcomes": out}
@@ -154,12 +154,6 @@ class StageActor:
                 outcomes.extend(_portable(o) for o in _run_batch(self._worker.process, [item]))
             self._ledger.finish.remote(item_key)
         return "alone", outcomes
-
-
-def _dumps(value: Any) -> bytes:
-    from ray import cloudpickle
-
-    return cloudpickle.dumps(value)
 
 
 def _portable(outcome: Outcome) -> Outcome:
@@ -331,7 +325,7 @@ class RayExecutor:
         count, per_worker = self._plan()
         self.stats.workers = min(count, len(pending))
         logger.info("ray: %d worker(s), %s each, %d batch(es)", self.stats.workers, per_worker, len(pending))
-        rows = [{"id": index, "batch": pickle.dumps(batch)} for index, batch in pending.items()]
+        rows = [{"id": index, "batch": batch} for index, batch in pending.items()]
         num_cpus = per_worker.get("num_cpus", 1.0)
         custom = {k: v for k, v in per_worker.items() if k not in _RAY_NAMES}
         ledger = _ledger_class().remote()
@@ -358,7 +352,7 @@ class RayExecutor:
                         if batch is None:  # an answer delivered twice (a retried task): keep the first
                             logger.warning("batch %d came back twice; the second answer is ignored", int(batch_id))
                             continue
-                        yield batch, self._outcomes(pickle.loads(payload))
+                        yield batch, self._outcomes(tuple(payload))
         finally:
             ray.kill(ledger)
         if pending:
