@@ -104,3 +104,74 @@ def test_sampled_sam3_runs_the_backend_on_windows(video: Path, tmp_path: Path) -
     record = json.loads(result.result_json.read_text())
     assert record["output"]["mode"] == "sampled" and len(record["expressions"][0]["frames"]) == 6
     assert len(list((tmp_path / "masks" / "0").glob("*.png"))) == 6
+
+
+@pytest.mark.slow
+def test_sampled_sam3_records_every_candidate_of_every_window(
+    video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sampled --fps under sam3: each expression's ``sam3`` block holds every candidate the backend
+    returned in every window (identities after the earlier windows', frames as sampled indices),
+    the rule's choice per window, and the masks written are the chosen masklets'."""
+    from PIL import Image
+
+    from tgs.segment.sam3 import Sam3GroundSegmenter
+    from tgs.segment.sam3_stream import _decode
+
+    calls: list[list] = []  # per window, the backend's Sam3Candidates per text
+    backend = Sam3GroundSegmenter.candidates_many
+
+    def spy(self, clip, texts, min_score=None):  # type: ignore[no-untyped-def]
+        found = backend(self, clip, texts, min_score)
+        calls.append(found)
+        return found
+
+    monkeypatch.setattr(Sam3GroundSegmenter, "candidates_many", spy)
+    texts = ["the red object", "a dog"]
+    # 1.2 s at 5 fps: 6 sampled frames; 0.4 s windows: 3 windows of 2 frames, one SAM 3 call each
+    result = segment_video(video, texts, thinker="direct", preset=PRESET, settings=Settings.tiny(), out=tmp_path,
+                           fps=5, chunk_seconds=0.4)
+    record = json.loads(result.result_json.read_text())
+    assert len(calls) == 3 and [c[0].num_frames for c in calls] == [2, 2, 2]
+    for k, entry in enumerate(record["expressions"]):
+        block = entry["sam3"]
+        assert block["segmenter"] == "sam3" and block["mode"] == "video"
+        assert block["rule"] == PRESET.sam3_choice and block["threshold"] == PRESET.sam3_threshold
+        want_ids: list[int] = []
+        want_chosen: list[int] = []
+        offset, first = 0, 0
+        masks = np.zeros((6, 48, 64), bool)  # the union of the chosen masklets, per sampled frame
+        for window in calls:
+            found = window[k]
+            ids = [offset + m.identity for m in found.masklets]
+            chosen = choose_masklets(found.scores(), PRESET.sam3_choice, PRESET.sam3_threshold)
+            want_ids += ids
+            want_chosen += [ids[i] for i in chosen]
+            for i in chosen:
+                masks[first : first + found.num_frames] |= found.masklets[i].masks
+            for m, identity in zip(found.masklets, ids):
+                (candidate,) = [c for c in block["candidates"] if c["id"] == identity]
+                present = np.flatnonzero(m.present).tolist()
+                assert [f["frame"] for f in candidate["frames"]] == [first + t for t in present]
+                # JSON keeps a Python float exactly: the recorded numbers are the backend's own
+                assert [f["score"] for f in candidate["frames"]] == [float(m.scores[t]) for t in present]
+                assert [f["box"] for f in candidate["frames"]] == [[float(v) for v in m.boxes[t]] for t in present]
+                assert candidate["score"] == max(float(m.scores[t]) for t in present)
+                for f, t in zip(candidate["frames"], present):
+                    np.testing.assert_array_equal(_decode(f["mask"]), m.masks[t])
+            offset = max([offset, *(i + 1 for i in ids)])
+            first += found.num_frames
+        assert [c["id"] for c in block["candidates"]] == want_ids and len(set(want_ids)) == len(want_ids)
+        assert block["chosen"] == want_chosen and block["null"] == (not want_chosen)
+        all_scores = [float(s) for w in calls for m in w[k].masklets for s in m.scores[m.present]]
+        assert block["best_score"] == (max(all_scores) if all_scores else None)
+        for t, frame in enumerate(entry["frames"]):
+            png = np.asarray(Image.open(tmp_path / frame["mask"])) > 0
+            np.testing.assert_array_equal(png, masks[t])
+            top = [c for c in block["candidates"] if c["id"] in block["chosen"]
+                   and any(f["frame"] == t for f in c["frames"])]
+            assert frame["query_index"] == (
+                max(top, key=lambda c: next(f["score"] for f in c["frames"] if f["frame"] == t))["id"] if top else None
+            )
+    # the test means something only when candidates came from more than one window
+    assert sum(bool(w[0].masklets) for w in calls) >= 2

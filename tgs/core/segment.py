@@ -568,6 +568,7 @@ def ground_segment_frames(
     window_frames: int,
     timer: _Timer | None = None,
     object_texts: list[Any] | None = None,
+    candidates: list[Any] | None = None,
 ) -> Iterator[VideoFrame]:
     """Ground + Segment of a user video: one :class:`VideoFrame` per sampled frame, as a stream.
 
@@ -575,6 +576,10 @@ def ground_segment_frames(
     segmented on windows of ``window_frames`` sampled frames (all pairs of a window
     together), and each frame comes out with every pair's mask (at the frame size), box and
     score. object_texts: filled with each pair's :class:`tgs.pipeline.ObjectText` (first window).
+    candidates: filled with, per pair, every candidate over the windows when Ground + Segment
+    reports them (SAM 3: a :class:`tgs.segment.sam3.WindowedCandidates`, which numbers each
+    window's identities after the earlier windows', the frames' ``query_index`` shifted alike),
+    else None.
     """
     from tgs.viz import fit_mask
 
@@ -582,16 +587,21 @@ def ground_segment_frames(
     index = 0
     for clip in _windows(video, fps, window_frames, timer):
         outcomes = pipeline.ground_and_segment(clip, pairs)
+        if candidates is not None and not candidates:
+            candidates.extend([None] * len(outcomes))
         per_pair = []
         for outcome in outcomes:
             if isinstance(outcome, Exception):
                 raise outcome
             for name, seconds in outcome.timings.items():
                 timer.add(name, seconds)
+            records = outcome.frame_records()
+            if candidates is not None and outcome.extra is not None and "sam3" in outcome.extra:
+                _add_window_candidates(candidates, len(per_pair), outcome.extra["sam3"], index, records)
             masks = outcome.masks.masks
             if masks.shape[1:] != clip.size:  # the paper preset keeps masks at 224x224
                 masks = np.stack([fit_mask(m, clip.size) for m in masks])
-            per_pair.append((masks, outcome.frame_records()))
+            per_pair.append((masks, records))
         if object_texts is not None and not object_texts:
             object_texts.extend(o.object_text for o in outcomes)  # type: ignore[union-attr]
         for i in range(clip.num_frames):
@@ -601,6 +611,21 @@ def ground_segment_frames(
             )
             yield VideoFrame(index, float(clip.frame_times[i]), clip.frames[i], objects)
             index += 1
+
+
+def _add_window_candidates(
+    candidates: list[Any], k: int, record: dict[str, Any], first_frame: int, frame_records: list[dict[str, Any]],
+) -> None:
+    """Pair k's SAM 3 block of the window starting at sampled frame ``first_frame`` joins its
+    :class:`~tgs.segment.sam3.WindowedCandidates`; its frames' identities take the same offset."""
+    from tgs.segment.sam3 import WindowedCandidates
+
+    if candidates[k] is None:
+        candidates[k] = WindowedCandidates()
+    offset = candidates[k].add(record, first_frame)
+    for entry in frame_records:
+        if entry["query_index"] is not None:
+            entry["query_index"] += offset
 
 
 # --------------------------------------------------------------------------- sinks
@@ -782,7 +807,7 @@ def _segment_video(
                                png)
         _report(progress, 0.2, "loading SAM 3" if spec.grounds_itself else "loading Grounding DINO and SAM2")
         pipeline = _stage_pipeline(call, spec, timer, cache)
-        records, object_texts = _ground_segment(
+        records, object_texts, candidates = _ground_segment(
             call, video, pipeline, list(zip(thoughts, queries)), outputs, source_audio, timer,
             progress=lambda done: _report(
                 progress, 0.25 + 0.73 * min(done / expected, 1.0), f"ground + segment: {done} of ~{expected} frames"
@@ -795,6 +820,8 @@ def _segment_video(
             output={"mode": "sampled", "num_frames": len(records.times), "fps": call.fps, "masks_json": None,
                     "png": True},
             propagation=None,
+            per_expression=[{"sam3": None if c is None else c.record()} for c in candidates] if spec.grounds_itself
+            else None,
         ))
     _report(progress, 1.0, f"done: {out_dir}")
     return result
@@ -1027,14 +1054,17 @@ def _ground_segment(
     timer: _Timer,
     *,
     progress: Callable[[int], None],
-) -> tuple[_RecordSink, list[Any]]:
-    """Ground + Segment streamed into the sinks: mask PNGs, records, and the overlay video."""
+) -> tuple[_RecordSink, list[Any], list[Any]]:
+    """Ground + Segment streamed into the sinks: mask PNGs, records, and the overlay video; also
+    the object texts and, per expression, every candidate over the windows (SAM 3) or None."""
     from tgs.video_out import write_overlay_video
 
     prefix = "UNTRAINED: " if call.settings.untrained else ""
     object_texts: list[Any] = []
+    candidates: list[Any] = []
     frames = ground_segment_frames(
-        video, pipeline, pairs, fps=call.fps, window_frames=call.window_frames, timer=timer, object_texts=object_texts
+        video, pipeline, pairs, fps=call.fps, window_frames=call.window_frames, timer=timer, object_texts=object_texts,
+        candidates=candidates,
     )
     records = _RecordSink(len(pairs))
     sinks = [_MaskPngSink(outputs.masks, len(pairs), timer), records]
@@ -1049,7 +1079,7 @@ def _ground_segment(
         pipeline_logger.removeFilter(once)
     busy = timer.seconds.pop("busy", 0.0)
     timer.add("encode", time.perf_counter() - start - busy)  # busy: decoding, Ground + Segment, sinks, drawing
-    return records, object_texts
+    return records, object_texts, candidates
 
 
 class _Labels(Sequence[str]):
@@ -1130,8 +1160,8 @@ def _result_record(
 ) -> dict[str, Any]:
     """result.json (schema :data:`RESULT_SCHEMA`, ``docs/segment.md``), dense or sampled: the one builder.
 
-    per_expression: more fields of each expression's entry, in order (dense SAM 3: ``sam3``,
-    every candidate masklet and what the rule chose)."""
+    per_expression: more fields of each expression's entry, in order (SAM 3, dense or sampled:
+    ``sam3``, every candidate masklet and what the rule chose; null for a null answer)."""
     from tgs import __version__
 
     height, width = records.frame_size or (None, None)

@@ -61,6 +61,8 @@ __all__ = [
     "Masklet",
     "Sam3Candidates",
     "Sam3GroundSegmenter",
+    "WindowedCandidates",
+    "candidates_record",
     "check_object_cap",
     "choose_masklets",
     "shared_vision_features",
@@ -273,30 +275,79 @@ class Sam3Candidates:
 
     def record(self, rule: str, threshold: float, chosen: Sequence[int]) -> dict[str, Any]:
         """JSON: the rule, the threshold, the chosen identities and every candidate (identity, score,
-        per-frame score, box and COCO-RLE mask). ``best_score`` decides null at any threshold:
-        the masks are empty exactly when the threshold is above it."""
-        scores = [m.score for m in self.masklets]
-        return {
-            "segmenter": "sam3",
-            "mode": "image" if self.per_frame else "video",
-            "rule": rule,
-            "threshold": float(threshold),
-            "best_score": None if not scores else float(max(scores)),
-            "chosen": [int(i) for i in chosen],
-            "null": not chosen,
-            "candidates": [
-                {
-                    "id": int(m.identity),
-                    "score": float(m.score),
-                    "frames": [
-                        {"frame": t, "score": float(m.scores[t]), "box": [float(v) for v in m.boxes[t]],
-                         "mask": _rle(m.masks[t])}
-                        for t in np.flatnonzero(m.present).tolist()
-                    ],
-                }
+        per-frame score, box and COCO-RLE mask), built by :func:`candidates_record`."""
+        return candidates_record(
+            "image" if self.per_frame else "video", rule, threshold, chosen,
+            [
+                (m.identity, [{"frame": t, "score": float(m.scores[t]), "box": [float(v) for v in m.boxes[t]],
+                               "mask": _rle(m.masks[t])} for t in np.flatnonzero(m.present).tolist()])
                 for m in self.masklets
             ],
-        }
+        )
+
+
+def candidates_record(
+    mode: str, rule: str, threshold: float, chosen: Sequence[int],
+    candidates: Sequence[tuple[int, list[dict[str, Any]]]],
+) -> dict[str, Any]:
+    """The one builder of a ``sam3`` block (samples.jsonl, result.json dense and sampled).
+
+    candidates: (identity, its frames: ``{"frame", "score", "box", "mask"}`` each, in frame
+    order). A candidate's score is its highest over its frames; ``best_score`` (the highest of
+    all) decides null at any threshold: the masks are empty exactly when the threshold is above it."""
+    scores = [max(f["score"] for f in frames) for _, frames in candidates]
+    return {
+        "segmenter": "sam3",
+        "mode": mode,
+        "rule": rule,
+        "threshold": float(threshold),
+        "best_score": max(scores) if scores else None,
+        "chosen": [int(i) for i in chosen],
+        "null": not chosen,
+        "candidates": [
+            {"id": int(identity), "score": score, "frames": frames}
+            for (identity, frames), score in zip(candidates, scores)
+        ],
+    }
+
+
+class WindowedCandidates:
+    """Every SAM 3 candidate of one text over the windows of a sampled video (``tgs segment --fps``),
+    as one ``sam3`` block (:meth:`record`, the same shape as dense output's).
+
+    Each window is its own SAM 3 call (one session per text), so SAM 3 numbers its masklets
+    afresh in every window, nothing links a masklet of one window to one of another, and the
+    rule picks within each window (an object may be chosen in one window and another, or
+    none, in the next). Identities are made unique over the video: a window's are SAM 3's plus
+    the offset :meth:`add` returns (one more than the highest identity of the earlier windows;
+    0 for the first); ``frame`` is the sampled frame's index (``frames[].index``); ``chosen``
+    lists what the rule chose in any window."""
+
+    def __init__(self) -> None:
+        self._head: tuple[str, str, float] | None = None
+        self._candidates: list[tuple[int, list[dict[str, Any]]]] = []
+        self._chosen: list[int] = []
+        self._next_id = 0
+
+    def add(self, record: dict[str, Any], first_frame: int) -> int:
+        """One window's ``sam3`` block (:meth:`Sam3Candidates.record`) whose frame 0 is the sampled
+        frame ``first_frame``; returns the offset added to its identities."""
+        self._head = (record["mode"], record["rule"], record["threshold"])
+        offset = self._next_id
+        for candidate in record["candidates"]:
+            identity = offset + candidate["id"]
+            self._candidates.append(
+                (identity, [{**f, "frame": first_frame + f["frame"]} for f in candidate["frames"]])
+            )
+            self._next_id = max(self._next_id, identity + 1)
+        self._chosen.extend(offset + i for i in record["chosen"])
+        return offset
+
+    def record(self) -> dict[str, Any]:
+        if self._head is None:
+            raise ValueError("no window was added")
+        mode, rule, threshold = self._head
+        return candidates_record(mode, rule, threshold, self._chosen, self._candidates)
 
 
 # --------------------------------------------------------------------------- the stage

@@ -37,7 +37,13 @@ import numpy as np
 import torch
 
 from tgs.segment.propagation import FrameResult
-from tgs.segment.sam3 import Sam3GroundSegmenter, check_object_cap, choose_masklets, shared_vision_features
+from tgs.segment.sam3 import (
+    Sam3GroundSegmenter,
+    candidates_record,
+    check_object_cap,
+    choose_masklets,
+    shared_vision_features,
+)
 
 __all__ = ["StreamCandidates", "StreamStats", "chosen_frames", "track_candidates"]
 
@@ -78,25 +84,10 @@ class StreamCandidates:
 
     def record(self, rule: str, threshold: float, chosen: Sequence[int]) -> dict[str, Any]:
         """The same ``sam3`` record as a clip's (:meth:`tgs.segment.sam3.Sam3Candidates.record`)."""
-        best = [max(s for s, _, _ in frames.values()) for frames in self.tracks.values()]
-        return {
-            "segmenter": "sam3",
-            "mode": "video",
-            "rule": rule,
-            "threshold": float(threshold),
-            "best_score": max(best) if best else None,
-            "chosen": [int(i) for i in chosen],
-            "null": not chosen,
-            "candidates": [
-                {
-                    "id": identity,
-                    "score": max(s for s, _, _ in self.tracks[identity].values()),
-                    "frames": [{"frame": f, "score": s, "box": b, "mask": m}
-                               for f, (s, b, m) in sorted(self.tracks[identity].items())],
-                }
-                for identity in self.identities()
-            ],
-        }
+        return candidates_record("video", rule, threshold, chosen, [
+            (identity, [{"frame": f, "score": s, "box": b, "mask": m} for f, (s, b, m) in sorted(frames.items())])
+            for identity, frames in sorted(self.tracks.items())
+        ])
 
 
 def _rle(mask: np.ndarray) -> dict:
