@@ -15,7 +15,7 @@ keeps its models in a :class:`~tgs.model_cache.ModelCache`, so they load once pe
 for the whole batch, and writes the video's folder itself (with Ray, OUT must be on a
 filesystem every node sees). The driver is the only writer of the two streams: for each
 video it appends the expression lines to ``index.jsonl``, then the video's line to
-``videos.jsonl``, which commits it.
+``videos.jsonl``, which commits it. OUT is made absolute before it reaches a worker.
 
 Resume, checked rather than assumed: a rerun skips a video only if its committed line
 says ok under the same options and expressions *and* its folder still holds every
@@ -23,7 +23,11 @@ output (result.json naming those expressions, the overlay, masks.json, every mas
 anything else is redone, and a video that failed (an unreadable file) is retried. A
 kill leaves at worst a half-written folder (redone) or index lines of an uncommitted
 video at the end of ``index.jsonl`` (cut before the rerun appends, so no line is
-duplicated). A failing video is an error line per expression; the batch goes on.
+duplicated: :func:`cut_uncommitted_index`). A failing video is an error line per
+expression, per attempt, whether the worker recorded the failure or the video came back
+as an exception (a worker that kept dying on it, a batch that raised); the batch goes on.
+What every video shares (device, models, options) is checked once by ``tgs segment``
+before the batch starts.
 """
 
 from __future__ import annotations
