@@ -86,6 +86,10 @@ CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("segment-missing-expression", ["segment", "{not_video}"], ("missing argument", "expressions")),
     ("segment-unknown-thinker-option", ["segment", "{clip}", "the dog", "--models", "tiny", "--thinker", "direct", "--thinker-opt", "foo=1", "--out", "{root}/seg_opt"], ("foo",)),
     ("segment-bad-device", ["segment", "{clip}", "the dog", "--models", "tiny", "--thinker", "direct", "--device", "tpu", "--out", "{root}/seg_dev"], ("tpu", "--device")),
+    # the options of --batch, without it: refused, not dropped
+    ("segment-workers-without-batch", ["segment", "{clip}", "the dog", "--models", "tiny", "--thinker", "direct", "--workers", "2", "--out", "{root}/seg_w"], ("--workers", "only with --batch")),
+    ("segment-ray-address-without-batch", ["segment", "{clip}", "the dog", "--models", "tiny", "--thinker", "direct", "--ray-address", "auto", "--out", "{root}/seg_w"], ("--ray-address", "only with --batch")),
+    ("segment-resources-without-batch", ["segment", "{clip}", "the dog", "--models", "tiny", "--thinker", "direct", "--resources-per-worker", "gpu=1", "--out", "{root}/seg_w"], ("--resources-per-worker", "only with --batch")),
     ("segment-out-is-a-file", ["segment", "{clip}", "the dog", "--models", "tiny", "--thinker", "direct", "--out", "{a_file}"], ("{a_file}", "--out")),
     ("run-missing-data", ["run", "--data", "{missing}", "--out", "{root}/run_out", "--models", "tiny", "--thinker", "direct"], ("{missing}/metadata.csv", "not found")),
     ("run-empty-csv", ["run", "--data", "{folder}", "--meta", "{empty_csv}", "--out", "{root}/run_out2", "--models", "tiny", "--thinker", "direct"], ("{empty_csv}", "empty")),

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -20,14 +22,16 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from tgs.cli.main import build_app
 from tgs.core.segment import segment_video
 from tgs.core.settings import Settings
 from tgs.data.synth import write_video
+from tgs.errors import DataError
 from tgs.runners import segment_batch
-from tgs.runners.batch_list import read_batch_list
+from tgs.runners.batch_list import RESERVED_NAMES, read_batch_list
 from tgs.runners.executor import KILL_AFTER_ENV
 from tgs.runners.segment_batch import SegmentBatchWorker, SegmentOptions, latest_index, segment_many
 
@@ -141,6 +145,9 @@ def test_list_forms_give_the_same_videos(tmp_path: Path) -> None:
     ("video,expression\na.mp4,\n", "list.csv:2: no expression for a.mp4"),
     ("video,expression\nx/a.mp4,dog\ny/a.mp4,cat\n", "would both be written to the folder 'a'"),
     ("video,expression\nhttp://h/a.mp4,dog\n", "is a URL"),
+    ("video,expression\nv/index.jsonl.mp4,dog\n",
+     "list.csv:2: index.jsonl.mp4 (folder 'index.jsonl') would be written over the batch's own index.jsonl"),
+    ("id,video,expression\nMasks,a.mp4,dog\n", "list.csv:2: id 'Masks' would be written over the batch's own Masks"),
 ])
 def test_bad_lists_are_one_line_errors_naming_the_row(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "list.csv").write_text(text)
@@ -149,11 +156,28 @@ def test_bad_lists_are_one_line_errors_naming_the_row(tmp_path: Path, text: str,
     assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("name", sorted(RESERVED_NAMES))
+def test_a_folder_name_the_batch_keeps_for_itself_is_refused(tmp_path: Path, name: str) -> None:
+    """A video's folder named like the batch's own files would overwrite them (or they it)."""
+    (tmp_path / "by_id.jsonl").write_text(json.dumps({"id": name, "video": "a.mp4", "expression": "dog"}) + "\n")
+    with pytest.raises(DataError, match=f"by_id.jsonl:1: id '{re.escape(name)}' would be written over") as caught:
+        read_batch_list(tmp_path / "by_id.jsonl")
+    assert caught.value.fix == "give the row another id"
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / f"{name}.mp4").write_bytes(b"")  # a folder of videos: the name comes from the file
+    if not name.startswith("."):  # a file name's leading dot becomes "_" (no hidden folders): no clash
+        with pytest.raises(DataError, match="would be written over the batch's own") as caught:
+            read_batch_list(tmp_path / "videos", ["dog"])
+        assert "id column" in caught.value.fix
+    else:
+        assert [v.uid for v in read_batch_list(tmp_path / "videos", ["dog"])] == ["_" + name[1:]]
+
+
 def test_batch_options_misused_are_usage_errors(tmp_path: Path) -> None:
     listing = tmp_path / "list.csv"
     listing.write_text("video,expression\na.mp4,the dog\n")
     cases = [
-        (["segment", "a.mp4", "the dog", "--executor", "ray"], "--executor and --expressions apply to --batch"),
+        (["segment", "a.mp4", "the dog", "--executor", "ray"], "only with --batch (many videos): leave --executor out"),
         (["segment", "--batch", str(listing), "a.mp4", "--out", str(tmp_path / "o")], "from its list, not from"),
         (["segment", "--batch", str(listing)], "--batch needs --out DIR"),
         (["segment", "--batch", str(listing), "--out", str(tmp_path / "o"), "--expressions", str(listing)],
@@ -163,6 +187,28 @@ def test_batch_options_misused_are_usage_errors(tmp_path: Path) -> None:
         result = CliRunner().invoke(build_app(), [*args, *TINY])
         flat = " ".join(result.output.replace("│", " ").split())
         assert result.exit_code != 0 and message in flat and "Traceback" not in result.output, result.output
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--models", "tiny", "--device", "tpu"], "device 'tpu' is not a device name"),
+    pytest.param(["--models", "tiny", "--device", "cuda"], "CUDA is not available",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
+    (["--gdino", "{missing}"], "missing model weights: - grounding_dino: {missing}"),
+    (["--preset", "paper", "--fps", "1", "--sam2", "edgetam_video"],
+     "--sam2 edgetam_video names a video (propagation) model"),
+], ids=["bad-device", "cuda-without-cuda", "missing-weights", "video-model-for-image-preset"])
+def test_what_every_video_shares_is_refused_once_before_any_work(
+    clips: Path, tmp_path: Path, extra: list[str], message: str
+) -> None:
+    """The device, the models and the options are every video's: a bad one is one error line and
+    nothing written, not a failed line per video and exit 0 (each video's file is still its own)."""
+    out, missing = tmp_path / "out", str(tmp_path / "no_weights")
+    args = ["segment", "--batch", str(clips / "list.csv"), "--out", str(out), "--thinker", "direct"]
+    result = CliRunner().invoke(build_app(), [*args, *(a.format(missing=missing) for a in extra)])
+    flat = " ".join(result.output.replace("│", " ").split())
+    assert result.exit_code == 1 and message.format(missing=missing) in flat, result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
 
 
 # --------------------------------------------------------------------------- the local batch
@@ -249,6 +295,91 @@ def test_models_load_once_for_the_whole_batch(clips: Path, tmp_path: Path) -> No
     # the first video loads the thinker and the (Grounding DINO, propagation model) pair; the others reuse them
     assert worker.cache.stats["thinkers"] == {"loads": 1, "hits": 2, "held": 1}
     assert worker.cache.stats["stages"] == {"loads": 1, "hits": 2, "held": 1}
+
+
+class _NoRun:
+    """An executor that keeps the worker factory it is given and runs nothing."""
+
+    name = "norun"
+
+    def __init__(self) -> None:
+        self.factories: list = []
+
+    def map(self, factory, batches):
+        self.factories.append(factory)
+        return iter(())
+
+
+def test_a_relative_out_reaches_the_workers_absolute(
+    clips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ray worker runs in a folder of its own: the OUT it unpickles must not depend on the driver's."""
+    monkeypatch.chdir(tmp_path)
+    executor = _NoRun()
+    outcome = segment_many(read_batch_list(clips / "list.csv")[:1], "relative/out", OPTIONS, executor=executor)
+    [factory] = executor.factories
+    shipped = pickle.loads(pickle.dumps(factory))  # what a worker gets
+    assert shipped.out == tmp_path / "relative" / "out" and shipped().out == tmp_path / "relative" / "out"
+    assert outcome.out == tmp_path / "relative" / "out"
+
+
+class _RaisesOn:
+    """A batch worker whose whole call raises on ``uid`` (as a worker_crash or a failed batch ends:
+    an exception in place of the video's records)."""
+
+    def __init__(self, out: Path, uid: str) -> None:
+        self.inner, self.uid = SegmentBatchWorker(out, OPTIONS), uid
+
+    def process(self, batch):
+        if any(item.uid == self.uid for item in batch):
+            raise RuntimeError(f"worker lost on {self.uid}")
+        return self.inner.process(batch)
+
+
+def test_a_video_that_ends_as_an_exception_gets_one_failed_line_per_expression_and_attempt(
+    clips: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    videos = [v for v in read_batch_list(clips / "list.csv") if v.uid in ("clip00", "clip01")]
+    failing = [("clip00", 0, "failed"), ("clip00", 1, "failed"), ("clip01", 0, "ok")]
+    outcome = segment_many(videos, out, OPTIONS, worker_factory=lambda: _RaisesOn(out, "clip00"))
+    assert outcome.summary.succeeded == 1 and [f.uid for f in outcome.summary.failures] == ["clip00"]
+    lines = _lines(out)
+    assert [(r["uid"], r["expression_index"], r["status"]) for r in lines] == failing
+    for line in lines[:2]:  # clip00 has two expressions: one line each, with the error
+        assert line["error"] == "worker lost on clip00" and line["error_kind"] == "RuntimeError"
+        assert line["expression"] == EXPRESSIONS[line["expression_index"]] and line["outputs"] is None
+    # a rerun retries it: one more line per expression for that attempt, nothing else written
+    segment_many(videos, out, OPTIONS, worker_factory=lambda: _RaisesOn(out, "clip00"))
+    assert [(r["uid"], r["expression_index"], r["status"]) for r in _lines(out)] == [*failing, *failing[:2]]
+    # ... and once it succeeds, its ok lines are the latest; clip01 is not redone
+    segment_many(videos, out, OPTIONS)
+    assert [(r["uid"], r["expression_index"], r["status"]) for r in _lines(out)[5:]] == [
+        ("clip00", 0, "ok"), ("clip00", 1, "ok")]
+    assert {key: line["status"] for key, line in latest_index(out).items()} == {
+        ("clip00", 0): "ok", ("clip00", 1): "ok", ("clip01", 0): "ok"}
+
+
+def test_a_rerun_cuts_the_index_lines_of_an_uncommitted_video_only(tmp_path: Path) -> None:
+    """Committed failures keep their lines (also last in the index); a video killed between its index
+    lines and its videos line loses them, and a torn line goes too."""
+    def line(uid: str, k: int, status: str) -> str:
+        return json.dumps({"uid": uid, "expression_index": k, "status": status}) + "\n"
+
+    committed = line("a", 0, "ok") + line("b", 0, "failed") + line("b", 1, "failed") + line("b", 0, "failed")
+    committed += line("b", 1, "failed")  # b failed twice, both committed
+    (tmp_path / "videos.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
+        {"uid": "a", "status": "ok"}, {"uid": "b", "status": "failed"},
+        {"uid": "a", "status": "failed", "error_kind": segment_batch.REDONE_KIND},  # a's outputs went missing
+        {"uid": "b", "status": "failed"}]))
+    (tmp_path / "index.jsonl").write_text(committed)
+    store = segment_batch.RunStore(tmp_path)
+    segment_batch.cut_uncommitted_index(store)
+    assert (tmp_path / "index.jsonl").read_text() == committed
+    # killed after a's redo and b's third try wrote their lines, before their videos lines
+    (tmp_path / "index.jsonl").write_text(committed + line("a", 0, "ok") + line("b", 0, "failed") + '{"uid": "b", "ex')
+    segment_batch.cut_uncommitted_index(store)
+    assert (tmp_path / "index.jsonl").read_text() == committed
 
 
 def test_one_writer_per_folder(clips: Path, tmp_path: Path) -> None:

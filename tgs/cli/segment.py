@@ -149,14 +149,19 @@ def segment_command(
     """Segment what each expression refers to in any video: a mask on every frame (PNG per expression and
     frame, masks.json), an overlay video at the source's rate with its audio, result.json."""
     from tgs.core.loading import check_thinker_options
-    from tgs.core.segment import check_segment_call, segment_video
+    from tgs.core.segment import check_segment_call, segment_load_spec, segment_video
     from tgs.think.registry import THINKER_NAMES
 
     # Every option is checked before any work (no model loaded, nothing written, no progress bar).
     check_choice(thinker, THINKER_NAMES, "--thinker")
-    if batch is None and (executor != "local" or expressions_file is not None):
-        raise bad("--executor and --expressions apply to --batch", "--executor" if executor != "local" else
-                  "--expressions")
+    if batch is None:  # the options of many videos, refused rather than dropped
+        misused = [name for name, given in (("--executor", executor != "local"),
+                                            ("--expressions", expressions_file is not None),
+                                            ("--ray-address", ray_address is not None),
+                                            ("--workers", workers is not None),
+                                            ("--resources-per-worker", resources is not None)) if given]
+        if misused:
+            raise bad(f"only with --batch (many videos): leave {', '.join(misused)} out for one video", misused[0])
     if batch is None and (video is None or not expressions):  # both are required without --batch
         raise bad("missing argument: give a video and its expressions, or --batch LIST",
                   "VIDEO" if video is None else "EXPRESSIONS")
@@ -169,10 +174,17 @@ def segment_command(
         check_thinker_options(thinker, options)
     except ValueError as exc:
         raise bad(str(exc), "--thinker-opt") from exc
-    if batch is not None:  # each video is checked as it comes (a bad one is an error line, the batch goes on)
+    if batch is not None:  # each video file is checked as it comes (a bad one is an error line, the batch goes on)
         from tgs.cli.segment_batch import run_batch
+        from tgs.devices import resolve_device
         from tgs.runners.segment_batch import SegmentOptions
 
+        # What every video shares is checked once, here: else each video would fail alike, one line each.
+        # As check_segment_call does (a bad name, CUDA without CUDA); on Ray, CUDA is the workers', not
+        # this process's: their GPUs are asked of the cluster, which refuses what it cannot hold.
+        if executor == "local" or not settings.device.strip().lower().startswith("cuda"):
+            resolve_device(settings.device)
+        segment_load_spec(thinker, chosen, settings, dense=fps is None, thinker_options=options).require()
         if settings.untrained:
             err_console.print(untrained_banner())
         prepare_process(device)

@@ -14,7 +14,8 @@ Rows that name the same video (and id) are merged into one entry, its expression
 order of appearance: one session of that video, one ``segment_video`` call. Relative video
 paths are read from the list's folder. Each entry's output folder is its ``id``, else the
 video's file name without suffix, with characters unfit for a folder name replaced by
-``_``; two videos that would share a folder are an error naming both.
+``_``; two videos that would share a folder are an error naming both, and so is a folder
+name the batch keeps for its own files (:data:`RESERVED_NAMES`, any case).
 """
 
 from __future__ import annotations
@@ -27,9 +28,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tgs.errors import DataError
-from tgs.run_store import safe_uid
+from tgs.output_folder import LOCK, STAGING
+from tgs.run_store import MANIFEST, MASKS_DIR, safe_uid
 
-__all__ = ["VIDEO_SUFFIXES", "BatchVideo", "read_batch_list", "read_expressions_file"]
+__all__ = [
+    "INDEX_STREAM",
+    "RESERVED_NAMES",
+    "VIDEOS_STREAM",
+    "VIDEO_SUFFIXES",
+    "BatchVideo",
+    "read_batch_list",
+    "read_expressions_file",
+]
+
+INDEX_STREAM = "index"
+VIDEOS_STREAM = "videos"
+"""The batch folder's two streams (``tgs.runners.segment_batch``): ``index.jsonl``, ``videos.jsonl``."""
+
+RESERVED_NAMES = frozenset(
+    {f"{INDEX_STREAM}.jsonl", f"{VIDEOS_STREAM}.jsonl", MANIFEST, MASKS_DIR, LOCK, STAGING}
+)
+"""Names in a batch folder that are the batch's own, so no video's folder: a video named
+``index.jsonl.mp4`` would write its outputs over the index. Lower case; compared in any case
+(a folder on a case-insensitive filesystem holds one of ``Masks`` and ``masks``)."""
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"})
 """Files a folder given to ``--batch`` contributes (other files are ignored)."""
@@ -188,6 +209,11 @@ def _folder_name(uid: str | None, video: Path, where: str, source: Path) -> str:
     name = uid if uid is not None else _UNSAFE.sub("_", video.stem).strip("_") or "video"
     if uid is None and name.startswith("."):
         name = "_" + name.lstrip(".")
+    if name.lower() in RESERVED_NAMES:
+        named = f"id {name!r}" if uid is not None else f"{video.name} (folder {name!r})"
+        raise DataError(f"{where}: {named} would be written over the batch's own {name}", path=source,
+                        fix="give the row an id column with another name (a folder of videos: rename the file)"
+                        if uid is None else "give the row another id")
     try:
         return safe_uid(name)
     except Exception as exc:

@@ -27,14 +27,19 @@ Failures:
   worker dies while it runs alone is answered as failed with kind ``worker_crash`` instead
   of being run again, so one poisonous file cannot stop a run. Nothing is lost (every
   batch comes back) and nothing is duplicated (a batch id is accepted once, and the
-  driver refuses a uid twice);
+  driver refuses a uid twice). Such a sample comes back as an exception, not as the
+  worker's records: ``run_stage`` commits a failure record for it, and a stage that writes
+  records of its own for a failure (``tgs segment --batch``: one index line per
+  expression) turns the exception into them;
 - a worker that cannot start (missing weights) stops the run with that error before
   anything is committed; a request the cluster cannot hold (more workers or GPUs than it
   has) is refused before anything starts.
 
 Without an address a local Ray instance is started (and shut down by :meth:`close`);
 ``address="auto"`` joins the cluster this node belongs to. Data paths and model sources
-must be readable on every node (a shared filesystem, or the same layout on each).
+must be readable on every node (a shared filesystem, or the same layout on each), and
+absolute: a worker's current folder is not the driver's (``segment_many`` makes its OUT
+absolute before it is pickled).
 """
 
 from __future__ import annotations

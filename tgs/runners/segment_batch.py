@@ -15,7 +15,7 @@ keeps its models in a :class:`~tgs.model_cache.ModelCache`, so they load once pe
 for the whole batch, and writes the video's folder itself (with Ray, OUT must be on a
 filesystem every node sees). The driver is the only writer of the two streams: for each
 video it appends the expression lines to ``index.jsonl``, then the video's line to
-``videos.jsonl``, which commits it.
+``videos.jsonl``, which commits it. OUT is made absolute before it reaches a worker.
 
 Resume, checked rather than assumed: a rerun skips a video only if its committed line
 says ok under the same options and expressions *and* its folder still holds every
@@ -23,17 +23,23 @@ output (result.json naming those expressions, the overlay, masks.json, every mas
 anything else is redone, and a video that failed (an unreadable file) is retried. A
 kill leaves at worst a half-written folder (redone) or index lines of an uncommitted
 video at the end of ``index.jsonl`` (cut before the rerun appends, so no line is
-duplicated). A failing video is an error line per expression; the batch goes on.
+duplicated: :func:`cut_uncommitted_index`). A failing video is an error line per
+expression, per attempt, whether the worker recorded the failure or the video came back
+as an exception (a worker that kept dying on it, a batch that raised); the batch goes on.
+What every video shares (device, models, options) is checked once by ``tgs segment``
+before the batch starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,26 +57,25 @@ from tgs.errors import NoAudioWarning
 from tgs.model_cache import ModelCache
 from tgs.presets import Preset, get_preset
 from tgs.run_store import FAILED, RunStore
-from tgs.runners.batch_list import BatchVideo
-from tgs.runners.executor import Executor, run_stage
+from tgs.runners.batch_list import INDEX_STREAM, VIDEOS_STREAM, BatchVideo
+from tgs.runners.executor import Executor, LocalExecutor, run_stage
 from tgs.runners.local import ProgressFactory, RunSummary, error_kind
 from tgs.runners.outcomes import SampleOutput, WorkerFactory
 
 __all__ = [
     "INDEX_STREAM",
+    "REDONE_KIND",
     "VIDEOS_STREAM",
     "BatchOutcome",
     "SegmentBatchWorker",
     "SegmentOptions",
+    "cut_uncommitted_index",
     "incomplete_reason",
     "latest_index",
     "segment_many",
 ]
 
 logger = logging.getLogger(__name__)
-
-INDEX_STREAM = "index"
-VIDEOS_STREAM = "videos"
 
 
 @dataclass(frozen=True)
@@ -161,9 +166,11 @@ def _video_head(item: BatchVideo, fingerprint: str) -> dict[str, Any]:
     return {"uid": item.uid, "video": str(item.video), "expressions": list(item.expressions), "options": fingerprint}
 
 
-def _failed(item: BatchVideo, exc: Exception, seconds: float) -> SampleOutput:
+def _failed(item: BatchVideo, exc: Exception, seconds: float | None) -> SampleOutput:
+    """A failed video's records: one failed index line per expression, its failed videos line.
+    seconds: None where the failure came from outside the worker's call (no timing known)."""
     message, kind = str(exc) or type(exc).__name__, error_kind(exc)
-    timings = {"seconds": round(seconds, 6)}
+    timings = {} if seconds is None else {"seconds": round(seconds, 6)}
     lines = [{**_line_head(item, k), "status": FAILED, "outputs": None, "timings": timings,
               "error": message, "error_kind": kind} for k in range(len(item.expressions))]
     record = {"uid": item.uid, "video": str(item.video), "status": FAILED, "error": message, "error_kind": kind,
@@ -180,6 +187,35 @@ class SegmentWorkerFactory:
 
     def __call__(self) -> SegmentBatchWorker:
         return SegmentBatchWorker(self.out, self.options)
+
+
+class _FailedVideosAsLines:
+    """An executor that hands back a video that ended as an exception (not the worker's own
+    failure record) as :func:`_failed`'s records, so that it too gets its failed index lines.
+
+    Such a video is one the worker never answered for: a Ray worker that kept dying on it
+    (``worker_crash``), a whole batch that raised, outputs that could not be sent back. As
+    with any failure, the lines go before the videos line that commits it (crash safety:
+    ``tgs.runners.executor.recover_run``), and a rerun retries it.
+    """
+
+    def __init__(self, inner: Executor) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def map(self, factory: WorkerFactory, batches: Sequence[list[BatchVideo]]) -> Iterator[tuple[list, list]]:
+        for batch, outcomes in self.inner.map(factory, batches):
+            yield batch, [_failed(item, outcome, None) if isinstance(outcome, Exception) else outcome
+                          for item, outcome in zip(batch, outcomes)]
+
+    def close(self) -> None:
+        """The inner executor is its owner's to close."""
+
+    def __enter__(self) -> _FailedVideosAsLines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # --------------------------------------------------------------------------- resume checks
@@ -245,7 +281,7 @@ def segment_many(
     Raises RunError when another process writes ``out``.
     """
     options = options or SegmentOptions()
-    out = Path(out)
+    out = Path(out).absolute()  # the workers' paths: a Ray worker's current folder is not this one
     uids = [v.uid for v in videos]
     if len(set(uids)) != len(uids):
         raise ValueError("videos: two entries share an output folder (uid); merge them or give distinct ids")
@@ -253,6 +289,7 @@ def segment_many(
     store = RunStore(out)
     store.lock()
     try:
+        cut_uncommitted_index(store)
         latest = store.latest(VIDEOS_STREAM)
         redone: dict[str, str] = {}
         for item in videos:
@@ -264,20 +301,64 @@ def segment_many(
                 logger.warning("%s: %s; it is redone", item.uid, reason)
                 redone[item.uid] = reason
                 store.append(VIDEOS_STREAM, {"uid": item.uid, "status": FAILED, "error": f"redone: {reason}",
-                                             "error_kind": "incomplete"})
-        summary = run_stage(
-            list(videos),
-            worker_factory or SegmentWorkerFactory(out, options),
-            store=store,
-            stream=VIDEOS_STREAM,
-            extra_streams=(INDEX_STREAM,),
-            executor=executor,
-            uid_of=lambda item: item.uid,
-            progress=progress,
-        )
+                                             "error_kind": REDONE_KIND})
+        with contextlib.ExitStack() as stack:
+            inner = executor if executor is not None else stack.enter_context(LocalExecutor())
+            summary = run_stage(
+                list(videos),
+                worker_factory or SegmentWorkerFactory(out, options),
+                store=store,
+                stream=VIDEOS_STREAM,  # no extra_streams: the index is recovered above, failed videos' lines too
+                executor=_FailedVideosAsLines(inner),
+                uid_of=lambda item: item.uid,
+                progress=progress,
+            )
     finally:
         store.close()
     return BatchOutcome(out, summary, store.stream_path(INDEX_STREAM), redone)
+
+
+REDONE_KIND = "incomplete"
+"""error_kind of the videos line that marks a committed video to redo (its outputs went missing):
+the one videos line that no index lines go with."""
+
+
+def cut_uncommitted_index(store: RunStore) -> None:
+    """Cut the index lines of a video whose videos line a kill kept from being written.
+
+    Every attempt at a video, ok or failed, appends one index line per expression (the first
+    with expression_index 0) and then its videos line, so a video's attempts in the index are
+    as many as its videos lines (the redo marks aside); an attempt beyond that can only be the
+    last one, cut here with whatever torn line follows it. (The generic
+    ``tgs.runners.executor.recover_run`` keeps only the lines of videos whose latest line is
+    ok, which would cut a failed video's committed lines.)
+    """
+    path = store.stream_path(INDEX_STREAM)
+    if not path.exists():
+        return
+    committed: dict[str, int] = {}
+    for record in store.records(VIDEOS_STREAM):
+        if record.get("error_kind") != REDONE_KIND:
+            committed[record["uid"]] = committed.get(record["uid"], 0) + 1
+    data = path.read_bytes()
+    attempts: dict[str, int] = {}
+    keep = start = 0
+    while (end := data.find(b"\n", start)) >= 0:
+        if data[start:end].strip():
+            line = json.loads(data[start:end])
+            uid = line["uid"]
+            if int(line["expression_index"]) == 0:
+                attempts[uid] = attempts.get(uid, 0) + 1
+            if attempts.get(uid, 0) > committed.get(uid, 0):
+                break  # this attempt never committed
+        keep = start = end + 1
+    if keep == len(data):
+        return
+    logger.warning("cutting %d byte(s) of a video that never committed from the end of %s", len(data) - keep, path)
+    with open(path, "rb+") as fh:
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def latest_index(out: str | Path) -> dict[tuple[str, int], dict[str, Any]]:
