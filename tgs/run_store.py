@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -128,29 +128,39 @@ class RunStore:
         *,
         resume: bool = True,
         fingerprint_keys: Iterable[str] | None = None,
+        upgrade: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
     ) -> RunStore:
         """Create a run directory, or reopen one made by the same configuration.
 
         ``fingerprint_keys`` are the manifest keys that must match for a resume (default:
         all keys except ``created`` and ``versions``); a run written under another
-        configuration is never silently mixed with this one.
+        configuration is never silently mixed with this one. ``upgrade`` reads a manifest
+        written by an older version as today's schema before the comparison (the file is
+        left as it is).
         """
         store = cls(run_dir)
         store.lock()
         try:
-            store._check_or_write_manifest(manifest, resume=resume, fingerprint_keys=fingerprint_keys)
+            store._check_or_write_manifest(manifest, resume=resume, fingerprint_keys=fingerprint_keys, upgrade=upgrade)
         except BaseException:
             store.close()
             raise
         return store
 
     def _check_or_write_manifest(
-        self, manifest: Mapping[str, Any], *, resume: bool, fingerprint_keys: Iterable[str] | None
+        self,
+        manifest: Mapping[str, Any],
+        *,
+        resume: bool,
+        fingerprint_keys: Iterable[str] | None,
+        upgrade: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
     ) -> None:
         store = self
         path = store.run_dir / MANIFEST
         if path.exists():
             existing = store.manifest()
+            if upgrade is not None:
+                existing = dict(upgrade(existing))
             if not resume:
                 raise RunError(
                     f"run directory {store.run_dir} already holds a run",

@@ -157,6 +157,20 @@ def test_sam3_spec_records_one_stage(monkeypatch: pytest.MonkeyPatch) -> None:
     assert grounder is segmenter and built == [spec.segmenter]  # loaded once, both stages
 
 
+def test_gdino_source_under_sam3_is_refused_but_the_tiny_set_passes() -> None:
+    """SAM 3 grounds by itself: a --gdino it would ignore is an error, not a silent drop; the tiny
+    set names every role (Grounding DINO too) and still loads SAM 3 alone."""
+    from tgs.core.load_spec import load_spec
+
+    given = Settings(device="cpu", sources={"grounding_dino": "/w/gdino", "sam2": "/w/sam3"})
+    with pytest.raises(SettingsError, match="--gdino has no effect under --preset sam3") as caught:
+        load_spec(SAM3, given, "dense")
+    assert "--preset best" in caught.value.fix
+    assert load_spec(BEST, given, "dense").grounder.source == "/w/gdino"  # the same source is used by best
+    tiny = load_spec(SAM3, Settings.tiny(), "dense")
+    assert tiny.grounder is None and [m.key for m in tiny.models] == ["sam3_video"]
+
+
 def test_sam3_asked_to_compile_is_a_counted_fallback(loads: dict[str, list[Any]]) -> None:
     """``--compile`` / GPU preprocessing reach SAM 3's load, and its loader says it has neither
     (logged once, counted) instead of dropping them; the model gets no such argument."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,10 @@ from tgs.core.settings import Settings
 from tgs.data.benchmark import Benchmark
 from tgs.data.synth import generate
 from tgs.errors import MissingWeightsError, RunError
-from tgs.presets import BEST, PAPER, get_preset
+from tgs.presets import BEST, PAPER, SAM3, Preset, get_preset
 from tgs.run_store import RunStore
 from tgs.runners.ground_segment import GroundSegmentConfig, run_ground_segment
+from tgs.runners.manifest import upgrade_manifest
 
 SPLITS = ("test_s", "test_n")
 
@@ -202,6 +204,48 @@ def test_resume_refuses_another_preset_or_thoughts(bench_root: Path, original_th
     again = run_ground_segment(_config(bench_root, out, PAPER, moved, limit=1, frame_batch_size=4),
                                stages=_stages(PAPER))
     assert again.summary.skipped == 1 and again.summary.succeeded == 1
+
+
+NEWER_SWITCHES = ("segmenter", "sam3_choice", "sam3_threshold", "batch_captions")
+"""Preset switches added after run directories had been made (absent from their manifests)."""
+
+
+def _rewrite_preset(out: Path, change) -> None:
+    path = out / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest["preset"])
+    path.write_text(json.dumps(manifest))
+
+
+def test_a_manifest_older_than_a_switch_resumes_but_another_value_is_refused(
+    bench_root: Path, original_thoughts: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    run_ground_segment(_config(bench_root, out, PAPER, original_thoughts, limit=1), stages=_stages(PAPER))
+
+    def forget(preset: dict) -> None:  # the manifest an older version wrote: no such switches yet
+        for key in NEWER_SWITCHES:
+            del preset[key]
+
+    _rewrite_preset(out, forget)
+    again = run_ground_segment(_config(bench_root, out, PAPER, original_thoughts, limit=1), stages=_stages(PAPER))
+    assert again.summary.skipped == 1 and again.summary.succeeded == 1
+    assert not set(NEWER_SWITCHES) & set(json.loads((out / "manifest.json").read_text())["preset"])
+
+    # a recorded value is compared as it is: one that differs from today's still refuses the resume
+    _rewrite_preset(out, lambda preset: preset.update(batch_captions=not PAPER.batch_captions))
+    with pytest.raises(RunError, match=r"another configuration.*preset"):
+        run_ground_segment(_config(bench_root, out, PAPER, original_thoughts), stages=_stages(PAPER))
+
+
+def test_upgrade_fills_only_absent_switches_from_the_recorded_preset() -> None:
+    without = {k: v for k, v in SAM3.to_dict().items() if k != "segmenter"}
+    assert upgrade_manifest({"kind": "ground-segment", "preset": without})["preset"] == SAM3.to_dict()  # sam3's
+    custom = {k: v for k, v in replace(BEST, name="custom", box_threshold=0.3).to_dict().items() if k != "segmenter"}
+    assert upgrade_manifest({"preset": custom})["preset"]["segmenter"] == Preset().segmenter  # the default
+    recorded = {**BEST.to_dict(), "batch_captions": not BEST.batch_captions}
+    assert upgrade_manifest({"preset": recorded})["preset"] == recorded  # a recorded value is never replaced
+    assert upgrade_manifest({"kind": "think", "preset": None}) == {"kind": "think", "preset": None}
 
 
 def test_missing_weights_fail_before_anything_is_written(bench_root: Path, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ __all__ = [
     "models_option",
     "prepare_process",
     "preset_from_options",
+    "preset_names",
     "ray_worker_setup",
     "settings_from_options",
     "thinker_options_from",
@@ -53,6 +54,14 @@ def check_model_set(value: str) -> str:
 def models_option(help: str = "real weights, or the untrained tiny set (install check).") -> Any:
     """The ``--models`` option of every command that takes one (checked by :func:`check_model_set`)."""
     return typer.Option("real", "--models", help=help, callback=check_model_set)
+
+
+def preset_names() -> str:
+    """``paper|best|sam3``: every preset by name, for an option's help (read from ``tgs.presets.PRESETS``,
+    so a new preset shows up in every command's help)."""
+    from tgs.presets import PRESETS
+
+    return "|".join(PRESETS)
 
 
 def preset_from_options(name: str, sets: list[str]):  # -> Preset

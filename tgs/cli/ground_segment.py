@@ -12,6 +12,7 @@ from tgs.cli.common import (
     models_option,
     prepare_process,
     preset_from_options,
+    preset_names,
     settings_from_options,
 )
 from tgs.cli.console import console, escape_user_text, friendly_errors, print_run_summary, progress_bar
@@ -39,7 +40,11 @@ def ground_segment_command(
         "or a `tgs think` run directory."
     ),
     direct: bool = typer.Option(False, "--direct", help="Ground the raw expressions (the paper's baseline)."),
-    preset: str = typer.Option("best", "--preset", help="paper (original scripts, quirks included) or best."),
+    preset: str = typer.Option(
+        "best",
+        "--preset",
+        help=f"{preset_names()}: paper (original scripts, quirks included), best, sam3 (SAM 3 as Ground + Segment).",
+    ),
     set_: list[str] = typer.Option(
         [], "--set", help="Override a preset switch, KEY=VALUE (repeatable), e.g. --set box_rule=best."
     ),

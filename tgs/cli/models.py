@@ -7,7 +7,13 @@ import importlib
 import typer
 from rich.table import Table
 
-from tgs.cli.common import check_choice, models_option, preset_from_options, settings_from_options
+from tgs.cli.common import (
+    check_choice,
+    models_option,
+    preset_from_options,
+    preset_names,
+    settings_from_options,
+)
 from tgs.cli.console import console, escape_user_text
 from tgs.models.registry import MODEL_SPECS, check_models
 
@@ -24,7 +30,7 @@ def list_models(
         [], "--source", help="Override a source as KEY=PATH_OR_HUB_ID (repeatable)."
     ),
     preset: str | None = typer.Option(
-        None, "--preset", help="Only the models a call under this preset loads (paper, best); see --mode."
+        None, "--preset", help=f"Only the models a call under this preset loads ({preset_names()}); see --mode."
     ),
     set_: list[str] = typer.Option(
         [], "--set", help="Preset switch override KEY=VALUE, as for ground-segment (e.g. segment_mode=image)."

@@ -14,6 +14,7 @@ from tgs.cli.common import (
     models_option,
     prepare_process,
     preset_from_options,
+    preset_names,
     settings_from_options,
     thinker_options_from,
     untrained_banner,
@@ -76,7 +77,10 @@ def run_command(
         help="Reuse an earlier Think: a thoughts file or a `tgs think` / `tgs run` think directory.",
     ),
     preset: str = typer.Option(
-        "best", "--preset", help="best (fixes + propagation) or paper (original scripts)."
+        "best",
+        "--preset",
+        help=f"{preset_names()}: best (fixes + propagation), paper (original scripts), sam3 (SAM 3 as Ground + "
+        "Segment); docs/presets.md.",
     ),
     set_: list[str] = typer.Option([], "--set", help="Override a preset switch, KEY=VALUE (repeatable)."),
     out: Path = typer.Option(..., "--out", help="Run directory; rerunning the same command resumes it."),

@@ -16,6 +16,7 @@ from tgs.cli.common import (
     models_option,
     prepare_process,
     preset_from_options,
+    preset_names,
     settings_from_options,
     thinker_options_from,
     untrained_banner,
@@ -100,7 +101,10 @@ def segment_command(
         help="Thinker option KEY=VALUE (repeatable), e.g. base_url=http://localhost:8000/v1.",
     ),
     preset: str = typer.Option(
-        "best", "--preset", help="best (fixes + propagation) or paper (original scripts)."
+        "best",
+        "--preset",
+        help=f"{preset_names()}: best (fixes + propagation), paper (original scripts), sam3 (SAM 3 as Ground + "
+        "Segment); docs/presets.md.",
     ),
     set_: list[str] = typer.Option([], "--set", help="Override a preset switch, KEY=VALUE (repeatable)."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default ./segment_<video name>)."),
@@ -132,7 +136,8 @@ def segment_command(
         None,
         "--sam2",
         help="Segment model: a hub id, a local directory, or a propagation model key (edgetam_video, "
-        "sam2_video_tiny, _small, _base_plus, _large); default EdgeTAM on a CPU, SAM2.1-L on a GPU.",
+        "sam2_video_tiny, _small, _base_plus, _large, sam3_tracker_video); default EdgeTAM on a CPU, SAM2.1-L on "
+        "a GPU. Under --preset sam3 it names SAM 3's source.",
     ),
     batch: Path | None = typer.Option(
         None, "--batch", help="Many videos: a CSV/TSV/JSONL list (video, expression[, id]) or a folder of videos "

@@ -257,8 +257,17 @@ def _think_load(
 def _ground_load(
     preset: Preset, settings: Settings, direct: bool, frame_batch_size: int, fast: Mapping[str, Any]
 ) -> ModelLoad | None:
-    """Grounding DINO; None under ``segmenter=sam3`` (SAM 3 grounds by its concept prompt)."""
+    """Grounding DINO; None under ``segmenter=sam3`` (SAM 3 grounds by its concept prompt).
+
+    A Grounding DINO source given under ``segmenter=sam3`` would be ignored, so it is refused;
+    the tiny set (every role ``tiny``, ``--models tiny``) names one for every role and passes."""
     if preset.segmenter == "sam3":
+        given = settings.source("grounding_dino")
+        if given is not None and given != TINY:
+            raise SettingsError(
+                f"SAM 3 finds the object itself; --gdino has no effect under --preset sam3 (got --gdino {given})",
+                fix="drop --gdino, or use --preset best to ground with Grounding DINO",
+            )
         return None
     return ModelLoad(
         role="grounding_dino",

@@ -839,6 +839,50 @@ class _Seen:
     caught: list[warnings.WarningMessage]
 
 
+def _dense_sinks(
+    call: _Call, texts: list[str], object_texts: Sequence[Any], outputs: _Outputs, seen: _Seen, source: Any, png: bool
+) -> list[Any]:
+    """The sinks of every dense output, in order: a PNG per frame and expression (``png``), every
+    mask in masks.json, the overlay video with its legend (one entry per expression)."""
+    from tgs.dense_outputs import CocoRleSink, MaskPngSink, OverlayVideoSink
+
+    count = len(texts)
+    legend = _Labels("UNTRAINED: " if call.settings.untrained else "", texts, list(object_texts))
+    sinks: list[Any] = [MaskPngSink(outputs.masks, count)] if png else []
+    sinks.append(CocoRleSink(outputs.masks_json, count, source.size, names=texts, fps=source.fps,
+                             times=source.times, num_frames=source.num_frames))
+    sinks.append(OverlayVideoSink(outputs.overlay, source.fps, count, names=[legend[k] for k in range(count)],
+                                  audio=seen.source_audio))
+    return sinks
+
+
+def _frame_progress(
+    progress: ProgressCallback | None, total: int, start: float, span: float, what: str
+) -> Callable[[Any], None]:
+    """The ``on_frame`` callback of a dense pass over ``total`` frames: the progress bar moves
+    from ``start`` by ``span``, about a hundred updates over the video (and at its last frame)."""
+    step = max(1, total // 100)
+
+    def on_frame(stats: Any) -> None:
+        done = stats.frames_done
+        if progress is not None and (done % step == 0 or done == total):
+            progress(start + span * min(done / total, 1.0), desc=f"{what}: frame {done} of {total}")
+
+    return on_frame
+
+
+def _dense_output(source: Any, png: bool) -> dict[str, Any]:
+    """result.json's ``output`` of a dense call: every source frame has a mask."""
+    return {
+        "mode": "dense",
+        "num_frames": source.num_frames,
+        "fps": round(float(source.fps), 6),
+        "duration_s": round(float(source.duration), 6),
+        "masks_json": MASKS_JSON,
+        "png": png,
+    }
+
+
 def _dense_call(
     call: _Call, texts: list[str], thoughts: list[Thought], queries: list[Query], outputs: _Outputs, seen: _Seen,
     timer: _Timer, started: float, progress: ProgressCallback | None, cache: ModelCache | None, spec: LoadSpec,
@@ -852,7 +896,6 @@ def _dense_call(
         propagate,
         propagation_policy,
     )
-    from tgs.dense_outputs import CocoRleSink, MaskPngSink, OverlayVideoSink
     from tgs.segment.frame_source import VideoFrameSource
 
     video, out_dir = seen.video, outputs.out_dir
@@ -867,23 +910,12 @@ def _dense_call(
     )
     prompts = object_prompts(keyframes)
     policy = propagation_policy(call.preset)
-    prefix = "UNTRAINED: " if call.settings.untrained else ""
-    legend = _Labels(prefix, texts, keyframes.object_texts)
-    labels = [legend[k] for k in range(len(texts))]
     total = source.num_frames
-    sinks: list[Any] = [KeyframeMaskSink(keyframes, png, MASKS_DIR)]
-    if png:
-        sinks.append(MaskPngSink(outputs.masks, len(texts)))
-    sinks.append(CocoRleSink(outputs.masks_json, len(texts), source.size, names=texts, fps=source.fps,
-                             times=source.times, num_frames=total))
-    sinks.append(OverlayVideoSink(outputs.overlay, source.fps, len(texts), names=labels, audio=seen.source_audio))
-    step = max(1, total // 100)
-
-    def on_frame(stats: Any) -> None:
-        done = stats.frames_done
-        if progress is not None and (done % step == 0 or done == total):
-            progress(0.3 + 0.68 * min(done / total, 1.0), desc=f"propagating: frame {done} of {total}")
-
+    sinks = [
+        KeyframeMaskSink(keyframes, png, MASKS_DIR),
+        *_dense_sinks(call, texts, keyframes.object_texts, outputs, seen, source, png),
+    ]
+    on_frame = _frame_progress(progress, total, 0.3, 0.68, "propagating")
     _report(progress, 0.3, f"propagating {len(texts)} object(s) through {total} frames")
     start = time.perf_counter()
     stats = propagate(segmenter, source, prompts, policy, sinks, on_frame=on_frame)
@@ -897,14 +929,7 @@ def _dense_call(
     models = spec.describe()
     outputs.publish(_result_record(
         result, records, keyframes.object_texts, call, seen, spec,
-        output={
-            "mode": "dense",
-            "num_frames": total,
-            "fps": round(float(source.fps), 6),
-            "duration_s": round(float(source.duration), 6),
-            "masks_json": MASKS_JSON,
-            "png": png,
-        },
+        output=_dense_output(source, png),
         propagation={
             "model": key,
             "source": models.get(key),
@@ -932,7 +957,7 @@ def _sam3_dense_call(
     the preset's rule over the whole video (``keyframe_best``: the thinker's summary frames), then
     the chosen masklets streamed into the same sinks, staged outputs and result.json as
     :func:`_dense_call`. The records hold the frames the thinker saw (every frame if none)."""
-    from tgs.dense_outputs import CocoRleSink, MaskPngSink, OverlayVideoSink, run_sinks
+    from tgs.dense_outputs import run_sinks
     from tgs.pipeline import choose_object_text
     from tgs.segment.frame_source import VideoFrameSource
     from tgs.segment.sam3_stream import StreamStats, chosen_frames, track_candidates
@@ -948,12 +973,7 @@ def _sam3_dense_call(
     thinker_times = np.asarray(seen.think_input.get("frame_times") or [], np.float64)
     keyframes = sorted({min(int(np.searchsorted(source.times, t - 1e-6)), total - 1) for t in thinker_times}) or None
     stats = StreamStats()
-    step = max(1, total // 100)
-
-    def on_frame(live: StreamStats) -> None:
-        if progress is not None and (live.frames_done % step == 0 or live.frames_done == total):
-            progress(0.25 + 0.5 * live.frames_done / total, desc=f"SAM 3: frame {live.frames_done} of {total}")
-
+    on_frame = _frame_progress(progress, total, 0.25, 0.5, "SAM 3")
     _report(progress, 0.25, f"SAM 3 on {total} frames, {len(prompts)} prompt(s)")
     start = time.perf_counter()
     found = dict(zip(prompts, track_candidates(stage, source.frames(0, total), source.size, prompts, stats=stats,
@@ -969,13 +989,7 @@ def _sam3_dense_call(
         ids = found[o.text].choose(preset.sam3_choice, preset.sam3_threshold, total, keyframes)
         chosen.append((found[o.text], ids))
         candidates.append(found[o.text].record(preset.sam3_choice, preset.sam3_threshold, ids))
-    prefix = "UNTRAINED: " if call.settings.untrained else ""
-    legend = _Labels(prefix, texts, object_texts)
-    sinks: list[Any] = [MaskPngSink(outputs.masks, len(texts))] if png else []
-    sinks.append(CocoRleSink(outputs.masks_json, len(texts), source.size, names=texts, fps=source.fps,
-                             times=source.times, num_frames=total))
-    sinks.append(OverlayVideoSink(outputs.overlay, source.fps, len(texts), names=[legend[k] for k in range(len(texts))],
-                                  audio=seen.source_audio))
+    sinks = _dense_sinks(call, texts, object_texts, outputs, seen, source, png)
     _report(progress, 0.75, f"writing {total} frames")
     start = time.perf_counter()
     run_sinks(chosen_frames(source.frames(0, total), chosen, source.size), sinks)
@@ -999,8 +1013,7 @@ def _sam3_dense_call(
                      dense=(source.times, source.fps))
     outputs.publish(_result_record(
         result, records, object_texts, call, seen, spec,
-        output={"mode": "dense", "num_frames": total, "fps": round(float(source.fps), 6),
-                "duration_s": round(float(source.duration), 6), "masks_json": MASKS_JSON, "png": png},
+        output=_dense_output(source, png),
         propagation={
             "model": key, "source": spec.describe().get(key), "bounded": True, "keyframes": keyframes,
             "frames_tracked": stats.frames_done, "peak_stored_frames": stats.peak_stored_frames,

@@ -493,7 +493,7 @@ def generate(
     """Write a synthetic benchmark of ``videos`` videos under ``out``; returns metadata.csv.
 
     ``size`` is (width, height) of frames and masks (each side >= :data:`MIN_SIZE`). ``out``
-    must be absent or empty unless ``force`` (see :func:`prepare_target`). See the module
+    must be absent or empty unless ``force`` (see :func:`check_target`). See the module
     docstring for the layout, the splits and the null rows.
     """
     if videos < 1:

@@ -182,8 +182,10 @@ class RunPredictions:
     @property
     def splits(self) -> tuple[str, ...] | None:
         """The splits the run was made on (its manifest's ``data.splits``); None: every split, or not recorded."""
+        from tgs.run_store import MANIFEST
+
         try:
-            manifest = json.loads((self.run_dir / "manifest.json").read_text(encoding="utf-8"))
+            manifest = json.loads((self.run_dir / MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         splits = (manifest.get("data") or {}).get("splits") if isinstance(manifest, dict) else None

@@ -55,7 +55,13 @@ from tgs.run_store import MANIFEST
 from tgs.runners.executor import Executor
 from tgs.runners.ground_segment import GroundSegmentConfig, GroundSegmentOutcome, run_ground_segment
 from tgs.runners.local import ProgressFactory, RunSummary
-from tgs.runners.manifest import FINGERPRINT_KEYS, build_manifest, data_record, public_options
+from tgs.runners.manifest import (
+    FINGERPRINT_KEYS,
+    build_manifest,
+    data_record,
+    public_options,
+    upgrade_manifest,
+)
 from tgs.runners.think import ThinkConfig, run_think
 from tgs.think.inputs import resolve_thoughts_path
 from tgs.think.registry import canonical_name
@@ -214,7 +220,7 @@ def _open_run(config: FullRunConfig) -> dict[str, Any]:
     record = build_run_record(config)
     if path.exists():
         try:
-            existing = json.loads(path.read_text(encoding="utf-8"))
+            existing = upgrade_manifest(json.loads(path.read_text(encoding="utf-8")))
         except json.JSONDecodeError as exc:
             raise RunError(f"corrupt {RUN_FILE}: {exc}", path=path, fix="restore it or use a new --out") from exc
         diffs = [k for k in FINGERPRINT_KEYS if existing.get(k) != record.get(k)]

@@ -48,7 +48,13 @@ from tgs.presets import Preset
 from tgs.run_store import RunStore
 from tgs.runners.executor import Executor, run_stage
 from tgs.runners.local import ProgressFactory, RunSummary
-from tgs.runners.manifest import FINGERPRINT_KEYS, build_manifest, data_record, throughput_record
+from tgs.runners.manifest import (
+    FINGERPRINT_KEYS,
+    build_manifest,
+    data_record,
+    throughput_record,
+    upgrade_manifest,
+)
 from tgs.runners.workers import BOXES_STREAM, GroundSegmentWorker, video_of
 from tgs.think.inputs import ThoughtInputs, load_thoughts
 from tgs.types import Thought
@@ -189,7 +195,9 @@ def run_ground_segment(
     inputs = None if config.direct else load_thoughts(config.thoughts)  # type: ignore[arg-type]
     if inputs is not None:
         _log_coverage(bench, inputs)
-    store = RunStore.open(config.out, build_gs_manifest(config, bench, inputs), fingerprint_keys=FINGERPRINT_KEYS)
+    store = RunStore.open(
+        config.out, build_gs_manifest(config, bench, inputs), fingerprint_keys=FINGERPRINT_KEYS, upgrade=upgrade_manifest
+    )
     start = time.perf_counter()
     try:
         summary = run_stage(

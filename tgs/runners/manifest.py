@@ -30,12 +30,37 @@ from typing import Any
 from tgs.core.load_spec import LoadSpec
 from tgs.core.loading import public_options
 from tgs.core.settings import Settings
-from tgs.presets import Preset
+from tgs.presets import PRESETS, Preset
 
-__all__ = ["FINGERPRINT_KEYS", "build_manifest", "data_record", "public_options", "throughput_record"]
+__all__ = [
+    "FINGERPRINT_KEYS",
+    "build_manifest",
+    "data_record",
+    "public_options",
+    "throughput_record",
+    "upgrade_manifest",
+]
 
 FINGERPRINT_KEYS: tuple[str, ...] = ("kind", "thinker", "preset", "thoughts", "data", "models", "precision")
 """Manifest keys that must match for a rerun to resume."""
+
+
+def upgrade_manifest(recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """A manifest (or ``run.json``) as today's schema, for the resume comparison.
+
+    A preset switch added after the run was made is absent from its recorded preset; the run
+    ran as that switch's value in the same preset (``segmenter``, ``sam3_choice``,
+    ``sam3_threshold`` and ``batch_captions`` came in without changing ``paper`` or ``best``),
+    so an absent switch is read as the recorded preset's own value (a ``custom`` one: the
+    switch's default). Only absent switches are filled: a recorded value, however old, is
+    compared as it is, and a different one still refuses the resume.
+    """
+    upgraded = dict(recorded)
+    preset = recorded.get("preset")
+    if isinstance(preset, Mapping):
+        base = PRESETS.get(str(preset.get("name")), Preset())
+        upgraded["preset"] = {**base.to_dict(), **preset}
+    return upgraded
 
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()

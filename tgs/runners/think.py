@@ -42,6 +42,7 @@ from tgs.runners.manifest import (
     data_record,
     public_options,
     throughput_record,
+    upgrade_manifest,
 )
 from tgs.runners.workers import ThinkWorker, video_of
 from tgs.think.base import Thinker
@@ -160,7 +161,9 @@ def run_think(
         config.load_spec().require()
         check_thinker_options(config.thinker, config.thinker_options)
     bench = Benchmark(config.data, config.meta, config.splits, name=config.benchmark)
-    store = RunStore.open(config.out, build_think_manifest(config, bench), fingerprint_keys=FINGERPRINT_KEYS)
+    store = RunStore.open(
+        config.out, build_think_manifest(config, bench), fingerprint_keys=FINGERPRINT_KEYS, upgrade=upgrade_manifest
+    )
     start = time.perf_counter()
     try:
         summary = run_stage(
