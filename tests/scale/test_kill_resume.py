@@ -4,7 +4,6 @@ outputs of an uninterrupted run; so does a run directory with a torn line, a str
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
 import signal
@@ -15,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from killed_runs import reap, start_killable
 
 from tgs.core.settings import Settings
 from tgs.data.synth import generate
 from tgs.presets import BEST
 from tgs.run_store import MANIFEST, RunStore
-from tgs.runners.executor import KILL_AFTER_ENV
 from tgs.runners.ground_segment import GroundSegmentConfig, load_stages, run_ground_segment
 
 pytestmark = pytest.mark.slow
@@ -97,13 +96,7 @@ def _start(bench: tuple[Path, Path], out: Path, kill_after: int | None = None, *
         "--split", SPLITS[0], "--split", SPLITS[1], "--direct", "--preset", "best", "--models", "tiny",
         "--device", "cpu", "--no-eval", "--out", str(out), *extra,
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env.pop(KILL_AFTER_ENV, None)
-    if kill_after is not None:
-        env[KILL_AFTER_ENV] = str(kill_after)  # the driver SIGKILLs itself right after that many commits
-    # its own process group, so that what a killed Ray driver leaves (Ray's agents) can be ended
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    return start_killable(command, kill_after)
 
 
 def _committed(out: Path) -> int:
@@ -178,8 +171,7 @@ def test_kill_9_of_the_ray_driver_then_rerun_loses_and_duplicates_nothing(
     out = tmp_path / "run"
     process = _start(bench, out, 2, "--executor", "ray", "--workers", "2")
     _, stderr = process.communicate(timeout=600)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # the Ray agents the killed driver left in its group
+    reap(process)  # the Ray agents the killed driver left in its group
     assert process.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
     assert _committed(out) == 2
     final = _start(bench, out)

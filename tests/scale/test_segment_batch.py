@@ -10,7 +10,6 @@ OMP_NUM_THREADS=1 in the subprocesses), so outputs are bitwise comparable.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pickle
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from killed_runs import reap, start_killable
 from typer.testing import CliRunner
 
 from tgs.cli.main import build_app
@@ -32,7 +32,6 @@ from tgs.data.synth import write_video
 from tgs.errors import DataError
 from tgs.runners import segment_batch
 from tgs.runners.batch_list import RESERVED_NAMES, read_batch_list
-from tgs.runners.executor import KILL_AFTER_ENV
 from tgs.runners.segment_batch import SegmentBatchWorker, SegmentOptions, latest_index, segment_many
 
 pytestmark = pytest.mark.slow
@@ -406,19 +405,7 @@ def test_one_writer_per_folder(clips: Path, tmp_path: Path) -> None:
 def _start(clips: Path, out: Path, *extra: str, kill_after: int | None = None) -> subprocess.Popen:
     command = [sys.executable, "-m", "tgs.cli.main", "segment", "--batch", str(clips / "list.csv"), "--out", str(out),
                *TINY, *extra]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env.pop(KILL_AFTER_ENV, None)
-    if kill_after is not None:
-        env[KILL_AFTER_ENV] = str(kill_after)  # the driver SIGKILLs itself right after that many videos
-    # its own process group: what a killed driver leaves (Ray's agents) is ended with it, by _reap
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
-
-
-def _reap(run: subprocess.Popen) -> None:
-    """End the processes a SIGKILLed run left in its group (a Ray instance's agents)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(run.pid, signal.SIGKILL)
+    return start_killable(command, kill_after)
 
 
 def _index_lines(out: Path) -> int:
@@ -463,7 +450,7 @@ def test_ray_driver_killed_then_rerun_equals_local(clips: Path, local_batch: Pat
     ray_options = ("--executor", "ray", "--workers", "2")
     run = _start(clips, out, *ray_options, kill_after=5)
     _, stderr = run.communicate(timeout=600)
-    _reap(run)
+    reap(run)
     assert run.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
     assert 5 <= len(_lines(out)) < GOOD + 3
     final = _start(clips, out)  # the rerun resumes whatever executor it runs on (local: one Ray start less)
