@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["Boxes", "Clip", "FrameBoxes", "Masks", "ParseStatus", "Query", "Thought"]
+__all__ = ["Boxes", "Clip", "FrameBoxes", "FrameResult", "FrameSink", "Masks", "ParseStatus", "Query", "Thought"]
 
 
 def _check_array(name: str, value: Any, *, ndim: int, dtype: Any | None = None, last: int | None = None) -> None:
@@ -250,6 +250,78 @@ class Masks:
         h, w = size
         probs = np.zeros((num_frames, h, w), np.float32) if with_probs else None
         return cls(np.zeros((num_frames, h, w), np.bool_), probs)
+
+
+@dataclass(eq=False)
+class FrameResult:
+    """One emitted frame of a video session and every expression's result on it (in the order
+    of the expressions): the one per-frame currency of dense, sampled, benchmark and live runs,
+    and what every output sink consumes.
+
+    index: the frame's number in its stream: the source frame (dense, live: counted from the
+        first decoded frame, skipped frames included) or the sampled frame (sampled, benchmark).
+    time: presentation time (s) from the start of the source.
+    image: uint8 [H, W, 3] RGB, the frame as decoded (source size).
+    masks: bool [N, H, W] at the frame size, one per expression (all False: nothing found).
+    boxes: per expression the chosen / tracked box (x0, y0, x1, y1) in frame pixels, or None.
+    scores: float32 [N]: the grounding score on a grounded frame, else the tracker's presence
+        logit; NaN where there is none.
+    grounded: bool [N]: the expression was grounded (Grounding DINO / SAM 3 ran) on this frame.
+    seeded: bool [N]: the frame conditioned that expression's tracker (a seed or re-seed).
+    probs: float32 [N, H, W] mask probabilities when asked for, else None.
+    details: per expression a small dict of what the grounding step reported on this frame
+        (e.g. ``query_index``, ``candidates``), or None.
+    timings: seconds per stage spent on this frame ("decode", "ground", "segment", "track", ...).
+    arrival: live sources: ``time.monotonic()`` when the frame was decoded; None otherwise.
+    latency: live sources: seconds from arrival to this result; None otherwise.
+    skipped: live sources: frames dropped by the real-time policy just before this one.
+    """
+
+    index: int
+    time: float
+    image: np.ndarray
+    masks: np.ndarray
+    boxes: list[tuple[float, float, float, float] | None]
+    scores: np.ndarray
+    grounded: np.ndarray
+    seeded: np.ndarray
+    probs: np.ndarray | None = None
+    details: list[dict[str, Any] | None] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    arrival: float | None = None
+    latency: float | None = None
+    skipped: int = 0
+
+    def __post_init__(self) -> None:
+        _check_array("image", self.image, ndim=3, dtype=np.uint8, last=3)
+        _check_array("masks", self.masks, ndim=3, dtype=np.bool_)
+        count = self.masks.shape[0]
+        if self.masks.shape[1:] != self.image.shape[:2]:
+            raise ValueError(f"masks {self.masks.shape[1:]} do not match the frame {self.image.shape[:2]}")
+        for name in ("boxes", "scores", "grounded", "seeded"):
+            if len(getattr(self, name)) != count:
+                raise ValueError(f"{name}: expected {count} entries (one per expression), got {len(getattr(self, name))}")
+
+    @property
+    def num_expressions(self) -> int:
+        return int(self.masks.shape[0])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.image.shape[0]), int(self.image.shape[1])
+
+
+class FrameSink(Protocol):
+    """An output fed frame by frame: ``add`` each :class:`FrameResult` in order, then ``close``
+    (the output becomes complete under its final name) or ``abort`` (no partial file is left
+    under a final name). Every writer of per-frame outputs (PNG masks, masks.json, masks.jsonl,
+    the overlay video, result.json records, a run directory) is one of these."""
+
+    def add(self, frame: FrameResult) -> None: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 def stack_frames(frames: Sequence[np.ndarray]) -> np.ndarray:
