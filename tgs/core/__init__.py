@@ -7,7 +7,7 @@
     pipe = Pipeline.load(thinker="ref-thinker", preset="best",
                          settings=Settings(device="cuda", sources={"thinker": "/models/ref-thinker"}))
     for r in pipe("clip.mp4", ["the dog barking", "the man speaking"]):
-        print(r.thought.s_object, r.ground_segment.masks.masks.shape)   # bool [T, H, W]
+        print(r.thought.s_object, r.masks.shape)   # bool [T, H, W]
 
 - :class:`Settings` (``tgs.core.settings``): device, dtype, model sources ("tiny" is a source);
 - :class:`Pipeline` (``tgs.core.flow``): Think -> Ground -> Segment over videos, a

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from tgs.pipeline import ObjectText, choose_object_text, shared_method
+from tgs.ground_segment import ObjectText, choose_object_text, shared_method
 from tgs.presets import Preset
 from tgs.types import Clip, Query, Thought
 
@@ -76,7 +76,7 @@ def ground_keyframes(
     """Ground every pair's object text on every keyframe (the frames of ``windows``).
 
     Grounding DINO's image work is shared between the expressions (``ground_many``) under the
-    preset's ``share_across_expressions``, as in :class:`tgs.pipeline.GroundSegmentPipeline`.
+    preset's ``share_across_expressions``, as in :class:`tgs.ground_segment.GroundSegmentStage`.
     """
     object_texts = [choose_object_text(thought, query, preset) for thought, query in pairs]
     grounded = [k for k, o in enumerate(object_texts) if o.text is not None]

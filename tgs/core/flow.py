@@ -6,12 +6,12 @@ Every command, the demo and the Python API go through :class:`Pipeline`::
 
     pipe = Pipeline.load(thinker="ref-thinker", preset="best", settings=Settings(sources={...}))
     for result in pipe(clip, ["the dog barking", "the person talking"]):
-        result.thought.s_object, result.ground_segment.masks.masks   # bool [T, H, W]
+        result.thought.s_object, result.masks   # bool [T, H, W]
 
 The video is the unit of work: the expressions of one clip are handed to the thinker
 together (``think_each`` over items that share one :class:`~tgs.types.Clip` object, so a
 thinker can encode the clip and prefill the common prompt once) and to Ground + Segment
-together (``GroundSegmentPipeline.run_many``: the image backbones run once per frame).
+together (``GroundSegmentStage.run_many``: the image backbones run once per frame).
 ``preset.share_across_expressions`` = False gives the one-expression-at-a-time path, the
 reference the sharing is tested equal against; which path ran is counted
 (:mod:`tgs.fast_paths`).
@@ -32,12 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tgs.core.settings import Settings
-from tgs.pipeline import GroundSegmentPipeline, GroundSegmentResult
+from tgs.ground_segment import GroundSegmentResult, GroundSegmentStage
 from tgs.presets import Preset, get_preset
 from tgs.think.base import Thinker, direct_thought
 from tgs.think.registry import think_each
-from tgs.types import Clip, Query, Thought
+from tgs.types import Boxes, Clip, Query, Thought
 
 __all__ = ["ExpressionResult", "Pipeline", "VideoItems", "share_enabled"]
 
@@ -81,7 +83,8 @@ class ExpressionResult:
 
     thought: the thinker's answer (a direct thought when nothing thinks), None if Think failed.
     ground_segment: boxes, chosen box per frame and masks (None when Ground + Segment did
-        not run or failed).
+        not run or failed); :attr:`masks`, :attr:`probs`, :attr:`boxes`, :attr:`chosen` and
+        :attr:`object_text` read them.
     error: why this expression has no result (decoding, Think or Ground + Segment).
     timings: seconds per step; shared steps (decoding, a video's Think) are split evenly
         over the video's expressions.
@@ -102,16 +105,43 @@ class ExpressionResult:
     def uid(self) -> str:
         return self.query.uid
 
+    # The Ground + Segment outputs, one attribute away (None when Ground + Segment did not run or failed).
+    @property
+    def masks(self) -> np.ndarray | None:
+        """bool [T, H, W]: the expression's mask on each frame, at the preset's ``mask_size``."""
+        return None if self.ground_segment is None else self.ground_segment.masks.masks
+
+    @property
+    def probs(self) -> np.ndarray | None:
+        """float32 [T, h, w] in [0, 1]: the mask probabilities (the F metric's input), at the
+        preset's ``probs_size``; None also when the segmenter gives none."""
+        return None if self.ground_segment is None else self.ground_segment.masks.probs
+
+    @property
+    def boxes(self) -> Boxes | None:
+        """Every grounded candidate box of every frame (original pixels, detector query order)."""
+        return None if self.ground_segment is None else self.ground_segment.boxes
+
+    @property
+    def chosen(self) -> tuple[int | None, ...] | None:
+        """Per frame, the position in ``boxes.frames[i]`` of the box that prompted the segmenter, or None."""
+        return None if self.ground_segment is None else self.ground_segment.chosen
+
+    @property
+    def object_text(self) -> str | None:
+        """The text that was grounded (None: nothing was, e.g. a null answer)."""
+        return None if self.ground_segment is None else self.ground_segment.object_text.text
+
 
 class Pipeline:
     """Think -> Ground -> Segment over videos, each stage optional.
 
     thinker: any thinker (None: no Think; thoughts are given, or the expressions are grounded).
-    ground_segment: a :class:`~tgs.pipeline.GroundSegmentPipeline` (None: Think only).
+    ground_segment: a :class:`~tgs.ground_segment.GroundSegmentStage` (None: Think only).
     """
 
     def __init__(
-        self, thinker: Thinker | None = None, ground_segment: GroundSegmentPipeline | None = None
+        self, thinker: Thinker | None = None, ground_segment: GroundSegmentStage | None = None
     ) -> None:
         self.thinker = thinker
         self.ground_segment = ground_segment
@@ -147,7 +177,7 @@ class Pipeline:
         stages = None
         if ground_segment:
             grounder, segmenter = load_stages_from(spec)
-            stages = GroundSegmentPipeline(grounder, segmenter, resolved)
+            stages = GroundSegmentStage(grounder, segmenter, resolved)
         return cls(loaded, stages)
 
     @property

@@ -22,7 +22,7 @@ from typing import Any
 from tgs import fast_paths
 from tgs.core.load_spec import LoadSpec, ModelLoad, load_spec
 from tgs.core.settings import Settings
-from tgs.pipeline import Grounder, Segmenter
+from tgs.ground_segment import Grounder, Segmenter
 from tgs.presets import Preset
 from tgs.think.base import Thinker
 from tgs.think.registry import accepted_options, build_thinker, canonical_name

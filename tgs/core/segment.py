@@ -67,9 +67,9 @@ from tgs.core.load_spec import LoadSpec, load_spec
 from tgs.core.loading import load_model, load_stages_from, public_options
 from tgs.core.settings import UNTRAINED_LABEL, Settings
 from tgs.errors import MediaError, NoAudioWarning, RunError, SettingsError, TGSError, ThinkerError
+from tgs.ground_segment import GroundSegmentStage
 from tgs.model_cache import ModelCache, release_memory
 from tgs.output_folder import STAGING, StagedOutputs, partial_path
-from tgs.pipeline import GroundSegmentPipeline
 from tgs.presets import Preset, get_preset
 from tgs.think.registry import canonical_name
 from tgs.types import Clip, Query, Thought, stack_frames
@@ -575,7 +575,7 @@ def ground_segment_frames(
     The one step between Think and the sinks: every (thought, query) pair is grounded and
     segmented on windows of ``window_frames`` sampled frames (all pairs of a window
     together), and each frame comes out with every pair's mask (at the frame size), box and
-    score. object_texts: filled with each pair's :class:`tgs.pipeline.ObjectText` (first window).
+    score. object_texts: filled with each pair's :class:`tgs.ground_segment.ObjectText` (first window).
     candidates: filled with, per pair, every candidate over the windows when Ground + Segment
     reports them (SAM 3: a :class:`tgs.segment.sam3.WindowedCandidates`, which numbers each
     window's identities after the earlier windows', the frames' ``query_index`` shifted alike),
@@ -958,7 +958,7 @@ def _sam3_dense_call(
     the chosen masklets streamed into the same sinks, staged outputs and result.json as
     :func:`_dense_call`. The records hold the frames the thinker saw (every frame if none)."""
     from tgs.dense_outputs import run_sinks
-    from tgs.pipeline import choose_object_text
+    from tgs.ground_segment import choose_object_text
     from tgs.segment.frame_source import VideoFrameSource
     from tgs.segment.sam3_stream import StreamStats, chosen_frames, track_candidates
 
@@ -1039,7 +1039,7 @@ def _stages(call: _Call, spec: LoadSpec, timer: _Timer, cache: ModelCache | None
 
 def _stage_pipeline(call: _Call, spec: LoadSpec, timer: _Timer, cache: ModelCache | None) -> Pipeline:
     grounder, segmenter = _stages(call, spec, timer, cache)
-    return Pipeline(None, GroundSegmentPipeline(grounder, segmenter, call.preset))
+    return Pipeline(None, GroundSegmentStage(grounder, segmenter, call.preset))
 
 
 class _OncePerMessage(logging.Filter):
@@ -1084,7 +1084,7 @@ def _ground_segment(
     labels = _Labels(prefix, [q.expression for _, q in pairs], object_texts)
     start = time.perf_counter()
     once = _OncePerMessage()  # the pipeline logs per window (e.g. "no usable tag"); once is enough
-    pipeline_logger = logging.getLogger("tgs.pipeline")
+    pipeline_logger = logging.getLogger("tgs.ground_segment")
     pipeline_logger.addFilter(once)
     try:
         write_overlay_video(outputs.overlay, _drawn(frames, sinks, labels, timer, progress), call.fps, audio=source_audio)

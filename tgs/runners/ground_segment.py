@@ -43,7 +43,7 @@ from typing import Any
 from tgs.core.load_spec import LoadSpec, load_spec
 from tgs.core.settings import Settings
 from tgs.data.benchmark import Benchmark, Sample
-from tgs.pipeline import Grounder, GroundSegmentPipeline, Segmenter
+from tgs.ground_segment import Grounder, GroundSegmentStage, Segmenter
 from tgs.presets import Preset
 from tgs.run_store import RunStore
 from tgs.runners.executor import Executor, run_stage
@@ -170,7 +170,7 @@ class GroundSegmentWorkerFactory:
         from tgs.core.flow import Pipeline
 
         grounder, segmenter = self.stages if self.stages is not None else load_stages(self.config)
-        pipeline = Pipeline(None, GroundSegmentPipeline(grounder, segmenter, self.config.preset))
+        pipeline = Pipeline(None, GroundSegmentStage(grounder, segmenter, self.config.preset))
         return GroundSegmentWorker(pipeline, None if self.inputs is None else _ThoughtOf(self.inputs))
 
 

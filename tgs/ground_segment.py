@@ -1,8 +1,8 @@
 """Ground + Segment for one clip under a preset: object text -> boxes -> one box per frame -> masks.
 
-The pipeline holds no model code: it is handed a grounder and a segmenter (objects with
-``ground(clip, text) -> Boxes`` and ``segment(clip, boxes) -> Masks``) and applies the
-preset's rules between them:
+:class:`GroundSegmentStage` holds no model code: it is handed a grounder and a segmenter
+(objects with ``ground(clip, text) -> Boxes`` and ``segment(clip, boxes) -> Masks``) and
+applies the preset's rules between them:
 
 1. object text (:func:`choose_object_text`): which thinker tag, what a missing tag or a
    ``null`` answer becomes;
@@ -31,8 +31,8 @@ from tgs.think.parser import NULL_ANSWER, PAPER_MISSING_TAG
 from tgs.types import Boxes, Clip, Masks, ParseStatus, Query, Thought
 
 __all__ = [
-    "GroundSegmentPipeline",
     "GroundSegmentResult",
+    "GroundSegmentStage",
     "Grounder",
     "ObjectText",
     "Segmenter",
@@ -145,7 +145,7 @@ def sam_boxes(
     return out
 
 
-# --------------------------------------------------------------------------- the pipeline
+# --------------------------------------------------------------------------- the stage
 
 
 def shared_method(stage: object, name: str, path: str) -> Any:
@@ -233,8 +233,9 @@ class _Shared:
     extra: dict[str, Any] | None = None
 
 
-class GroundSegmentPipeline:
-    """Composes a grounder and a segmenter under a preset; one call per clip."""
+class GroundSegmentStage:
+    """The Ground + Segment stage: a grounder and a segmenter composed under a preset's rules;
+    one call per clip (:meth:`run`) or per video's expressions (:meth:`run_many`)."""
 
     def __init__(self, grounder: Grounder, segmenter: Segmenter, preset: Preset) -> None:
         self.grounder = grounder
