@@ -40,7 +40,7 @@ from typing import Any
 from tgs.core.settings import TINY, Settings
 from tgs.errors import SettingsError
 from tgs.model_cache import freeze
-from tgs.presets import Preset
+from tgs.presets import Preset, default_dtype
 from tgs.think.registry import THINKER_MODEL_KEYS, canonical_name
 
 __all__ = ["MODES", "LoadSpec", "ModelLoad", "load_spec"]
@@ -275,7 +275,7 @@ def _ground_load(
         key="grounding_dino",
         source=settings.source("grounding_dino"),
         device=settings.device,
-        dtype=settings.stage_dtype(preset.dtype),
+        dtype=settings.stage_dtype(default_dtype(preset)),
         compile=fast["compile"],
         options={
             "box_threshold": preset.box_threshold,
@@ -297,7 +297,7 @@ def _segment_load(
     from tgs.segment.sam2_video import PROPAGATION_MODEL_KEYS, default_propagation_model
 
     given = settings.source("sam2")
-    dtype = settings.stage_dtype(preset.dtype)
+    dtype = settings.stage_dtype(default_dtype(preset))
     if preset.segmenter == "sam3":
         return _sam3_load(preset, settings, mode, given, dtype, fast)
     if mode != "dense" and preset.segment_mode == "image":

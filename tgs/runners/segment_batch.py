@@ -55,7 +55,7 @@ from tgs.core.segment import (
 from tgs.core.settings import Settings
 from tgs.errors import NoAudioWarning
 from tgs.model_cache import ModelCache
-from tgs.presets import Preset, get_preset
+from tgs.presets import Preset, default_dtype, get_preset
 from tgs.run_store import FAILED, RunStore
 from tgs.runners.batch_list import INDEX_STREAM, VIDEOS_STREAM, BatchVideo
 from tgs.runners.executor import Executor, LocalExecutor, run_stage
@@ -101,7 +101,10 @@ class SegmentOptions:
     def fingerprint(self) -> str:
         """A short id of these options: a video done under other options is redone."""
         preset = self.preset if isinstance(self.preset, Preset) else get_preset(self.preset)
-        data = {**self.kwargs(), "preset": preset.to_dict(), "settings": repr(self.settings)}
+        # The preset's default precision is hashed where the preset's dtype switch was, so a batch
+        # made before the precision became a setting only (--dtype) keeps its id and resumes.
+        recorded = {**preset.to_dict(), "dtype": default_dtype(preset)}
+        data = {**self.kwargs(), "preset": recorded, "settings": repr(self.settings)}
         text = json.dumps(data, sort_keys=True, default=repr)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
