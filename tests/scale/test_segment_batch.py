@@ -246,6 +246,15 @@ def test_a_rerun_recomputes_nothing_that_succeeded(
     _assert_same_batch(out, local_batch)
 
 
+def test_the_options_id_of_a_batch_made_before_the_precision_left_the_preset_is_kept() -> None:
+    """A video is redone when its options id changes; these ids were written by main@347e330, when
+    ``dtype`` was still a preset switch (paper fp32, best and sam3 auto): the same options keep them,
+    so such a batch resumes instead of redoing every video."""
+    assert SegmentOptions().fingerprint() == "913b32a5eda885ba"
+    assert SegmentOptions(preset="paper", settings=Settings.tiny(), fps=1.0).fingerprint() == "e33696aa52f9db8c"
+    assert SegmentOptions(preset="sam3", settings=Settings(dtype="bf16")).fingerprint() == "40dbe927ca208cfa"
+
+
 def test_a_done_clip_whose_outputs_went_missing_is_redone(
     clips: Path, local_batch: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
