@@ -28,6 +28,7 @@ __all__ = [
     "PRESETS",
     "SAM3",
     "SAM_SQUASH_SIZE",
+    "THINK_SWITCHES",
     "Preset",
     "default_dtype",
     "get_preset",
@@ -336,6 +337,10 @@ SAM3 = replace(BEST, name="sam3", segmenter="sam3")
 
 PRESETS: dict[str, Preset] = {"paper": PAPER, "best": BEST, "sam3": SAM3}
 DEFAULT_PRESET = "best"
+
+THINK_SWITCHES: tuple[str, ...] = ("share_across_expressions",)
+"""The switches Think reads too (a Think run takes them with ``tgs think --set``); the others are
+Ground + Segment's."""
 
 _DEFAULT_DTYPES: dict[str, str] = {"paper": "fp32"}
 
