@@ -115,6 +115,7 @@ CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("models-convert-missing", ["models", "convert-ref-thinker", "--release", "{missing}", "--llama", "{folder}", "--clip", "{folder}", "--beats", "{a_file}", "--out", "{root}/conv"], ("{missing}", "non_lora_trainables.bin")),
     ("models-export-missing", ["models", "export", "{missing}", "{root}/exported"], ("{missing}", "checkpoint")),
     ("models-init-missing", ["models", "init-ref-thinker", "--llama", "{missing}", "--clip", "{folder}", "--beats", "{a_file}", "--crab", "{crab}", "--out", "{root}/init"], ("llama", "{missing}")),
+    ("models-list-tiny-with-source", ["models", "list", "--models", "tiny", "--source", "grounding_dino={folder}"], ("--source", "tiny")),
     ("models-fetch-unknown", ["models", "fetch", "everything"], ("everything",)),
     ("demo-port-out-of-range", ["demo", "--port", "70000"], ("--port", "65535")),
     ("demo-unknown-models", ["demo", "--models", "huge"], ("--models", "huge")),
@@ -169,7 +170,7 @@ def every_tiny_source() -> list[str]:
     """``--source KEY=DIR`` for every model role, DIR a built tiny model: all weights present."""
     args = []
     for key in MODEL_SPECS:
-        args += ["--source", f"{key}={resolve_source(key, models='tiny')}"]
+        args += ["--source", f"{key}={resolve_source(key, 'tiny')}"]
     return args
 
 

@@ -40,10 +40,10 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
 
     seen: dict[str, list[Any]] = {"checked": [], "resolved": [], "built": []}
 
-    def require(requests, models="real") -> None:
+    def require(requests) -> None:
         seen["checked"].append(sorted(key for key, _ in requests))
 
-    def resolve(key, source=None, models="real") -> str:
+    def resolve(key, source=None) -> str:
         seen["resolved"].append(key)
         return f"/weights/{key}"
 

@@ -219,7 +219,7 @@ def test_propagation_models_are_registered_with_a_default_per_device() -> None:
 def test_tiny_edgetam_propagates_and_shares_exactly(tmp_path: Path) -> None:
     from tgs.models.registry import resolve_source
 
-    source = resolve_source("edgetam_video", models="tiny")
+    source = resolve_source("edgetam_video", "tiny")
     seg = Sam2VideoSegmenter.from_pretrained(source, dtype="float32")
     assert type(seg.model).__name__ == "EdgeTamVideoModel"
     clip = _clip(8)
@@ -310,7 +310,7 @@ def test_sam3_tracker_propagates_with_bounded_memory_and_shares_exactly() -> Non
     spec = load_spec(get_preset("best"), Settings(device="cpu", sources={"sam2": "sam3_tracker_video"}), "dense")
     assert spec.segmenter is not None and spec.segmenter.loader == "sam2_video"
     assert spec.segmenter.key == "sam3_tracker_video" and spec.segmenter.source is None
-    seg = Sam2VideoSegmenter.from_pretrained(resolve_source(spec.segmenter.key, models="tiny"), dtype="float32")
+    seg = Sam2VideoSegmenter.from_pretrained(resolve_source(spec.segmenter.key, "tiny"), dtype="float32")
     assert type(seg.model).__name__ == "Sam3TrackerVideoModel"
     assert type(seg.processor).__name__ == "Sam3TrackerVideoProcessor"
     clip = _clip(40, 40, 56, seed=7)

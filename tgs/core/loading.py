@@ -40,7 +40,7 @@ __all__ = [
 
 SHARE_OPTION = "share_across_expressions"
 
-CORE_THINKER_OPTIONS: frozenset[str] = frozenset({"source", "models", "device", "dtype", "batch_size", SHARE_OPTION})
+CORE_THINKER_OPTIONS: frozenset[str] = frozenset({"source", "device", "dtype", "batch_size", SHARE_OPTION})
 """Thinker options the core sets from the settings, the preset and the run, never from ``--thinker-opt``."""
 
 _SHARE_HINT = "; the preset switch: --set share_across_expressions=false"
