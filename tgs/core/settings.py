@@ -28,8 +28,9 @@ class Settings:
     """Device, dtype and model sources, given once.
 
     device: "auto" (CUDA when present), "cpu", "cuda", "cuda:N".
-    dtype: "auto", "fp32", "bf16", "fp16" for every model; None: each stage's default (the
-        preset's dtype for Ground + Segment, auto for a thinker).
+    dtype: "auto", "fp32", "bf16", "fp16" for every model; None: each stage's default
+        (Ground + Segment: :func:`tgs.presets.default_dtype`, fp32 under ``paper``, else auto;
+        a thinker: auto). The one place the precision is given (a preset has no dtype).
     sources: role (:data:`ROLES`) -> hub id, local directory or "tiny"; a role not given
         uses the model registry's default for it.
     compile: ``torch.compile`` the heavy modules of Ground + Segment and give Ref-Thinker a

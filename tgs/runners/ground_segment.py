@@ -83,7 +83,7 @@ class GroundSegmentConfig:
     thoughts: a thoughts file (ours or the original ``inference_results.jsonl``) or a
         ``tgs think`` run directory; exclusive with ``direct`` (ground the expressions).
     splits: splits of the metadata CSV to run (None: every row).
-    settings: device, dtype (None: the preset's) and the Grounding DINO / SAM2 sources.
+    settings: device, dtype (None: :func:`tgs.presets.default_dtype`) and the Grounding DINO / SAM2 sources.
     frame_batch_size: frames per Grounding DINO / SAM2 image forward (1 = the paper's loop).
     limit: at most this many new samples in this call (a rerun goes on).
     protocols: evaluation protocols for metrics.json ("tgs", "refavs").
