@@ -60,9 +60,12 @@ CONTAINERS = (".mp4", ".mov", ".m4v", ".mkv")
 FRAGMENTED_CONTAINERS = (".mp4", ".mov", ".m4v")
 """The MP4 family: the containers of a fragmented (live) overlay, and of the faststart flag."""
 
-FRAGMENT_FLAGS = "frag_keyframe+empty_moov+default_base_moof"
+FRAGMENT_FLAGS = "frag_keyframe+empty_moov+delay_moov+default_base_moof"
 """MP4 muxer flags of a fragmented overlay: a fragment starts at each video keyframe, the moov
-up front holds no samples, and each fragment's offsets are relative to its own moof."""
+up front holds no samples, and each fragment's offsets are relative to its own moof.
+delay_moov writes that moov with the first fragment rather than at the first frame, once the
+AAC encoder's priming delay is known, so its edit list cuts the priming samples as a plain
+MP4's does (without it the audio of a fragmented file plays 1024 samples late)."""
 
 _NO_SCENE_CUT = 1_000_000_000
 """sc_threshold of FFmpeg's own encoders (mpeg4) that no frame difference reaches: keyframes
