@@ -145,3 +145,11 @@ def test_sigkill_leaves_a_playable_file_with_the_completed_fragments(tmp_path: P
         # keyframe 20 (t = 2 s) is in a completed fragment: at least the sound of frames 0-19.
         assert audio.shape[0] >= 2 * RATE
         assert np.corrcoef(audio[: 2 * RATE], tone(2.0))[0, 1] > 0.999  # that sound, not shifted
+
+
+def test_the_overlay_sink_passes_fragmented_on(tmp_path: Path):
+    from tgs.dense_outputs import OverlayVideoSink
+
+    sink = OverlayVideoSink(tmp_path / "live.mp4", FPS, 1, fragmented=True)
+    assert sink.writer.fragmented and sink.writer.keyframe_interval == FPS
+    assert not OverlayVideoSink(tmp_path / "plain.mp4", FPS, 1).writer.fragmented
