@@ -420,6 +420,7 @@ class OverlayVideoWriter:
         self._container: Any = None
         self._stream: Any = None
         self._shape: tuple[int, ...] | None = None
+        self._ended = False
         self.frames_written = 0
 
     def _open(self, first: np.ndarray) -> None:
@@ -456,6 +457,8 @@ class OverlayVideoWriter:
         """Encode one uint8 [H, W, 3] RGB frame (every frame has the first one's size)."""
         import av
 
+        if self._ended:  # reopening would start a new file (and, fragmented, truncate the kept one)
+            raise ValueError(f"{self.path}: write() after close() or abort()")
         try:
             frame = _check_frame(frame, self.frames_written, self._shape)
             if self._container is None:
@@ -488,11 +491,13 @@ class OverlayVideoWriter:
             self.abort()
             raise
         self._container = None
+        self._ended = True
         logger.info("wrote %d frames%s to %s", self.frames_written, " with audio" if self._audio else "", self.path)
         return self.path
 
     def abort(self) -> None:
         """Stop: remove the partial file, or (fragmented) end the file after the frames already encoded."""
+        self._ended = True
         if isinstance(self._audio, _FileAudio):
             self._audio._input.close()
         container, self._container = self._container, None

@@ -103,6 +103,9 @@ def test_abort_keeps_the_frames_written(tmp_path: Path):
         writer.write(frame(i))
     writer.abort()
     assert decoded_indices(out) == list(range(15))
+    with pytest.raises(ValueError, match="after close"):  # would truncate the kept file
+        writer.write(frame(15))
+    assert decoded_indices(out) == list(range(15))
     with pytest.raises(ValueError, match="fragmented overlay is an MP4"):
         OverlayVideoWriter(tmp_path / "live.mkv", FPS, fragmented=True)
     with pytest.raises(ValueError, match="fragment_seconds"):
