@@ -186,7 +186,8 @@ def decode_masks_json(path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
 
 class OverlayVideoSink:
     """The source frames with every object's mask in its colour and a legend, encoded as they
-    come at ``fps`` (the source's), with ``audio`` (e.g. ``copy_audio_from(source)``)."""
+    come at ``fps`` (the source's), with ``audio`` (e.g. ``copy_audio_from(source)``).
+    fragmented: a live overlay, playable while written (``OverlayVideoWriter``'s ``fragmented``)."""
 
     def __init__(
         self,
@@ -199,11 +200,12 @@ class OverlayVideoSink:
         audio: np.ndarray | SourceAudio | None = None,
         sample_rate: int | None = None,
         alpha: float = 0.5,
+        fragmented: bool = False,
     ) -> None:
         self.names = _names(num_objects, names)
         self.colors = list(colors) if colors is not None else [expression_color(k) for k in range(num_objects)]
         self.alpha = alpha
-        self.writer = OverlayVideoWriter(path, fps, audio, sample_rate)
+        self.writer = OverlayVideoWriter(path, fps, audio, sample_rate, fragmented=fragmented)
 
     def add(self, result: FrameResult) -> None:
         no_boxes = [None] * len(self.names)

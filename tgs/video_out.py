@@ -1,7 +1,9 @@
 """Writing an overlay video with PyAV, keeping the audio of the original.
 
-Frames are encoded as they arrive (any iterable, e.g. a generator over a long video), so
-memory holds one frame plus the encoders' buffers, never the whole video. Audio is
+One encoder, :class:`OverlayVideoWriter` (push: ``write(frame)``, then ``close()``);
+:func:`write_overlay_video` feeds it from an iterable (e.g. a generator over a long video).
+Frames are encoded as they arrive, so memory holds one frame plus the encoders' buffers,
+never the whole video. Audio is
 interleaved with the video as it goes, so the muxer never has to hold one stream back.
 
 Video: H.264 (``libx264`` when PyAV's FFmpeg has it, else MPEG-4 Part 2), yuv420p;
@@ -12,6 +14,9 @@ sizes). Audio, one of:
 - :func:`copy_audio_from` a media file: its first audio stream is copied packet for
   packet when the codec can live in the output container (bit-exact original sound),
   otherwise decoded and re-encoded to AAC at its own rate and channel layout.
+
+A live overlay is a fragmented MP4 (``OverlayVideoWriter(..., fragmented=True)``), written
+under its final name and playable while it grows and after a crash (see the class).
 
 The audio is aligned on the source's *video* start: overlay frame 0 is the source's first
 video frame (as ``tgs.data.media.iter_video_frames`` yields it), so audio that starts
@@ -37,6 +42,8 @@ from tgs.output_folder import partial_path
 
 __all__ = [
     "CONTAINERS",
+    "FRAGMENTED_CONTAINERS",
+    "FRAGMENT_FLAGS",
     "OverlayVideoWriter",
     "SourceAudio",
     "copy_audio_from",
@@ -49,6 +56,20 @@ logger = logging.getLogger(__name__)
 
 CONTAINERS = (".mp4", ".mov", ".m4v", ".mkv")
 """Output containers: all take H.264 (or MPEG-4) video and AAC audio."""
+
+FRAGMENTED_CONTAINERS = (".mp4", ".mov", ".m4v")
+"""The MP4 family: the containers of a fragmented (live) overlay, and of the faststart flag."""
+
+FRAGMENT_FLAGS = "frag_keyframe+empty_moov+delay_moov+default_base_moof"
+"""MP4 muxer flags of a fragmented overlay: a fragment starts at each video keyframe, the moov
+up front holds no samples, and each fragment's offsets are relative to its own moof.
+delay_moov writes that moov with the first fragment rather than at the first frame, once the
+AAC encoder's priming delay is known, so its edit list cuts the priming samples as a plain
+MP4's does (without it the audio of a fragmented file plays 1024 samples late)."""
+
+_NO_SCENE_CUT = 1_000_000_000
+"""sc_threshold of FFmpeg's own encoders (mpeg4) that no frame difference reaches: keyframes
+only every ``keyframe_interval`` frames, so fragments have one length."""
 
 _COPYABLE = {
     ".mp4": {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"},
@@ -301,7 +322,6 @@ def _check_frame(frame: Any, index: int, first: tuple[int, ...] | None) -> np.nd
         raise ValueError(f"frame {index} has shape {frame.shape}, frame 0 has {first}; an overlay video has one size")
     return np.ascontiguousarray(frame)
 
-
 def write_overlay_video(
     out_path: str | Path,
     frames_iter: Iterable[np.ndarray],
@@ -314,91 +334,48 @@ def write_overlay_video(
 ) -> Path:
     """Encode frames (uint8 [H, W, 3] RGB, streamed) at ``fps`` with an audio track; returns the path.
 
-    audio: float [N] mono or [N, 1|2] in [-1, 1] at ``sample_rate`` Hz (encoded to AAC),
-        a :class:`SourceAudio` from :func:`copy_audio_from` (the original track, copied
-        when possible), or None for a video without an audio stream.
-    codec: video encoder (default :func:`video_codec`); crf: libx264 quality (lower is
-        better, 18-23 is visually lossless to good).
-    The container follows the suffix (.mp4, .mov, .m4v, .mkv). ValueError if there is
-    no frame. The video is written under a temporary name beside ``out_path`` and renamed
-    to it only when complete (:func:`partial_path`), so a killed or failed call never
-    leaves an unplayable file under the final name; the partial file is removed on any error.
+    The pull-style form of :class:`OverlayVideoWriter` (which does the encoding, see there for
+    ``audio``, ``codec`` and ``crf``): every frame of ``frames_iter`` is written, then the
+    video is closed. ValueError if there is no frame. Written under a partial name and renamed
+    when complete, so a killed or failed call never leaves an unplayable file under the final
+    name; the partial file is removed on any error (an exception from ``frames_iter`` included).
     """
-    out = Path(out_path)
-    suffix = out.suffix.lower()
-    if suffix not in CONTAINERS:
-        raise ValueError(f"unsupported output suffix {suffix!r}; use one of {', '.join(CONTAINERS)}")
-    if not fps or fps <= 0 or not math.isfinite(fps):
-        raise ValueError(f"fps: expected a positive frame rate, got {fps}")
-    if isinstance(audio, np.ndarray):
-        writer: _ArrayAudio | _FileAudio | None = _ArrayAudio(audio, sample_rate or 0)
-    elif isinstance(audio, SourceAudio):
-        writer = _FileAudio(audio, suffix)
-    elif audio is None:
-        writer = None
-    else:
-        raise TypeError(f"audio: expected a numpy array, SourceAudio or None, got {type(audio).__name__}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = partial_path(out)
-    try:
-        count = _encode(
-            partial, iter(frames_iter), Fraction(fps).limit_denominator(1001), writer, codec or video_codec(), crf
-        )
-        os.replace(partial, out)
-    except BaseException:
-        if isinstance(writer, _FileAudio):
-            writer._input.close()
-        partial.unlink(missing_ok=True)
-        raise
-    logger.info("wrote %d frames%s to %s", count, " with audio" if writer else "", out)
-    return out
-
-
-def _encode(out: Path, frames: Iterator[np.ndarray], rate: Fraction, writer: Any, codec: str, crf: int) -> int:
-    import av
-
-    first = next(frames, None)
-    if first is None:
-        raise ValueError("frames_iter: expected at least one frame")
-    first = _check_frame(first, 0, None)
-    shape = first.shape
-    options = {"movflags": "+faststart"} if out.suffix.lower() in (".mp4", ".mov", ".m4v") else {}
-    with av.open(str(out), mode="w", options=options) as container:
-        stream = container.add_stream(codec, rate=rate)
-        stream.height, stream.width = _even(first).shape[:2]
-        stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            stream.options = {"crf": str(crf), "preset": "veryfast"}
-        else:
-            stream.bit_rate = max(1_000_000, int(stream.width * stream.height * float(rate) * 0.15))
-        if writer is not None:
-            writer.add_stream(container)
-        index = 0
-        frame: np.ndarray | None = first
-        while frame is not None:
-            video_frame = av.VideoFrame.from_ndarray(_even(_check_frame(frame, index, shape)), format="rgb24")
-            video_frame.pts = index
-            video_frame.time_base = 1 / rate
-            container.mux(stream.encode(video_frame))
-            index += 1
-            if writer is not None:
-                writer.write_until(container, float(index / rate))
-            frame = next(frames, None)
-        container.mux(stream.encode(None))
-        if writer is not None:
-            writer.close(container)
-    return index
+    with OverlayVideoWriter(out_path, fps, audio, sample_rate, codec=codec, crf=crf) as writer:
+        for frame in frames_iter:
+            writer.write(frame)
+        return writer.close()
 
 
 class OverlayVideoWriter:
-    """Push-style :func:`write_overlay_video`: ``write(frame)`` as frames are made, then
-    ``close()``. For producers that are not iterators (sinks fed by a propagation loop).
+    """The overlay video encoder: ``write(frame)`` as frames are made, then ``close()``.
 
-    Same encoding, audio and odd-size handling as :func:`write_overlay_video`; the container
-    is opened on the first frame (its size fixes the video's). The video is written under
-    :func:`partial_path` and renamed to ``out_path`` by ``close()``, which returns the path, so
-    a killed writer never leaves an unplayable file under the final name (nor replaces a
-    previous complete one); ``abort()`` (or an exception inside ``with``) removes the partial file.
+    Video: ``codec`` (default :func:`video_codec`) at ``fps``, yuv420p, odd sizes padded by one
+    edge row/column; ``crf``: libx264 quality (lower is better, 18-23 is visually lossless to
+    good). The container follows the suffix (.mp4, .mov, .m4v, .mkv) and is opened on the first
+    frame (its size fixes the video's). Audio, interleaved as the frames arrive: a float [N] mono
+    or [N, 1|2] array in [-1, 1] at ``sample_rate`` Hz (encoded to AAC), a :class:`SourceAudio`
+    from :func:`copy_audio_from` (the original track, copied when possible), or None (no audio
+    stream).
+
+    Two ways to reach the disk:
+
+    - default: written under :func:`partial_path` and renamed to ``out_path`` by ``close()``
+      (which returns the path), so a killed writer never leaves an unplayable file under the
+      final name nor replaces a previous complete one; ``abort()`` (or an exception inside
+      ``with``) removes the partial file. The moov atom is moved to the front (faststart).
+    - ``fragmented=True`` (live overlays; .mp4, .m4v or .mov): a fragmented MP4 written under
+      ``out_path`` from the first frame, with a keyframe, and so a fragment, every
+      ``fragment_seconds``. An ordinary MP4 is unreadable until its index (moov) is written
+      at the end, so a crash loses the whole recording and a player cannot open it while it
+      grows; a fragmented one has an empty index up front and a self-contained index per
+      fragment, so every completed fragment is playable while the file is written and after
+      a crash or SIGKILL. A rename would defeat both (the file would be invisible until the
+      end), hence no partial name: the final name holds at every moment a playable prefix of
+      the video, at most one fragment (plus the audio interleaving delay) behind the frames
+      written. The encoder runs with no look-ahead (libx264 ``tune=zerolatency``, no
+      scene-cut keyframes) so a frame reaches its fragment as soon as it is written.
+      ``abort()`` keeps the file (its fragments are complete footage, and it may be watched
+      already): it ends it after the frames already encoded.
     """
 
     def __init__(
@@ -410,13 +387,21 @@ class OverlayVideoWriter:
         *,
         codec: str | None = None,
         crf: int = 20,
+        fragmented: bool = False,
+        fragment_seconds: float = 1.0,
     ) -> None:
         self.path = Path(out_path)
         suffix = self.path.suffix.lower()
         if suffix not in CONTAINERS:
             raise ValueError(f"unsupported output suffix {suffix!r}; use one of {', '.join(CONTAINERS)}")
+        if fragmented and suffix not in FRAGMENTED_CONTAINERS:
+            raise ValueError(
+                f"{self.path}: a fragmented overlay is an MP4; use a {', '.join(FRAGMENTED_CONTAINERS)} path"
+            )
         if not fps or fps <= 0 or not math.isfinite(fps):
             raise ValueError(f"fps: expected a positive frame rate, got {fps}")
+        if fragmented and not (fragment_seconds > 0 and math.isfinite(fragment_seconds)):
+            raise ValueError(f"fragment_seconds: expected a positive duration, got {fragment_seconds}")
         if isinstance(audio, np.ndarray):
             self._audio: _ArrayAudio | _FileAudio | None = _ArrayAudio(audio, sample_rate or 0)
         elif isinstance(audio, SourceAudio):
@@ -428,24 +413,42 @@ class OverlayVideoWriter:
         self._rate = Fraction(fps).limit_denominator(1001)
         self._codec = codec or video_codec()
         self._crf = crf
+        self.fragmented = fragmented
+        self.keyframe_interval = max(1, round(float(self._rate) * fragment_seconds)) if fragmented else None
+        """Frames per fragment (fragmented) or None (the encoder's default keyframe spacing)."""
+        self._target = self.path if fragmented else partial_path(self.path)
         self._container: Any = None
         self._stream: Any = None
         self._shape: tuple[int, ...] | None = None
+        self._ended = False
         self.frames_written = 0
 
     def _open(self, first: np.ndarray) -> None:
         import av
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        options = {"movflags": "+faststart"} if self.path.suffix.lower() in (".mp4", ".mov", ".m4v") else {}
-        self._container = av.open(str(partial_path(self.path)), mode="w", options=options)
+        if self.fragmented:
+            # flush_packets: each completed fragment goes to the file at once, not when the
+            # 32 KiB I/O buffer fills, so what a reader (or a crash) finds is whole fragments.
+            options = {"movflags": FRAGMENT_FLAGS, "flush_packets": "1"}
+        else:
+            options = {"movflags": "+faststart"} if self.path.suffix.lower() in FRAGMENTED_CONTAINERS else {}
+        self._container = av.open(str(self._target), mode="w", options=options)
         stream = self._container.add_stream(self._codec, rate=self._rate)
         stream.height, stream.width = _even(first).shape[:2]
         stream.pix_fmt = "yuv420p"
+        if self.keyframe_interval is not None:
+            stream.codec_context.gop_size = self.keyframe_interval
         if self._codec == "libx264":
-            stream.options = {"crf": str(self._crf), "preset": "veryfast"}
+            options = {"crf": str(self._crf), "preset": "veryfast"}
+            if self.keyframe_interval is not None:
+                options["tune"] = "zerolatency"
+                options["x264-params"] = f"min-keyint={self.keyframe_interval}:scenecut=0"
+            stream.options = options
         else:
             stream.bit_rate = max(1_000_000, int(stream.width * stream.height * float(self._rate) * 0.15))
+            if self.keyframe_interval is not None:
+                stream.options = {"sc_threshold": str(_NO_SCENE_CUT)}
         self._stream = stream
         if self._audio is not None:
             self._audio.add_stream(self._container)
@@ -454,6 +457,8 @@ class OverlayVideoWriter:
         """Encode one uint8 [H, W, 3] RGB frame (every frame has the first one's size)."""
         import av
 
+        if self._ended:  # reopening would start a new file (and, fragmented, truncate the kept one)
+            raise ValueError(f"{self.path}: write() after close() or abort()")
         try:
             frame = _check_frame(frame, self.frames_written, self._shape)
             if self._container is None:
@@ -480,25 +485,31 @@ class OverlayVideoWriter:
             if self._audio is not None:
                 self._audio.close(self._container)
             self._container.close()
-            os.replace(partial_path(self.path), self.path)
+            if not self.fragmented:
+                os.replace(self._target, self.path)
         except BaseException:
             self.abort()
             raise
         self._container = None
+        self._ended = True
         logger.info("wrote %d frames%s to %s", self.frames_written, " with audio" if self._audio else "", self.path)
         return self.path
 
     def abort(self) -> None:
-        """Stop and remove the partial file."""
+        """Stop: remove the partial file, or (fragmented) end the file after the frames already encoded."""
+        self._ended = True
         if isinstance(self._audio, _FileAudio):
             self._audio._input.close()
-        if self._container is not None:
-            try:
-                self._container.close()
-            except Exception:  # already failing: the partial file is removed below
-                logger.debug("closing a failed overlay container", exc_info=True)
-            self._container = None
-        partial_path(self.path).unlink(missing_ok=True)
+        container, self._container = self._container, None
+        if self.fragmented:
+            if container is not None:
+                _close_quietly(container, keep=True)
+                logger.info("stopped; %s keeps its complete fragments (%d frames written)", self.path,
+                            self.frames_written)
+            return
+        if container is not None:
+            _close_quietly(container, keep=False)
+        self._target.unlink(missing_ok=True)
 
     def __enter__(self) -> OverlayVideoWriter:
         return self
@@ -508,3 +519,15 @@ class OverlayVideoWriter:
             self.abort()
         elif self._container is not None:
             self.close()
+
+
+def _close_quietly(container: Any, *, keep: bool) -> None:
+    """Close a container while already stopping on an error: a failure to close is logged, not raised."""
+    try:
+        container.close()
+    except Exception:
+        if keep:  # the fragments written before stay readable; the last one may be lost
+            logger.warning("could not end %s cleanly; its earlier fragments are intact", container.name,
+                           exc_info=True)
+        else:  # the partial file is removed by the caller
+            logger.debug("closing a failed overlay container", exc_info=True)
