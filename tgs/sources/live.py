@@ -162,6 +162,7 @@ class _Handoff:
                 while len(self._items) >= self.capacity and not self._stopped:
                     self._cond.wait()
             if self._stopped:
+                self.stats.frames_unread += 1  # decoded while the consumer closed
                 return False
             self._items.append(item)
             self._cond.notify_all()
