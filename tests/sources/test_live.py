@@ -8,6 +8,8 @@ slow by waiting for the reader's count to move, never by sleeping a guessed time
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -131,6 +133,19 @@ def test_a_drop_without_reconnect_ends_the_stream_cleanly() -> None:
                 server.kill()
     assert len(got) >= 10 and source.end_reason is not None and source.gaps == []
     assert source.stats.frames_decoded == len(got) and source.stats.reconnects == 0
+
+
+def test_a_stalled_sender_ends_the_stream_after_the_read_timeout() -> None:
+    server = _served(seconds=None)
+    with server, connect(server.url, open_source, policy="every-frame", read_timeout_s=0.5) as source:
+        got = []
+        for frame in source.frames():
+            got.append(frame)
+            if len(got) == 10:
+                os.kill(server.process.pid, signal.SIGSTOP)  # alive, connected, silent
+        os.kill(server.process.pid, signal.SIGCONT)
+    assert source.end_reason == "no data for 0.5 s (read timeout)"
+    assert source.stats.frames_decoded == len(got) >= 10
 
 
 def test_reconnect_resumes_after_a_drop_and_records_one_gap() -> None:

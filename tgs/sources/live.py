@@ -380,7 +380,9 @@ class LiveSource:
             if self.kind == "file":
                 raise MediaError(f"cannot decode video {self.spec}: {exc}", path=self.spec,
                                  fix="re-encode the file") from exc
-            return f"read error ({exc})"
+            if isinstance(exc, av.error.ExitError) and self._timeouts[1] is not None:  # the read timeout fired
+                return f"no data for {self._timeouts[1]:g} s (read timeout)"
+            return f"read error ({getattr(exc, 'strerror', None) or exc})"
         return "end of stream"
 
     def _stream_time(self, raw: float | None) -> float:
