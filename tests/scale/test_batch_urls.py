@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import shutil
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +24,7 @@ from typer.testing import CliRunner
 from tgs.cli.main import build_app
 from tgs.data.media import load_audio, load_video_frames
 from tgs.data.synth import write_video
+from tgs.errors import DataError
 from tgs.runners.batch_list import read_batch_list
 from tgs.runners.segment_batch import latest_index
 from tgs.runners.url_video import SOURCE_STAGING
@@ -82,6 +84,13 @@ def test_url_rows_are_read_as_urls(tmp_path: Path) -> None:
     assert (url.uid, url.video) == ("My_Clip", "https://h.example/v/My%20Clip.mp4")
     assert (local.uid, local.video) == ("local", tmp_path / "local.mp4")
     assert (file_url.uid, file_url.video) == ("x", Path("/data/x.mkv"))
+
+
+@pytest.mark.parametrize("video", ["/dev/video0", "-", "v4l2:/dev/video1"])
+def test_a_camera_or_stdin_row_is_refused_naming_the_row(tmp_path: Path, video: str) -> None:
+    (tmp_path / "list.csv").write_text(f"video,expression\na.mp4,dog\n{video},dog\n")
+    with pytest.raises(DataError, match=f"list.csv:3: '{re.escape(video)}' is a live source"):
+        read_batch_list(tmp_path / "list.csv")
 
 
 def test_a_copy_decodes_to_the_served_file(served, tmp_path: Path) -> None:
