@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlparse
 from tgs.errors import MediaError
 from tgs.output_folder import partial_path
 from tgs.sources.kinds import detect_source, input_spec
+from tgs.sources.opening import open_error
 
 __all__ = ["fetch_finite", "is_url", "url_stem"]
 
@@ -65,15 +66,13 @@ def fetch_finite(url: str, folder: str | Path, *, open_timeout_s: float = 10.0, 
     """
     import av
 
-    from tgs.sources.live import _open_error
-
     source = input_spec(url)
     if source.kind != "stream":
         raise ValueError(f"fetch_finite: {url!r} is not a URL")
     try:
         container = av.open(url, timeout=(open_timeout_s, read_timeout_s))
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise _open_error(url, source, exc, open_timeout_s) from exc
+        raise open_error(url, source, exc, open_timeout_s) from exc
     with container:
         if not container.streams.video:
             raise MediaError(f"{url} has no video stream", path=url, fix="give a video URL")
