@@ -52,6 +52,17 @@ def share_enabled(preset: Preset | None) -> bool:
 
 
 @dataclass(frozen=True, eq=False)
+class LoadedFrom:
+    """What :meth:`Pipeline.load` was given: the thinker's name, the settings, the thinker's
+    options, and the frozen spec of what it loaded (the model-cache key of its stages)."""
+
+    thinker: str
+    settings: Settings
+    thinker_options: dict[str, Any]
+    spec: Any
+
+
+@dataclass(frozen=True, eq=False)
 class VideoItems:
     """One unit of work: a clip (or a zero-argument loader of it) and its expressions.
 
@@ -115,6 +126,7 @@ class Pipeline:
     ) -> None:
         self.thinker = thinker
         self.ground_segment = ground_segment
+        self.loaded_from: LoadedFrom | None = None  # set by :meth:`load`: what a video session reuses
 
     @classmethod
     def load(
@@ -148,11 +160,42 @@ class Pipeline:
         if ground_segment:
             grounder, segmenter = load_stages_from(spec)
             stages = GroundSegmentPipeline(grounder, segmenter, resolved)
-        return cls(loaded, stages)
+        pipe = cls(loaded, stages)
+        pipe.loaded_from = LoadedFrom("direct" if direct else str(thinker), settings or Settings(),
+                                      dict(thinker_options or {}), spec)
+        return pipe
 
     @property
     def preset(self) -> Preset | None:
         return None if self.ground_segment is None else self.ground_segment.preset
+
+    def open_video(
+        self,
+        source: str | Path,
+        expressions: str | Sequence[str],
+        *,
+        fps: float | None = None,
+        keyframe_fps: float = 1.0,
+        chunk_seconds: float | None = None,
+        progress: Callable[..., Any] | None = None,
+    ) -> Any:
+        """A :class:`~tgs.core.session.VideoSession` on ``source`` with this pipeline's models::
+
+            with pipe.open_video("clip.mp4", ["the dog barking"]) as session:
+                for frame in session.frames():      # a tgs.types.FrameResult per frame
+                    frame.index, frame.time, frame.masks
+
+        A video file gives a mask on every source frame (``fps=None``: ground at ``keyframe_fps``
+        keyframes, one propagation) or on frames sampled at ``fps``; a Ref-AVSBench media folder
+        is a benchmark sample. The thinker and, where the mode's models are the ones loaded,
+        Grounding DINO and the segmenter are this pipeline's; a mode that needs another
+        segmenter (dense output propagates with a SAM2 video model) loads it once and keeps it
+        (:class:`~tgs.model_cache.ModelCache`, keyed by the mode's LoadSpec).
+        """
+        from tgs.core.segment import pipeline_session
+
+        return pipeline_session(self, source, expressions, fps=fps, keyframe_fps=keyframe_fps,
+                                chunk_seconds=chunk_seconds, progress=progress)
 
     # ------------------------------------------------------------------ stages
     def think(self, clip: Clip | None, queries: Sequence[Query]) -> list[Thought | Exception]:
