@@ -288,10 +288,11 @@ class DenseMode(_DenseBase):
             records.add(frame)
             yield frame
         timer.add("propagate", time.perf_counter() - start)
+        segmenter = session.stages.segmenter
+        self.seed_frames = [segmenter.seed_frames_of(p, self.policy) for p in self.prompts]
 
     def summary(self, session: VideoSession) -> ModeSummary:
         policy, stats = self.policy, self.stats
-        segmenter = session.stages.segmenter
         return ModeSummary(
             records=self.keyframes.records, record_times=self.keyframes.times, frame_times=self._frame_times(),
             output=self._output(session),
@@ -301,7 +302,7 @@ class DenseMode(_DenseBase):
                 "policy": {"seed_frames": policy.seed_frames, "min_seed_score": policy.min_seed_score,
                            "reseed_iou": policy.reseed_iou,
                            "max_conditioning_frames": policy.max_conditioning_frames},
-                "seed_frames": [segmenter.seed_frames_of(p, policy) for p in self.prompts],
+                "seed_frames": self.seed_frames,
                 "frames_tracked": stats.frames_tracked,
                 "reseeds": stats.reseeds,
                 "peak_stored_frames": stats.peak_stored_frames,
