@@ -130,20 +130,39 @@ def _check_live(source: str | Path) -> None:
         )
 
 
+class _Timed:
+    """A sink whose work (add and close) is timed under ``step`` in the session's timer."""
+
+    def __init__(self, sink: FrameSink, step: str, timer: Any) -> None:
+        self.sink, self.step, self.timer = sink, step, timer
+
+    def add(self, frame: Any) -> None:
+        self.timer.run(self.step, self.sink.add, frame)
+
+    def close(self) -> None:
+        self.timer.run(self.step, self.sink.close)
+
+    def abort(self) -> None:
+        self.sink.abort()
+
+
 def session_sinks(session: VideoSession, outputs: OutputFolder, *, png: bool = True) -> list[FrameSink]:
     """The standard outputs of a session, in order: a PNG per frame and expression (``png``),
     every mask in masks.json (dense output), the overlay video with its legend (sampled output
-    draws the grounded boxes too)."""
+    draws the grounded boxes too); each timed in the session's timer ("masks", "masks_json",
+    "encode": drawing and encoding)."""
     from tgs.dense_outputs import CocoRleSink, MaskPngSink, OverlayVideoSink
 
-    count, mode = len(session.texts), session.mode
+    count, mode, timer = len(session.texts), session.mode, session.timer
     dense = mode.name == "dense"
-    sinks: list[FrameSink] = [MaskPngSink(outputs.masks, count)] if png else []
+    sinks: list[FrameSink] = [_Timed(MaskPngSink(outputs.masks, count), "masks", timer)] if png else []
     if dense:
-        sinks.append(CocoRleSink(outputs.masks_json, count, mode.size, names=session.texts,  # type: ignore[arg-type]
-                                 fps=mode.fps, times=mode.times, num_frames=mode.num_frames))
-    sinks.append(OverlayVideoSink(outputs.overlay, mode.fps, count, names=session.legend,  # type: ignore[arg-type]
-                                  audio=session.source_audio, draw_boxes=not dense))
+        rle = CocoRleSink(outputs.masks_json, count, mode.size, names=session.texts,  # type: ignore[arg-type]
+                          fps=mode.fps, times=mode.times, num_frames=mode.num_frames)
+        sinks.append(_Timed(rle, "masks_json", timer))
+    overlay = OverlayVideoSink(outputs.overlay, mode.fps, count, names=session.legend,  # type: ignore[arg-type]
+                               audio=session.source_audio, draw_boxes=not dense)
+    sinks.append(_Timed(overlay, "encode", timer))
     return sinks
 
 
@@ -212,10 +231,7 @@ def _write(session: VideoSession, out_dir: Path, caught: list[warnings.WarningMe
     with StagedOutputs(out_dir, marker=RESULT_NAME, error=RunError) as staged:
         outputs = OutputFolder(out_dir, staged)
         with session:
-            sinks = session_sinks(session, outputs, png=png)
-            start = time.perf_counter()
-            run_sinks(session.frames(), sinks)
-            session.timer.add("write", time.perf_counter() - start)
+            run_sinks(session.frames(), session_sinks(session, outputs, png=png))
         session.timer.add("total", time.perf_counter() - session.started)
         summary = session.summary()
         result = video_result(summary, out_dir, session.timer.seconds, warning_lines(caught))
