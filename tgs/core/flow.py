@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from tgs.core.settings import Settings
+from tgs.core.stages import ground_and_segment, share_enabled, think_items
 from tgs.pipeline import GroundSegmentPipeline, GroundSegmentResult
 from tgs.presets import Preset, get_preset
-from tgs.think.base import Thinker, direct_thought
-from tgs.think.registry import think_each
+from tgs.think.base import Thinker
 from tgs.types import Clip, Query, Thought
 
 __all__ = ["ExpressionResult", "Pipeline", "VideoItems", "share_enabled"]
@@ -44,11 +44,6 @@ __all__ = ["ExpressionResult", "Pipeline", "VideoItems", "share_enabled"]
 logger = logging.getLogger(__name__)
 
 ClipSource = Clip | Callable[[], Clip]
-
-
-def share_enabled(preset: Preset | None) -> bool:
-    """The preset's ``share_across_expressions`` switch (on when the preset predates it)."""
-    return bool(getattr(preset, "share_across_expressions", True)) if preset is not None else True
 
 
 @dataclass(frozen=True, eq=False)
@@ -208,33 +203,11 @@ class Pipeline:
     def ground_and_segment(
         self, clip: Clip, pairs: Sequence[tuple[Thought, Query]]
     ) -> list[GroundSegmentResult | Exception]:
-        """Ground + Segment of every (thought, query) of one clip; failures per pair.
-
-        Under ``share_across_expressions`` the pairs go through ``run_many`` together (frame
-        work shared); an exception there fails every pair of the clip, as a bad clip does:
-        it is an error, never a quiet switch to the one-by-one path (which would hide a broken
-        shared path and its cost). Without sharing, or for one pair, each pair runs alone and
-        fails alone.
-        """
+        """Ground + Segment of every (thought, query) of one clip; failures per pair
+        (:func:`tgs.core.stages.ground_and_segment`: shared under ``share_across_expressions``)."""
         if self.ground_segment is None:
             raise RuntimeError("this pipeline was loaded without Ground + Segment")
-        gs = self.ground_segment
-        if len(pairs) > 1 and share_enabled(gs.preset):
-            try:
-                results = list(gs.run_many(clip, list(pairs)))
-                if len(results) != len(pairs):
-                    raise RuntimeError(f"run_many returned {len(results)} results for {len(pairs)} pairs")
-            except Exception as exc:  # the clip's shared call failed: each of its pairs is recorded with it
-                logger.debug("shared Ground + Segment failed", exc_info=True)
-                return [exc] * len(pairs)
-            return results
-        out: list[GroundSegmentResult | Exception] = []
-        for thought, query in pairs:
-            try:
-                out.append(gs.run(clip, thought, query))
-            except Exception as exc:  # this pair fails; the others go on
-                out.append(exc)
-        return out
+        return ground_and_segment(self.ground_segment, clip, pairs)
 
     # ------------------------------------------------------------------ videos
     def run_video(self, video: VideoItems) -> list[ExpressionResult]:
@@ -286,14 +259,9 @@ class Pipeline:
         return out, seconds
 
     def think_items(self, items: Sequence[tuple[Query, Clip | None]]) -> list[Thought | Exception]:
-        """One thought (or exception) per (query, clip) item, in one thinker call.
-
-        Items of one video should share one Clip object: a thinker that shares work across
-        expressions groups them by it.
-        """
-        if self.thinker is None:
-            return [direct_thought(q) for q, _ in items]
-        return think_each(self.thinker, list(items))
+        """One thought (or exception) per (query, clip) item, in one thinker call
+        (:func:`tgs.core.stages.think_items`)."""
+        return think_items(self.thinker, items)
 
     def _ground_segment_video(
         self, video: VideoItems, clip: Clip, thoughts: Sequence[Thought | Exception], timings: dict[str, float]

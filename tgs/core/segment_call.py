@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tgs.core.flow import share_enabled
 from tgs.core.load_spec import LoadSpec, load_spec
 from tgs.core.segment_result import MASKS_DIR, MASKS_JSON, OVERLAY_NAME, RESULT_NAME
 from tgs.core.settings import Settings
+from tgs.core.stages import share_enabled
 from tgs.errors import SettingsError
 from tgs.output_folder import STAGING
 from tgs.presets import Preset, get_preset

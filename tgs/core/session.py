@@ -45,6 +45,7 @@ from tgs.core.segment_call import (
     segment_load_spec,
 )
 from tgs.core.segment_result import MASKS_DIR, MASKS_JSON, frame_record
+from tgs.core.stages import ground_and_segment
 from tgs.core.video_think import think_record, think_video, thinker_options_for
 from tgs.errors import MediaError, NoAudioWarning
 from tgs.model_cache import ModelCache
@@ -189,13 +190,12 @@ class SampledMode(_FileMode):
         self.records = [[] for _ in session.texts]
 
     def frames(self, session: VideoSession) -> Iterator[FrameResult]:
-        from tgs.core.flow import Pipeline
         from tgs.data.media import sample_times
 
         call = session.call
         expected = max(1, len(sample_times(session.duration, None, call.fps)))
         frames = ground_segment_frames(
-            session.video, Pipeline(None, session.stages), session.pairs, fps=call.fps,
+            session.video, session.stages, session.pairs, fps=call.fps,
             window_frames=call.window_frames, timer=session.timer, candidates=self.candidates,
         )
         for done, frame in enumerate(frames, start=1):
@@ -420,9 +420,7 @@ class BenchmarkMode:
         self.records = [[] for _ in session.texts]
 
     def frames(self, session: VideoSession) -> Iterator[FrameResult]:
-        from tgs.core.flow import Pipeline
-
-        outcomes = Pipeline(None, session.stages).ground_and_segment(self.clip(session), session.pairs)
+        outcomes = ground_and_segment(session.stages, self.clip(session), session.pairs)
         for frame in clip_frames(self.clip(session), outcomes, 0, session.timer):
             self.times_seen.append(round(frame.time, 6))
             for k in range(len(self.records)):
@@ -491,7 +489,7 @@ def _window_clip(video: Path, window: list[tuple[float, np.ndarray]], size: tupl
 
 def ground_segment_frames(
     video: Path,
-    pipeline: Any,
+    stages: GroundSegmentPipeline,
     pairs: Sequence[tuple[Thought, Query]],
     *,
     fps: float,
@@ -502,7 +500,7 @@ def ground_segment_frames(
     """Ground + Segment of a user video: one :class:`tgs.types.FrameResult` per sampled frame.
 
     Every (thought, query) pair is grounded and segmented on windows of ``window_frames``
-    sampled frames (all pairs of a window together, ``pipeline.ground_and_segment``), and each
+    sampled frames (all pairs of a window together, :func:`tgs.core.stages.ground_and_segment`), and each
     frame comes out with every pair's mask (at the frame size), box, score and ``details``.
     candidates: filled with, per pair, every candidate over the windows when Ground + Segment
     reports them (SAM 3: a :class:`tgs.segment.sam3.WindowedCandidates`, which numbers each
@@ -512,7 +510,7 @@ def ground_segment_frames(
     timer = timer or Timer()
     index = 0
     for clip in video_windows(video, fps, window_frames, timer):
-        outcomes = pipeline.ground_and_segment(clip, pairs)
+        outcomes = ground_and_segment(stages, clip, pairs)
         yield from clip_frames(clip, outcomes, index, timer, candidates)
         index += clip.num_frames
 
@@ -648,8 +646,8 @@ class VideoSession:
         self._consumed = False
 
     def _benchmark_spec(self) -> LoadSpec:
-        from tgs.core.flow import share_enabled
         from tgs.core.load_spec import load_spec
+        from tgs.core.stages import share_enabled
 
         call = self.call
         return load_spec(call.preset, call.settings, "benchmark", thinker=call.thinker,

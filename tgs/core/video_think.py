@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tgs.core.flow import Pipeline
+from tgs.core.stages import think_items
 from tgs.errors import TGSError, ThinkerError
 from tgs.types import Clip, Query, Thought
 
@@ -80,7 +80,7 @@ def think_video(
     """One thought per query about ``clip`` (None: the direct thinker, which needs no pixels), in
     one thinker call; a failed thought fails the call (ThinkerError naming the video).
     run: the caller's timer (``run(step, fn, *args)``)."""
-    outcomes = run("think", Pipeline(thinker).think, clip, list(queries))
+    outcomes = run("think", think_items, thinker, [(q, clip) for q in queries])
     thoughts = []
     for outcome in outcomes:
         if isinstance(outcome, TGSError):
