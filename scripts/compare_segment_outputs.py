@@ -35,7 +35,7 @@ SKIP_PARTS = {".lock", ".partial", "__pycache__"}
 def _clean(value: Any) -> Any:
     """``value`` without the keys that differ between two identical runs."""
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items() if k not in VOLATILE and "time" not in k.lower()
+        return {k: _clean(v) for k, v in value.items() if (k not in VOLATILE and "time" not in k.lower())
                 or k in ("frame_times", "time")}
     if isinstance(value, list):
         return [_clean(v) for v in value]
@@ -98,9 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         if not folder.is_dir():
             parser.error(f"{folder}: not a folder")
     compared, counted, lines = compare(args.before, args.after, strict=args.strict)
-    for line in lines:
-        print(line)
-    print(f"{compared} files compared, {counted} differences")
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    sys.stdout.write(f"{compared} files compared, {counted} differences\n")
     return 1 if counted else 0
 
 

@@ -51,7 +51,8 @@ def test_dense_mode_gives_one_frame_result_per_source_frame(clip: Path) -> None:
 def test_sampled_mode_gives_one_frame_result_per_sampled_frame(clip: Path) -> None:
     frames = _frames(open_video(clip, TEXTS, thinker="direct", settings=Settings.tiny(), fps=2.0))
     assert [f.index for f in frames] == list(range(6))  # 3 s at 2 frames per second
-    assert [f.time for f in frames] == pytest.approx([0.5 * k for k in range(6)], abs=1e-6)
+    # the frame on screen at k / 2 s: the last source frame (one per 0.2 s) starting at or before it
+    assert [f.time for f in frames] == pytest.approx([int(k / 2 * FPS) / FPS for k in range(6)], abs=1e-6)
     for f in frames:
         assert f.grounded.all() and not f.seeded.any() and f.details is not None
         for k in range(2):  # the box and score are the details' (the grounding's choice)
@@ -85,16 +86,22 @@ def test_session_frames_equal_segment_video_outputs(clip: Path, tmp_path: Path) 
             assert result.expressions[k].boxes[f.index] == f.boxes[k]
 
 
-def test_pipeline_open_video_reuses_its_models_and_equals_open_video(clip: Path, pipe: Pipeline) -> None:
-    ours = _frames(pipe.open_video(clip, TEXTS, fps=2.0))
+def test_pipeline_open_video_reuses_its_models_and_equals_open_video(
+    clip: Path, pipe: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tgs.core.segment as module
+
     theirs = _frames(open_video(clip, TEXTS, thinker="direct", settings=Settings.tiny(), fps=2.0))
+    loaded: list[str] = []
+    load_stages_from = module.load_stages_from
+    monkeypatch.setattr(module, "load_stages_from", lambda spec: loaded.append(spec.mode) or load_stages_from(spec))
+    ours = _frames(pipe.open_video(clip, TEXTS, fps=2.0))
     for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_array_equal(a.masks, b.masks)
-    assert pipe.video_models.stats["stages"]["loads"] == 0  # sampled output: the pipeline's own stages
-    dense = _frames(pipe.open_video(clip, TEXTS))
-    assert len(dense) == 15 and pipe.video_models.stats["stages"]["loads"] == 1  # the propagation model, once
+    assert loaded == []  # sampled output segments with the models the pipeline holds
+    assert [f.index for f in _frames(pipe.open_video(clip, TEXTS))] == list(range(15))
     _frames(pipe.open_video(clip, TEXTS))
-    assert pipe.video_models.stats["stages"] == {"loads": 1, "hits": 1, "held": 1}
+    assert loaded == ["dense"]  # dense output's propagation model, loaded once and kept
 
 
 def test_benchmark_mode_gives_one_frame_per_extracted_frame(tmp_path: Path, pipe: Pipeline) -> None:
