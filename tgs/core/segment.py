@@ -65,8 +65,9 @@ from tgs.core.segment_result import (
     result_record,
     video_result,
 )
-from tgs.core.session import SessionModels, VideoSession, ground_segment_frames
+from tgs.core.session import SessionModels, VideoSession
 from tgs.core.settings import UNTRAINED_LABEL, Settings
+from tgs.core.video_modes import ground_segment_frames
 from tgs.core.video_think import DIGEST_SECONDS, THINK_FRAMES, think_plan
 from tgs.errors import RunError, SettingsError
 from tgs.model_cache import ModelCache, release_memory
