@@ -277,8 +277,9 @@ class GroundSegmentPipeline:
         if ground_many is not None:
             start = time.perf_counter()
             all_boxes = list(ground_many(clip, texts))
+            seconds = (time.perf_counter() - start) / len(texts)  # a shared step is split equally
             for t in timings:
-                t["ground"] = (time.perf_counter() - start) / len(texts)
+                t["ground"] = seconds
         else:
             all_boxes = [self._timed(t, "ground", self.grounder.ground, clip, text) for t, text in zip(timings, texts)]
         out = []
