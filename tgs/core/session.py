@@ -153,7 +153,7 @@ class VideoSession:
             self.has_audio = self.source_audio is not None
             if self.source_audio is None:
                 message = f"{self.video} has no audio track: the thinker hears nothing and the overlay video is silent"
-                warnings.warn(message, NoAudioWarning, stacklevel=3)
+                warnings.warn(message, NoAudioWarning, stacklevel=2)
         self.spec = segment_load_spec(
             call.thinker, call.preset, call.settings, dense=mode == "dense",
             thinker_options=thinker_options_for(call.thinker, call.thinker_options, self.duration),
