@@ -1,0 +1,258 @@
+"""The live mode: think in the background, ground and seed on the frame, track every emitted frame."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from tgs.core.live import LatencyStats, LiveOptions, LiveRun
+from tgs.core.rethink import Answer
+from tgs.presets import BEST
+from tgs.segment import Sam2VideoSegmenter
+from tgs.segment.online import OnlineTracker, TrackedObject
+from tgs.testing.fake_source import AUDIO_RATE, FakeLiveSource
+from tgs.testing.synthetic_video import MovingSquareSource
+from tgs.testing.tiny_vision import build_tiny_sam2_video
+from tgs.types import Boxes, Clip, FrameBoxes, ParseStatus, Query, Thought
+
+BOXES = {"cat": [2.0, 2.0, 12.0, 12.0], "dog": [20.0, 4.0, 36.0, 20.0], "bird": [4.0, 18.0, 16.0, 30.0]}
+
+
+class TextGrounder:
+    """One box per known text (score 0.9; none for other texts, or before ``visible_from``
+    seconds); records (text, frame time) of every grounding."""
+
+    def __init__(self, visible_from: float = 0.0) -> None:
+        self.visible_from = visible_from
+        self.calls: list[tuple[str, float]] = []
+
+    def ground(self, clip: Clip, text: str) -> Boxes:
+        t = float(clip.frame_times[0])
+        self.calls.append((text, round(t, 6)))
+        if text not in BOXES or t + 1e-9 < self.visible_from:
+            return Boxes((FrameBoxes.empty(),), clip.size, text)
+        frame = FrameBoxes(np.array([BOXES[text]], np.float32), np.array([0.9], np.float32), np.array([0]))
+        return Boxes((frame,), clip.size, text)
+
+
+class BoxTracker:
+    """A tracker whose mask is its seed box, empty on the frames ``hidden`` names; records seeds.
+    (The live logic under test, not SAM2: tests/segment/test_online.py covers the tracker.)"""
+
+    def __init__(self, hidden: Callable[[int], bool] = lambda _: False) -> None:
+        self.boxes: dict[Hashable, np.ndarray] = {}
+        self.hidden = hidden
+        self.seeds: list[tuple[int, Hashable]] = []
+        self.frame = -1
+        self.size: tuple[int, int] | None = None
+
+    def drop(self, key: Hashable) -> None:
+        self.boxes.pop(key, None)
+
+    def step(self, image: np.ndarray, seeds: Mapping[Hashable, np.ndarray | None] | None = None) -> dict:
+        self.frame += 1
+        self.size = image.shape[:2]
+        for key, box in (seeds or {}).items():
+            self.boxes.pop(key, None)
+            if box is not None:
+                self.boxes[key] = box
+                self.seeds.append((self.frame, key))
+        out = {}
+        for key, box in self.boxes.items():
+            mask = np.zeros(image.shape[:2], bool)
+            if not self.hidden(self.frame):
+                x0, y0, x1, y1 = (round(float(v)) for v in box)
+                mask[y0:y1, x0:x1] = True
+            out[key] = TrackedObject(mask, 1.0 if mask.any() else -1.0, seeds is not None and key in seeds)
+        return out
+
+
+class ScriptedThinker:
+    """Answers window after window from a script (one s_object per expression per call; the
+    last line repeats); records each call's clip; optionally blocks until ``release`` is set."""
+
+    name = "scripted"
+
+    def __init__(self, script: list[list[str]], block: bool = False) -> None:
+        self.script = script
+        self.clips: list[Clip] = []
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.block = block
+
+    def think_each(self, items: list[tuple[Query, Clip | None]]) -> list[Thought]:
+        self.clips.append(items[0][1])  # type: ignore[arg-type]
+        self.started.set()
+        if self.block:
+            self.release.wait(30)
+        line = self.script[min(len(self.clips), len(self.script)) - 1]
+        return [Thought(uid=q.uid, raw=f"<s_object>{text}</s_object>", f_object=text, s_object=text,
+                        status=ParseStatus.OK) for (q, _), text in zip(items, line, strict=True)]
+
+
+def _run(source: FakeLiveSource, thinker=None, tracker=None, grounder=None, expressions=("cat", "dog"),
+         **options) -> tuple[LiveRun, TextGrounder]:
+    grounder = grounder or TextGrounder()
+    run = LiveRun(source, thinker=thinker, grounder=grounder, tracker=tracker or BoxTracker(),
+                  expressions=list(expressions), preset=BEST, options=LiveOptions(**options))
+    return run, grounder
+
+
+# ---------------------------------------------------------------------------- frames, skips, latency
+
+
+@pytest.fixture(scope="module")
+def segmenter(tmp_path_factory: pytest.TempPathFactory) -> Sam2VideoSegmenter:
+    return Sam2VideoSegmenter.from_pretrained(build_tiny_sam2_video(tmp_path_factory.mktemp("sam2"), seed=0),
+                                              dtype="float32")
+
+
+def test_every_emitted_frame_has_a_result_and_the_skips_add_up(segmenter: Sam2VideoSegmenter) -> None:
+    """Direct thinker, the tiny SAM2 tracker: a result per emitted frame, emitted + skipped ==
+    decoded, masks equal to the online tracker's fed the emitted frames."""
+    square = MovingSquareSource(30, (32, 40), period=40)
+    source = FakeLiveSource(30, (32, 40), skip={3, 4, 10, 29}, frame=square.frame)
+    tracker = OnlineTracker.from_segmenter(segmenter)
+    run, grounder = _run(source, tracker=tracker, expressions=["cat", "dog"])
+    results = list(run.frames())
+    emitted = [i for i in range(30) if i not in {3, 4, 10, 29}]
+    assert [r.index for r in results] == emitted
+    assert [r.skipped for r in results if r.skipped] == [2, 1]  # before frames 5 and 11; 29 was never followed
+    assert len(results) + sum(r.skipped for r in results) + 1 == source.stats.frames_decoded == 30
+    record = run.record()
+    assert record["frames_emitted"] == 26 and record["frames_skipped"] == 3 and record["frames_decoded"] == 30
+    assert all(r.arrival is not None and r.latency is not None and r.latency >= 0 for r in results)
+    assert record["latency_s"]["max"] == round(max(r.latency for r in results), 6)
+    assert {"track", "postprocess"} <= set(results[0].timings) and "ground" in results[0].timings
+    # grounded and seeded once, on the first frame (the direct thinker decides at once)
+    assert grounder.calls == [("cat", 0.0), ("dog", 0.0)]
+    assert results[0].grounded.all() and results[0].seeded.all()
+    # the masks are the online tracker's on the emitted frames, seeded where the run seeded
+    # (a lost object, i.e. an empty mask of the random tiny model, is grounded again each second)
+    reference = OnlineTracker.from_segmenter(segmenter)
+    for r in results:
+        assert r.grounded[r.seeded].all()  # a seed comes from a grounding on the same frame
+        seeds = {k: np.asarray(r.boxes[k], np.float32) for k in np.flatnonzero(r.seeded)}
+        want = reference.step(square.frame(r.index), seeds)
+        for k in range(2):
+            np.testing.assert_array_equal(r.masks[k], want[k].mask)
+    assert [t for _, t in grounder.calls if t > 0] == [t for r in results for k in np.flatnonzero(r.grounded)
+                                                       for t in [r.time] if t > 0]
+
+
+def test_latency_stats_are_bounded_and_hand_computed() -> None:
+    stats = LatencyStats(window=4)
+    for latency, skipped in [(0.1, 0), (0.5, 2), (0.2, 0), (0.4, 1), (0.3, 0)]:
+        stats.add(latency, skipped)
+    assert len(stats.recent) == 4  # the quantiles see the last 4 frames only
+    record = stats.record()
+    # last four: 0.5 0.2 0.4 0.3 -> median (0.3 + 0.4) / 2; p95 by linear interpolation:
+    # position 0.95 * 3 = 2.85 between the sorted 0.4 and 0.5
+    assert record["latency_s"]["p50"] == pytest.approx(0.35)
+    assert record["latency_s"]["p95"] == pytest.approx(0.4 + 0.85 * 0.1)
+    assert record["latency_s"]["max"] == 0.5 and record["latency_s"]["mean"] == pytest.approx(0.3)
+    assert record["frames_emitted"] == 5 and record["frames_skipped"] == 3
+    assert record["skipped_ratio"] == pytest.approx(3 / 8)
+
+
+# ---------------------------------------------------------------------------- thinking on the stream
+
+
+def test_a_changed_object_text_reseeds_only_that_expression() -> None:
+    """Thinks at 2, 4 and 6 s (2-s windows, 5 fps); the third answer changes expression 1 only:
+    it is grounded and seeded again on that frame, expression 0 keeps its track; the answers
+    over time are spans of windows."""
+    audio = np.linspace(-1, 1, 8 * AUDIO_RATE, dtype=np.float32)
+    source = FakeLiveSource(40, fps=5.0, audio=audio, think_seconds=2.0)
+    thinker = ScriptedThinker([["cat", "dog"], ["cat", "dog"], ["cat", "bird"]])
+    tracker = BoxTracker()
+    heard: list[Answer] = []
+    grounder = TextGrounder()
+    run = LiveRun(source, thinker=thinker, grounder=grounder, tracker=tracker, expressions=["a", "b"], preset=BEST,
+                  options=LiveOptions(think_seconds=2.0, wait_for_think=True), on_answer=heard.append)
+    results = list(run.frames())
+    assert len(thinker.clips) == 3
+    first = thinker.clips[0]  # the last 2 s at 1 fps, and the audio of the same span
+    np.testing.assert_array_equal(first.frame_times, [1.0, 2.0])
+    np.testing.assert_array_equal(first.audio, audio[round(0.2 * AUDIO_RATE): round(2.2 * AUDIO_RATE)])
+    assert not any(r.masks.any() or r.grounded.any() for r in results[:10])  # before the first answer
+    assert grounder.calls == [("cat", 2.0), ("dog", 2.0), ("bird", 6.0)]
+    assert tracker.seeds == [(10, 0), (10, 1), (30, 1)]
+    assert [r.index for r in results if r.seeded[0]] == [10]
+    assert [r.index for r in results if r.seeded[1]] == [10, 30]
+    assert all(r.masks[0].any() for r in results[10:])
+    np.testing.assert_array_equal(results[35].boxes[1], BOXES["bird"])
+    assert results[35].details[1] == {"object_text": "bird", "answer": [4.2, 6.2]}
+    spans = run.record()["think"]["answers"]
+    assert [(s["start"], s["end"], s["object_text"], s["windows"]) for s in spans[0]] == [(0.2, 6.2, "cat", 3)]
+    assert [(s["start"], s["end"], s["object_text"], s["windows"]) for s in spans[1]] == [
+        (0.2, 4.2, "dog", 2), (4.2, 6.2, "bird", 1)]
+    assert spans[1][1]["thought"]["raw"] == "<s_object>bird</s_object>"
+    assert [(a.expression, a.text, a.start) for a in heard][-2:] == [(0, "cat", 4.2), (1, "bird", 4.2)]
+    assert run.record()["think"]["thinks"] == {"started": 3, "finished": 3, "failed": 0, "missed": 0}
+
+
+def test_thinking_does_not_block_the_frame_loop() -> None:
+    """The thinker is held on an Event: frames keep coming (and a think falling due meanwhile
+    is delayed, not queued); once it is released, its answer applies to the next frame."""
+    source = FakeLiveSource(40, fps=5.0, think_seconds=2.0)
+    thinker = ScriptedThinker([["cat"]], block=True)
+    run, grounder = _run(source, thinker=thinker, expressions=["a"], think_seconds=2.0)
+    frames = run.frames()
+    for _ in range(11):  # frames 0..10: the think starts on frame 10 (t = 2 s)
+        result = next(frames)
+    assert thinker.started.wait(30)
+    for _ in range(15):  # frames 11..25 while the thinker is held (the 4-s think falls due)
+        result = next(frames)
+        assert not result.masks.any() and run.rethinker.busy
+    assert result.index == 25 and grounder.calls == []
+    thinker.release.set()
+    assert run.rethinker.join(30)
+    result = next(frames)  # frame 26: the answer (about [0.2 s, 2.2 s]) is grounded and seeded here
+    assert result.index == 26 and result.grounded[0] and result.seeded[0] and result.masks[0].any()
+    assert result.details[0]["answer"] == [0.2, 2.2]
+    rest = list(frames)
+    assert len(rest) == 13 and len(thinker.clips) >= 2
+    assert grounder.calls == [("cat", 5.2)]
+
+
+def test_an_expression_without_an_object_is_grounded_every_second_until_found() -> None:
+    """Nothing to find before 3 s, then found and tracked; lost (empty mask) from frame 30 on:
+    grounded again every second, and seeded again when found."""
+    source = FakeLiveSource(50, fps=5.0)
+    tracker = BoxTracker(hidden=lambda frame: 30 <= frame < 42)
+    run, grounder = _run(source, tracker=tracker, grounder=TextGrounder(visible_from=3.0), expressions=["cat"])
+    results = list(run.frames())
+    # frames are 0.2 s apart: grounded at 0, 1, 2 s (nothing), 3 s (found: frame 15); hidden
+    # from frame 30 (6 s): grounded at 7 s (frame 35) and 8 s (frame 40), found and seeded, still
+    # hidden; visible again from frame 42: no grounding at 9 s
+    times = [t for _, t in grounder.calls]
+    assert times == [0.0, 1.0, 2.0, 3.0, 7.0, 8.0]
+    assert [r.index for r in results if r.seeded[0]] == [15, 35, 40]
+    assert [r.index for r in results if r.masks[0].any()] == [*range(15, 30), *range(42, 50)]
+    assert run.record()["lost"] == 3 and run.record()["seeds"] == 3
+    assert run.record()["think"]["answers"][0][0]["object_text"] == "cat"
+
+
+def test_a_null_answer_drops_the_track_and_grounds_nothing() -> None:
+    """The best preset grounds nothing for a null answer: the track ends, no grounding follows."""
+    source = FakeLiveSource(30, fps=5.0, think_seconds=2.0)
+    grounder = TextGrounder()
+    tracker = BoxTracker()
+
+    class NullAware(ScriptedThinker):
+        def think_each(self, items):
+            thoughts = super().think_each(items)
+            return [replace(t, is_null=True, status=ParseStatus.NULL) if t.s_object == "null" else t for t in thoughts]
+
+    thinker = NullAware([["cat"], ["null"]])
+    run = LiveRun(source, thinker=thinker, grounder=grounder, tracker=tracker, expressions=["a"], preset=BEST,
+                  options=LiveOptions(think_seconds=2.0, wait_for_think=True))
+    results = list(run.frames())
+    assert grounder.calls == [("cat", 2.0)]
+    assert [r.index for r in results if r.masks[0].any()] == list(range(10, 20))
+    assert results[25].details[0]["object_text"] is None
