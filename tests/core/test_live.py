@@ -256,3 +256,37 @@ def test_a_null_answer_drops_the_track_and_grounds_nothing() -> None:
     assert grounder.calls == [("cat", 2.0)]
     assert [r.index for r in results if r.masks[0].any()] == list(range(10, 20))
     assert results[25].details[0]["object_text"] is None
+
+
+def test_a_failed_think_keeps_the_object_text() -> None:
+    """The second think raises for every expression: the track goes on, the span records it."""
+    source = FakeLiveSource(35, fps=5.0, think_seconds=2.0)
+
+    class Flaky(ScriptedThinker):
+        def think_each(self, items):
+            thoughts = super().think_each(items)
+            return [RuntimeError("server down") for _ in items] if len(self.clips) == 2 else thoughts
+
+    thinker = Flaky([["cat"]])
+    run, grounder = _run(source, thinker=thinker, expressions=["a"], think_seconds=2.0, wait_for_think=True)
+    results = list(run.frames())
+    assert grounder.calls == [("cat", 2.0)]  # the third think's same answer grounds nothing either
+    assert all(r.masks[0].any() for r in results[10:]) and [r.index for r in results if r.seeded[0]] == [10]
+    think = run.record()["think"]
+    assert think["thinks"] == {"started": 3, "finished": 2, "failed": 1, "missed": 0}
+    (span,) = think["answers"][0]
+    assert (span["start"], span["end"], span["windows"], span["failed"]) == (0.2, 6.2, 2, 1)
+
+
+def test_a_long_run_holds_a_bounded_state() -> None:
+    """3000 frames (10 min at 5 fps), a think every 2 s answering the same text: the latency
+    window, the answers record and the tracker's boxes do not grow."""
+    source = FakeLiveSource(3000, fps=5.0, think_seconds=2.0)
+    thinker = ScriptedThinker([["cat", "dog"]])
+    run, _ = _run(source, thinker=thinker, think_seconds=2.0, wait_for_think=True, latency_window=64)
+    count = sum(1 for _ in run.frames())
+    assert count == 3000 and len(thinker.clips) == 299  # at 2, 4, ..., 598 s
+    assert len(run.latency.recent) == 64 and run.latency.frames == 3000
+    assert [len(spans) for spans in run.rethinker.log.spans] == [1, 1]
+    assert run.rethinker.log.spans[0][0]["windows"] == 299
+    assert len(source._ring) <= 3 and len(run.tracker.boxes) == 2
