@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2] / "tgs"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("tgs", "tgs.types", "tgs.errors", "tgs.devices", "tgs.fast_paths", "tgs.safety", "tgs.publish", "tgs.cpu_memory",
      "tgs.resize", "tgs.run_store"),
-    ("tgs.models", "tgs.data"),
+    ("tgs.models", "tgs.data", "tgs.sources"),
     ("tgs.think", "tgs.ground", "tgs.segment", "tgs.presets", "tgs.viz", "tgs.video_out"),
     ("tgs.eval", "tgs.pipeline", "tgs.model_cache", "tgs.model_fetch", "tgs.dense_outputs", "tgs.testing"),
     ("tgs.core",),
