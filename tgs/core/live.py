@@ -56,7 +56,8 @@ class LiveOptions:
 
     rethink_every: seconds of stream time between thinks (None: ``think_seconds``, each
         completed window; the CLI's ``--rethink-every``).
-    think_seconds: the span of the think window (10 s at 1 fps, as in training).
+    think_seconds: the span of the think window (None: the source's ``think_seconds``, 10 s at
+        1 fps by default, as in training; at most that, the span its rings keep).
     first_think: stream time of the first think (None: ``think_seconds``, the first
         completed window; earlier thinks see a shorter window).
     reground_every: seconds of stream time between groundings of an expression that has
@@ -70,14 +71,15 @@ class LiveOptions:
     """
 
     rethink_every: float | None = None
-    think_seconds: float = 10.0
+    think_seconds: float | None = None
     first_think: float | None = None
     reground_every: float = 1.0
     wait_for_think: bool = False
     latency_window: int = 4096
 
     def __post_init__(self) -> None:
-        if self.think_seconds <= 0 or self.reground_every <= 0 or self.latency_window < 1:
+        if (self.think_seconds is not None and self.think_seconds <= 0) or self.reground_every <= 0 \
+                or self.latency_window < 1:
             raise ValueError("live options: think_seconds and reground_every must be > 0, latency_window >= 1")
         if self.rethink_every is not None and self.rethink_every <= 0:
             raise ValueError(f"--rethink-every: expected seconds > 0, got {self.rethink_every}")
@@ -183,8 +185,9 @@ class LiveRun:
                 self._decide(expr, choose_object_text(direct_thought(expr.query), expr.query, preset), None)
         else:
             o = self.options
+            seconds = o.think_seconds if o.think_seconds is not None else float(getattr(source, "think_seconds", 10.0))
             self.rethinker = Rethinker(
-                thinker, [e.query for e in self.expressions], preset, window_seconds=o.think_seconds,
+                thinker, [e.query for e in self.expressions], preset, window_seconds=seconds,
                 every=o.rethink_every, first=o.first_think, wait=o.wait_for_think,
                 source=str(getattr(source, "spec", "live")), on_answer=on_answer,
             )
@@ -339,8 +342,9 @@ class LiveRun:
         out: dict[str, Any] = {**self.latency.record(), **self.counts,
                                "reground_every": self.options.reground_every}
         source_stats = getattr(self.source, "stats", None)
-        if source_stats is not None:
+        if source_stats is not None:  # decoded == emitted + skipped + unread (decoded as the run ended)
             out["frames_decoded"] = int(source_stats.frames_decoded)
+            out["frames_unread"] = int(getattr(source_stats, "frames_unread", 0))
         if self.rethinker is not None:
             out["think"] = self.rethinker.record()
         else:

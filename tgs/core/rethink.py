@@ -51,7 +51,7 @@ def window_clip(window: Any, source: str = "live") -> Clip:
     return Clip(
         frames=np.ascontiguousarray(window.frames, dtype=np.uint8),
         audio=audio,
-        sample_rate=REF_AVS_SAMPLE_RATE if audio is not None else None,
+        sample_rate=int(getattr(window, "sample_rate", REF_AVS_SAMPLE_RATE)) if audio is not None else None,
         frame_times=np.asarray(window.frame_times, dtype=np.float64),
         source=f"{source} [{window.start:.2f}s, {window.end:.2f}s]",
     )

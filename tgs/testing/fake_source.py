@@ -3,8 +3,8 @@
 :class:`FakeLiveSource` hands out frames generated from their index (or given as an array)
 at a nominal rate, with a scripted set of frames the "real-time policy" drops (decoded,
 counted in the next emitted frame's ``skipped``, never handed out), and a think window
-cut from ring buffers exactly as a live source does (the last ``seconds`` of frames at
-``think_fps`` and the audio over the same span). Nothing waits on a clock: frame ``i`` has
+cut from the live source's own ring buffers (:mod:`tgs.sources.rings`: the last ``seconds``
+of frames at ``think_fps`` and the audio over the same span). Nothing waits on a clock: frame ``i`` has
 presentation time ``i / fps`` and is "decoded" when the consumer asks for the next frame,
 so a test is deterministic; ``on_frame`` lets a test act between two frames.
 """
@@ -13,45 +13,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FakeLiveSource", "SourceFrame", "SourceStats", "ThinkWindow"]
+from tgs.data.media import REF_AVS_SAMPLE_RATE as AUDIO_RATE
+from tgs.sources import SourceFrame, SourceStats, ThinkWindow
+from tgs.sources.rings import AudioRing, FrameRing
 
-AUDIO_RATE = 16000
-
-
-@dataclass
-class SourceFrame:
-    """One emitted frame (fields as :class:`tgs.sources.SourceFrame`)."""
-
-    index: int
-    time: float
-    image: np.ndarray
-    arrival: float
-    skipped: int = 0
-
-
-@dataclass
-class ThinkWindow:
-    """What the thinker sees (fields as :class:`tgs.sources.ThinkWindow`)."""
-
-    start: float
-    end: float
-    frame_times: np.ndarray
-    frames: np.ndarray
-    audio: np.ndarray
-
-
-@dataclass
-class SourceStats:
-    frames_decoded: int = 0
-    frames_emitted: int = 0
-    frames_skipped: int = 0
-    reconnects: int = 0
+__all__ = ["AUDIO_RATE", "FakeLiveSource"]
 
 
 @dataclass
@@ -76,12 +47,10 @@ class FakeLiveSource:
     stats: SourceStats = field(default_factory=SourceStats)
 
     def __post_init__(self) -> None:
-        keep = math.ceil(self.think_seconds * self.think_fps) + 1
-        self._ring: deque[tuple[float, np.ndarray]] = deque(maxlen=keep)  # frames at think_fps
-        self._next_think_time = 0.0
-        self._now: float | None = None
+        self._frames = FrameRing(self.think_fps, self.think_seconds)
+        self._audio = AudioRing(self.think_seconds)
+        self._latest: float | None = None
         self._closed = False
-        self.windows_taken = 0
 
     @property
     def live(self) -> bool:
@@ -105,10 +74,11 @@ class FakeLiveSource:
             t = index / self.fps
             image = self._image(index)
             self.stats.frames_decoded += 1
-            self._now = t
-            if t + 1e-9 >= self._next_think_time:  # the 1-fps ring buffer of the think window
-                self._ring.append((t, image))
-                self._next_think_time += 1.0 / self.think_fps
+            self._frames.add(t, image, lambda frame: frame)
+            if self.audio is not None:  # the audio of the frame's display time
+                a, b = round(t * AUDIO_RATE), round((index + 1) / self.fps * AUDIO_RATE)
+                self._audio.write(self.audio[a:b], start=t)
+            self._latest = t
             if index in self.skip:
                 skipped += 1
                 self.stats.frames_skipped += 1
@@ -121,17 +91,20 @@ class FakeLiveSource:
             yield item
 
     def think_window(self, seconds: float | None = None) -> ThinkWindow | None:
-        if self._now is None:
+        """As :meth:`tgs.sources.LiveSource.think_window`: frames kept in (end - seconds, end],
+        end the newest decoded frame's time, the audio over [start, end)."""
+        span = self.think_seconds if seconds is None else float(seconds)
+        if not (math.isfinite(span) and 0 < span <= self.think_seconds + 1e-9):
+            raise ValueError(f"think_window: seconds must be in (0, {self.think_seconds:g}], got {seconds!r}")
+        if self._latest is None:
             return None
-        self.windows_taken += 1
-        seconds = self.think_seconds if seconds is None else seconds
-        end = self._now + 1.0 / self.fps
-        start = max(0.0, end - seconds)
-        kept = [(t, f) for t, f in self._ring if t >= start - 1e-9]
-        audio = np.zeros((0,), np.float32)
-        if self.audio is not None:
-            audio = self.audio[round(start * AUDIO_RATE): round(end * AUDIO_RATE)].astype(np.float32)
-        return ThinkWindow(start, end, np.array([t for t, _ in kept]), np.stack([f for _, f in kept]), audio)
+        end = self._latest
+        kept = self._frames.snapshot(end, span)
+        if kept is None:
+            return None
+        start = max(end - span, 0.0)
+        audio = self._audio.read(start, end) if self.has_audio else np.zeros(0, np.float32)
+        return ThinkWindow(start=start, end=end, frame_times=kept[0], frames=kept[1], audio=audio)
 
     def close(self) -> None:
         self._closed = True
