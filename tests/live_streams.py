@@ -66,6 +66,24 @@ class TcpServer:
         self.kill()
 
 
+class UdpSender:
+    """``ffmpeg -re ... -f mpegts udp://127.0.0.1:PORT``: datagrams to a port, whoever listens (a reader
+    that binds it later gets the stream from then on: no start-up race); kills it on exit."""
+
+    def __init__(self, port: int, seconds: float | None) -> None:
+        self.url = f"udp://127.0.0.1:{port}"
+        self.process = subprocess.Popen(ffmpeg_args(seconds, ["-f", "mpegts", f"{self.url}?pkt_size=1316"]),
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+    def __enter__(self) -> UdpSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+
+
 def connect(url: str, open_source: Callable, timeout: float = 20.0, **kwargs):
     """``open_source(url, **kwargs)``, retried while the server is not listening yet (refused)."""
     from tgs.errors import MediaError

@@ -143,7 +143,6 @@ def test_list_forms_give_the_same_videos(tmp_path: Path) -> None:
     ("video,label\na.mp4,x\n", "needs a 'video' column and an 'expression' column"),
     ("video,expression\na.mp4,\n", "list.csv:2: no expression for a.mp4"),
     ("video,expression\nx/a.mp4,dog\ny/a.mp4,cat\n", "would both be written to the folder 'a'"),
-    ("video,expression\nhttp://h/a.mp4,dog\n", "is a URL"),
     ("video,expression\nv/index.jsonl.mp4,dog\n",
      "list.csv:2: index.jsonl.mp4 (folder 'index.jsonl') would be written over the batch's own index.jsonl"),
     ("id,video,expression\nMasks,a.mp4,dog\n", "list.csv:2: id 'Masks' would be written over the batch's own Masks"),

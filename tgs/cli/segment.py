@@ -80,8 +80,9 @@ def print_segment_result(result) -> None:  # result: tgs.core.segment.SegmentVid
 
 @friendly_errors
 def segment_command(
-    video: Path | None = typer.Argument(
-        None, help="Video file: mp4, mkv, webm, avi, ... (any size, fps, length); none with --batch."
+    video: str | None = typer.Argument(
+        None, help="Video file: mp4, mkv, webm, avi, ... (any size, fps, length), or its URL (https://...); "
+        "none with --batch."
     ),
     expressions: list[str] | None = typer.Argument(
         None,
@@ -202,26 +203,34 @@ def segment_command(
         if settings.untrained:
             err_console.print(untrained_banner())
         return
-    check_segment_call(video, expressions, thinker=thinker, settings=settings, out=out, fps=fps,
-                       keyframe_fps=keyframe_fps, chunk_seconds=chunk_seconds, thinker_options=options)
-    if settings.untrained:
-        err_console.print(untrained_banner())
-    prepare_process(device)
-    with fraction_progress("segment") as progress:
-        result = segment_video(
-            video,
-            expressions,
-            thinker=thinker,
-            preset=chosen,
-            settings=settings,
-            out=out,
-            fps=fps,
-            thinker_options=options,
-            chunk_seconds=chunk_seconds,
-            progress=progress,
-            keyframe_fps=keyframe_fps,
-            png=not no_png,
-        )
+    from tgs.runners.url_video import local_video
+    from tgs.sources import is_url
+    from tgs.sources.fetch import url_stem
+
+    if is_url(video):  # a finite video over the network: copied into OUT, segmented as that file
+        out = out if out is not None else Path(f"segment_{url_stem(video)}")
+        err_console.print(f"copying {escape_user_text(video)}", highlight=False)
+    with local_video(video, out) as local:
+        check_segment_call(local, expressions, thinker=thinker, settings=settings, out=out, fps=fps,
+                           keyframe_fps=keyframe_fps, chunk_seconds=chunk_seconds, thinker_options=options)
+        if settings.untrained:
+            err_console.print(untrained_banner())
+        prepare_process(device)
+        with fraction_progress("segment") as progress:
+            result = segment_video(
+                local,
+                expressions,
+                thinker=thinker,
+                preset=chosen,
+                settings=settings,
+                out=out,
+                fps=fps,
+                thinker_options=options,
+                chunk_seconds=chunk_seconds,
+                progress=progress,
+                keyframe_fps=keyframe_fps,
+                png=not no_png,
+            )
     print_segment_result(result)
     if result.untrained:
         err_console.print(untrained_banner())

@@ -61,6 +61,7 @@ from tgs.runners.batch_list import INDEX_STREAM, VIDEOS_STREAM, BatchVideo
 from tgs.runners.executor import Executor, LocalExecutor, run_stage
 from tgs.runners.local import ProgressFactory, RunSummary, error_kind
 from tgs.runners.outcomes import SampleOutput, WorkerFactory
+from tgs.runners.url_video import local_video
 
 __all__ = [
     "INDEX_STREAM",
@@ -129,8 +130,9 @@ class SegmentBatchWorker:
         try:
             with warnings.catch_warnings():  # a silent video is noted in result.json and the index
                 warnings.simplefilter("ignore", NoAudioWarning)
-                result = segment_video(item.video, list(item.expressions), out=self.out / item.uid,
-                                       cache=self.cache, **self.options.kwargs())
+                with local_video(item.video, self.out / item.uid) as video:  # a URL: copied first
+                    result = segment_video(video, list(item.expressions), out=self.out / item.uid,
+                                           cache=self.cache, **self.options.kwargs())
         except Exception as exc:  # this video fails; the batch goes on
             logger.debug("%s failed", item.video, exc_info=True)
             return _failed(item, exc, time.perf_counter() - start)

@@ -68,8 +68,10 @@ def fetch_finite(url: str, folder: str | Path, *, open_timeout_s: float = 10.0, 
             raise MediaError(f"{url} has no video stream", path=url, fix="give a video URL")
         if container.duration is None or container.duration <= 0:
             raise MediaError(
-                f"{url} is a live stream (it has no duration): a batch segments finite videos only", path=url,
-                fix=f"segment it live with `tgs segment {url} \"...\"`, or record a file and list that",
+                f"{url} is a live stream (it has no duration): only a finite video is copied and segmented as a "
+                "file", path=url,
+                fix=f"segment a live stream on its own (`tgs segment {url} \"...\"`, docs/live.md), or record a "
+                f"file (e.g. `ffmpeg -i {url} -t 60 -c copy clip.mp4`) and use that",
             )
         suffix, fmt = _suffix(url)
         folder = Path(folder)

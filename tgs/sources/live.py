@@ -50,10 +50,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from tgs.data.audio_stream import MonoResampler
 from tgs.data.media import _to_rgb
 from tgs.errors import MediaError
 from tgs.sources.kinds import InputSpec, SourceKind, device_input, input_spec
-from tgs.sources.rings import AudioRing, FrameRing, MonoResampler, ThinkWindow
+from tgs.sources.rings import AudioRing, FrameRing, ThinkWindow
 
 __all__ = [
     "Gap",
@@ -249,7 +250,11 @@ class LiveSource:
         self._period = 1.0 / self.fps if self.fps else 0.0
         self._device = None
         if audio_device is not None:
-            self._device = _open_audio_device(audio_device, audio_options, open_timeout_s)
+            try:
+                self._device = _open_audio_device(audio_device, audio_options, open_timeout_s)
+            except BaseException:
+                container.close()
+                raise
         self.has_audio = self._device is not None or bool(container.streams.audio)
         logger.info("opened %s (%s, %s fps, audio: %s, policy %s)", spec, self.kind, self.fps or "?",
                     audio_device or ("stream" if self.has_audio else "none"), policy)

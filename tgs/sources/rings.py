@@ -5,8 +5,9 @@ per ``1 / fps`` seconds (the first frame decoded at or after each ``k / fps``, s
 the moment a frame arrives) in a deque of ``ceil(seconds * fps)``; :class:`AudioRing` keeps the
 last ``seconds`` (+ 1 s of slack) of 16 kHz mono float32 samples in a fixed circular array,
 addressed by absolute sample number ``round(time * 16000)`` so audio and frames share one clock.
-Audio is converted as :mod:`tgs.data.audio_stream` converts a file's track (float, the float32
-mean over channels, soxr "HQ" to 16 kHz), chunk by chunk (:class:`MonoResampler`).
+The reader converts audio as a file's track is converted
+(:class:`tgs.data.audio_stream.MonoResampler`: float, the float32 mean over channels, soxr "HQ"
+to 16 kHz), chunk by chunk.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from tgs.data.media import REF_AVS_SAMPLE_RATE
 
-__all__ = ["AudioRing", "FrameRing", "MonoResampler", "ThinkWindow"]
+__all__ = ["AudioRing", "FrameRing", "ThinkWindow"]
 
 _EPS = 1e-6
 
@@ -136,34 +137,3 @@ class AudioRing:
             if lo < hi:
                 out[lo - a: hi - a] = self._buffer[np.arange(lo, hi) % self.capacity]
         return out
-
-
-class MonoResampler:
-    """PyAV audio frames -> float32 mono at 16 kHz, streaming (as ``tgs.data.audio_stream`` converts a file).
-
-    The format conversion keeps rate and layout; channels are averaged in float32; soxr's streaming
-    "HQ" resampler makes the rate. A change of input rate starts a new resampler.
-    """
-
-    def __init__(self, target_sr: int = REF_AVS_SAMPLE_RATE) -> None:
-        import av
-
-        self.target_sr = target_sr
-        self._to_float = av.AudioResampler(format="fltp")
-        self._rate = 0
-        self._stream = None
-
-    def convert(self, frame) -> np.ndarray:  # frame: av.AudioFrame
-        import soxr
-
-        pieces = []
-        for planar in self._to_float.resample(frame):
-            mono = np.mean(planar.to_ndarray(), axis=0, dtype=np.float32)
-            if planar.sample_rate != self._rate:
-                self._rate = planar.sample_rate
-                self._stream = (None if self._rate == self.target_sr else
-                                soxr.ResampleStream(self._rate, self.target_sr, 1, dtype="float32", quality="HQ"))
-            pieces.append(mono if self._stream is None else self._stream.resample_chunk(mono, last=False))
-        if not pieces:
-            return np.zeros(0, np.float32)
-        return np.ascontiguousarray(np.concatenate(pieces), dtype=np.float32)
