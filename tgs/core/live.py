@@ -153,7 +153,13 @@ class LiveRun:
     Grounding DINO stage (``ground(clip, text)``, optionally ``ground_many``). tracker: an
     :class:`~tgs.segment.online.OnlineTracker` (:meth:`from_pipeline` builds one from the
     pipeline's SAM2-family video segmenter and the preset's propagation switches).
-    on_answer: called with every thinker answer as it is applied (an ``answers.jsonl`` sink).
+    expressions: strings (numbered ``expr0``, ``expr1``, ...) or :class:`~tgs.types.Query`
+    objects. preset: its object-text rules, ``box_rule``, ``propagation_min_seed_score`` and
+    ``share_across_expressions``. options: :class:`LiveOptions` (``rethink_every``,
+    ``think_seconds``, ``first_think``, ``reground_every``, ``wait_for_think``,
+    ``latency_window``). The frame policy is the source's (``open_source(policy=...)``:
+    ``realtime`` skips to the newest frame, ``every-frame`` never skips). on_answer: called
+    with every thinker answer as it is applied (an ``answers.jsonl`` sink).
     """
 
     def __init__(
@@ -163,7 +169,7 @@ class LiveRun:
         thinker: Any | None,
         grounder: Any,
         tracker: OnlineTracker,
-        expressions: Sequence[str],
+        expressions: Sequence[str | Query],
         preset: Preset,
         options: LiveOptions | None = None,
         on_answer: Callable[[Answer], None] | None = None,
@@ -175,7 +181,8 @@ class LiveRun:
         self.tracker = tracker
         self.preset = preset
         self.options = options or LiveOptions()
-        self.expressions = [_Expression(Query(uid=f"expr{k}", expression=str(e))) for k, e in enumerate(expressions)]
+        self.expressions = [_Expression(e if isinstance(e, Query) else Query(uid=f"expr{k}", expression=str(e)))
+                            for k, e in enumerate(expressions)]
         self.latency = LatencyStats(self.options.latency_window)
         self.counts = {"groundings": 0, "seeds": 0, "lost": 0}
         direct = thinker is None or getattr(thinker, "name", None) == "direct"
@@ -193,7 +200,7 @@ class LiveRun:
             )
 
     @classmethod
-    def from_pipeline(cls, source: Any, pipeline: Any, expressions: Sequence[str], *,
+    def from_pipeline(cls, source: Any, pipeline: Any, expressions: Sequence[str | Query], *,
                       options: LiveOptions | None = None,
                       on_answer: Callable[[Answer], None] | None = None) -> LiveRun:
         """A run on a loaded :class:`tgs.core.Pipeline` (its thinker, grounder, SAM2-family video
@@ -249,7 +256,7 @@ class LiveRun:
             if obj is None:
                 continue
             masks[k], seeded[k] = obj.mask, obj.seeded
-            if not grounded[k]:
+            if not obj.seeded:  # tracked (a seeded frame reports its grounded box and score)
                 scores[k] = obj.presence
                 box = mask_box(obj.mask)
                 boxes[k] = None if box is None else tuple(float(v) for v in box)  # type: ignore[assignment]
