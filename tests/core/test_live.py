@@ -215,3 +215,24 @@ def test_a_long_run_holds_a_bounded_state() -> None:
     assert [len(spans) for spans in run.rethinker.log.spans] == [1, 1]
     assert run.rethinker.log.spans[0][0]["windows"] == 299
     assert len(run.tracker.boxes) == 2
+
+
+def test_from_pipeline_and_a_frame_size_change(segmenter: Sam2VideoSegmenter) -> None:
+    """A loaded Pipeline gives the run its stages; a stream whose frame size changes (a reconnect
+    to another rendition) starts a fresh tracker and grounds every expression again."""
+    from tgs.core.flow import Pipeline
+    from tgs.pipeline import GroundSegmentPipeline
+
+    square = MovingSquareSource(12, (32, 40), period=12)
+    small = MovingSquareSource(12, (24, 32), period=12)
+    source = FakeLiveSource(12, frame=lambda i: square.frame(i) if i < 6 else small.frame(i))
+    grounder = TextGrounder()
+    run = LiveRun.from_pipeline(source, Pipeline(None, GroundSegmentPipeline(grounder, segmenter, BEST)), ["cat"],
+                                options=LiveOptions(reground_every=100.0))
+    results = list(run.frames())
+    assert isinstance(run.tracker, OnlineTracker) and run.tracker.size == (24, 32)
+    assert grounder.calls == [("cat", 0.0), ("cat", 1.2)]
+    assert [r.index for r in results if r.seeded[0]] == [0, 6]
+    assert results[5].masks.shape == (1, 32, 40) and results[6].masks.shape == (1, 24, 32)
+    with pytest.raises(ValueError, match="SAM2-family video segmenter"):
+        LiveRun.from_pipeline(source, Pipeline(None, GroundSegmentPipeline(grounder, object(), BEST)), ["cat"])

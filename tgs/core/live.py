@@ -280,8 +280,7 @@ class LiveRun:
         every expression grounded again on this frame."""
         logger.warning("live source: frame size changed from %s to %s; grounding every expression again",
                        self.tracker.size, tuple(size))
-        old = self.tracker
-        self.tracker = OnlineTracker(old.engine, old.policy, with_probs=old.with_probs)
+        self.tracker = self.tracker.fresh()
         for expr in self.expressions:
             expr.tracking = expr.lost = False
             expr.changed = expr.object_text is not None

@@ -89,6 +89,11 @@ class OnlineTracker:
         """The tracker of a loaded :class:`~tgs.segment.Sam2VideoSegmenter` (its engine)."""
         return cls(segmenter.engine, policy, with_probs=with_probs)
 
+    def fresh(self) -> OnlineTracker:
+        """A new tracker on the same engine and policy, tracking nothing (a stream whose frame
+        size changed starts over with one)."""
+        return OnlineTracker(self.engine, self.policy, with_probs=self.with_probs)
+
     # ------------------------------------------------------------------ state
 
     @property
