@@ -9,9 +9,10 @@ on a worker thread, with the same Think call as the file mode
 (:meth:`tgs.core.flow.Pipeline.think`: every expression of the window in one call, sharing
 the clip). The frame loop never waits for it: :meth:`Rethinker.poll`, called once per
 frame, starts a think when one is due and none is running, and returns the answers that
-finished since the last poll. A think still running when the next one is due delays it
-(the missed slots are counted, never queued: an answer about an old window is worth less
-than one about the newest).
+finished since the last poll. A think still running when the next one is due delays it to
+the first frame after it finished; slots that pass entirely meanwhile are skipped (counted
+as ``missed``), never queued: an answer about an old window is worth less than one about
+the newest.
 
 Each answer is an :class:`Answer` per expression with its window's time span, the object
 text the preset's rules choose from the thought (:func:`tgs.pipeline.choose_object_text`)
