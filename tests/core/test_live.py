@@ -122,8 +122,9 @@ def test_a_changed_object_text_reseeds_only_that_expression() -> None:
 
 
 def test_thinking_does_not_block_the_frame_loop() -> None:
-    """The thinker is held on an Event: frames keep coming (and a think falling due meanwhile
-    is delayed, not queued); once it is released, its answer applies to the next frame."""
+    """The thinker is held on an Event: frames keep coming (the thinks falling due meanwhile
+    are delayed, a slot that passes entirely is skipped, not queued); once it is released, its
+    answer applies to the next frame."""
     source = FakeLiveSource(40, fps=5.0, think_seconds=2.0)
     thinker = ScriptedThinker([["cat"]], block=True)
     run, grounder = _run(source, thinker=thinker, expressions=["a"], think_seconds=2.0)
@@ -131,18 +132,21 @@ def test_thinking_does_not_block_the_frame_loop() -> None:
     for _ in range(11):  # frames 0..10: the think starts on frame 10 (t = 2 s)
         result = next(frames)
     assert thinker.started.wait(30)
-    for _ in range(15):  # frames 11..25 while the thinker is held (the 4-s think falls due)
+    for _ in range(21):  # frames 11..31 while the thinker is held (the thinks due at 4 s and 6 s wait)
         result = next(frames)
         assert not result.masks.any() and run.rethinker.busy
-    assert result.index == 25 and grounder.calls == []
+    assert result.index == 31 and grounder.calls == [] and len(thinker.clips) == 1
     thinker.release.set()
     assert run.rethinker.join(30)
-    result = next(frames)  # frame 26: the answer (about [0 s, 2 s]) is grounded and seeded here
-    assert result.index == 26 and result.grounded[0] and result.seeded[0] and result.masks[0].any()
+    result = next(frames)  # frame 32 (6.4 s): the answer (about [0 s, 2 s]) is grounded and seeded here
+    assert result.index == 32 and result.grounded[0] and result.seeded[0] and result.masks[0].any()
     assert result.details[0]["answer"] == [0.0, 2.0]
+    # and the next think starts on that frame: the 4-s slot is taken late, the 6-s one skipped
+    assert run.rethinker.join(30) and len(thinker.clips) == 2
+    np.testing.assert_array_equal(thinker.clips[1].frame_times, [5.0, 6.0])  # the window (4.4 s, 6.4 s]
+    assert run.rethinker.counts["missed"] == 1 and run.rethinker.due == 8.0
     rest = list(frames)
-    assert len(rest) == 13 and len(thinker.clips) >= 2
-    assert grounder.calls == [("cat", 5.2)]
+    assert len(rest) == 7 and grounder.calls == [("cat", 6.4)]
 
 
 def test_an_expression_without_an_object_is_grounded_every_second_until_found() -> None:
