@@ -21,7 +21,7 @@ and memory are meaningful, masks are not. ``--threads`` sets torch's intra-op th
 Examples::
 
     python benchmarks/live_bench.py latency --seconds 30 --out live-latency.json
-    python benchmarks/live_bench.py latency --device cuda --threads 0 --out live-latency-gpu.json
+    python benchmarks/live_bench.py latency --device cuda --dtype bf16 --threads 8 --out live-latency-gpu.json
     python benchmarks/live_bench.py memory --lengths 60,1200 --out live-memory.json
 """
 
@@ -106,7 +106,7 @@ def child_latency(args: argparse.Namespace) -> dict:
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    segmenter = _segmenter_from_config(args.model, args.device, "fp32")
+    segmenter = _segmenter_from_config(args.model, args.device, args.dtype)
     port = _free_port()
     server = _serve(args.seconds, (720, 1280), port)
     try:
@@ -120,7 +120,8 @@ def child_latency(args: argparse.Namespace) -> dict:
         server.kill()
         server.wait(timeout=10)
     track.sort()
-    return {"model": args.model, "device": args.device, "expressions": args.expressions, "seconds": args.seconds,
+    return {"model": args.model, "device": args.device, "dtype": args.dtype, "expressions": args.expressions,
+            "seconds": args.seconds,
             "threads": torch.get_num_threads(), **record,
             "track_s_median": round(track[len(track) // 2], 6) if track else None,
             "peak_rss_mb": round(peak_rss_mb(), 1)}
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     latency = sub.add_parser("latency")
     latency.add_argument("--model", default="edgetam")
     latency.add_argument("--device", default="cpu")
+    latency.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     latency.add_argument("--seconds", type=float, default=30.0)
     latency.add_argument("--counts", default="1,3", help="expression counts, comma-separated")
     memory = sub.add_parser("memory")
@@ -183,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     child.add_argument("which", choices=["latency", "memory"])
     child.add_argument("--model", default="edgetam")
     child.add_argument("--device", default="cpu")
+    child.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     child.add_argument("--seconds", type=float, default=30.0)
     child.add_argument("--expressions", type=int, default=1)
     child.add_argument("--size", default="320x240")
@@ -199,8 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     runs = []
     if args.part == "latency":
         for count in (int(c) for c in args.counts.split(",")):
-            runs.append(_child(args, ["--model", args.model, "--device", args.device, "--seconds", str(args.seconds),
-                                      "--expressions", str(count)]))
+            runs.append(_child(args, ["--model", args.model, "--device", args.device, "--dtype", args.dtype,
+                                      "--seconds", str(args.seconds), "--expressions", str(count)]))
     else:
         for length in (float(v) for v in args.lengths.split(",")):
             runs.append(_child(args, ["--seconds", str(length), "--size", args.size,
