@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+import shutil
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 from live_streams import UdpSender, free_port, needs_ffmpeg
 from typer.testing import CliRunner
 
 from tgs.cli.main import build_app
+from tgs.data.media import load_audio, load_video_frames
 from tgs.data.synth import write_video
+from tgs.errors import DataError
 from tgs.runners.batch_list import read_batch_list
 from tgs.runners.segment_batch import latest_index
 from tgs.runners.url_video import SOURCE_STAGING
+from tgs.sources import fetch_finite
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +49,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("served")
     for i in range(2):
         write_video(root / f"clip{i}.mp4", 1, 8, SIZE, seed=30 + i)
+    shutil.copyfile(root / "clip0.mp4", root / "clip0")  # a URL without a suffix
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -77,6 +84,25 @@ def test_url_rows_are_read_as_urls(tmp_path: Path) -> None:
     assert (url.uid, url.video) == ("My_Clip", "https://h.example/v/My%20Clip.mp4")
     assert (local.uid, local.video) == ("local", tmp_path / "local.mp4")
     assert (file_url.uid, file_url.video) == ("x", Path("/data/x.mkv"))
+
+
+@pytest.mark.parametrize("video", ["/dev/video0", "-", "v4l2:/dev/video1"])
+def test_a_camera_or_stdin_row_is_refused_naming_the_row(tmp_path: Path, video: str) -> None:
+    (tmp_path / "list.csv").write_text(f"video,expression\na.mp4,dog\n{video},dog\n")
+    with pytest.raises(DataError, match=f"list.csv:3: '{re.escape(video)}' is a live source"):
+        read_batch_list(tmp_path / "list.csv")
+
+
+def test_a_copy_decodes_to_the_served_file(served, tmp_path: Path) -> None:
+    """A remux, no re-encoding: every frame, timestamp and audio sample is the file's; a URL without a
+    suffix is copied into the input's own kind of container (mp4 here), whose time base keeps timestamps."""
+    root, base = served
+    copy = fetch_finite(f"{base}/clip0", tmp_path / "copies")
+    assert copy == tmp_path / "copies" / "clip0.mp4" and not list((tmp_path / "copies").glob(".*"))
+    frames, times = load_video_frames(root / "clip0.mp4", None)
+    copied, copied_times = load_video_frames(copy, None)
+    assert np.array_equal(copied, frames) and np.array_equal(copied_times, times)
+    assert np.array_equal(load_audio(copy), load_audio(root / "clip0.mp4"))
 
 
 def test_a_url_row_equals_tgs_segment_of_the_url_and_of_the_file(served, tmp_path: Path) -> None:

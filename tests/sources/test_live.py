@@ -8,6 +8,8 @@ slow by waiting for the reader's count to move, never by sleeping a guessed time
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -115,8 +117,8 @@ def test_think_window_is_bounded_and_its_audio_spans_it() -> None:
     assert full and all(len(w.frame_times) == think_seconds * think_fps for w in full)
     # one frame per 1/think_fps s: the first frame of each quarter second (every 0.04 s from 0)
     assert np.allclose(np.diff(full[-1].frame_times), 0.24, atol=0.041)
-    # the sine is heard over the window once audio has been decoded through it (not all zeros)
-    assert np.abs(full[-1].audio[: len(full[-1].audio) // 2]).max() > 0.1
+    # the sine (lavfi's amplitude: 1/8) is heard over the window's first half, decoded by then (not silence)
+    assert np.abs(full[-1].audio[: len(full[-1].audio) // 2]).max() > 0.05
     with pytest.raises(ValueError, match="think_seconds"):
         source.think_window(2.0)
 
@@ -131,6 +133,19 @@ def test_a_drop_without_reconnect_ends_the_stream_cleanly() -> None:
                 server.kill()
     assert len(got) >= 10 and source.end_reason is not None and source.gaps == []
     assert source.stats.frames_decoded == len(got) and source.stats.reconnects == 0
+
+
+def test_a_stalled_sender_ends_the_stream_after_the_read_timeout() -> None:
+    server = _served(seconds=None)
+    with server, connect(server.url, open_source, policy="every-frame", read_timeout_s=0.5) as source:
+        got = []
+        for frame in source.frames():
+            got.append(frame)
+            if len(got) == 10:
+                os.kill(server.process.pid, signal.SIGSTOP)  # alive, connected, silent
+        os.kill(server.process.pid, signal.SIGCONT)
+    assert source.end_reason == "no data for 0.5 s (read timeout)"
+    assert source.stats.frames_decoded == len(got) >= 10
 
 
 def test_reconnect_resumes_after_a_drop_and_records_one_gap() -> None:
@@ -219,9 +234,10 @@ def test_audio_from_a_separate_device_fills_the_think_window() -> None:
         assert source.has_audio
         for frame in source.frames():
             window = source.think_window()
-            if frame.time >= 1.0 and window is not None and np.abs(window.audio).max() > 0.1:
+            heard = window is not None and window.audio.size > 0 and np.abs(window.audio).max() > 0.05  # the sine's amplitude is 1/8
+            if (frame.time >= 1.0 and heard) or frame.time > 10.0:
                 break
-    assert window.audio.shape == (round(window.end * 16000) - round(window.start * 16000),)
+    assert heard and window.audio.shape == (round(window.end * 16000) - round(window.start * 16000),)
 
 
 _READ_STDIN = """

@@ -33,7 +33,7 @@ from urllib.parse import urlparse
 from tgs.errors import DataError
 from tgs.output_folder import LOCK, STAGING
 from tgs.run_store import MANIFEST, MASKS_DIR, safe_uid
-from tgs.sources import is_url
+from tgs.sources import detect_source
 from tgs.sources.fetch import url_stem
 
 __all__ = [
@@ -191,8 +191,12 @@ def _merge(rows: Iterable[_Row], source: Path) -> list[BatchVideo]:
         if not texts:
             raise DataError(f"{where}: no expression for {video}", path=source,
                             fix="give at least one referring expression per row")
+        kind = detect_source(video)
+        if kind in ("camera", "stdin"):
+            raise DataError(f"{where}: {video!r} is a live source ({kind}); a batch reads files and finite URLs",
+                            path=source, fix=f"segment it on its own: tgs segment {video} \"...\" (docs/live.md)")
         path: Path | str
-        if is_url(video):
+        if kind == "stream":
             path, named = video, Path(url_stem(video) + Path(urlparse(video).path).suffix)
         else:
             path = Path(video[len("file://"):] if video.startswith("file://") else video).expanduser()

@@ -9,6 +9,9 @@ video of a list (:mod:`tgs.runners.batch_list`) and writes::
       videos.jsonl      one line per video: the commit record a rerun resumes from
       .lock             one writer per OUT (``tgs.run_store``)
 
+A video given by URL (a finite file over http(s), ...) is copied into its folder and segmented as
+that file (:mod:`tgs.runners.url_video`); a live URL is that video's error.
+
 It runs on the executors of every other stage (``tgs.runners.executor.run_stage``): the
 unit of work is a video; a worker (this process, or one Ray actor per GPU or CPU slot)
 keeps its models in a :class:`~tgs.model_cache.ModelCache`, so they load once per worker

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlparse
 from tgs.errors import MediaError
 from tgs.output_folder import partial_path
 from tgs.sources.kinds import detect_source, input_spec
+from tgs.sources.opening import open_error
 
 __all__ = ["fetch_finite", "is_url", "url_stem"]
 
@@ -39,22 +40,31 @@ def url_stem(url: str) -> str:
     return _UNSAFE.sub("_", name).strip("_.") or "video"
 
 
-def _suffix(url: str) -> tuple[str, str]:
+_BY_INPUT = (("mp4", ".mp4", "mp4"), ("mov", ".mov", "mov"), ("matroska", ".mkv", "matroska"),
+             ("mpegts", ".ts", "mpegts"), ("hls", ".ts", "mpegts"), ("flv", ".flv", "flv"), ("avi", ".avi", "avi"))
+
+
+def _container(url: str, input_format: str) -> tuple[str, str]:
+    """(suffix, FFmpeg muxer) of the copy: the URL's suffix, else the input's own kind of container
+    (its time base kept, so timestamps stay exact), else Matroska (takes any codec)."""
     suffix = Path(unquote(urlparse(url).path)).suffix.lower()
     if suffix in _COPY_SUFFIXES:
         return suffix, _COPY_SUFFIXES[suffix]
-    return ".mkv", "matroska"  # takes any codec
+    names = input_format.split(",")
+    for name, copy_suffix, muxer in _BY_INPUT:
+        if name in names:
+            return copy_suffix, muxer
+    return ".mkv", "matroska"
 
 
 def fetch_finite(url: str, folder: str | Path, *, open_timeout_s: float = 10.0, read_timeout_s: float = 30.0) -> Path:
     """Copy the finite video at ``url`` into ``folder`` (created); its local path, ``folder/<stem><suffix>``.
 
-    The container follows the URL's suffix (mp4, mkv, webm, ...; matroska otherwise). MediaError
+    The container follows the URL's suffix (mp4, mkv, webm, ...), else the input's container (mp4,
+    MPEG-TS for HLS, ...), else Matroska. MediaError
     naming the URL and the fix when it cannot be reached, has no video, or is live (no duration).
     """
     import av
-
-    from tgs.sources.live import _open_error
 
     source = input_spec(url)
     if source.kind != "stream":
@@ -62,7 +72,7 @@ def fetch_finite(url: str, folder: str | Path, *, open_timeout_s: float = 10.0, 
     try:
         container = av.open(url, timeout=(open_timeout_s, read_timeout_s))
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise _open_error(url, source, exc, open_timeout_s) from exc
+        raise open_error(url, source, exc, open_timeout_s) from exc
     with container:
         if not container.streams.video:
             raise MediaError(f"{url} has no video stream", path=url, fix="give a video URL")
@@ -73,7 +83,7 @@ def fetch_finite(url: str, folder: str | Path, *, open_timeout_s: float = 10.0, 
                 fix=f"segment a live stream on its own (`tgs segment {url} \"...\"`, docs/live.md), or record a "
                 f"file (e.g. `ffmpeg -i {url} -t 60 -c copy clip.mp4`) and use that",
             )
-        suffix, fmt = _suffix(url)
+        suffix, fmt = _container(url, container.format.name)
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{url_stem(url)}{suffix}"

@@ -53,7 +53,8 @@ import numpy as np
 from tgs.data.audio_stream import MonoResampler
 from tgs.data.media import _to_rgb
 from tgs.errors import MediaError
-from tgs.sources.kinds import InputSpec, SourceKind, device_input, input_spec
+from tgs.sources.kinds import InputSpec, SourceKind, input_spec
+from tgs.sources.opening import open_audio_device, open_input
 from tgs.sources.rings import AudioRing, FrameRing, ThinkWindow
 
 __all__ = [
@@ -251,7 +252,7 @@ class LiveSource:
         self._device = None
         if audio_device is not None:
             try:
-                self._device = _open_audio_device(audio_device, audio_options, open_timeout_s)
+                self._device = open_audio_device(audio_device, audio_options, open_timeout_s)
             except BaseException:
                 container.close()
                 raise
@@ -326,7 +327,7 @@ class LiveSource:
     # ------------------------------------------------------------------ reader side
 
     def _open(self):  # -> av.container.InputContainer
-        return _open_input(self.spec, self._input, *self._timeouts)
+        return open_input(self.spec, self._input, *self._timeouts)
 
     def _read(self, container) -> None:
         try:
@@ -380,7 +381,9 @@ class LiveSource:
             if self.kind == "file":
                 raise MediaError(f"cannot decode video {self.spec}: {exc}", path=self.spec,
                                  fix="re-encode the file") from exc
-            return f"read error ({exc})"
+            if isinstance(exc, av.error.ExitError) and self._timeouts[1] is not None:  # the read timeout fired
+                return f"no data for {self._timeouts[1]:g} s (read timeout)"
+            return f"read error ({getattr(exc, 'strerror', None) or exc})"
         return "end of stream"
 
     def _stream_time(self, raw: float | None) -> float:
@@ -483,88 +486,6 @@ class LiveSource:
                            exc)
         finally:
             container.close()
-
-
-# ---------------------------------------------------------------------------- opening
-
-
-def _open_input(spec: str, source: InputSpec, open_timeout: float, read_timeout: float | None):
-    """The container of ``source`` with a video stream; MediaError naming the source and the fix."""
-    import av
-
-    if source.kind == "file":
-        from tgs.data.media import _open_container, _video_stream
-
-        path = Path(source.url)
-        container = _open_container(path)
-        try:
-            _video_stream(container, path)
-        except MediaError:
-            container.close()
-            raise
-        return container
-    timeout = (open_timeout, read_timeout) if source.kind == "stream" else None
-    try:
-        container = av.open(source.url, format=source.format, options=dict(source.options), timeout=timeout)
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise _open_error(spec, source, exc, open_timeout) from exc
-    if not container.streams.video:
-        container.close()
-        what = "standard input" if source.kind == "stdin" else spec
-        raise MediaError(f"{what} has no video stream", path=None if source.kind == "stdin" else spec,
-                         fix="give a source with video (audio only is not segmented)")
-    return container
-
-
-_STREAM_EXAMPLE = "e.g. `ffmpeg -re -i clip.mp4 -f mpegts tcp://127.0.0.1:5000?listen=1`"
-
-
-def _open_error(spec: str, source: InputSpec, exc: BaseException, open_timeout: float) -> MediaError:
-    import av
-
-    reason = getattr(exc, "strerror", None) or str(exc)
-    if source.kind == "stdin":
-        return MediaError(
-            f"standard input is not a media stream FFmpeg can read ({reason})",
-            fix="pipe a video stream into it, e.g. `ffmpeg -i clip.mp4 -f mpegts - | tgs segment - \"...\"`",
-        )
-    if source.kind == "camera":
-        if isinstance(exc, (FileNotFoundError, av.error.FileNotFoundError)) or "No such file" in reason:
-            return MediaError(f"camera {spec} not found ({reason})", path=spec,
-                              fix="list the cameras (`ls /dev/video*`, `v4l2-ctl --list-devices`) and name one")
-        if isinstance(exc, PermissionError) or "Permission denied" in reason:
-            return MediaError(f"no permission to open camera {spec}", path=spec,
-                              fix="add your user to the `video` group (then log in again)")
-        return MediaError(f"cannot open capture device {spec} ({reason})", path=spec,
-                          fix="check the device name and its FFmpeg input format (e.g. v4l2:/dev/video0)")
-    if isinstance(exc, ConnectionRefusedError) or "refused" in reason.lower():
-        return MediaError(f"cannot connect to {spec}: connection refused", path=spec,
-                          fix=f"check the address and port, and that the sender is running ({_STREAM_EXAMPLE})")
-    if isinstance(exc, (TimeoutError, av.error.ExitError)) or "timed out" in reason.lower():
-        return MediaError(f"no answer from {spec} within {open_timeout:g} s", path=spec,
-                          fix="check that the address is reachable and the stream is running")
-    return MediaError(f"cannot open stream {spec} ({reason})", path=spec,
-                      fix="check the URL: FFmpeg must read it (try `ffprobe URL`)")
-
-
-def _open_audio_device(device: str, options: dict[str, str] | None, open_timeout: float):
-    import av
-
-    parsed = device_input(device)
-    if parsed is None:
-        raise MediaError(f"--audio {device!r} is not an audio device spec", path=device,
-                         fix="give FORMAT:DEVICE, e.g. alsa:default, pulse:default, avfoundation::0")
-    fmt, name = parsed
-    try:
-        container = av.open(name, format=fmt, options=dict(options or {}))
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise MediaError(f"cannot open audio device {device} ({reason})", path=device,
-                         fix="list the devices (`arecord -L`, `pactl list sources short`) and name one") from exc
-    if not container.streams.audio:
-        container.close()
-        raise MediaError(f"audio device {device} gives no audio stream", path=device, fix="name a microphone")
-    return container
 
 
 def open_source(
