@@ -240,3 +240,9 @@ def test_from_pipeline_and_a_frame_size_change(segmenter: Sam2VideoSegmenter) ->
     assert results[5].masks.shape == (1, 32, 40) and results[6].masks.shape == (1, 24, 32)
     with pytest.raises(ValueError, match="SAM2-family video segmenter"):
         LiveRun.from_pipeline(source, Pipeline(None, GroundSegmentPipeline(grounder, object(), BEST)), ["cat"])
+
+
+def test_a_think_window_longer_than_the_source_keeps_is_refused_at_once() -> None:
+    with pytest.raises(ValueError, match="open it with think_seconds=20"):
+        _run(FakeLiveSource(5, think_seconds=10.0), thinker=ScriptedThinker([["cat"]]), expressions=["a"],
+             think_seconds=20.0)

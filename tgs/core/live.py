@@ -192,7 +192,11 @@ class LiveRun:
                 self._decide(expr, choose_object_text(direct_thought(expr.query), expr.query, preset), None)
         else:
             o = self.options
-            seconds = o.think_seconds if o.think_seconds is not None else float(getattr(source, "think_seconds", 10.0))
+            kept = float(getattr(source, "think_seconds", 10.0))
+            seconds = o.think_seconds if o.think_seconds is not None else kept
+            if seconds > kept + 1e-9:
+                raise ValueError(f"live mode: a {seconds:g}-s think window, but the source keeps {kept:g} s "
+                                 f"(open it with think_seconds={seconds:g})")
             self.rethinker = Rethinker(
                 thinker, [e.query for e in self.expressions], preset, window_seconds=seconds,
                 every=o.rethink_every, first=o.first_think, wait=o.wait_for_think,
