@@ -307,11 +307,6 @@ class FrameResult:
         return int(self.masks.shape[0])
 
     @property
-    def object_scores(self) -> np.ndarray:
-        """``scores`` under the name the propagation engine's frames had (its callers read it)."""
-        return self.scores
-
-    @property
     def size(self) -> tuple[int, int]:
         return int(self.image.shape[0]), int(self.image.shape[1])
 

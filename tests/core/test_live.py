@@ -225,13 +225,13 @@ def test_from_pipeline_and_a_frame_size_change(segmenter: Sam2VideoSegmenter) ->
     """A loaded Pipeline gives the run its stages; a stream whose frame size changes (a reconnect
     to another rendition) starts a fresh tracker and grounds every expression again."""
     from tgs.core.flow import Pipeline
-    from tgs.pipeline import GroundSegmentPipeline
+    from tgs.ground_segment import GroundSegmentStage
 
     square = MovingSquareSource(12, (32, 40), period=12)
     small = MovingSquareSource(12, (24, 32), period=12)
     source = FakeLiveSource(12, frame=lambda i: square.frame(i) if i < 6 else small.frame(i))
     grounder = TextGrounder()
-    run = LiveRun.from_pipeline(source, Pipeline(None, GroundSegmentPipeline(grounder, segmenter, BEST)), ["cat"],
+    run = LiveRun.from_pipeline(source, Pipeline(None, GroundSegmentStage(grounder, segmenter, BEST)), ["cat"],
                                 options=LiveOptions(reground_every=100.0))
     results = list(run.frames())
     assert isinstance(run.tracker, OnlineTracker) and run.tracker.size == (24, 32)
@@ -239,7 +239,7 @@ def test_from_pipeline_and_a_frame_size_change(segmenter: Sam2VideoSegmenter) ->
     assert [r.index for r in results if r.seeded[0]] == [0, 6]
     assert results[5].masks.shape == (1, 32, 40) and results[6].masks.shape == (1, 24, 32)
     with pytest.raises(ValueError, match="SAM2-family video segmenter"):
-        LiveRun.from_pipeline(source, Pipeline(None, GroundSegmentPipeline(grounder, object(), BEST)), ["cat"])
+        LiveRun.from_pipeline(source, Pipeline(None, GroundSegmentStage(grounder, object(), BEST)), ["cat"])
 
 
 def test_a_think_window_longer_than_the_source_keeps_is_refused_at_once() -> None:

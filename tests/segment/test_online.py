@@ -51,7 +51,7 @@ def test_online_equals_the_dense_engine(segmenter: Sam2VideoSegmenter) -> None:
         for k, key in enumerate(boxes):
             np.testing.assert_array_equal(got[key].mask, want[i].masks[k])
             np.testing.assert_array_equal(got[key].probs, want[i].probs[k])
-            assert got[key].presence == want[i].object_scores[k]
+            assert got[key].presence == want[i].scores[k]
             assert got[key].seeded == bool(want[i].seeded[k]) == (i == 0)
     assert tracker.frame == length - 1
 

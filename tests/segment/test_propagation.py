@@ -126,7 +126,7 @@ def test_null_answer_gives_empty_masks_on_every_frame(segmenter: Sam2VideoSegmen
     clip = _clip(6)
     results = list(segmenter.engine.run(ArrayFrameSource(clip.frames), [ObjectPrompts.none()]))
     assert [r.index for r in results] == list(range(6))
-    assert all(not r.masks.any() and np.isnan(r.object_scores).all() for r in results)
+    assert all(not r.masks.any() and np.isnan(r.scores).all() for r in results)
 
 
 @pytest.mark.parametrize("first", [0, 23, 44])
@@ -155,7 +155,7 @@ def test_pruned_sessions_equal_the_unpruned_reference(tiny_video: Path, segmente
     for a, b in zip(want, got, strict=True):
         np.testing.assert_array_equal(a.masks, b.masks)
         np.testing.assert_array_equal(a.probs, b.probs)
-        np.testing.assert_array_equal(a.object_scores, b.object_scores)
+        np.testing.assert_array_equal(a.scores, b.scores)
 
 
 def test_a_lost_object_is_reseeded(segmenter: Sam2VideoSegmenter) -> None:
@@ -295,7 +295,7 @@ def test_one_object_equals_transformers_own_propagation(model: str, tiny_video: 
         np.testing.assert_array_equal(result.masks, their_masks[:, 0].numpy(), err_msg=f"frame {result.index}")
         _, their_probs = low_res_to_masks_and_probs(out.pred_masks.float(), (height, width))
         np.testing.assert_array_equal(result.probs, their_probs, err_msg=f"frame {result.index}")
-        np.testing.assert_array_equal(result.object_scores, out.object_score_logits.reshape(-1).numpy())
+        np.testing.assert_array_equal(result.scores, out.object_score_logits.reshape(-1).numpy())
     areas = [int(r.masks.sum()) for r in ours]
     assert min(areas) > 0 and max(areas) < height * width  # a real mask, not an empty or full frame
 

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from tgs.core.rethink import Answer, Rethinker
-from tgs.pipeline import ObjectText, choose_object_text, shared_method
+from tgs.ground_segment import ObjectText, choose_object_text, shared_method
 from tgs.presets import Preset
 from tgs.segment.online import OnlineTracker
 from tgs.segment.propagation import PropagationPolicy, mask_box

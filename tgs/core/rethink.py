@@ -15,7 +15,7 @@ as ``missed``), never queued: an answer about an old window is worth less than o
 the newest.
 
 Each answer is an :class:`Answer` per expression with its window's time span, the object
-text the preset's rules choose from the thought (:func:`tgs.pipeline.choose_object_text`)
+text the preset's rules choose from the thought (:func:`tgs.ground_segment.choose_object_text`)
 and the thought. :class:`AnswerLog` keeps the answers over time as spans: consecutive
 windows that chose the same object text form one span, so the record grows with the
 changes of mind, not with the stream's length; every answer also goes to ``on_answer``
@@ -35,7 +35,7 @@ import numpy as np
 
 from tgs.core.flow import Pipeline
 from tgs.data.media import REF_AVS_SAMPLE_RATE
-from tgs.pipeline import ObjectText, choose_object_text
+from tgs.ground_segment import ObjectText, choose_object_text
 from tgs.presets import Preset
 from tgs.think.base import Thinker
 from tgs.types import Clip, Query, Thought

@@ -42,11 +42,10 @@ import torch
 
 from tgs.segment._sam2_common import low_res_to_masks, low_res_to_masks_and_probs, pixel_values
 from tgs.segment.frame_source import FrameSource, frame_times
-from tgs.types import FrameResult as Frame
+from tgs.types import FrameResult
 
 __all__ = [
     "SEED_CHOICES",
-    "FrameResult",
     "ObjectPrompts",
     "PropagationEngine",
     "PropagationPolicy",
@@ -198,20 +197,16 @@ def needs_reseed(mask: np.ndarray, box: np.ndarray, threshold: float | None) -> 
 def frame_result(
     index: int, image: np.ndarray, masks: np.ndarray, probs: np.ndarray | None, scores: np.ndarray,
     seeded: np.ndarray, *, time: float = 0.0,
-) -> Frame:
+) -> FrameResult:
     """The :class:`tgs.types.FrameResult` of one tracked frame: ``scores`` SAM2's presence logit
     (NaN for an object with no seed), each box the tight box of its mask (:func:`mask_box`),
     nothing grounded (the caller that grounded keyframes marks them)."""
     boxes = [None if (b := mask_box(m)) is None else tuple(float(v) for v in b) for m in masks]
-    return Frame(
+    return FrameResult(
         index=int(index), time=float(time), image=image, masks=masks, boxes=boxes,  # type: ignore[arg-type]
         scores=scores, grounded=np.zeros(len(masks), np.bool_), seeded=seeded, probs=probs,
     )
 
-
-FrameResult = frame_result
-"""The positional constructor of the engine's former frame type (index, image, masks, probs,
-scores, seeded), kept for code written against it; the frames are :class:`tgs.types.FrameResult`."""
 
 
 @dataclass
@@ -368,7 +363,7 @@ class PropagationEngine:
         with_probs: bool = False,
         stats: PropagationStats | None = None,
         on_frame: Callable[[PropagationStats], None] | None = None,
-    ) -> Iterator[Frame]:
+    ) -> Iterator[FrameResult]:
         """Yield one :class:`FrameResult` per source frame, frames in order.
 
         objects: one ObjectPrompts per object (keyframe indices into ``source``); an object
@@ -404,7 +399,7 @@ class PropagationEngine:
     def _preprocess(self, image: np.ndarray) -> torch.Tensor:
         return pixel_values(image[None], self.processor.image_processor, self.preprocess)[0]
 
-    def _run(self, source, objects, policy, with_probs, stats, on_frame, tmp: Path) -> Iterator[Frame]:
+    def _run(self, source, objects, policy, with_probs, stats, on_frame, tmp: Path) -> Iterator[FrameResult]:
         size, total = source.size, source.num_frames
         slot = _FrameSlot(self._preprocess)
         cache = None
