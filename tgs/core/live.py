@@ -167,9 +167,9 @@ class LiveRun:
     ``expr1``, ...) or :class:`~tgs.types.Query` objects. preset: None for the stage's; another
     one is composed with the stage's grounder and segmenter (its object-text rules,
     ``box_rule``, ``propagation_min_seed_score``, ``share_across_expressions`` and
-    ``propagation_max_conditioning_frames`` apply). options: :class:`LiveOptions` (``rethink_every``,
-    ``think_seconds``, ``first_think``, ``reground_every``, ``wait_for_think``,
-    ``latency_window``). The frame policy is the source's (``open_source(policy=...)``:
+    ``propagation_max_conditioning_frames`` apply). options: :class:`LiveOptions`
+    (``rethink_every``, ``think_seconds``, ``first_think``, ``reground_every``,
+    ``wait_for_think``, ``latency_window``, ``close_timeout``). The frame policy is the source's (``open_source(policy=...)``:
     ``realtime`` skips to the newest frame, ``every-frame`` never skips). on_answer: called
     with every thinker answer as it is applied (an ``answers.jsonl`` sink).
     """
@@ -187,7 +187,7 @@ class LiveRun:
     ) -> None:
         if not expressions:
             raise ValueError("live mode: give at least one expression")
-        if preset is not None and preset is not stage.preset:
+        if preset is not None and preset != stage.preset:
             stage = GroundSegmentStage(stage.grounder, stage.segmenter, preset)
         if not isinstance(stage.segmenter, OnlineSegmenter):
             raise ValueError("live mode needs a SAM2-family video segmenter (e.g. the edgetam or sam2.1 "

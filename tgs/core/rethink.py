@@ -17,10 +17,10 @@ the newest.
 Each answer is an :class:`Answer` per expression with its window's time span, the object
 text the preset's rules choose from the thought (the Ground + Segment stage's
 :meth:`~tgs.ground_segment.GroundSegmentStage.object_text`, which logs a missing-tag fallback
-once per expression, not once per window) and the thought. :class:`AnswerLog` keeps the answers over time as spans: consecutive
-windows that chose the same object text form one span, so the record grows with the
-changes of mind, not with the stream's length; every answer also goes to ``on_answer``
-(e.g. an ``answers.jsonl`` sink) as it comes.
+once per expression, not once per window) and the thought. :class:`AnswerLog` keeps the
+answers over time as spans: consecutive windows that chose the same object text form one
+span, so the record grows with the changes of mind, not with the stream's length; every
+answer also goes to ``on_answer`` (e.g. an ``answers.jsonl`` sink) as it comes.
 """
 
 from __future__ import annotations
@@ -134,8 +134,8 @@ class Rethinker:
 
     thinker: a loaded thinker (the Think stage); queries: one per expression; object_text: the
     object text of a (thought, query) under the preset's rules (the Ground + Segment stage's
-    :meth:`~tgs.ground_segment.GroundSegmentStage.object_text`). first: stream time of the first think (default: the first completed
-    window, ``window_seconds``); every: seconds of stream time between thinks (default:
+    :meth:`~tgs.ground_segment.GroundSegmentStage.object_text`). first: stream time of the
+    first think (default: the first completed window, ``window_seconds``); every: seconds of stream time between thinks (default:
     ``window_seconds``, each completed window). wait: each think is waited for in the
     :meth:`poll` that started it (its answers apply to the frame its window ended on): for
     runs that must be reproducible (files under the every-frame policy, tests), at the cost
