@@ -58,6 +58,10 @@ class CentreGrounder:
         frames = tuple(FrameBoxes(box, np.ones(1, np.float32), np.zeros(1, np.int64)) for _ in range(clip.num_frames))
         return Boxes(frames, clip.size, text)
 
+    def ground_many(self, clip, texts):
+        """Several texts on one clip (the Ground + Segment stage's shared path)."""
+        return [self.ground(clip, text) for text in texts]
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -93,11 +97,11 @@ def _connect(url: str, **kwargs):
 
 def _run(source, segmenter, count: int):
     from tgs.core.live import LiveRun
+    from tgs.ground_segment import GroundSegmentStage
     from tgs.presets import BEST
-    from tgs.segment.online import OnlineTracker
 
-    run = LiveRun(source, thinker=None, grounder=CentreGrounder(), tracker=OnlineTracker.from_segmenter(segmenter),
-                  expressions=[f"object {k}" for k in range(count)], preset=BEST)
+    run = LiveRun(source, thinker=None, stage=GroundSegmentStage(CentreGrounder(), segmenter, BEST),
+                  expressions=[f"object {k}" for k in range(count)])
     return run
 
 
