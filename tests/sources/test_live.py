@@ -227,6 +227,34 @@ def test_close_from_another_thread_ends_frames_and_accounts_for_every_frame() ->
     source.close()  # idempotent
 
 
+def test_every_live_input_and_the_audio_device_are_opened_with_the_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyAV's interrupt callback bounds opens and reads of cameras, standard input and microphones too."""
+    import av
+
+    from tgs.sources.kinds import input_spec
+    from tgs.sources.opening import open_audio_device, open_input
+
+    spec = "lavfi:testsrc2=size=64x48:rate=25"
+    camera = open_input(spec, input_spec(spec), 3.0, 4.0)
+    mic = open_audio_device("lavfi:sine=frequency=440:sample_rate=16000", None, 3.0, 4.0)
+    try:
+        assert (camera.open_timeout, camera.read_timeout) == (3.0, 4.0)
+        assert (mic.open_timeout, mic.read_timeout) == (3.0, 4.0)
+    finally:
+        camera.close()
+        mic.close()
+    seen = []
+
+    def refuse(url, **kwargs):  # standard input: what av.open is given, then "not a media stream"
+        seen.append(kwargs["timeout"])
+        raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
+
+    monkeypatch.setattr(av, "open", refuse)
+    with pytest.raises(MediaError, match="standard input is not a media stream"):
+        open_input("-", input_spec("-", stdin_fd=0), 3.0, 4.0)
+    assert seen == [(3.0, 4.0)]
+
+
 def test_audio_from_a_separate_device_fills_the_think_window() -> None:
     video = "lavfi:testsrc2=size=64x48:rate=25,realtime"
     with open_source(video, audio_device="lavfi:sine=frequency=440:sample_rate=16000,arealtime",

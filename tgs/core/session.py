@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,7 @@ class VideoSession:
         self.object_texts: list[ObjectText] = []
         self.stages: GroundSegmentStage | None = None  # type: ignore[assignment]
         self._consumed = False
+        self._frames: Generator[FrameResult, None, None] | None = None
 
     def _benchmark_spec(self) -> LoadSpec:
         from tgs.core.load_spec import load_spec
@@ -182,6 +183,9 @@ class VideoSession:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._frames is not None:  # a consumer that stopped early: the mode's decoder stops now
+            self._frames.close()
+            self._frames = None
         self.stages = None  # type: ignore[assignment]
 
     def think(self) -> list[Thought]:
@@ -225,12 +229,17 @@ class VideoSession:
         return labels
 
     def frames(self) -> Iterator[FrameResult]:
-        """One FrameResult per emitted frame, in order (once per session)."""
+        """One FrameResult per emitted frame, in order (once per session); leaving the session
+        closes it, so a consumer that stops early stops the mode's decoder too."""
         if self.stages is None:
             raise RuntimeError("frames(): enter the session first (`with ... as session:`)")
         if self._consumed:
             raise RuntimeError("frames(): a session's frames are produced once")
         self._consumed = True
+        self._frames = self._produce()
+        return self._frames
+
+    def _produce(self) -> Generator[FrameResult, None, None]:
         yield from self.mode.frames(self)
 
     def summary(self) -> SessionSummary:

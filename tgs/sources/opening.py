@@ -17,23 +17,29 @@ __all__ = ["open_audio_device", "open_error", "open_input"]
 
 
 def open_input(spec: str, source: InputSpec, open_timeout: float, read_timeout: float | None):
-    """The container of ``source`` with a video stream; MediaError naming the source and the fix."""
+    """The container of ``source`` with a video stream; MediaError naming the source and the fix.
+
+    A live input (stream, camera, standard input) is opened with PyAV's timeouts: FFmpeg's interrupt
+    callback ends an open that takes over ``open_timeout`` s and a read that waits over
+    ``read_timeout`` s (None: none) with an exit error, wherever FFmpeg polls it: network I/O does;
+    a blocking read of a pipe or a capture device that gets no data does not (see
+    :meth:`tgs.sources.live.LiveSource.close`)."""
     import av
 
     if source.kind == "file":
-        from tgs.data.media import _open_container, _video_stream
+        from tgs.data.media import open_container, video_stream
 
         path = Path(source.url)
-        container = _open_container(path)
+        container = open_container(path)
         try:
-            _video_stream(container, path)
+            video_stream(container, path)
         except MediaError:
             container.close()
             raise
         return container
-    timeout = (open_timeout, read_timeout) if source.kind == "stream" else None
     try:
-        container = av.open(source.url, format=source.format, options=dict(source.options), timeout=timeout)
+        container = av.open(source.url, format=source.format, options=dict(source.options),
+                            timeout=(open_timeout, read_timeout))
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise open_error(spec, source, exc, open_timeout) from exc
     if not container.streams.video:
@@ -75,7 +81,8 @@ def open_error(spec: str, source: InputSpec, exc: BaseException, open_timeout: f
                       fix="check the URL: FFmpeg must read it (try `ffprobe URL`)")
 
 
-def open_audio_device(device: str, options: dict[str, str] | None, open_timeout: float):
+def open_audio_device(device: str, options: dict[str, str] | None, open_timeout: float, read_timeout: float | None):
+    """A microphone's container (``FORMAT:DEVICE``), opened with the same timeouts as a live input."""
     import av
 
     parsed = device_input(device)
@@ -84,7 +91,7 @@ def open_audio_device(device: str, options: dict[str, str] | None, open_timeout:
                          fix="give FORMAT:DEVICE, e.g. alsa:default, pulse:default, avfoundation::0")
     fmt, name = parsed
     try:
-        container = av.open(name, format=fmt, options=dict(options or {}))
+        container = av.open(name, format=fmt, options=dict(options or {}), timeout=(open_timeout, read_timeout))
     except (av.FFmpegError, OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise MediaError(f"cannot open audio device {device} ({reason})", path=device,
