@@ -121,6 +121,31 @@ def test_benchmark_mode_gives_one_frame_per_extracted_frame(tmp_path: Path, pipe
     np.testing.assert_array_equal(np.stack([f.masks[0] for f in frames]), result.masks)
 
 
+def test_a_media_folder_is_checked_before_any_model_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The benchmark mode's folder, options and device are checked as a file's are; fps is refused."""
+    import tgs.core.segment as module
+    from tgs.errors import MediaError
+
+    loaded: list[object] = []
+    monkeypatch.setattr(module, "load_model", lambda load: loaded.append(load))
+    monkeypatch.setattr(module, "load_stages_from", lambda spec: loaded.append(spec))
+    folder = tmp_path / "sample"
+    folder.mkdir()
+    with pytest.raises(MediaError, match=r"not a Ref-AVSBench media folder: no frames/\*\.jpg.*Fix: give a video"):
+        open_video(folder, TEXTS, thinker="direct", settings=Settings.tiny())
+    (folder / "frames").mkdir()
+    Image.new("RGB", (16, 12)).save(folder / "frames" / "0.jpg")  # audio.wav is optional
+    with pytest.raises(SettingsError, match=r"fps: .* is a Ref-AVSBench media folder.*Fix: leave fps out"):
+        open_video(folder, TEXTS, thinker="direct", settings=Settings.tiny(), fps=2.0)
+    with pytest.raises(ValueError, match="chunk_seconds: expected a positive number"):
+        open_video(folder, TEXTS, thinker="direct", settings=Settings.tiny(), chunk_seconds=-1.0)
+    with pytest.raises(ValueError, match="thinker 'direct' has no option 'nonsense'"):
+        open_video(folder, TEXTS, thinker="direct", settings=Settings.tiny(), thinker_options={"nonsense": 1})
+    with pytest.raises(SettingsError, match="expression 2 of 2 is empty"):
+        open_video(folder, ["the dog", " "], thinker="direct", settings=Settings.tiny())
+    assert loaded == []
+
+
 def test_a_live_source_is_refused_with_a_clear_error(pipe: Pipeline) -> None:
     for source in ("rtsp://camera.local/stream", "-", "/dev/video0"):
         with pytest.raises(SettingsError, match="live sources"):

@@ -139,6 +139,47 @@ def test_a_url_row_equals_tgs_segment_of_the_url_and_of_the_file(served, tmp_pat
     assert latest_index(batch)[("clip0", 0)] == lines[("clip0", 0)]
 
 
+def test_a_url_is_copied_and_segmented_under_one_lock_and_result_json_names_it_from_the_start(
+    served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No other writer between the copy and the segmentation; the result.json published is written
+    once, naming the URL (a crash after publishing cannot leave it naming the removed copy)."""
+    from tgs.core.segment import segment_video
+    from tgs.core.settings import Settings
+    from tgs.errors import RunError
+    from tgs.output_folder import StagedOutputs, lock_folder
+    from tgs.runners.url_video import local_video
+
+    _, base = served
+    url, out = f"{base}/clip0.mp4", tmp_path / "out"
+    published: list[str] = []
+    publish = StagedOutputs.publish
+
+    def spy(self, replaced=()):  # result.json as it is published
+        published.append(json.loads((self.staging / "result.json").read_text())["video"]["path"])
+        publish(self, replaced)
+
+    monkeypatch.setattr(StagedOutputs, "publish", spy)
+    refused: list[BaseException] = []
+
+    def other_writer() -> None:
+        try:
+            lock_folder(out, "output folder", RunError, reentrant=False)
+        except RunError as exc:
+            refused.append(exc)
+
+    with local_video(url, out) as local:
+        assert local.label == url and local.path.parent == out / SOURCE_STAGING
+        thread = threading.Thread(target=other_writer)  # between the copy and the segmentation
+        thread.start()
+        thread.join()
+        segment_video(local.path, EXPRESSION, thinker="direct", settings=Settings.tiny(device="cpu"), out=out,
+                      video_label=local.label)
+    assert len(refused) == 1
+    assert published == [url] and json.loads((out / "result.json").read_text())["video"]["path"] == url
+    assert not (out / SOURCE_STAGING).exists()
+
+
 @needs_ffmpeg
 def test_a_live_url_in_a_batch_is_a_recorded_error(served, tmp_path: Path) -> None:
     root, _ = served
