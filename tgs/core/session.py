@@ -36,13 +36,13 @@ from typing import Any
 from tgs.core.load_spec import LoadSpec, ModelLoad
 from tgs.core.segment_call import CallSettings, ProgressCallback, Timer, report, segment_load_spec
 from tgs.core.video_modes import mode_for
-from tgs.core.video_think import think_record, think_video, thinker_options_for
+from tgs.core.video_think import think_video, thinker_options_for
 from tgs.errors import NoAudioWarning
 from tgs.ground_segment import GroundSegmentStage, ObjectText
 from tgs.model_cache import ModelCache
-from tgs.types import Clip, FrameResult, Query, Thought
+from tgs.types import FrameResult, Query, Thought
 
-__all__ = ["SessionModels", "SessionSummary", "VideoSession", "loader_models"]
+__all__ = ["SessionModels", "SessionSummary", "VideoSession"]
 
 
 # --------------------------------------------------------------------------- models
@@ -80,14 +80,6 @@ class SessionModels:
         """Think is over: release the thinker's memory unless a cache keeps it."""
         if self.cache is None:
             self.release()
-
-
-def loader_models(cache: ModelCache | None = None) -> SessionModels:
-    """The models loaded by :mod:`tgs.core.loading` (kept in ``cache`` when given)."""
-    from tgs.core.loading import load_model, load_stages_from
-    from tgs.model_cache import release_memory
-
-    return SessionModels(load_model, load_stages_from, release_memory, cache)
 
 
 # --------------------------------------------------------------------------- the session
@@ -197,8 +189,7 @@ class VideoSession:
         if call.thinker != "direct":
             clip = timer.run("think_input", self.mode.think_clip, self)
         self.thoughts = think_video(thinker, clip, self.queries, self.video, timer.run)
-        self.think_input = think_record(clip, self.duration) if self.mode.name != "benchmark" or clip is None \
-            else _clip_think_record(clip)
+        self.think_input = self.mode.think_record(self, clip)
         del thinker, clip
         self.models.thought()
         return self.thoughts
@@ -253,11 +244,4 @@ class VideoSession:
             dense=self.mode.name == "dense", output=mode.output, propagation=mode.propagation,
             per_expression=mode.per_expression, timings=dict(self.timer.seconds),
         )
-
-
-def _clip_think_record(clip: Clip) -> dict[str, Any]:
-    """What the thinker saw of a benchmark sample: the whole clip."""
-    heard = 0.0 if clip.audio is None else clip.audio.shape[0] / float(clip.sample_rate or 1)
-    return {"frame_times": [round(float(t), 6) for t in clip.frame_times],
-            "audio": None if clip.audio is None else "whole", "audio_seconds": round(heard, 6)}
 
