@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from live_streams import UdpSender, free_port, needs_ffmpeg
+from segment_outputs import mask_files, result_json
 from typer.testing import CliRunner
 
 from tgs.cli.main import build_app
@@ -35,7 +36,6 @@ pytestmark = pytest.mark.slow
 SIZE = (64, 48)
 EXPRESSION = "the red object"
 TINY = ["--thinker", "direct", "--models", "tiny", "--device", "cpu"]
-VOLATILE = ("created", "timings")
 
 
 class _Quiet(SimpleHTTPRequestHandler):
@@ -62,19 +62,6 @@ def served(tmp_path_factory: pytest.TempPathFactory):
 
 def _cli(*args: str):
     return CliRunner().invoke(build_app(), [*args, *TINY])
-
-
-def _result_json(folder: Path) -> dict:
-    data = json.loads((folder / "result.json").read_text())
-    for key in VOLATILE:
-        data.pop(key)
-    data["propagation"].pop("process_seconds")
-    return data
-
-
-def _files(folder: Path) -> dict[str, bytes]:
-    paths = [*sorted(folder.glob("masks/*/*.png")), folder / "masks.json"]
-    return {str(p.relative_to(folder)): p.read_bytes() for p in paths}
 
 
 def test_url_rows_are_read_as_urls(tmp_path: Path) -> None:
@@ -128,9 +115,9 @@ def test_a_url_row_equals_tgs_segment_of_the_url_and_of_the_file(served, tmp_pat
     result = _cli("segment", str(root / "clip0.mp4"), EXPRESSION, "--out", str(from_file))
     assert result.exit_code == 0, result.output
 
-    assert _files(batch / "clip0") == _files(single) == _files(from_file)
-    assert _result_json(batch / "clip0") == _result_json(single)
-    assert _result_json(single)["video"]["path"] == url  # the URL, not the removed copy
+    assert mask_files(batch / "clip0") == mask_files(single) == mask_files(from_file)
+    assert result_json(batch / "clip0") == result_json(single)
+    assert result_json(single)["video"]["path"] == url  # the URL, not the removed copy
     for folder in (batch / "clip0", single):
         assert not (folder / SOURCE_STAGING).exists() and (folder / "overlay.mp4").is_file()
 
