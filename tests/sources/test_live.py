@@ -303,6 +303,69 @@ def test_a_stream_piped_into_stdin() -> None:
     assert [f[0] for f in result["frames"]] == list(range(FRAMES)) and result["size"] == list(SIZE)
 
 
+def _unread_bytes(fd: int) -> int:
+    import fcntl
+    import struct
+    import termios
+
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+def test_the_stdin_reader_ends_on_stop_and_on_its_timeout() -> None:
+    """PipeReader: data as it comes; a wait for a silent writer ends at stop (an end of input, b"")
+    or, past its timeout, with TimeoutError."""
+    from tgs.sources.opening import PipeReader
+
+    read_end, write_end = os.pipe()
+    try:
+        stop = threading.Event()
+        reader = PipeReader(read_end, stop, None)
+        os.write(write_end, b"abc")
+        assert reader.read(10) == b"abc"
+        got: list[bytes] = []
+        waiting = threading.Thread(target=lambda: got.append(reader.read(10)))
+        waiting.start()  # blocked: the writer sends nothing
+        stop.set()
+        waiting.join()
+        assert got == [b""]
+        with pytest.raises(TimeoutError, match="no data on standard input for 0 s"):
+            PipeReader(read_end, None, 0.0).read(10)
+    finally:
+        os.close(write_end)
+        os.close(read_end)
+
+
+def test_close_ends_a_stdin_reader_whose_writer_is_silent() -> None:
+    """FFmpeg's pipe input would block in read() until the writer sends more; close() ends it."""
+    data = subprocess.run(ffmpeg_args(1, ["-f", "mpegts", "-"]), capture_output=True, check=True).stdout
+    read_end, write_end = os.pipe()
+    written = threading.Event()
+
+    def writer() -> None:  # the stream's first second, then silence with the pipe left open
+        os.write(write_end, data)
+        written.set()
+
+    threading.Thread(target=writer, daemon=True).start()
+    try:
+        with open_source("-", stdin_fd=read_end, policy="every-frame", read_timeout_s=None) as source:
+            got = 0
+            for _ in source.frames():
+                got += 1
+                if got == 1:
+                    def close_when_written() -> None:  # once the reader has taken every byte
+                        written.wait()
+                        wait_until(lambda: _unread_bytes(read_end) == 0, what="the pipe drained")
+                        source.close()
+
+                    threading.Thread(target=close_when_written).start()
+        assert got >= 1 and source.end_reason == "closed"  # the reader ended: close() waited for it
+        stats = source.stats
+        assert stats.frames_decoded == stats.frames_emitted + stats.frames_skipped + stats.frames_unread
+    finally:
+        os.close(write_end)
+        os.close(read_end)
+
+
 def test_stdin_that_is_not_video_is_a_clear_error() -> None:
     text = _read_stdin(b"hello, this is not a video stream\n" * 100)
     assert "standard input is not a media stream" in text["error"] and "Fix:" in text["error"]

@@ -34,11 +34,12 @@ fails is an error at once, whatever ``reconnect`` says: a wrong URL should not w
 ends the reader too) stops the threads and waits for them: each reader closes its own container
 (closing it from another thread would free what a read in progress uses). Every live input and
 the audio device are opened with the read timeout (PyAV's interrupt callback), so a reader waiting
-on the network wakes within ``read_timeout_s`` and ends. What FFmpeg cannot interrupt: a blocking
-read of standard input whose writer sends nothing, or of a capture device that delivers no frame;
-such a reader ends (and closes its container) when that read returns (the writer sends or closes
-the pipe, the device delivers or goes away); ``close()`` then returns after ``read_timeout_s``
-(1 s without one) with a warning, and the thread, a daemon, never keeps the process alive.
+on the network wakes within ``read_timeout_s`` and ends; standard input is waited on in slices
+that check for close() (:class:`tgs.sources.opening.PipeReader`), so it ends within 0.1 s. What
+cannot be interrupted: a capture device's (or a microphone's) blocking read that gets no data;
+such a reader ends (and closes its container) when that read returns (the device delivers or
+goes away); ``close()`` then returns after ``read_timeout_s`` (1 s without one) with a warning,
+and the thread, a daemon, never keeps the process alive.
 """
 
 from __future__ import annotations
@@ -333,7 +334,7 @@ class LiveSource:
     # ------------------------------------------------------------------ reader side
 
     def _open(self):  # -> av.container.InputContainer
-        return open_input(self.spec, self._input, *self._timeouts)
+        return open_input(self.spec, self._input, *self._timeouts, stop=self._stop)
 
     def _read(self, container) -> None:
         try:
@@ -387,7 +388,7 @@ class LiveSource:
             if self.kind == "file":
                 raise MediaError(f"cannot decode video {self.spec}: {exc}", path=self.spec,
                                  fix="re-encode the file") from exc
-            if isinstance(exc, av.error.ExitError) and self._timeouts[1] is not None:  # the read timeout fired
+            if isinstance(exc, (av.error.ExitError, TimeoutError)) and self._timeouts[1] is not None:  # read timeout
                 return f"no data for {self._timeouts[1]:g} s (read timeout)"
             return f"read error ({getattr(exc, 'strerror', None) or exc})"
         return "end of stream"

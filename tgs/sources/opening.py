@@ -8,22 +8,56 @@ Files are opened as every video file is (:mod:`tgs.data.media`), with the same m
 
 from __future__ import annotations
 
+import os
+import select
+import threading
+import time
 from pathlib import Path
 
 from tgs.errors import MediaError
 from tgs.sources.kinds import InputSpec, device_input
 
-__all__ = ["open_audio_device", "open_error", "open_input"]
+__all__ = ["POLL_S", "PipeReader", "open_audio_device", "open_error", "open_input"]
 
 
-def open_input(spec: str, source: InputSpec, open_timeout: float, read_timeout: float | None):
+POLL_S = 0.1
+"""Standard input is waited on in slices this long, checking for close() and the timeouts between."""
+
+
+class PipeReader:
+    """Standard input for FFmpeg (a file-like object PyAV reads through), waited on in slices of
+    :data:`POLL_S`: FFmpeg's own pipe input blocks in ``read()`` until the writer sends something,
+    which neither its interrupt callback nor close() can end. Here ``stop`` (set by close()) ends
+    the input as an end of stream, and a wait longer than ``timeout`` s raises TimeoutError (the
+    open timeout while opening, then the read timeout; None: no limit). The descriptor stays open
+    (it is the process's standard input)."""
+
+    def __init__(self, fd: int, stop: threading.Event | None, timeout: float | None) -> None:
+        self.fd, self.stop, self.timeout = fd, stop, timeout
+
+    def read(self, size: int) -> bytes:
+        start = time.monotonic()
+        while self.stop is None or not self.stop.is_set():
+            ready, _, _ = select.select([self.fd], [], [], POLL_S)
+            if ready:
+                return os.read(self.fd, size)
+            if self.timeout is not None and time.monotonic() - start > self.timeout:
+                raise TimeoutError(f"no data on standard input for {self.timeout:g} s")
+        return b""  # closed: the end of the input
+
+
+def open_input(
+    spec: str, source: InputSpec, open_timeout: float, read_timeout: float | None,
+    stop: threading.Event | None = None,
+):
     """The container of ``source`` with a video stream; MediaError naming the source and the fix.
 
-    A live input (stream, camera, standard input) is opened with PyAV's timeouts: FFmpeg's interrupt
-    callback ends an open that takes over ``open_timeout`` s and a read that waits over
-    ``read_timeout`` s (None: none) with an exit error, wherever FFmpeg polls it: network I/O does;
-    a blocking read of a pipe or a capture device that gets no data does not (see
-    :meth:`tgs.sources.live.LiveSource.close`)."""
+    A network stream or a camera is opened with PyAV's timeouts: FFmpeg's interrupt callback ends
+    an open that takes over ``open_timeout`` s and a read that waits over ``read_timeout`` s (None:
+    none) with an exit error, wherever FFmpeg polls it: network I/O does, a capture device's
+    blocking read that gets no frame does not (see :meth:`tgs.sources.live.LiveSource.close`).
+    Standard input is read through a :class:`PipeReader` with the same timeouts, which ``stop``
+    (the source's close) also ends."""
     import av
 
     if source.kind == "file":
@@ -37,11 +71,14 @@ def open_input(spec: str, source: InputSpec, open_timeout: float, read_timeout: 
             container.close()
             raise
         return container
+    pipe = PipeReader(int(source.url.split(":", 1)[1]), stop, open_timeout) if source.kind == "stdin" else None
     try:
-        container = av.open(source.url, format=source.format, options=dict(source.options),
-                            timeout=(open_timeout, read_timeout))
+        container = av.open(pipe if pipe is not None else source.url, format=source.format,
+                            options=dict(source.options), timeout=(open_timeout, read_timeout))
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise open_error(spec, source, exc, open_timeout) from exc
+    if pipe is not None:
+        pipe.timeout = read_timeout
     if not container.streams.video:
         container.close()
         what = "standard input" if source.kind == "stdin" else spec
