@@ -95,7 +95,7 @@ def run_live(
     def started(session: Any) -> None:
         status.session = session
 
-    with Live(status, console=err_console, refresh_per_second=4, transient=False):
+    with Live(status, console=err_console, refresh_per_second=4, transient=True):
         result = segment_live(source, expressions, thinker=thinker, preset=preset, settings=settings, out=out,
                               live=live, thinker_options=thinker_options, signals=True, on_start=started)
     print_live_result(result)

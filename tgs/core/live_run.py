@@ -329,8 +329,12 @@ class LiveSession:
         live = {
             **self.live.record(),
             **run_record,
-            "frames_unread": None if stats is None else int(getattr(stats, "frames_unread", 0)),
             "reconnects": None if stats is None else int(stats.reconnects),
+            # the source's own counts: decoded == emitted + skipped + unread, where skipped also has the
+            # frames replaced after the last emitted one and unread those queued when the run stopped
+            "source_frames": None if stats is None else {
+                name: int(getattr(stats, name, 0))
+                for name in ("frames_decoded", "frames_emitted", "frames_skipped", "frames_unread")},
             "emitted_fps": round((self.frames_emitted - 1) / wall, 6) if wall > 0 else None,
             "wall_s": round(wall, 6),
             "gaps": gaps,
