@@ -8,7 +8,7 @@ into outputs that are valid at every moment, and a result.json when it ends.
                        latency, skipped count and every expression's mask (COCO RLE), box, score
       overlay.mp4      a fragmented MP4 (playable while it grows and after a crash), at the
                        source's rate: a frame skipped by the real-time policy repeats the last
-                       overlay frame, so the overlay keeps the stream's timeline
+                       overlay frame, so the overlay keeps the stream's timeline (it is silent)
       masks/<k>/NNNNN.png  with ``png``: a PNG per emitted frame and expression
       result.json      when the run ends (end of stream, a dropped connection, Ctrl-C, SIGTERM):
                        latency p50 / p95, skipped frames, the answers over time with their
@@ -65,7 +65,6 @@ from tgs.types import FrameResult, FrameSink
 __all__ = [
     "DEFAULT_LIVE_FPS",
     "MASKS_JSONL",
-    "HoldSkippedFrames",
     "LiveResult",
     "LiveSession",
     "LiveSettings",
@@ -347,31 +346,6 @@ class LiveSession:
 # --------------------------------------------------------------------------- outputs
 
 
-class HoldSkippedFrames:
-    """A sink wrapper for a fixed-rate video: before each frame, the previous frame is given again
-    once per frame the source skipped, so the video keeps the source's timeline (frame k of the
-    video is source frame k; skipped ones show the last mask drawn). Skips before the first
-    emitted frame repeat that frame."""
-
-    def __init__(self, sink: FrameSink) -> None:
-        self.sink = sink
-        self.previous: FrameResult | None = None
-        self.held = 0
-
-    def add(self, frame: FrameResult) -> None:
-        for _ in range(int(frame.skipped)):
-            self.sink.add(self.previous if self.previous is not None else frame)
-            self.held += 1
-        self.sink.add(frame)
-        self.previous = frame
-
-    def close(self) -> None:
-        self.sink.close()
-
-    def abort(self) -> None:
-        self.sink.abort()
-
-
 def live_sinks(session: LiveSession, out_dir: Path, *, png: bool = False) -> list[FrameSink]:
     """The outputs of a live session: masks.jsonl, the fragmented overlay (skipped frames held),
     and with ``png`` a PNG per emitted frame and expression. Every one is valid at every moment:
@@ -383,8 +357,8 @@ def live_sinks(session: LiveSession, out_dir: Path, *, png: bool = False) -> lis
     sinks: list[FrameSink] = [
         MasksJsonlSink(out_dir / MASKS_JSONL, session.texts, fps=getattr(session.source, "fps", None),
                        source=session.source_spec),
-        HoldSkippedFrames(OverlayVideoSink(out_dir / OVERLAY_NAME, session.fps, count, names=session.legend,
-                                           fragmented=True)),
+        OverlayVideoSink(out_dir / OVERLAY_NAME, session.fps, count, names=session.legend, fragmented=True,
+                         hold_skipped=True),
     ]
     if png:
         sinks.append(MaskPngSink(out_dir / MASKS_DIR, count))
