@@ -336,6 +336,8 @@ class LiveSession:
                 for name in ("frames_decoded", "frames_emitted", "frames_skipped", "frames_unread")},
             "emitted_fps": round((self.frames_emitted - 1) / wall, 6) if wall > 0 else None,
             "wall_s": round(wall, 6),
+            "tracker": {name: int(getattr(self.run.tracker.stats, name)) for name in
+                        ("frames_tracked", "peak_stored_frames", "peak_conditioning_frames")},
             "gaps": gaps,
             "end": self.end_reason,
             "think": think,
