@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 from tgs import fast_paths
-from tgs.core.live import LiveOptions, LiveRun
 from tgs.core.segment_call import (
     CallSettings,
     Timer,
@@ -71,6 +70,7 @@ __all__ = [
     "check_live_call",
     "is_live",
     "live_sinks",
+    "open_live",
     "segment_live",
 ]
 
@@ -123,7 +123,9 @@ class LiveSettings:
     def policy(self) -> str:
         return "every-frame" if self.every_frame else "realtime"
 
-    def options(self) -> LiveOptions:
+    def options(self) -> Any:  # tgs.core.live.LiveOptions
+        from tgs.core.live import LiveOptions
+
         return LiveOptions(rethink_every=self.rethink_every, think_seconds=self.think_seconds,
                            wait_for_think=self.wait_for_think)
 
@@ -218,7 +220,7 @@ class LiveSession:
         self.spec.require()  # every missing model, before loading any
         self._open_source = open_source
         self.source: Any = None
-        self.run: LiveRun | None = None
+        self.run: Any = None  # tgs.core.live.LiveRun, once entered
         self.stop_reason: str | None = None
         self.first_arrival: float | None = None
         self.last_arrival: float | None = None
@@ -229,6 +231,7 @@ class LiveSession:
 
     def __enter__(self) -> LiveSession:
         from tgs.core.flow import Pipeline
+        from tgs.core.live import LiveRun
         from tgs.pipeline import GroundSegmentPipeline
         from tgs.sources import open_source
 
@@ -389,10 +392,24 @@ class LiveResult:
         return self.record["live"]
 
 
-def _models(cache: ModelCache | None) -> Any:
-    from tgs.core.segment import _models as session_models
-
-    return session_models(cache)
+def open_live(
+    source: str | Path,
+    expressions: str | Sequence[str],
+    *,
+    models: Any,
+    thinker: str = "ref-thinker",
+    preset: str | Preset = "best",
+    settings: Settings | None = None,
+    thinker_options: Mapping[str, Any] | None = None,
+    live: LiveSettings | None = None,
+    open_source: Callable[..., Any] | None = None,
+) -> LiveSession:
+    """The :class:`LiveSession` of a checked call (what ``open_video`` returns for a live source);
+    models: a :class:`tgs.core.session.SessionModels`. Nothing is loaded or opened before entering."""
+    request = check_live_call(source, expressions, thinker=thinker, settings=settings,
+                              thinker_options=thinker_options, outputs=False)
+    call = call_settings(thinker, preset, settings, 1.0, None, thinker_options)
+    return LiveSession(request.source, request.texts, call, live or LiveSettings(), models, open_source=open_source)
 
 
 @contextlib.contextmanager
@@ -459,11 +476,13 @@ def segment_live(
 
     live = live or LiveSettings()
     with recorded_warnings() as caught, fast_paths.counting():
-        request = check_live_call(source, expressions, thinker=thinker, settings=settings, out=out,
-                                  thinker_options=thinker_options)
-        call = call_settings(thinker, preset, settings, 1.0, None, thinker_options)
-        session = LiveSession(request.source, request.texts, call, live, _models(cache), open_source=open_source)
-        out_dir = request.out_dir
+        from tgs.core.session import loader_models
+
+        out_dir = check_live_call(source, expressions, thinker=thinker, settings=settings, out=out,
+                                  thinker_options=thinker_options).out_dir
+        session = open_live(source, expressions, models=loader_models(cache), thinker=thinker, preset=preset,
+                            settings=settings, thinker_options=thinker_options, live=live, open_source=open_source)
+        call = session.call
         lock = lock_folder(out_dir, "output folder", RunError, reentrant=False)
         try:
             with session:
