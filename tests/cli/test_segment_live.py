@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from killed_runs import reap, start_killable
-from live_streams import RATE, SIZE, TcpServer, ffmpeg_args, free_port, needs_ffmpeg
+from live_streams import RATE, SIZE, TcpServer, ffmpeg_args, free_port, needs_ffmpeg, wait_listening
 from PIL import Image
 
 from tgs.masks_jsonl import read_masks_jsonl
@@ -42,8 +42,14 @@ TINY = ("--thinker", "direct", "--models", "tiny", "--device", "cpu")
 DEADLINE_S = 180.0  # a bound on waiting for a loaded machine, not a timing assertion
 
 
+def _serve(port: int, seconds: float | None) -> TcpServer:
+    server = TcpServer(port, seconds)
+    wait_listening(port)
+    return server
+
+
 def _command(source: str, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "tgs.cli.main", "segment", source, *EXPRESSIONS, *TINY, "--out", str(out), *extra]
+    return [sys.executable, "-X", "faulthandler", "-m", "tgs.cli.main", "segment", source, *EXPRESSIONS, *TINY, "--out", str(out), *extra]
 
 
 def _lines(path: Path) -> list[dict]:
@@ -114,7 +120,7 @@ def out(tmp_path: Path) -> Path:
 
 def test_a_stream_to_its_end_masks_every_emitted_frame(out: Path) -> None:
     seconds = 3
-    with TcpServer(free_port(), seconds) as server:
+    with _serve(free_port(), seconds) as server:
         run = start_killable(_command(server.url, out, "--png"))
         code, err = _finish(run)
     assert code == 0, err
@@ -154,7 +160,7 @@ def test_a_stream_piped_into_standard_input(out: Path) -> None:
 
 
 def test_sigint_ends_the_run_cleanly_with_every_output_valid(out: Path) -> None:
-    with TcpServer(free_port(), None) as server:
+    with _serve(free_port(), None) as server:
         run = start_killable(_command(server.url, out))
         _wait_for(run, lambda: len(_lines(out / "masks.jsonl")) >= 20, "20 frames in masks.jsonl")
         run.send_signal(signal.SIGINT)
@@ -166,7 +172,7 @@ def test_sigint_ends_the_run_cleanly_with_every_output_valid(out: Path) -> None:
 
 
 def test_sigterm_ends_the_run_cleanly(out: Path) -> None:
-    with TcpServer(free_port(), None) as server:
+    with _serve(free_port(), None) as server:
         run = start_killable(_command(server.url, out))
         _wait_for(run, lambda: len(_lines(out / "masks.jsonl")) >= 5, "5 frames in masks.jsonl")
         run.send_signal(signal.SIGTERM)
@@ -176,7 +182,7 @@ def test_sigterm_ends_the_run_cleanly(out: Path) -> None:
 
 
 def test_sigkill_leaves_complete_lines_and_a_readable_overlay(out: Path) -> None:
-    with TcpServer(free_port(), None) as server:
+    with _serve(free_port(), None) as server:
         run = start_killable(_command(server.url, out))
         # 3 s of stream seen in masks.jsonl: the overlay, a fragment per second, has completed two
         _wait_for(run, lambda: any(line["frame"] >= 3 * RATE for line in _lines(out / "masks.jsonl")),
@@ -198,7 +204,7 @@ def test_sigkill_leaves_complete_lines_and_a_readable_overlay(out: Path) -> None
 
 def test_reconnect_resumes_a_dropped_stream_and_records_the_gap(out: Path) -> None:
     port = free_port()
-    first = TcpServer(port, None)
+    first = _serve(port, None)
     second = None
     try:
         run = start_killable(_command(first.url, out, "--reconnect"))

@@ -8,7 +8,7 @@ direct thinker); what is checked holds whatever the machine's speed.
 from __future__ import annotations
 
 import pytest
-from live_streams import SIZE, TcpServer, free_port, needs_ffmpeg
+from live_streams import SIZE, TcpServer, free_port, needs_ffmpeg, wait_listening
 
 from tgs.core import Pipeline
 from tgs.core.live_run import LiveSession
@@ -20,6 +20,12 @@ from tgs.types import FrameResult
 pytestmark = needs_ffmpeg
 
 EXPRESSIONS = ["the red ball", "the clock"]
+
+
+def _served() -> TcpServer:
+    server = TcpServer(free_port(), None)
+    wait_listening(server.port)
+    return server
 
 
 def _consume(session: LiveSession, stop_after: int) -> list[FrameResult]:
@@ -43,7 +49,7 @@ def _check(frames: list[FrameResult], stop_after: int) -> None:
 
 
 def test_open_video_on_a_stream_is_a_live_session_until_stop() -> None:
-    with TcpServer(free_port(), None) as server:
+    with _served() as server:
         session = open_video(server.url, EXPRESSIONS, thinker="direct", settings=Settings.tiny(device="cpu"))
         assert isinstance(session, LiveSession)
         with session:
@@ -54,12 +60,15 @@ def test_open_video_on_a_stream_is_a_live_session_until_stop() -> None:
     assert record["frames_emitted"] == len(frames) and record["frames_skipped"] == sum(f.skipped for f in frames)
 
 
-def test_pipeline_open_video_on_a_stream_reuses_the_pipelines_grounder() -> None:
+def test_pipeline_open_video_on_streams_loads_the_live_models_once() -> None:
     pipe = Pipeline.load(thinker="direct", preset="best", settings=Settings.tiny(device="cpu"))
-    with TcpServer(free_port(), None) as server, pipe.open_video(server.url, EXPRESSIONS) as session:
-        assert session.run.grounder is pipe.ground_segment.grounder  # loaded once, not again
-        frames = _consume(session, 5)
-    _check(frames, 5)
+    runs = []
+    for _ in range(2):
+        with _served() as server, pipe.open_video(server.url, EXPRESSIONS) as session:
+            _check(_consume(session, 3), 3)
+            runs.append(session.run)
+    # the second session takes the first one's Grounding DINO and video model from the pipeline's cache
+    assert runs[1].grounder is runs[0].grounder and runs[1].tracker.engine is runs[0].tracker.engine
 
 
 def test_a_sampling_rate_is_refused_for_a_live_source_before_any_work() -> None:

@@ -82,9 +82,35 @@ DEFAULT_LIVE_FPS = 25.0
 """The overlay's rate when the source does not say its own (some cameras, raw pipes)."""
 
 
-def is_live(source: str | Path) -> bool:
-    """Whether ``source`` names a camera, a network stream or standard input (not a file)."""
-    return detect_source(str(source)) != "file"
+REQUEST_SCHEMES = frozenset({"http", "https", "hls", "ftp", "sftp"})
+"""URL schemes whose target may be a finite video (segmented as that file, ``tgs.runners.url_video``)
+or a live stream (a live HLS playlist); the other stream protocols (rtsp, rtmp, srt, udp, tcp, ...)
+are live."""
+
+
+def is_live(source: str | Path, *, probe: bool = True) -> bool:
+    """Whether ``source`` is segmented live: a camera, standard input or a stream URL; not a file,
+    nor a URL of a request-based protocol (:data:`REQUEST_SCHEMES`) whose target has a duration (a
+    finite video), which ``probe`` finds by opening it once (such a URL can be opened again).
+    A URL that cannot be probed counts as finite: the file path reports why it cannot be read."""
+    spec = str(source)
+    kind = detect_source(spec)
+    if kind != "stream":
+        return kind != "file"
+    if not probe or spec.split("://", 1)[0].lower() not in REQUEST_SCHEMES:
+        return True
+    return not _has_duration(spec)
+
+
+def _has_duration(url: str, timeout_s: float = 10.0) -> bool:
+    import av
+
+    try:
+        with av.open(url, timeout=timeout_s) as container:
+            return container.duration is not None and container.duration > 0
+    except Exception as exc:  # any failure: the file path opens it again and names the error
+        logger.info("%s: cannot probe its duration (%s); reading it as a finite video", url, exc)
+        return True
 
 
 @dataclass(frozen=True)
@@ -230,22 +256,24 @@ class LiveSession:
     # ------------------------------------------------------------------ lifecycle
 
     def __enter__(self) -> LiveSession:
-        from tgs.core.flow import Pipeline
         from tgs.core.live import LiveRun
-        from tgs.pipeline import GroundSegmentPipeline
+        from tgs.segment.online import OnlineTracker
+        from tgs.segment.propagation import PropagationPolicy
         from tgs.sources import open_source
 
         call, timer = self.call, self.timer
         thinker = None if call.thinker == "direct" else self.models.thinker(self.spec, timer, call.thinker)
         label = f"({call.preset.name} preset, {self.spec.segmenter.key})"
         grounder, segmenter = self.models.stages(self.spec, timer, label)
-        pipeline = Pipeline(thinker, GroundSegmentPipeline(grounder, segmenter, call.preset))
+        policy = PropagationPolicy(max_conditioning_frames=call.preset.propagation_max_conditioning_frames)
+        tracker = OnlineTracker.from_segmenter(segmenter, policy)  # the dense mode's video model, one frame a step
         opener = self._open_source or open_source
         self.source = timer.run("open_source", opener, self.source_spec, audio_device=self.live.audio_device,
                                 policy=self.live.policy, reconnect=self.live.reconnect,
                                 think_seconds=self.live.think_seconds)
         try:
-            self.run = LiveRun.from_pipeline(self.source, pipeline, self.texts, options=self.live.options())
+            self.run = LiveRun(self.source, thinker=thinker, grounder=grounder, tracker=tracker,
+                               expressions=self.texts, preset=call.preset, options=self.live.options())
         except BaseException:
             self.source.close()
             raise
