@@ -113,6 +113,10 @@ def run_once(count: int, sources: dict[str, str], args: argparse.Namespace, work
         "wall_s": round(wall, 2),
         "cpu_per_stream_second": round(cpu / args.seconds, 3),
         "load_s": round(result.record["timings"].get("load_models", 0.0), 2),
+        # wall seconds of the steps over the emitted frames (a loaded machine stretches them)
+        "ground_s": round(result.record["timings"].get("ground", 0.0), 2),
+        "track_s_per_frame": round(result.record["timings"].get("track", 0.0) / max(1, live["frames_emitted"]), 3),
+        "write_s_per_frame": round(result.record["timings"].get("write", 0.0) / max(1, live["frames_emitted"]), 3),
         "end": live["end"],
     }
     LOG.info("%d expression(s): p50 %s ms, p95 %s ms, skipped %.1f %%, %.2f fps emitted, CPU %.0f s", count,

@@ -304,6 +304,8 @@ class LiveSession:
                 self.first_arrival = frame.arrival
             self.last_arrival = frame.arrival
             self.frames_emitted += 1
+            for step, seconds in frame.timings.items():  # "ground", "track", ...: result.json's timings
+                self.timer.add(step, seconds)
             yield frame
 
     # ------------------------------------------------------------------ what it is
