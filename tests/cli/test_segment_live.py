@@ -258,3 +258,27 @@ def test_options_of_the_other_kind_of_source_are_refused(tmp_path: Path, source_
     text = " ".join((result.output + (result.stderr if result.stderr_bytes is not None else "")).split())
     assert result.exit_code == 2 and named in text and "Traceback" not in text
     assert not (tmp_path / "o").exists()
+
+
+def test_the_console_status_shows_the_running_counts() -> None:
+    from rich.console import Console
+
+    from tgs.cli.segment_live import LiveStatus
+
+    class Session:
+        def status(self) -> dict:
+            return {"emitted": 12, "decoded": 40, "skipped": 28, "latency_last": 0.05, "latency_p50": 0.04,
+                    "latency_p95": 0.09, "emitted_fps": 7.5, "reconnects": 1,
+                    "object_texts": ["a red ball", None], "thinking": True}
+
+    status = LiveStatus(["the red ball", "the [b]clock[/b]"])
+    console = Console(record=True, width=200)
+    console.print(status)
+    assert "loading the models" in console.export_text()
+    status.session = Session()
+    console.print(status)
+    text = console.export_text()
+    assert "12 emitted of 40 decoded, 28 skipped, 7.5 fps" in text
+    assert "last 50 ms, p50 40 ms, p95 90 ms" in text and "reconnects  1" in text
+    assert "the red ball -> a red ball" in text and "the [b]clock[/b] -> (waiting for the thinker)" in text
+    assert "thinking" in text
