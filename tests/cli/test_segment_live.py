@@ -48,8 +48,9 @@ def _serve(port: int, seconds: float | None) -> TcpServer:
     return server
 
 
-def _command(source: str, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-X", "faulthandler", "-m", "tgs.cli.main", "segment", source, *EXPRESSIONS, *TINY, "--out", str(out), *extra]
+def _command(source: str, out: Path, *extra: str, thinker: str = "direct") -> list[str]:
+    return [sys.executable, "-X", "faulthandler", "-m", "tgs.cli.main", "segment", source, *EXPRESSIONS,
+            "--thinker", thinker, "--models", "tiny", "--device", "cpu", "--out", str(out), *extra]
 
 
 def _lines(path: Path) -> list[dict]:
@@ -140,6 +141,27 @@ def test_a_stream_to_its_end_masks_every_emitted_frame(out: Path) -> None:
         for k in range(len(EXPRESSIONS)):
             png = np.asarray(Image.open(out / "masks" / str(k) / f"{emitted[position]:05d}.png")) > 0
             assert np.array_equal(png, masks[k])
+
+
+def test_the_thinker_thinks_in_the_background_and_its_answers_apply_from_then(out: Path) -> None:
+    seconds = 13  # the first think comes with the first complete 10 s window
+    with _serve(free_port(), seconds) as server:
+        run = start_killable(_command(server.url, out, thinker="ref-thinker"))  # tiny, random: answers no_tags
+        code, err = _finish(run)
+    assert code == 0, err
+    result = _check_result(out)
+    think = result["live"]["think"]
+    assert think["thinks"]["started"] == think["thinks"]["finished"] == 1 and think["window_seconds"] == 10.0
+    lines = read_masks_jsonl(out / "masks.jsonl").frames
+    for k, expression in enumerate(result["expressions"]):
+        [span] = expression["answers"]  # one think: one span, over the window it saw
+        assert span["start"] == 0.0 and 10.0 <= span["end"] < seconds and span["windows"] == 1
+        named = [line for line in lines if "object_text" in line["objects"][k]]
+        assert len(named) == 1 and named[0]["objects"][k]["object_text"] == expression["object_text"]
+        # the answer applies from the first frame after it: grounded there, nothing before it
+        assert named[0]["time"] >= span["end"] and named[0]["objects"][k]["grounded"]
+        before = [line for line in lines if line["time"] < named[0]["time"]]
+        assert before and not any(line["objects"][k]["grounded"] or line["objects"][k]["box"] for line in before)
 
 
 def test_a_stream_piped_into_standard_input(out: Path) -> None:
