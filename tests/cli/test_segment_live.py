@@ -203,6 +203,17 @@ def test_sigterm_ends_the_run_cleanly(out: Path) -> None:
     assert "SIGTERM" in _check_result(out)["live"]["end"]
 
 
+def test_a_dropped_connection_ends_the_run_cleanly(out: Path) -> None:
+    with _serve(free_port(), None) as server:
+        run = start_killable(_command(server.url, out))
+        _wait_for(run, lambda: len(_lines(out / "masks.jsonl")) >= 10, "10 frames in masks.jsonl")
+        server.kill()  # the sender goes away; without --reconnect that is the end of the stream
+        code, err = _finish(run)
+    assert code == 0, err
+    live = _check_result(out)["live"]
+    assert live["gaps"] == [] and live["reconnects"] == 0 and "SIG" not in live["end"]
+
+
 def test_sigkill_leaves_complete_lines_and_a_readable_overlay(out: Path) -> None:
     with _serve(free_port(), None) as server:
         run = start_killable(_command(server.url, out))
