@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # real: the default public weights (downloaded once); tiny: untrained random models, an install check.
 MODELS ?= real
 
-.PHONY: install browser test test-numeric-isa test-install lint quickstart clean
+.PHONY: install browser ffmpeg test test-numeric-isa test-install lint quickstart clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,18 @@ browser:
 		echo "warning: Chromium not found; the browser test will fail. Install it (Debian: sudo apt-get install chromium) or set TGS_CHROMIUM." >&2; \
 	fi
 
-test: install browser
+# The live-source tests serve streams in real time with the FFmpeg command line (Debian package
+# `ffmpeg`); PyAV brings its own libraries but no `ffmpeg` command. Installed here when missing and
+# we can (root with apt-get); else a hint (those tests are then skipped, saying why).
+ffmpeg:
+	@if command -v ffmpeg >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg; \
+	else \
+		echo "warning: the ffmpeg command was not found; the live-source tests are skipped. Install it (Debian: sudo apt-get install ffmpeg)." >&2; \
+	fi
+
+test: install browser ffmpeg
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/ruff check tgs tests benchmarks scripts
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 

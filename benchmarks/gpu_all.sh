@@ -57,6 +57,10 @@ step propagation 300 "$py" benchmarks/propagation_bench.py speed --device cuda -
     --out "$out/propagation.json"
 step propagation_memory 300 "$py" benchmarks/propagation_bench.py memory --device cuda --threads 8 \
     --lengths 600,3600,18000 --every 1800 --out "$out/propagation_memory.json"
+# Live: latency p50 / p95 and skipped ratio on an ffmpeg -re 1280x720 25 fps stream, EdgeTAM, 1 and 3
+# expressions (target: every frame with 3 expressions, p95 under 200 ms).
+step live 240 "$py" benchmarks/live_bench.py latency --device cuda --dtype bf16 --threads 8 --seconds 30 \
+    --counts 1,3 --out "$out/live.json"
 step think 180 "$py" benchmarks/think_bench.py --preset full --device cuda --new-tokens 64 \
     --out "$out/think.json"
 # Decode: dynamic vs static KV cache vs static + compiled step (CUDA graphs), merged LoRA, bf16,

@@ -13,7 +13,7 @@ Modes (each runs in its own subprocess so that peak RSS is its own):
   ``fp32-gather`` / ``bf16-gather`` the gather kernel (what ``auto`` picks differs by device).
 * ``video``: Sam2VideoSegmenter (bf16, box on the first frame) on clips of --video-lengths.
 * ``--presets paper,best``: each preset end to end through ``load_stages`` +
-  ``GroundSegmentPipeline.run`` (the path ``segment_video`` and benchmark runs take), one
+  ``GroundSegmentStage.run`` (the path ``segment_video`` and benchmark runs take), one
   process per preset and dtype (--preset-dtypes), the same clip and SAM2.1 size for both:
   paper = image mode per frame on the 224 squash, best = video propagation at full size.
 
@@ -394,7 +394,7 @@ def child_video(args: argparse.Namespace, paths: dict[str, Path]) -> dict:
 
 
 def child_preset(args: argparse.Namespace, paths: dict[str, Path]) -> dict:
-    """One preset end to end: tgs.core.loading.load_stages + GroundSegmentPipeline.run on the synthetic clip.
+    """One preset end to end: tgs.core.loading.load_stages + GroundSegmentStage.run on the synthetic clip.
 
     The thinker answer is fixed (``<s_object>`` = CAPTION), so both presets ground the same
     text (up to the paper's extra trailing period). --warmup untimed one-frame clips first.
@@ -402,7 +402,7 @@ def child_preset(args: argparse.Namespace, paths: dict[str, Path]) -> dict:
     from tgs.core.loading import load_stages
     from tgs.core.settings import Settings
     from tgs.cpu_memory import keep_freed_memory
-    from tgs.pipeline import GroundSegmentPipeline
+    from tgs.ground_segment import GroundSegmentStage
     from tgs.presets import get_preset
     from tgs.types import Clip, Query, Thought
 
@@ -414,7 +414,7 @@ def child_preset(args: argparse.Namespace, paths: dict[str, Path]) -> dict:
     )
     keep_freed_memory(args.device)  # what the tgs commands set at their entry point
     grounder, segmenter = load_stages(preset, settings, frame_batch_size=args.frame_batch_size)
-    pipeline = GroundSegmentPipeline(grounder, segmenter, preset)
+    stage = GroundSegmentStage(grounder, segmenter, preset)
     load_s = time.perf_counter() - t0
     rss_loaded = rss_now_mb()
     query = Query(uid="bench", expression=CAPTION)
@@ -422,10 +422,10 @@ def child_preset(args: argparse.Namespace, paths: dict[str, Path]) -> dict:
     clip = synthetic_clip(args.frames, args.height, args.width)
     for _ in range(args.warmup):
         t0 = time.perf_counter()
-        pipeline.run(Clip(clip.frames[:1], None, None, clip.frame_times[:1]), thought, query)
+        stage.run(Clip(clip.frames[:1], None, None, clip.frame_times[:1]), thought, query)
         LOG.info("warm-up %s/%s: %.1f s", args.preset, args.dtype, time.perf_counter() - t0)
     t0, c0 = time.perf_counter(), cpu_seconds()
-    result = pipeline.run(clip, thought, query)
+    result = stage.run(clip, thought, query)
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     LOG.info("%s/%s: %.1f s for %d frames %s", args.preset, args.dtype, wall, args.frames, result.timings)
     return {

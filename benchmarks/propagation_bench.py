@@ -133,7 +133,7 @@ def child_memory(args: argparse.Namespace) -> dict:
     from tgs.testing.synthetic_video import MovingSquareSource
 
     _setup(args.threads)
-    segmenter = Sam2VideoSegmenter.from_pretrained(resolve_source(args.tiny, models="tiny"), device=args.device,
+    segmenter = Sam2VideoSegmenter.from_pretrained(resolve_source(args.tiny, "tiny"), device=args.device,
                                                    dtype="float32")
     source = MovingSquareSource(args.length, (args.height, args.width), period=90)
     middle = args.length // 2

@@ -3,7 +3,7 @@
 Full-size random models with the real configs (``tgs.testing.tiny_vision.build_full_size``,
 ``tgs.testing.tiny_sam3.build_full_size_sam3``), saved once under ``--models-dir`` and loaded
 through ``tgs.core.loading.load_stages`` (the path every command takes), then
-``GroundSegmentPipeline.run_many`` on one synthetic clip with the expressions of one video
+``GroundSegmentStage.run_many`` on one synthetic clip with the expressions of one video
 (frame work shared, ``share_across_expressions``):
 
 * ``gdino+sam2.1-l``: preset ``best`` (Grounding DINO-T per frame, SAM2.1-L video propagation);
@@ -91,7 +91,7 @@ BACKENDS = {
 def run_backend(name: str, paths: dict[str, Path], frames: int, counts: list[int], args) -> dict:
     from tgs.core.loading import load_stages
     from tgs.core.settings import Settings
-    from tgs.pipeline import GroundSegmentPipeline
+    from tgs.ground_segment import GroundSegmentStage
     from tgs.presets import get_preset
     from tgs.types import Query, Thought
 
@@ -100,7 +100,7 @@ def run_backend(name: str, paths: dict[str, Path], frames: int, counts: list[int
     settings = Settings(device=args.device, dtype=args.dtype, sources={k: str(paths[v]) for k, v in sources.items()})
     t0 = time.perf_counter()
     grounder, segmenter = load_stages(preset, settings)
-    pipeline = GroundSegmentPipeline(grounder, segmenter, preset)
+    stage = GroundSegmentStage(grounder, segmenter, preset)
     out: dict = {"load_s": round(time.perf_counter() - t0, 3), "frames": frames, "per_expressions": {}}
     clip = synthetic_clip(frames, args.height, args.width)
     for n in counts:
@@ -108,7 +108,7 @@ def run_backend(name: str, paths: dict[str, Path], frames: int, counts: list[int
         pairs = [(Thought(uid=f"b{k}", raw="", s_object=t), Query(uid=f"b{k}", expression=t))
                  for k, t in enumerate(texts)]
         t0, c0 = time.perf_counter(), time.process_time()
-        results = pipeline.run_many(clip, pairs)
+        results = stage.run_many(clip, pairs)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         out["per_expressions"][str(n)] = {
             "wall_s_per_frame": round(wall / frames, 3),

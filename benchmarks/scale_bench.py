@@ -185,7 +185,7 @@ def main() -> None:
         root = work / "synth"
         generate(root, videos=args.videos, seed=0, size=parse_size(args.size))
         for key in ("grounding_dino", "sam2", "sam2_video"):
-            resolve_source(key, None, "tiny")  # build the tiny models once, outside the timers
+            resolve_source(key, "tiny")  # build the tiny models once, outside the timers
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         results: dict[str, Any] = {"local": run_once(root, work / "local", args.preset, LocalExecutor())}
         console.log(f"local: {results['local']}")

@@ -3,7 +3,7 @@
 One synthetic 1280 x 720 video, full-size random-weight Grounding DINO-T (Swin-T + bert-base)
 and SAM2.1-L built from the real configs (``tgs.testing.tiny_vision.build_full_size``), the
 ``paper`` preset (image mode: first-query box, 224 squash, per-frame SAM2 image predictor),
-through ``load_stages`` + ``GroundSegmentPipeline`` as runs take it:
+through ``load_stages`` + ``GroundSegmentStage`` as runs take it:
 
 * **unshared**: ``share_across_expressions=false`` (``run_many`` loops ``run``): every
   expression runs Grounding DINO's image backbone and SAM2's image encoder again;
@@ -116,17 +116,17 @@ def _stages(args: argparse.Namespace, dtype: str, *, new_path: bool):
     return grounder, segmenter
 
 
-def _pipelines(args: argparse.Namespace, dtype: str):
-    """(today's pipeline: share off; the new one: share on). On a CPU both use the same stages
+def _sharing_pair(args: argparse.Namespace, dtype: str):
+    """(today's Ground + Segment: share off; the new one: share on). On a CPU both use the same stages
     (the options that differ are GPU ones), so the comparison isolates the sharing."""
-    from tgs.pipeline import GroundSegmentPipeline
+    from tgs.ground_segment import GroundSegmentStage
     from tgs.presets import PAPER
 
     new_stages = _stages(args, dtype, new_path=True)
     same = args.device == "cpu" and args.frame_batch_size == 1
     today_stages = new_stages if same else _stages(args, dtype, new_path=False)
     off = PAPER.with_overrides({"share_across_expressions": "false"})
-    return GroundSegmentPipeline(*today_stages, off), GroundSegmentPipeline(*new_stages, PAPER)
+    return GroundSegmentStage(*today_stages, off), GroundSegmentStage(*new_stages, PAPER)
 
 
 def _clock(device: str):
@@ -175,16 +175,16 @@ def worker(args: argparse.Namespace, dtype: str) -> dict:
     clip = synthetic_clip(args.frames)
     pairs = pairs_for(max(args.expressions, *args.curve))
     start = time.perf_counter()
-    unshared_pipeline, new = _pipelines(args, dtype)
-    assert not unshared_pipeline.preset.share_across_expressions and new.preset.share_across_expressions
+    unshared_stage, new = _sharing_pair(args, dtype)
+    assert not unshared_stage.preset.share_across_expressions and new.preset.share_across_expressions
     load_s = time.perf_counter() - start
     n = args.expressions
     # Warm-up (untimed): one expression (allocator, lazy inits); on a GPU also the new path's compiled shapes.
-    unshared_pipeline.run_many(clip, pairs[:1])
+    unshared_stage.run_many(clip, pairs[:1])
     if args.device != "cpu":
         new.run_many(clip, pairs[:n])
     t0 = clock()
-    unshared = unshared_pipeline.run_many(clip, pairs[:n])
+    unshared = unshared_stage.run_many(clip, pairs[:n])
     t1 = clock()
     shared = new.run_many(clip, pairs[:n])
     t2 = clock()

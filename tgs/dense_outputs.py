@@ -1,7 +1,8 @@
-"""Outputs of dense propagation that people reuse, written frame by frame as results stream.
+"""The per-frame outputs of a video session, written frame by frame as results stream.
 
-Each sink takes the :class:`~tgs.segment.propagation.FrameResult` of every source frame, in
-order (``add``), then ``close()``; nothing holds more than the current frame, so a
+Each sink is a :class:`tgs.types.FrameSink`: it takes the :class:`tgs.types.FrameResult` of
+every emitted frame, in order (``add``: every source frame in dense output, every sampled
+frame in sampled output), then ``close()``; nothing holds more than the current frame, so a
 10-minute video costs the same memory as a 10-second one.
 
 - :class:`MaskPngSink`: ``masks/<object>/<frame>.png``, 8-bit 0/255 (``tgs eval`` reads this
@@ -10,7 +11,8 @@ order (``add``), then ``close()``; nothing holds more than the current frame, so
   encoding (``pycocotools.mask.decode`` gives it back exactly), its box, SAM2's presence
   score and whether the frame was a seed;
 - :class:`OverlayVideoSink`: the source video with every object's mask in its colour and a
-  legend, at the source's frame rate and size, with the source's audio.
+  legend, at the output's frame rate and size, with the source's audio (``draw_boxes``: each
+  frame's box too, as sampled output draws the grounded boxes).
 
 masks.json and the overlay are written under a partial name (``tgs.output_folder.partial_path``)
 and renamed on ``close()``; ``abort()`` removes the partial file. PNGs are complete files
@@ -37,12 +39,11 @@ import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from tgs.output_folder import partial_path
-from tgs.segment.propagation import FrameResult, mask_box
+from tgs.types import FrameResult, FrameSink
 from tgs.video_out import OverlayVideoWriter, SourceAudio
 from tgs.viz import Color, expression_color, overlay_objects
 
@@ -59,14 +60,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MASKS_FORMAT = "tgs-dense-masks/1"
-
-
-class FrameSink(Protocol):
-    def add(self, result: FrameResult) -> None: ...
-
-    def close(self) -> None: ...
-
-    def abort(self) -> None: ...
 
 
 def _names(count: int, names: Sequence[str] | None) -> list[str]:
@@ -145,15 +138,15 @@ class CocoRleSink:
     def add(self, result: FrameResult) -> None:
         objects = []
         for k, mask in enumerate(result.masks):
-            box = mask_box(mask)
+            box = result.boxes[k]
             objects.append({
                 "id": k,
                 "rle": encode_rle(mask),
                 "box": None if box is None else [float(v) for v in box],
-                "score": _finite_or_none(result.object_scores[k]),
+                "score": _finite_or_none(result.scores[k]),
                 "seeded": bool(result.seeded[k]),
             })
-        time = None if self._times is None else float(self._times[result.index])
+        time = float(result.time) if self._times is None else float(self._times[result.index])
         entry = {"frame": int(result.index), "time": time, "objects": objects}
         self._file.write(("" if self._count == 0 else ",\n") + json.dumps(entry))
         self._count += 1
@@ -185,12 +178,13 @@ def decode_masks_json(path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
 
 
 class OverlayVideoSink:
-    """The source frames with every object's mask in its colour and a legend, encoded as they
-    come at ``fps`` (the source's), with ``audio`` (e.g. ``copy_audio_from(source)``).
-    fragmented: a live overlay, playable while written (``OverlayVideoWriter``'s ``fragmented``).
-    hold_skipped: each frame the source skipped before a result (``FrameResult.skipped``, a live
-    source's real-time policy) repeats the last image, so the video keeps the source's timeline
-    (frame k is source frame k) instead of playing the emitted frames faster."""
+    """The frames with every object's mask in its colour and a legend, encoded as they come at
+    ``fps`` (the rate of the frames given), with ``audio`` (e.g. ``copy_audio_from(source)``);
+    ``draw_boxes``: each object's box of the frame too; ``fragmented``: a live overlay, playable
+    while written (``OverlayVideoWriter``'s ``fragmented``); ``hold_skipped``: each frame the
+    source skipped before a result (``FrameResult.skipped``, a live source's real-time policy)
+    repeats the last image, so the video keeps the source's timeline (frame k is source frame k)
+    instead of playing the emitted frames faster."""
 
     def __init__(
         self,
@@ -203,10 +197,12 @@ class OverlayVideoSink:
         audio: np.ndarray | SourceAudio | None = None,
         sample_rate: int | None = None,
         alpha: float = 0.5,
+        draw_boxes: bool = False,
         fragmented: bool = False,
         hold_skipped: bool = False,
     ) -> None:
         self.names = _names(num_objects, names)
+        self.draw_boxes = draw_boxes
         self.colors = list(colors) if colors is not None else [expression_color(k) for k in range(num_objects)]
         self.alpha = alpha
         self.writer = OverlayVideoWriter(path, fps, audio, sample_rate, fragmented=fragmented)
@@ -214,8 +210,8 @@ class OverlayVideoSink:
         self._last: np.ndarray | None = None
 
     def add(self, result: FrameResult) -> None:
-        no_boxes = [None] * len(self.names)
-        image = overlay_objects(result.frame, list(result.masks), no_boxes, self.names, self.colors, alpha=self.alpha)
+        boxes = list(result.boxes) if self.draw_boxes else [None] * len(self.names)
+        image = overlay_objects(result.image, list(result.masks), boxes, self.names, self.colors, alpha=self.alpha)
         if self.hold_skipped:  # skips before the first frame repeat it
             for _ in range(int(result.skipped)):
                 self.writer.write(self._last if self._last is not None else image)

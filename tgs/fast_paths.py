@@ -28,7 +28,7 @@ library caller still gets each fallback logged once).
 
 Path names (``docs/performance.md`` lists them with their fallbacks):
 
-- ``ground_segment.shared``: ``GroundSegmentPipeline.run_many``'s shared path, per video (window)
+- ``ground_segment.shared``: ``GroundSegmentStage.run_many``'s shared path, per video (window)
 - ``ground.many``: Grounding DINO's backbone once per frame for all captions
 - ``ground.caption_batch``: several captions in one padded forward (preset ``batch_captions``)
 - ``ground.gather_sampling``: deformable-attention sampling as one weighted gather (CPU; only

@@ -8,6 +8,10 @@ top of ``paper`` measures the effect of that one fix) and the switch table in
 
 A preset is data: it is written into the run manifest, and a resumed run refuses a
 manifest made under another preset.
+
+A preset says what the stages do, not how the machine runs them: the precision is a
+setting (``Settings.dtype``, ``--dtype``), given once for every model. ``paper`` only
+changes its default (:func:`default_dtype`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ __all__ = [
     "PRESETS",
     "SAM3",
     "SAM_SQUASH_SIZE",
+    "THINK_SWITCHES",
     "Preset",
+    "default_dtype",
     "get_preset",
     "parse_overrides",
     "switch_choices",
@@ -35,6 +41,12 @@ SAM_SQUASH_SIZE = 224
 
 
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+SETTINGS_NOT_SWITCHES: dict[str, str] = {
+    "dtype": "the precision is a setting, given once for every model: use --dtype (Settings.dtype) instead of "
+    "--set dtype",
+}
+"""Names that are settings, not preset switches, with the one place each is given."""
 
 
 def _parse_bool(key: str, text: str) -> bool:
@@ -158,11 +170,6 @@ class Preset:
         "size of the saved probability maps (the F metric's input): 224x224, the TGS protocol's size, or the "
         "mask size (full-resolution float maps are ~37 MB per 720p sample)",
     )
-    dtype: str = _switch(
-        "auto",
-        ("auto", "fp32", "bf16", "fp16"),
-        "model precision; auto = bf16 on CUDA, fp32 on CPU (the original runs fp32)",
-    )
     share_across_expressions: bool = _switch(
         True,
         None,
@@ -242,6 +249,8 @@ class Preset:
         names = {f.name: f for f in fields(self) if f.name != "name"}
         changes: dict[str, Any] = {}
         for key, text in overrides.items():
+            if key in SETTINGS_NOT_SWITCHES:
+                raise ValueError(f"{key} is not a preset switch: {SETTINGS_NOT_SWITCHES[key]}")
             if key not in names:
                 close = difflib.get_close_matches(key, list(names), n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -293,7 +302,6 @@ PAPER = Preset(
     propagation_max_conditioning_frames=4,
     mask_size="224",
     probs_size="224",
-    dtype="fp32",
     share_across_expressions=True,
     batch_captions=False,
 )
@@ -319,7 +327,6 @@ BEST = Preset(
     propagation_max_conditioning_frames=4,
     mask_size="original",
     probs_size="224",
-    dtype="auto",
     share_across_expressions=True,
     batch_captions=False,
 )
@@ -330,6 +337,20 @@ SAM3 = replace(BEST, name="sam3", segmenter="sam3")
 
 PRESETS: dict[str, Preset] = {"paper": PAPER, "best": BEST, "sam3": SAM3}
 DEFAULT_PRESET = "best"
+
+THINK_SWITCHES: tuple[str, ...] = ("share_across_expressions",)
+"""The switches Think reads too (a Think run takes them with ``tgs think --set``); the others are
+Ground + Segment's."""
+
+_DEFAULT_DTYPES: dict[str, str] = {"paper": "fp32"}
+
+
+def default_dtype(preset: Preset) -> str:
+    """Ground + Segment's precision when the settings give none (``Settings.dtype`` None, no
+    ``--dtype``): ``fp32`` under ``paper`` (and presets made from it with ``--set``, which keep
+    its name), since the original scripts run fp32 on every device; ``auto`` otherwise (bf16 on
+    CUDA, fp32 on a CPU). A default only: ``--dtype`` is the one way to choose the precision."""
+    return _DEFAULT_DTYPES.get(preset.name, "auto")
 
 
 def get_preset(name: str, overrides: Mapping[str, str] | None = None) -> Preset:

@@ -98,6 +98,8 @@ CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("think-folder-as-csv", ["think", "--data", "{folder}", "--meta", "{folder}", "--out", "{root}/think_out2", "--models", "tiny"], ("{folder}", "directory")),
     ("think-missing-model", ["think", "--data", "{folder}", "--meta", "{header_csv}", "--out", "{root}/think_out3", "--model", "{missing}"], ("ref_thinker", "{missing}")),
     ("ground-segment-empty-csv", ["ground-segment", "--data", "{folder}", "--meta", "{empty_csv}", "--direct", "--out", "{root}/gs_out", "--models", "tiny"], ("{empty_csv}", "empty")),
+    ("ground-segment-set-dtype", ["ground-segment", "--data", "{folder}", "--meta", "{header_csv}", "--direct", "--out", "{root}/gs_dtype", "--models", "tiny", "--set", "dtype=bf16"], ("--set", "dtype is not a preset switch", "use --dtype")),
+    ("segment-set-dtype", ["segment", "{clip}", "the dog", "--models", "tiny", "--thinker", "direct", "--set", "dtype=fp16", "--out", "{root}/seg_dtype"], ("--set", "dtype is not a preset switch", "use --dtype")),
     ("ground-segment-missing-thoughts", ["ground-segment", "--data", "{folder}", "--meta", "{header_csv}", "--thoughts", "{missing}", "--out", "{root}/gs_out2", "--models", "tiny"], ("thoughts", "{missing}")),
     ("eval-missing-pred", ["eval", "--data", "{folder}", "--meta", "{header_csv}", "--pred", "{missing}"], ("predictions", "{missing}")),
     ("eval-empty-csv", ["eval", "--data", "{folder}", "--meta", "{empty_csv}", "--pred", "{folder}"], ("{empty_csv}", "empty")),
@@ -113,6 +115,7 @@ CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("models-convert-missing", ["models", "convert-ref-thinker", "--release", "{missing}", "--llama", "{folder}", "--clip", "{folder}", "--beats", "{a_file}", "--out", "{root}/conv"], ("{missing}", "non_lora_trainables.bin")),
     ("models-export-missing", ["models", "export", "{missing}", "{root}/exported"], ("{missing}", "checkpoint")),
     ("models-init-missing", ["models", "init-ref-thinker", "--llama", "{missing}", "--clip", "{folder}", "--beats", "{a_file}", "--crab", "{crab}", "--out", "{root}/init"], ("llama", "{missing}")),
+    ("models-list-tiny-with-source", ["models", "list", "--models", "tiny", "--source", "grounding_dino={folder}"], ("--source", "tiny")),
     ("models-fetch-unknown", ["models", "fetch", "everything"], ("everything",)),
     ("demo-port-out-of-range", ["demo", "--port", "70000"], ("--port", "65535")),
     ("demo-unknown-models", ["demo", "--models", "huge"], ("--models", "huge")),
@@ -167,7 +170,7 @@ def every_tiny_source() -> list[str]:
     """``--source KEY=DIR`` for every model role, DIR a built tiny model: all weights present."""
     args = []
     for key in MODEL_SPECS:
-        args += ["--source", f"{key}={resolve_source(key, models='tiny')}"]
+        args += ["--source", f"{key}={resolve_source(key, 'tiny')}"]
     return args
 
 

@@ -32,7 +32,7 @@ def _documented_stream(video: Path, text: str) -> tuple[dict[int, dict[int, floa
     """transformers' streaming use of Sam3VideoModel, called directly: scores and masks per object and frame."""
     from transformers import Sam3VideoModel, Sam3VideoProcessor
 
-    folder = resolve_source("sam3_video", models="tiny")
+    folder = resolve_source("sam3_video", "tiny")
     model = Sam3VideoModel.from_pretrained(folder).eval()
     processor = Sam3VideoProcessor.from_pretrained(folder)
     session = processor.init_video_session(inference_device="cpu", dtype=torch.float32)

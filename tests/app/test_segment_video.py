@@ -209,16 +209,16 @@ def test_30fps_source_sampled_at_another_rate(videos, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_long_video_streams_window_by_window(videos, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tgs.pipeline import GroundSegmentPipeline
+    from tgs.ground_segment import GroundSegmentStage
 
     window_sizes: list[int] = []
-    original = GroundSegmentPipeline.run
+    original = GroundSegmentStage.run
 
     def recording_run(self, clip, thought, query):
         window_sizes.append(clip.num_frames)
         return original(self, clip, thought, query)
 
-    monkeypatch.setattr(GroundSegmentPipeline, "run", recording_run)
+    monkeypatch.setattr(GroundSegmentStage, "run", recording_run)
     result = _run(videos["long"], tmp_path / "out", thinker="ref-thinker", chunk_seconds=10)
     assert window_sizes == [10, 10, 5]  # never more than one 10 s window of frames at once
     assert [p.name for p in _masks(result)] == [f"{i:05d}.png" for i in range(25)]

@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[2] / "tgs"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("tgs", "tgs.types", "tgs.errors", "tgs.devices", "tgs.fast_paths", "tgs.safety", "tgs.publish", "tgs.cpu_memory",
      "tgs.resize", "tgs.run_store"),
-    ("tgs.models", "tgs.data"),
+    ("tgs.models", "tgs.data", "tgs.sources"),
     ("tgs.think", "tgs.ground", "tgs.segment", "tgs.presets", "tgs.viz", "tgs.video_out"),
-    ("tgs.eval", "tgs.pipeline", "tgs.model_cache", "tgs.model_fetch", "tgs.dense_outputs", "tgs.masks_jsonl",
+    ("tgs.eval", "tgs.ground_segment", "tgs.model_cache", "tgs.model_fetch", "tgs.dense_outputs", "tgs.masks_jsonl",
      "tgs.testing"),
     ("tgs.core",),
     ("tgs.runners", "tgs.train"),
@@ -162,7 +162,7 @@ def test_no_module_imports_a_layer_above_it(graph: dict[str, set[str]]) -> None:
 
 @pytest.mark.parametrize(
     ("lower", "upper"),
-    [("tgs.eval", "tgs.runners"), ("tgs.core", "tgs.runners"), ("tgs.core", "tgs.cli"), ("tgs.pipeline", "tgs.core"),
+    [("tgs.eval", "tgs.runners"), ("tgs.core", "tgs.runners"), ("tgs.core", "tgs.cli"), ("tgs.ground_segment", "tgs.core"),
      ("tgs.think", "tgs.core"), ("tgs.runners", "tgs.cli")],
 )
 def test_named_layers_stay_apart(graph: dict[str, set[str]], lower: str, upper: str) -> None:

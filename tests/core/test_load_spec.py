@@ -40,10 +40,10 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
 
     seen: dict[str, list[Any]] = {"checked": [], "resolved": [], "built": []}
 
-    def require(requests, models="real") -> None:
+    def require(requests) -> None:
         seen["checked"].append(sorted(key for key, _ in requests))
 
-    def resolve(key, source=None, models="real") -> str:
+    def resolve(key, source=None) -> str:
         seen["resolved"].append(key)
         return f"/weights/{key}"
 
@@ -270,6 +270,19 @@ def test_spec_lists_each_model_once_with_its_placement() -> None:
     assert hash(spec.thinker) == hash(load_spec(PAPER, settings, thinker="ref-thinker",
                                                 thinker_options={"max_new_tokens": 4}).thinker)  # fmt: skip
     assert "max_new_tokens" not in repr(spec.thinker)  # options (an API key among them) are never shown
+
+
+def test_the_precision_comes_from_the_settings_else_the_presets_default() -> None:
+    """``Settings.dtype`` is the one channel; without it Ground + Segment runs ``paper`` in fp32 (as
+    the original) and ``best`` in auto, and a thinker in its own default (None)."""
+    from tgs.core.load_spec import load_spec
+
+    def dtypes(preset, settings):
+        return [m.dtype for m in load_spec(preset, settings, "benchmark", thinker="ref-thinker").models]
+
+    assert dtypes(PAPER, Settings(device="cpu")) == [None, "fp32", "fp32"]
+    assert dtypes(BEST, Settings(device="cpu")) == [None, "auto", "auto"]
+    assert dtypes(PAPER, Settings(device="cpu", dtype="bf16")) == ["bf16", "bf16", "bf16"]
 
 
 @pytest.mark.parametrize(("mode", "device", "expected"), [("dense", "cpu", "edgetam_video"),

@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tgs.core.settings import Settings
 from tgs.devices import resolve_device, resolve_dtype
-from tgs.errors import DataError, SettingsError, TGSError
-from tgs.models.registry import require_models, resolve_source
+from tgs.errors import DataError, MissingWeightsError, SettingsError, TGSError
+from tgs.models import TINY
+from tgs.models.registry import require_models
 from tgs.paths import check_output_folder
 from tgs.think.registry import build_thinker
 
@@ -36,13 +38,17 @@ def test_unknown_thinker_option_is_a_settings_error():
         build_thinker("direct", foo=1)
 
 
-@pytest.mark.parametrize("key", ["grounding_dino", "sam2", "ref_thinker"])
-def test_a_source_with_the_tiny_set_is_refused_not_ignored(key, tmp_path):
-    with pytest.raises(SettingsError, match="tiny"):
-        resolve_source(key, str(tmp_path / "nonexistent"), "tiny")
-    with pytest.raises(SettingsError):
-        require_models([(key, "/nonexistent")], "tiny")
-    require_models([(key, None)], "tiny")  # no source: the tiny set is fine
+@pytest.mark.parametrize(("role", "key"), [("grounding_dino", "grounding_dino"), ("sam2", "sam2"),
+                                           ("thinker", "ref_thinker")])  # fmt: skip
+def test_a_source_with_the_tiny_set_is_refused_not_ignored(role, key, tmp_path):
+    """``--models tiny`` makes "tiny" every role's source; another source given with it would be
+    ignored, so it is refused. The tiny model is a source, the one way the registry is asked for it."""
+    with pytest.raises(ValueError, match="tiny"):
+        Settings.from_options(models="tiny", **{role: str(tmp_path / "nonexistent")})
+    assert Settings.from_options(models="tiny").source(role) == TINY
+    require_models([(key, TINY)])  # the tiny model is always there: built on first use
+    with pytest.raises(MissingWeightsError, match="nonexistent"):
+        require_models([(key, str(tmp_path / "nonexistent"))])
 
 
 def test_output_folder_that_is_a_file_is_refused(tmp_path):

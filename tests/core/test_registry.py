@@ -51,8 +51,8 @@ _fake_builder.calls = 0  # type: ignore[attr-defined]
 def test_tiny_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = ModelSpec("fake", "a fake model", None, f"{__name__}:_fake_builder", "n/a")
     monkeypatch.setitem(registry.MODEL_SPECS, "fake", spec)
-    first = resolve_source("fake", models="tiny")
-    second = resolve_source("fake", models="tiny")
+    first = resolve_source("fake", "tiny")
+    second = resolve_source("fake", "tiny")
     assert first == second
     assert (Path(first) / "config.json").read_text() == '{"seed": 0}'
     assert _fake_builder.calls == 1  # type: ignore[attr-defined]

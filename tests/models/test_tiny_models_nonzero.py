@@ -46,7 +46,7 @@ TINY_KEYS = sorted({key for key, spec in MODEL_SPECS.items() if spec.tiny_builde
 
 @pytest.mark.parametrize("key", TINY_KEYS)
 def test_no_tiny_model_tensor_is_zero_or_constant(key: str) -> None:
-    state = _safetensors(Path(resolve_source(key, models="tiny")))
+    state = _safetensors(Path(resolve_source(key, "tiny")))
     assert len(state) > 50
     assert _idle(state) == []
 

@@ -238,6 +238,23 @@ def test_a_manifest_older_than_a_switch_resumes_but_another_value_is_refused(
         run_ground_segment(_config(bench_root, out, PAPER, original_thoughts), stages=_stages(PAPER))
 
 
+def test_a_manifest_whose_preset_recorded_a_dtype_resumes(
+    bench_root: Path, original_thoughts: Path, tmp_path: Path
+) -> None:
+    """Made while the precision was also a preset switch: the preset block holds the dtype the run
+    used (paper: fp32). The precision block carries it; the resume compares that, not the switch."""
+    out = tmp_path / "run"
+    run_ground_segment(_config(bench_root, out, PAPER, original_thoughts, limit=1), stages=_stages(PAPER))
+    assert json.loads((out / "manifest.json").read_text())["precision"] == {"dtype": "fp32"}  # paper's default
+    _rewrite_preset(out, lambda preset: preset.update(dtype="fp32"))
+    again = run_ground_segment(_config(bench_root, out, PAPER, original_thoughts, limit=1), stages=_stages(PAPER))
+    assert again.summary.skipped == 1 and again.summary.succeeded == 1
+    # another precision than the one recorded still refuses the resume, whatever channel named it
+    bf16 = _config(bench_root, out, PAPER, original_thoughts, settings=Settings(dtype="bf16"))
+    with pytest.raises(RunError, match=r"another configuration.*precision"):
+        run_ground_segment(bf16, stages=_stages(PAPER))
+
+
 def test_upgrade_fills_only_absent_switches_from_the_recorded_preset() -> None:
     without = {k: v for k, v in SAM3.to_dict().items() if k != "segmenter"}
     assert upgrade_manifest({"kind": "ground-segment", "preset": without})["preset"] == SAM3.to_dict()  # sam3's
@@ -246,6 +263,10 @@ def test_upgrade_fills_only_absent_switches_from_the_recorded_preset() -> None:
     recorded = {**BEST.to_dict(), "batch_captions": not BEST.batch_captions}
     assert upgrade_manifest({"preset": recorded})["preset"] == recorded  # a recorded value is never replaced
     assert upgrade_manifest({"kind": "think", "preset": None}) == {"kind": "think", "preset": None}
+    # the precision left the preset for the settings: an old preset block's dtype is dropped, not compared
+    old = {**PAPER.to_dict(), "dtype": "bf16"}
+    assert upgrade_manifest({"preset": old, "precision": {"dtype": "bf16"}}) == {
+        "preset": PAPER.to_dict(), "precision": {"dtype": "bf16"}}
 
 
 def test_missing_weights_fail_before_anything_is_written(bench_root: Path, tmp_path: Path) -> None:

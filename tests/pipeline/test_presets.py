@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from tgs.presets import BEST, PAPER, PRESETS, Preset, get_preset, parse_overrides, switch_choices
+from tgs.presets import (
+    BEST,
+    PAPER,
+    PRESETS,
+    SAM3,
+    Preset,
+    default_dtype,
+    get_preset,
+    parse_overrides,
+    switch_choices,
+)
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "presets.md"
 
@@ -19,13 +29,23 @@ def test_paper_preset_has_the_original_values() -> None:
     assert PAPER.object_tag == "s_object"
     assert (PAPER.sam_input, PAPER.sam_colours, PAPER.segment_mode) == ("squash224", "swap_rb", "image")
     assert (PAPER.null_policy, PAPER.missing_tag, PAPER.caption_period) == ("paper", "error_literal", "script")
-    assert (PAPER.mask_size, PAPER.dtype) == ("224", "fp32")
+    assert PAPER.mask_size == "224"
 
 
 def test_best_preset_fixes_each_weak_spot() -> None:
     assert BEST.box_rule == "best" and BEST.sam_colours == "rgb" and BEST.segment_mode == "video"
     assert BEST.null_policy == "empty" and BEST.missing_tag == "expression" and BEST.mask_size == "original"
     assert get_preset("best") is BEST and PRESETS["paper"] is PAPER
+
+
+def test_the_precision_is_a_setting_not_a_switch() -> None:
+    """One channel: ``--dtype`` (Settings.dtype). ``--set dtype`` is refused naming it; without
+    --dtype, paper runs fp32 as the original does (also after --set, which keeps its name)."""
+    assert "dtype" not in switch_choices() and "dtype" not in PAPER.to_dict()
+    with pytest.raises(ValueError, match=r"dtype is not a preset switch.*--dtype"):
+        get_preset("paper", {"dtype": "bf16"})
+    assert default_dtype(PAPER) == default_dtype(get_preset("paper", {"box_rule": "best"})) == "fp32"
+    assert default_dtype(BEST) == default_dtype(SAM3) == default_dtype(Preset()) == "auto"
 
 
 def test_presets_are_frozen() -> None:

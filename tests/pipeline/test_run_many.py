@@ -12,7 +12,7 @@ from gs_fakes import FakeGrounder, FakeSegmenter, FakeVideoSegmenter, make_clip
 from tgs import fast_paths
 from tgs.core.loading import load_stages
 from tgs.core.settings import Settings
-from tgs.pipeline import GroundSegmentPipeline, GroundSegmentResult
+from tgs.ground_segment import GroundSegmentResult, GroundSegmentStage
 from tgs.presets import BEST, PAPER, get_preset
 from tgs.think.parser import parse_answer
 from tgs.types import Clip, Query, Thought
@@ -65,10 +65,10 @@ def assert_same_results(expected: list[GroundSegmentResult], got: list[GroundSeg
 def test_run_many_equals_run_per_expression_on_tiny_models(preset, split: str) -> None:
     grounder, segmenter = load_stages(preset, Settings.tiny(device="cpu", dtype="fp32"))
     grounder.box_threshold = 0.3  # the tiny model's scores: keep a few boxes per frame, not all
-    pipeline = GroundSegmentPipeline(grounder, segmenter, preset)
+    stage = GroundSegmentStage(grounder, segmenter, preset)
     clip, pairs = _clip(), _pairs(split)
-    expected = [pipeline.run(clip, thought, query) for thought, query in pairs]
-    got = pipeline.run_many(clip, pairs)
+    expected = [stage.run(clip, thought, query) for thought, query in pairs]
+    got = stage.run_many(clip, pairs)
     assert_same_results(expected, got)
     sources = [r.object_text.source for r in got]
     if preset.name == "paper":
@@ -78,7 +78,7 @@ def test_run_many_equals_run_per_expression_on_tiny_models(preset, split: str) -
         assert sources[1] == "null" and sources[2] == "expression"
     assert any(c is not None for r in got for c in r.chosen), "the comparison needs chosen boxes"
     assert got[0].masks.masks.any()
-    assert pipeline.run_many(clip, pairs[:1])[0].masks.masks.tolist() == expected[0].masks.masks.tolist()
+    assert stage.run_many(clip, pairs[:1])[0].masks.masks.tolist() == expected[0].masks.masks.tolist()
 
 
 def test_run_many_in_video_mode_falls_back_to_the_segmenter_loop() -> None:
@@ -86,10 +86,10 @@ def test_run_many_in_video_mode_falls_back_to_the_segmenter_loop() -> None:
     preset = BEST
     grounder, segmenter = load_stages(preset, Settings.tiny(device="cpu", dtype="fp32"))
     grounder.box_threshold = 0.3
-    pipeline = GroundSegmentPipeline(grounder, segmenter, preset)
+    stage = GroundSegmentStage(grounder, segmenter, preset)
     clip, pairs = _clip(), _pairs()
-    expected = [pipeline.run(clip, thought, query) for thought, query in pairs]
-    assert_same_results(expected, pipeline.run_many(clip, pairs))
+    expected = [stage.run(clip, thought, query) for thought, query in pairs]
+    assert_same_results(expected, stage.run_many(clip, pairs))
 
 
 class ManyGrounder(FakeGrounder):
@@ -114,9 +114,9 @@ class ManySegmenter(FakeVideoSegmenter):
 
 def test_run_many_uses_the_shared_methods_once_per_clip() -> None:
     grounder, segmenter = ManyGrounder(), ManySegmenter()
-    pipeline = GroundSegmentPipeline(grounder, segmenter, BEST)
+    stage = GroundSegmentStage(grounder, segmenter, BEST)
     clip, pairs = make_clip(), _pairs()
-    results = pipeline.run_many(clip, pairs)
+    results = stage.run_many(clip, pairs)
     assert grounder.many_calls == [["Guitar", "the no_tag making the sound", "the dog.", "the man on the left"]]
     assert len(segmenter.many_scores) == 1 and len(segmenter.many_scores[0]) == 4  # null answer not segmented
     assert segmenter.many_scores[0][0][3] is None  # frame 3 has no box in the fake grounder
@@ -129,27 +129,27 @@ def test_run_many_uses_the_shared_methods_once_per_clip() -> None:
 def test_sharing_off_loops_run_and_never_calls_the_shared_methods() -> None:
     grounder, segmenter = ManyGrounder(), ManySegmenter()
     preset = get_preset("best", {"share_across_expressions": "false"})
-    pipeline = GroundSegmentPipeline(grounder, segmenter, preset)
+    stage = GroundSegmentStage(grounder, segmenter, preset)
     clip, pairs = make_clip(), _pairs()
-    off = pipeline.run_many(clip, pairs)
+    off = stage.run_many(clip, pairs)
     assert grounder.many_calls == [] and segmenter.many_scores == []
-    on = GroundSegmentPipeline(ManyGrounder(), ManySegmenter(), BEST).run_many(clip, pairs)
+    on = GroundSegmentStage(ManyGrounder(), ManySegmenter(), BEST).run_many(clip, pairs)
     assert_same_results(off, on)
 
 
 def test_run_many_without_shared_methods_and_mismatched_pairs(caplog: pytest.LogCaptureFixture) -> None:
-    pipeline = GroundSegmentPipeline(FakeGrounder(), FakeSegmenter(), PAPER)
+    stage = GroundSegmentStage(FakeGrounder(), FakeSegmenter(), PAPER)
     clip, pairs = make_clip(), _pairs()
-    expected = [pipeline.run(clip, t, q) for t, q in pairs]
+    expected = [stage.run(clip, t, q) for t, q in pairs]
     with caplog.at_level(logging.WARNING, logger="tgs.fast_paths"), fast_paths.counting() as ledger:
-        assert_same_results(expected, pipeline.run_many(clip, pairs))
-        pipeline.run_many(clip, pairs)
+        assert_same_results(expected, stage.run_many(clip, pairs))
+        stage.run_many(clip, pairs)
     # stages without shared methods: each fallback said once (with its reason) and counted per call
     assert ledger.fallbacks == {("ground.many", "FakeGrounder has no ground_many(); one text at a time"): 2,
                                 ("segment.many", "FakeSegmenter has no segment_many(); one text at a time"): 2}
     assert caplog.text.count("FakeGrounder has no ground_many()") == 1
     assert caplog.text.count("FakeSegmenter has no segment_many()") == 1
-    assert pipeline.run_many(clip, []) == []
+    assert stage.run_many(clip, []) == []
     thought, _ = pairs[0]
     with pytest.raises(ValueError, match="given with query"):
-        pipeline.run_many(clip, [(thought, pairs[1][1])])
+        stage.run_many(clip, [(thought, pairs[1][1])])

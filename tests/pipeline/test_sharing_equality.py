@@ -20,7 +20,7 @@ from float32_error import SAM2_PROB_TOL, TINY_GDINO_CHAIN, float32_bound
 
 from tgs.core.settings import Settings
 from tgs.data.synth import generate
-from tgs.presets import BEST, PAPER
+from tgs.presets import BEST, PAPER, get_preset
 from tgs.run_store import RunStore
 from tgs.runners.ground_segment import GroundSegmentConfig, load_stages, run_ground_segment
 from tgs.runners.think import ThinkConfig, run_think
@@ -46,7 +46,7 @@ def _think(bench: Path, out: Path, share: bool):
     config = ThinkConfig(
         data=bench, meta=bench / "metadata.csv", out=out, splits=SPLITS, thinker="ref-thinker",
         thinker_options={"max_new_tokens": 12}, settings=Settings.tiny(), batch_size=4,
-        share_across_expressions=share,
+        preset=get_preset("best", {"share_across_expressions": str(share)}),
     )
     return run_think(config)
 

@@ -15,7 +15,7 @@ from tgs.core import ExpressionResult, Pipeline, Settings, VideoItems
 from tgs.core.flow import share_enabled
 from tgs.core.load_spec import load_spec
 from tgs.errors import MissingWeightsError
-from tgs.pipeline import GroundSegmentPipeline
+from tgs.ground_segment import GroundSegmentStage
 from tgs.presets import BEST, PAPER, get_preset
 from tgs.runners.executor import order_by_video, video_batches
 from tgs.think.base import direct_thought
@@ -36,8 +36,8 @@ class RecordingThinker:
         return [ValueError(f"no answer for {q.uid}") if q.uid in self.fail else direct_thought(q) for q, _ in items]
 
 
-class SharingPipeline(GroundSegmentPipeline):
-    """A Ground + Segment pipeline with ``run_many`` (as the stage-sharing one has), recording its use."""
+class SharingStage(GroundSegmentStage):
+    """A Ground + Segment stage with ``run_many`` (as the stage-sharing one has), recording its use."""
 
     def __init__(self, *args, fail: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -58,7 +58,7 @@ def _queries(n: int) -> tuple[Query, ...]:
 def test_a_video_is_thought_about_and_grounded_together() -> None:
     clip = make_clip()
     thinker = RecordingThinker()
-    gs = SharingPipeline(FakeGrounder(), FakeSegmenter(), BEST)
+    gs = SharingStage(FakeGrounder(), FakeSegmenter(), BEST)
     results = Pipeline(thinker, gs).run_video(VideoItems(clip, _queries(3), key="v"))
     assert [r.uid for r in results] == ["v_0", "v_1", "v_2"] and all(isinstance(r, ExpressionResult) for r in results)
     ((items),) = thinker.calls  # one Think call for the video, every item with the same Clip object
@@ -66,14 +66,28 @@ def test_a_video_is_thought_about_and_grounded_together() -> None:
     assert gs.many_calls == [3]  # one shared Ground + Segment call
     for r in results:
         assert r.ok and r.key == "v" and r.thought is not None
-        assert r.ground_segment.masks.masks.shape == (4, 48, 64) and r.ground_segment.uid == r.uid
+        assert r.masks.shape == (4, 48, 64) and r.ground_segment.uid == r.uid
         assert {"decode", "think"} <= set(r.timings)
+
+
+def test_the_short_access_path_reads_the_ground_segment_result() -> None:
+    """``result.masks`` / ``probs`` / ``boxes`` / ``chosen`` / ``object_text`` are the Ground +
+    Segment result's own objects; None where Ground + Segment did not run (Think failed)."""
+    clip = make_clip()
+    gs = SharingStage(FakeGrounder(), FakeSegmenter(), BEST)
+    done, failed = Pipeline(RecordingThinker(fail=("v_1",)), gs).run_video(VideoItems(clip, _queries(2)))
+    inner = done.ground_segment
+    assert done.masks is inner.masks.masks and done.probs is inner.masks.probs
+    assert done.boxes is inner.boxes and done.chosen == inner.chosen and len(done.chosen) == clip.num_frames
+    assert done.object_text == inner.object_text.text == "thing 0"
+    assert failed.ground_segment is None
+    assert (failed.masks, failed.probs, failed.boxes, failed.chosen, failed.object_text) == (None,) * 5
 
 
 def test_sharing_off_runs_one_expression_at_a_time_with_the_same_results() -> None:
     clip = make_clip()
-    on = SharingPipeline(FakeGrounder(), FakeSegmenter(), BEST)
-    off = SharingPipeline(FakeGrounder(), FakeSegmenter(), replace(BEST, share_across_expressions=False))
+    on = SharingStage(FakeGrounder(), FakeSegmenter(), BEST)
+    off = SharingStage(FakeGrounder(), FakeSegmenter(), replace(BEST, share_across_expressions=False))
     shared = Pipeline(RecordingThinker(), on).run_video(VideoItems(clip, _queries(3)))
     alone = Pipeline(RecordingThinker(), off).run_video(VideoItems(clip, _queries(3)))
     assert on.many_calls == [3] and off.many_calls == []
@@ -86,7 +100,7 @@ def test_sharing_off_runs_one_expression_at_a_time_with_the_same_results() -> No
 
 def test_failures_stay_with_their_expression() -> None:
     clip = make_clip()
-    gs = SharingPipeline(FakeGrounder(), FakeSegmenter(), BEST)
+    gs = SharingStage(FakeGrounder(), FakeSegmenter(), BEST)
     results = Pipeline(RecordingThinker(fail=("v_1",)), gs).run_video(VideoItems(clip, _queries(3)))
     assert [r.ok for r in results] == [True, False, True]
     assert "no answer for v_1" in str(results[1].error) and results[1].thought is None
@@ -97,7 +111,7 @@ def test_failures_stay_with_their_expression() -> None:
 def test_a_failing_shared_call_is_an_error_not_a_quiet_fallback() -> None:
     """A broken shared path fails the clip's pairs (recorded per expression) and is never redone one by
     one, which would hide it and make "shared == unshared" compare the unshared path with itself."""
-    gs = SharingPipeline(FakeGrounder(), FakeSegmenter(), BEST, fail=True)
+    gs = SharingStage(FakeGrounder(), FakeSegmenter(), BEST, fail=True)
     with fast_paths.counting() as ledger:
         results = Pipeline(RecordingThinker(), gs).run_video(VideoItems(make_clip(), _queries(3)))
     assert gs.many_calls == [3] and [r.ok for r in results] == [False, False, False]
@@ -113,7 +127,7 @@ def test_a_failing_shared_call_is_an_error_not_a_quiet_fallback() -> None:
 
 def test_given_thoughts_and_no_thinker() -> None:
     clip = make_clip()
-    gs = GroundSegmentPipeline(FakeGrounder(), FakeSegmenter(), PAPER)
+    gs = GroundSegmentStage(FakeGrounder(), FakeSegmenter(), PAPER)
     queries = _queries(2)
     thoughts = (Thought(uid="v_0", raw="<s_object>dog</s_object>", s_object="dog"), KeyError("v_1"))
     given = Pipeline(None, gs).run_video(VideoItems(clip, queries, thoughts))
@@ -134,7 +148,7 @@ def test_several_videos_in_one_batch_think_in_one_call() -> None:
 
 
 def test_generator_over_videos_and_the_call_on_a_clip() -> None:
-    pipe = Pipeline(RecordingThinker(), GroundSegmentPipeline(FakeGrounder(), FakeSegmenter(), BEST))
+    pipe = Pipeline(RecordingThinker(), GroundSegmentStage(FakeGrounder(), FakeSegmenter(), BEST))
     stream = pipe.run(VideoItems(make_clip(seed=s), _queries(2), key=str(s)) for s in range(3))
     first = next(stream)  # results come as each video finishes
     assert first.key == "0"
@@ -204,5 +218,5 @@ def test_load_once_then_call_on_a_video_file(tmp_path: Path) -> None:
     assert [r.query.expression for r in results] == ["the red circle", "the blue square"]
     for r in results:
         assert r.ok, r.error
-        assert r.ground_segment.masks.masks.shape == (3, 224, 224)  # the paper preset's mask size
-        assert len(r.ground_segment.boxes) == 3
+        assert r.masks.shape == (3, 224, 224)  # the paper preset's mask size
+        assert len(r.boxes) == 3

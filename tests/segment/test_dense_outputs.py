@@ -19,7 +19,7 @@ from tgs.dense_outputs import (
 )
 from tgs.segment import Sam2VideoSegmenter
 from tgs.segment.frame_source import VideoFrameSource
-from tgs.segment.propagation import FrameResult, ObjectPrompts
+from tgs.segment.propagation import ObjectPrompts, frame_result
 from tgs.testing.synthetic_video import MovingSquareSource
 from tgs.testing.tiny_vision import build_tiny_sam2_video
 from tgs.video_out import OverlayVideoWriter, copy_audio_from
@@ -125,7 +125,7 @@ def test_rle_round_trip_and_partial_files_are_removed(tmp_path: Path) -> None:
     )
     sink = CocoRleSink(tmp_path / "masks.json", 1, (13, 17))
     frame = np.zeros((13, 17, 3), np.uint8)
-    result = FrameResult(0, frame, mask[None], None, np.array([1.0], np.float32), np.array([True]))
+    result = frame_result(0, frame, mask[None], None, np.array([1.0], np.float32), np.array([True]))
 
     def failing():
         yield result

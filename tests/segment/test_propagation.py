@@ -126,7 +126,7 @@ def test_null_answer_gives_empty_masks_on_every_frame(segmenter: Sam2VideoSegmen
     clip = _clip(6)
     results = list(segmenter.engine.run(ArrayFrameSource(clip.frames), [ObjectPrompts.none()]))
     assert [r.index for r in results] == list(range(6))
-    assert all(not r.masks.any() and np.isnan(r.object_scores).all() for r in results)
+    assert all(not r.masks.any() and np.isnan(r.scores).all() for r in results)
 
 
 @pytest.mark.parametrize("first", [0, 23, 44])
@@ -155,7 +155,7 @@ def test_pruned_sessions_equal_the_unpruned_reference(tiny_video: Path, segmente
     for a, b in zip(want, got, strict=True):
         np.testing.assert_array_equal(a.masks, b.masks)
         np.testing.assert_array_equal(a.probs, b.probs)
-        np.testing.assert_array_equal(a.object_scores, b.object_scores)
+        np.testing.assert_array_equal(a.scores, b.scores)
 
 
 def test_a_lost_object_is_reseeded(segmenter: Sam2VideoSegmenter) -> None:
@@ -219,7 +219,7 @@ def test_propagation_models_are_registered_with_a_default_per_device() -> None:
 def test_tiny_edgetam_propagates_and_shares_exactly(tmp_path: Path) -> None:
     from tgs.models.registry import resolve_source
 
-    source = resolve_source("edgetam_video", models="tiny")
+    source = resolve_source("edgetam_video", "tiny")
     seg = Sam2VideoSegmenter.from_pretrained(source, dtype="float32")
     assert type(seg.model).__name__ == "EdgeTamVideoModel"
     clip = _clip(8)
@@ -295,7 +295,7 @@ def test_one_object_equals_transformers_own_propagation(model: str, tiny_video: 
         np.testing.assert_array_equal(result.masks, their_masks[:, 0].numpy(), err_msg=f"frame {result.index}")
         _, their_probs = low_res_to_masks_and_probs(out.pred_masks.float(), (height, width))
         np.testing.assert_array_equal(result.probs, their_probs, err_msg=f"frame {result.index}")
-        np.testing.assert_array_equal(result.object_scores, out.object_score_logits.reshape(-1).numpy())
+        np.testing.assert_array_equal(result.scores, out.object_score_logits.reshape(-1).numpy())
     areas = [int(r.masks.sum()) for r in ours]
     assert min(areas) > 0 and max(areas) < height * width  # a real mask, not an empty or full frame
 
@@ -310,7 +310,7 @@ def test_sam3_tracker_propagates_with_bounded_memory_and_shares_exactly() -> Non
     spec = load_spec(get_preset("best"), Settings(device="cpu", sources={"sam2": "sam3_tracker_video"}), "dense")
     assert spec.segmenter is not None and spec.segmenter.loader == "sam2_video"
     assert spec.segmenter.key == "sam3_tracker_video" and spec.segmenter.source is None
-    seg = Sam2VideoSegmenter.from_pretrained(resolve_source(spec.segmenter.key, models="tiny"), dtype="float32")
+    seg = Sam2VideoSegmenter.from_pretrained(resolve_source(spec.segmenter.key, "tiny"), dtype="float32")
     assert type(seg.model).__name__ == "Sam3TrackerVideoModel"
     assert type(seg.processor).__name__ == "Sam3TrackerVideoProcessor"
     clip = _clip(40, 40, 56, seed=7)

@@ -96,7 +96,7 @@ def stored_frame_bytes(config) -> int:
 
 @pytest.mark.slow
 def test_session_tensor_bytes_stay_flat_where_the_unpruned_session_grows() -> None:
-    segmenter = Sam2VideoSegmenter.from_pretrained(resolve_source("sam2_video", models="tiny"), dtype="float32")
+    segmenter = Sam2VideoSegmenter.from_pretrained(resolve_source("sam2_video", "tiny"), dtype="float32")
     # 64 frames already fill the window and the seed cap on both sides of the seed.
     short, long = 64, 160
     pruned = {n: _peak_session_bytes(segmenter, n, retain_all=False) for n in (short, long)}
@@ -169,7 +169,7 @@ def _run(model: str, length: int, retain: str) -> dict:
 
 @pytest.mark.slow
 def test_long_propagation_resident_memory_stays_flat_where_the_unpruned_grows() -> None:
-    model = resolve_source("sam2_video", models="tiny")
+    model = resolve_source("sam2_video", "tiny")
     length = 1000
     pruned = _run(model, length, "pruned")
     unpruned = _run(model, length, "all")

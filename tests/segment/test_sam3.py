@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tgs.pipeline import GroundSegmentPipeline
+from tgs.ground_segment import GroundSegmentStage
 from tgs.presets import get_preset
 from tgs.segment.sam3 import Sam3GroundSegmenter, choose_masklets
 from tgs.testing.tiny_sam3 import build_tiny_sam3
@@ -135,7 +135,7 @@ def test_threshold_above_every_score_gives_null_with_the_score_recorded(tiny_sam
     best = max(m.score for m in stage.candidates(clip, "dog").masklets)
     for threshold, null in ((best, False), (np.nextafter(np.float32(best), np.float32(1)), True)):
         preset = get_preset("sam3", {"sam3_threshold": repr(float(threshold))})
-        (result,) = GroundSegmentPipeline(stage, stage, preset).run_many(clip, _pairs(["dog"]))
+        (result,) = GroundSegmentStage(stage, stage, preset).run_many(clip, _pairs(["dog"]))
         record = result.sample_record()["sam3"]
         assert record["null"] is null and record["best_score"] == pytest.approx(best, abs=0)
         assert bool(result.masks.masks.any()) is not null
@@ -180,7 +180,7 @@ def test_sharing_on_equals_off_and_frames_are_encoded_once(tiny_sam3: Path, clip
         calls["n"] = 0
         preset = get_preset("sam3", {"sam3_threshold": "0.2", "segment_mode": mode,
                                      "share_across_expressions": str(share)})
-        results[share] = GroundSegmentPipeline(stage, stage, preset).run_many(clip, _pairs(TEXTS))
+        results[share] = GroundSegmentStage(stage, stage, preset).run_many(clip, _pairs(TEXTS))
         assert calls["n"] == clip.num_frames * (1 if share else len(TEXTS))  # the shared path ran
     for on, off in zip(results[True], results[False]):
         np.testing.assert_array_equal(on.masks.masks, off.masks.masks)

@@ -57,6 +57,29 @@ def test_think_writes_resumable_thoughts(bench: Path, tmp_path: Path) -> None:
     assert changed.exit_code == 1 and "another configuration" in changed.output
 
 
+def test_sharing_is_the_preset_switch_think_reads(bench: Path, tmp_path: Path) -> None:
+    """``--set share_across_expressions=false`` is the one way to turn Think's sharing off: the
+    shared path then never runs, and the answers are the same. Other switches are Ground +
+    Segment's and refused, and so are the retired flag and the thinker option."""
+    shared, alone = tmp_path / "shared", tmp_path / "alone"
+    assert _think(bench, shared).exit_code == 0
+    result = _think(bench, alone, "--set", "share_across_expressions=false")
+    assert result.exit_code == 0, result.output
+    ran = {name: json.loads((out / "manifest.json").read_text())["fast_paths"]["ran"] for name, out in
+           (("shared", shared), ("alone", alone))}  # fmt: skip
+    assert ran["shared"].get("think.shared_prefix", 0) > 0 and "think.shared_prefix" not in ran["alone"]
+    assert _records(alone) == _records(shared)
+    for extra, words in (
+        (("--set", "box_rule=first"), ("box_rule", "think does not read")),
+        (("--no-share-across-expressions",), ("--set share_across_expressions=false",)),
+        (("--thinker-opt", "share_across_expressions=false"), ("--set share_across_expressions=false",)),
+    ):
+        refused = _think(bench, tmp_path / "refused", *extra)
+        text = "".join(refused.output.lower().split()).replace("│", "")  # the error panel unwrapped
+        assert refused.exit_code == 2 and all("".join(w.lower().split()) in text for w in words), refused.output
+    assert not (tmp_path / "refused").exists()
+
+
 def test_a_sample_whose_clip_fails_is_recorded_and_retried(bench: Path, tmp_path: Path) -> None:
     from tgs.data.benchmark import media_folder
     from tgs.think.inputs import load_thoughts

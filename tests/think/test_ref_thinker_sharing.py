@@ -219,7 +219,7 @@ def test_decode_settings_are_checked() -> None:
 
 @pytest.mark.slow
 def test_options_through_build_thinker() -> None:
-    thinker = registry.build_thinker("ref-thinker", models="tiny", device="cpu", dtype="fp32", max_new_tokens=3,
+    thinker = registry.build_thinker("ref-thinker", source="tiny", device="cpu", dtype="fp32", max_new_tokens=3,
                                      share_across_expressions=False, decode="static")  # fmt: skip
     assert isinstance(thinker, RefThinker)
     assert thinker.share_across_expressions is False and thinker.settings.decode == "static"

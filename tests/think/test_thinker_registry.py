@@ -54,6 +54,8 @@ def test_model_thinkers_fail_fast_without_weights(tmp_path: Path) -> None:
         build_thinker("ref_thinker")  # no public ready-made directory: a source is required
     with pytest.raises(ValueError, match="no option 'temperature'"):
         build_thinker("omni", temperature=0.7)
+    with pytest.raises(ValueError, match="no option 'models'"):  # the tiny model is a source: source="tiny"
+        build_thinker("omni", models="tiny")
 
 
 @pytest.mark.slow  # imports the Ref-Thinker modules (a few seconds)
@@ -68,7 +70,7 @@ def test_omni_tiny_through_the_model_registry() -> None:
     from tgs.think.omni import OmniThinker
 
     thinker = build_thinker(
-        "omni", models="tiny", device="cpu", max_new_tokens=3, video_min_pixels=784, video_max_pixels=3136
+        "omni", source="tiny", device="cpu", max_new_tokens=3, video_min_pixels=784, video_max_pixels=3136
     )
     assert isinstance(thinker, OmniThinker) and thinker.max_new_tokens == 3
     clip = Clip(np.zeros((2, 28, 28, 3), np.uint8), None, None, np.arange(2.0))

@@ -61,7 +61,7 @@ def test_a_fresh_adapter_starts_as_a_no_op(fresh_init: Path) -> None:
 def test_an_existing_adapter_must_match_the_recipe(tmp_path: Path) -> None:
     from tgs.models.registry import resolve_source
 
-    init = Path(resolve_source("ref_thinker", None, "tiny"))  # has an r=8 adapter
+    init = Path(resolve_source("ref_thinker", "tiny"))  # has an r=8 adapter
     with pytest.raises(WeightsError, match="r: 8 vs 4"):
         build_training_model(init, fast_recipe(lora_r=4))
     model, _ = build_training_model(init, fast_recipe(lora_dropout=0.0))

@@ -139,7 +139,7 @@ def test_an_interrupted_run_resumes_to_the_same_parameters_and_losses(
     """
     from tgs.models.registry import resolve_source
 
-    init = Path(resolve_source("ref_thinker", None, "tiny"))  # an init with an adapter: training continues it
+    init = Path(resolve_source("ref_thinker", "tiny"))  # an init with an adapter: training continues it
     recipe = fast_recipe(max_steps=8, save_steps=3)
     whole = run_training(_job(train_bench, init, tmp_path / "whole", recipe))
     first = run_training(_job(train_bench, init, tmp_path / "split", recipe), callbacks=[StopAt(3)])

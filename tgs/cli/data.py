@@ -164,7 +164,7 @@ def grounding_token_counter() -> tuple[Callable[[str], int], str]:
     from tgs.models.registry import check_models
 
     try:
-        status = check_models([("grounding_dino", None)], "real")[0]
+        status = check_models([("grounding_dino", None)])[0]
         if status.present and not status.location.startswith("hub:"):
             from transformers import AutoTokenizer
 

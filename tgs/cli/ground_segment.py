@@ -51,7 +51,9 @@ def ground_segment_command(
     out: Path = typer.Option(..., "--out", help="Run directory; rerunning the same command resumes it."),
     models: str = models_option(),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
-    dtype: str | None = typer.Option(None, "--dtype", help="auto, fp32, bf16, fp16 (default: the preset's)."),
+    dtype: str | None = typer.Option(
+        None, "--dtype", help="auto, fp32, bf16, fp16 (default: fp32 under --preset paper, else auto)."
+    ),
     gdino: str | None = typer.Option(None, "--gdino", help="Grounding DINO hub id or local directory."),
     compile: bool = COMPILE_OPTION,
     sam2: str | None = typer.Option(None, "--sam2", help="SAM2.1 hub id or local directory."),

@@ -15,6 +15,7 @@ from tgs.cli.common import (
     settings_from_options,
 )
 from tgs.cli.console import console, escape_user_text
+from tgs.models import TINY
 from tgs.models.registry import MODEL_SPECS, check_models
 
 models_app = typer.Typer(help="List, check and convert model weights.", no_args_is_help=True)
@@ -53,8 +54,11 @@ def list_models(
             raise typer.BadParameter(f"expected KEY=SOURCE with KEY in {sorted(MODEL_SPECS)}, got {item!r}")
         overrides[key] = value
     check_choice(mode, MODES, "--mode")
+    if models == TINY and overrides:
+        raise typer.BadParameter("the tiny set uses its own random models; drop --source or --models tiny",
+                                 param_hint="--source")
     if preset is None:
-        statuses = check_models([(k, overrides.get(k)) for k in MODEL_SPECS], models)  # type: ignore[arg-type]
+        statuses = check_models([(k, TINY if models == TINY else overrides.get(k)) for k in MODEL_SPECS])
     else:
         statuses = _call_spec(preset, set_, mode, thinker, models, device).check(overrides)
     title = f"models ({models})" + (f" a {mode} call under preset {preset} loads" if preset is not None else "")

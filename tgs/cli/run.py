@@ -87,7 +87,8 @@ def run_command(
     models: str = models_option(),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
     dtype: str | None = typer.Option(
-        None, "--dtype", help="auto, fp32, bf16, fp16 for every model (default: the preset's)."
+        None, "--dtype",
+        help="auto, fp32, bf16, fp16 for every model (default: Ground + Segment in fp32 under --preset paper, else auto).",
     ),
     gdino: str | None = typer.Option(None, "--gdino", help="Grounding DINO hub id or local directory."),
     compile: bool = COMPILE_OPTION,

@@ -82,9 +82,9 @@ def print_segment_result(result) -> None:  # result: tgs.core.segment.SegmentVid
 @friendly_errors
 def segment_command(
     video: str | None = typer.Argument(
-        None, help="Video file (mp4, mkv, webm, avi, ...; any size, fps, length), or a live source: a camera "
-        "(/dev/video0, v4l2:..., avfoundation:0), a stream URL (rtsp, rtmp, srt, udp, tcp, http/HLS) or - "
-        "(standard input); none with --batch."
+        None, help="Video file (mp4, mkv, webm, avi, ...; any size, fps, length) or its URL (https://...), or a "
+        "live source: a camera (/dev/video0, v4l2:..., avfoundation:0), a stream URL (rtsp, rtmp, srt, udp, tcp, "
+        "a live HLS playlist) or - (standard input); none with --batch."
     ),
     expressions: list[str] | None = typer.Argument(
         None,
@@ -132,7 +132,8 @@ def segment_command(
     ),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N."),
     dtype: str | None = typer.Option(
-        None, "--dtype", help="auto, fp32, bf16, fp16 for every model (default: the preset's)."
+        None, "--dtype",
+        help="auto, fp32, bf16, fp16 for every model (default: Ground + Segment in fp32 under --preset paper, else auto).",
     ),
     gdino: str | None = typer.Option(None, "--gdino", help="Grounding DINO hub id or local directory."),
     sam2: str | None = typer.Option(
@@ -190,9 +191,9 @@ def segment_command(
     if batch is None and (video is None or not expressions):  # both are required without --batch
         raise bad("missing argument: give a video and its expressions, or --batch LIST",
                   "VIDEO" if video is None else "EXPRESSIONS")
-    from tgs.sources import detect_source
+    from tgs.core.live_run import is_live
 
-    live_source = batch is None and video is not None and detect_source(video) != "file"
+    live_source = batch is None and video is not None and is_live(video)
     refuse_misused({"--rethink-every": rethink_every is not None, "--every-frame": every_frame,
                     "--reconnect": reconnect, "--audio": audio is not None, "--png": png, "--fps": fps is not None,
                     "--keyframe-fps": keyframe_fps != 1.0, "--no-png": no_png, "--chunk-seconds": chunk_seconds != 10.0},
@@ -232,33 +233,40 @@ def segment_command(
         batch_options = SegmentOptions(thinker=thinker, preset=chosen, settings=settings, fps=fps,
                                        keyframe_fps=keyframe_fps, png=not no_png, chunk_seconds=chunk_seconds,
                                        thinker_options=options)
-        run_batch(batch, video=None if video is None else Path(video), expressions=expressions, expressions_file=expressions_file, out=out,
+        run_batch(batch, video=video, expressions=expressions, expressions_file=expressions_file, out=out,
                   options=batch_options, executor=executor, ray_address=ray_address, workers=workers,
                   resources=resources, device=device)
         if settings.untrained:
             err_console.print(untrained_banner())
         return
-    video = Path(video)  # type: ignore[assignment]  # a file from here on
-    check_segment_call(video, expressions, thinker=thinker, settings=settings, out=out, fps=fps,
-                       keyframe_fps=keyframe_fps, chunk_seconds=chunk_seconds, thinker_options=options)
-    if settings.untrained:
-        err_console.print(untrained_banner())
-    prepare_process(device)
-    with fraction_progress("segment") as progress:
-        result = segment_video(
-            video,
-            expressions,
-            thinker=thinker,
-            preset=chosen,
-            settings=settings,
-            out=out,
-            fps=fps,
-            thinker_options=options,
-            chunk_seconds=chunk_seconds,
-            progress=progress,
-            keyframe_fps=keyframe_fps,
-            png=not no_png,
-        )
+    from tgs.runners.url_video import local_video
+    from tgs.sources import is_url
+    from tgs.sources.fetch import url_stem
+
+    if is_url(video):  # a finite video over the network: copied into OUT, segmented as that file
+        out = out if out is not None else Path(f"segment_{url_stem(video)}")
+        err_console.print(f"copying {escape_user_text(video)}", highlight=False)
+    with local_video(video, out) as local:
+        check_segment_call(local, expressions, thinker=thinker, settings=settings, out=out, fps=fps,
+                           keyframe_fps=keyframe_fps, chunk_seconds=chunk_seconds, thinker_options=options)
+        if settings.untrained:
+            err_console.print(untrained_banner())
+        prepare_process(device)
+        with fraction_progress("segment") as progress:
+            result = segment_video(
+                local,
+                expressions,
+                thinker=thinker,
+                preset=chosen,
+                settings=settings,
+                out=out,
+                fps=fps,
+                thinker_options=options,
+                chunk_seconds=chunk_seconds,
+                progress=progress,
+                keyframe_fps=keyframe_fps,
+                png=not no_png,
+            )
     print_segment_result(result)
     if result.untrained:
         err_console.print(untrained_banner())

@@ -28,7 +28,7 @@ def video_progress(total: int) -> Iterator[Callable[[int], None]]:
 def run_batch(
     batch: Path,
     *,
-    video: Path | None,
+    video: str | None,
     expressions: list[str] | None,
     expressions_file: Path | None,
     out: Path | None,

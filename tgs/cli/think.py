@@ -13,6 +13,7 @@ from tgs.cli.common import (
     check_choice,
     models_option,
     prepare_process,
+    preset_from_options,
     settings_from_options,
     thinker_options_from,
     untrained_banner,
@@ -66,9 +67,12 @@ def think_command(
         False, "--unmerged-lora", help="ref-thinker: keep the LoRA adapter separate, as the original runs it."
     ),
     prompt: str | None = typer.Option(None, "--prompt", help="ref-thinker: inference (the paper's) or training."),
-    share: bool = typer.Option(
-        True, "--share-across-expressions/--no-share-across-expressions",
-        help="Share a video's work among its expressions (same answers; off: each expression alone).",
+    sets: list[str] = typer.Option(
+        [], "--set", help="Preset switch Think reads, KEY=VALUE: share_across_expressions=false treats each "
+        "expression of a video alone (same answers).",
+    ),
+    old_share: bool | None = typer.Option(
+        None, "--share-across-expressions/--no-share-across-expressions", hidden=True,
     ),
     limit: int | None = typer.Option(None, "--limit", min=0, help="Think about at most N new samples, then stop."),
     executor: str = EXECUTOR_OPTION,
@@ -82,6 +86,12 @@ def think_command(
     from tgs.think.registry import THINKER_NAMES
 
     name = check_choice(thinker.strip().lower().replace("_", "-"), THINKER_NAMES, "--thinker")
+    if old_share is not None:
+        raise bad(
+            "sharing a video's work is a preset switch: use --set share_across_expressions="
+            f"{str(old_share).lower()}", "--share-across-expressions",
+        )
+    preset = _think_preset(sets)
     if prompt is not None:
         check_choice(prompt, ("inference", "training"), "--prompt")
     options = thinker_options_from(thinker_opt)
@@ -108,7 +118,7 @@ def think_command(
             thinker_options=options,
             settings=settings,
             batch_size=batch_size,
-            share_across_expressions=share,
+            preset=preset,
             limit=limit,
         )
     except ValueError as exc:
@@ -120,6 +130,21 @@ def think_command(
         outcome = run_think(config, progress=lambda total: progress_bar("think", total), executor=runner)
     print_run_summary("think", outcome.run_dir, outcome.summary, "thoughts.jsonl")
     console.print(f"thoughts: {escape_user_text(outcome.thoughts_path)}", highlight=False)
+
+
+def _think_preset(sets: list[str]):  # -> Preset
+    """The default preset with the ``--set`` switches Think reads; another switch is refused (Think
+    would ignore it)."""
+    from tgs.presets import DEFAULT_PRESET, THINK_SWITCHES, parse_overrides
+
+    preset = preset_from_options(DEFAULT_PRESET, sets)
+    ignored = sorted(set(parse_overrides(sets)) - set(THINK_SWITCHES))
+    if ignored:
+        raise bad(
+            f"{', '.join(ignored)}: a Ground + Segment switch, which Think does not read (give it to tgs "
+            f"ground-segment or tgs run); tgs think takes {', '.join(THINK_SWITCHES)}", "--set",
+        )
+    return preset
 
 
 def _resolve_model(model: str | None) -> str | None:

@@ -131,7 +131,7 @@ def train_command(
     }
     recipe = _recipe(config, set_, overrides)
     recipe, device = _fit_machine(recipe, set_, device)
-    init_dir = Path(resolve_source("ref_thinker", None, "tiny")) if models == "tiny" else init
+    init_dir = Path(resolve_source("ref_thinker", "tiny")) if models == "tiny" else init
     job = TrainJob(
         data=data, meta=meta, targets=targets, init=init_dir, out=out, recipe=recipe,  # type: ignore[arg-type]
         resume=resume, crab=crab, device=device,

@@ -6,12 +6,12 @@ Every command, the demo and the Python API go through :class:`Pipeline`::
 
     pipe = Pipeline.load(thinker="ref-thinker", preset="best", settings=Settings(sources={...}))
     for result in pipe(clip, ["the dog barking", "the person talking"]):
-        result.thought.s_object, result.ground_segment.masks.masks   # bool [T, H, W]
+        result.thought.s_object, result.masks   # bool [T, H, W]
 
 The video is the unit of work: the expressions of one clip are handed to the thinker
 together (``think_each`` over items that share one :class:`~tgs.types.Clip` object, so a
 thinker can encode the clip and prefill the common prompt once) and to Ground + Segment
-together (``GroundSegmentPipeline.run_many``: the image backbones run once per frame).
+together (``GroundSegmentStage.run_many``: the image backbones run once per frame).
 ``preset.share_across_expressions`` = False gives the one-expression-at-a-time path, the
 reference the sharing is tested equal against; which path ran is counted
 (:mod:`tgs.fast_paths`).
@@ -32,12 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tgs.core.settings import Settings
-from tgs.pipeline import GroundSegmentPipeline, GroundSegmentResult
+from tgs.core.stages import ground_and_segment, share_enabled, think_items
+from tgs.ground_segment import GroundSegmentResult, GroundSegmentStage
 from tgs.presets import Preset, get_preset
-from tgs.think.base import Thinker, direct_thought
-from tgs.think.registry import think_each
-from tgs.types import Clip, Query, Thought
+from tgs.think.base import Thinker
+from tgs.types import Boxes, Clip, Query, Thought
 
 __all__ = ["ExpressionResult", "Pipeline", "VideoItems", "share_enabled"]
 
@@ -46,9 +48,15 @@ logger = logging.getLogger(__name__)
 ClipSource = Clip | Callable[[], Clip]
 
 
-def share_enabled(preset: Preset | None) -> bool:
-    """The preset's ``share_across_expressions`` switch (on when the preset predates it)."""
-    return bool(getattr(preset, "share_across_expressions", True)) if preset is not None else True
+@dataclass(frozen=True, eq=False)
+class LoadedFrom:
+    """What :meth:`Pipeline.load` was given: the thinker's name, the settings, the thinker's
+    options, and the frozen spec of what it loaded (the model-cache key of its stages)."""
+
+    thinker: str
+    settings: Settings
+    thinker_options: dict[str, Any]
+    spec: Any
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,7 +89,8 @@ class ExpressionResult:
 
     thought: the thinker's answer (a direct thought when nothing thinks), None if Think failed.
     ground_segment: boxes, chosen box per frame and masks (None when Ground + Segment did
-        not run or failed).
+        not run or failed); :attr:`masks`, :attr:`probs`, :attr:`boxes`, :attr:`chosen` and
+        :attr:`object_text` read them.
     error: why this expression has no result (decoding, Think or Ground + Segment).
     timings: seconds per step; shared steps (decoding, a video's Think) are split evenly
         over the video's expressions.
@@ -102,19 +111,47 @@ class ExpressionResult:
     def uid(self) -> str:
         return self.query.uid
 
+    # The Ground + Segment outputs, one attribute away (None when Ground + Segment did not run or failed).
+    @property
+    def masks(self) -> np.ndarray | None:
+        """bool [T, H, W]: the expression's mask on each frame, at the preset's ``mask_size``."""
+        return None if self.ground_segment is None else self.ground_segment.masks.masks
+
+    @property
+    def probs(self) -> np.ndarray | None:
+        """float32 [T, h, w] in [0, 1]: the mask probabilities (the F metric's input), at the
+        preset's ``probs_size``; None also when the segmenter gives none."""
+        return None if self.ground_segment is None else self.ground_segment.masks.probs
+
+    @property
+    def boxes(self) -> Boxes | None:
+        """Every grounded candidate box of every frame (original pixels, detector query order)."""
+        return None if self.ground_segment is None else self.ground_segment.boxes
+
+    @property
+    def chosen(self) -> tuple[int | None, ...] | None:
+        """Per frame, the position in ``boxes.frames[i]`` of the box that prompted the segmenter, or None."""
+        return None if self.ground_segment is None else self.ground_segment.chosen
+
+    @property
+    def object_text(self) -> str | None:
+        """The text that was grounded (None: nothing was, e.g. a null answer)."""
+        return None if self.ground_segment is None else self.ground_segment.object_text.text
+
 
 class Pipeline:
     """Think -> Ground -> Segment over videos, each stage optional.
 
     thinker: any thinker (None: no Think; thoughts are given, or the expressions are grounded).
-    ground_segment: a :class:`~tgs.pipeline.GroundSegmentPipeline` (None: Think only).
+    ground_segment: a :class:`~tgs.ground_segment.GroundSegmentStage` (None: Think only).
     """
 
     def __init__(
-        self, thinker: Thinker | None = None, ground_segment: GroundSegmentPipeline | None = None
+        self, thinker: Thinker | None = None, ground_segment: GroundSegmentStage | None = None
     ) -> None:
         self.thinker = thinker
         self.ground_segment = ground_segment
+        self.loaded_from: LoadedFrom | None = None  # set by :meth:`load`: what a video session reuses
 
     @classmethod
     def load(
@@ -147,12 +184,43 @@ class Pipeline:
         stages = None
         if ground_segment:
             grounder, segmenter = load_stages_from(spec)
-            stages = GroundSegmentPipeline(grounder, segmenter, resolved)
-        return cls(loaded, stages)
+            stages = GroundSegmentStage(grounder, segmenter, resolved)
+        pipe = cls(loaded, stages)
+        pipe.loaded_from = LoadedFrom("direct" if direct else str(thinker), settings or Settings(),
+                                      dict(thinker_options or {}), spec)
+        return pipe
 
     @property
     def preset(self) -> Preset | None:
         return None if self.ground_segment is None else self.ground_segment.preset
+
+    def open_video(
+        self,
+        source: str | Path,
+        expressions: str | Sequence[str],
+        *,
+        fps: float | None = None,
+        keyframe_fps: float = 1.0,
+        chunk_seconds: float | None = None,
+        progress: Callable[..., Any] | None = None,
+    ) -> Any:
+        """A :class:`~tgs.core.session.VideoSession` on ``source`` with this pipeline's models::
+
+            with pipe.open_video("clip.mp4", ["the dog barking"]) as session:
+                for frame in session.frames():      # a tgs.types.FrameResult per frame
+                    frame.index, frame.time, frame.masks
+
+        A video file gives a mask on every source frame (``fps=None``: ground at ``keyframe_fps``
+        keyframes, one propagation) or on frames sampled at ``fps``; a Ref-AVSBench media folder
+        is a benchmark sample. The thinker and, where the mode's models are the ones loaded,
+        Grounding DINO and the segmenter are this pipeline's; a mode that needs another
+        segmenter (dense output propagates with a SAM2 video model) loads it once and keeps it
+        (:class:`~tgs.model_cache.ModelCache`, keyed by the mode's LoadSpec).
+        """
+        from tgs.core.segment import pipeline_session
+
+        return pipeline_session(self, source, expressions, fps=fps, keyframe_fps=keyframe_fps,
+                                chunk_seconds=chunk_seconds, progress=progress)
 
     # ------------------------------------------------------------------ stages
     def think(self, clip: Clip | None, queries: Sequence[Query]) -> list[Thought | Exception]:
@@ -165,33 +233,11 @@ class Pipeline:
     def ground_and_segment(
         self, clip: Clip, pairs: Sequence[tuple[Thought, Query]]
     ) -> list[GroundSegmentResult | Exception]:
-        """Ground + Segment of every (thought, query) of one clip; failures per pair.
-
-        Under ``share_across_expressions`` the pairs go through ``run_many`` together (frame
-        work shared); an exception there fails every pair of the clip, as a bad clip does:
-        it is an error, never a quiet switch to the one-by-one path (which would hide a broken
-        shared path and its cost). Without sharing, or for one pair, each pair runs alone and
-        fails alone.
-        """
+        """Ground + Segment of every (thought, query) of one clip; failures per pair
+        (:func:`tgs.core.stages.ground_and_segment`: shared under ``share_across_expressions``)."""
         if self.ground_segment is None:
             raise RuntimeError("this pipeline was loaded without Ground + Segment")
-        gs = self.ground_segment
-        if len(pairs) > 1 and share_enabled(gs.preset):
-            try:
-                results = list(gs.run_many(clip, list(pairs)))
-                if len(results) != len(pairs):
-                    raise RuntimeError(f"run_many returned {len(results)} results for {len(pairs)} pairs")
-            except Exception as exc:  # the clip's shared call failed: each of its pairs is recorded with it
-                logger.debug("shared Ground + Segment failed", exc_info=True)
-                return [exc] * len(pairs)
-            return results
-        out: list[GroundSegmentResult | Exception] = []
-        for thought, query in pairs:
-            try:
-                out.append(gs.run(clip, thought, query))
-            except Exception as exc:  # this pair fails; the others go on
-                out.append(exc)
-        return out
+        return ground_and_segment(self.ground_segment, clip, pairs)
 
     # ------------------------------------------------------------------ videos
     def run_video(self, video: VideoItems) -> list[ExpressionResult]:
@@ -243,14 +289,9 @@ class Pipeline:
         return out, seconds
 
     def think_items(self, items: Sequence[tuple[Query, Clip | None]]) -> list[Thought | Exception]:
-        """One thought (or exception) per (query, clip) item, in one thinker call.
-
-        Items of one video should share one Clip object: a thinker that shares work across
-        expressions groups them by it.
-        """
-        if self.thinker is None:
-            return [direct_thought(q) for q, _ in items]
-        return think_each(self.thinker, list(items))
+        """One thought (or exception) per (query, clip) item, in one thinker call
+        (:func:`tgs.core.stages.think_items`)."""
+        return think_items(self.thinker, items)
 
     def _ground_segment_video(
         self, video: VideoItems, clip: Clip, thoughts: Sequence[Thought | Exception], timings: dict[str, float]

@@ -525,7 +525,7 @@ def segment_live(
                         _feed(session, sinks, on_frame)
                     finally:  # also on a second Ctrl-C or an error: result.json says what was written
                         session.timer.add("total", time.perf_counter() - session.started)
-                        record = live_record(session, out_dir, warning_lines(caught))
+                        record = live_record(session, warning_lines(caught))
                         write_json(out_dir / RESULT_NAME, record)
         finally:
             if lock is not None:
@@ -559,7 +559,7 @@ def _feed(session: LiveSession, sinks: Sequence[FrameSink], on_frame: Callable[[
         sink.close()
 
 
-def live_record(session: LiveSession, out_dir: Path, warnings: Sequence[str]) -> dict[str, Any]:
+def live_record(session: LiveSession, warnings: Sequence[str]) -> dict[str, Any]:
     """result.json of a live run (schema :data:`~tgs.core.segment_result.RESULT_SCHEMA`, ``output.mode``
     "live"; ``docs/live.md``)."""
     from tgs import __version__

@@ -40,7 +40,7 @@ from typing import Any
 from tgs.core.settings import TINY, Settings
 from tgs.errors import SettingsError
 from tgs.model_cache import freeze
-from tgs.presets import Preset
+from tgs.presets import Preset, default_dtype
 from tgs.think.registry import THINKER_MODEL_KEYS, canonical_name
 
 __all__ = ["MODES", "LoadSpec", "ModelLoad", "load_spec"]
@@ -104,9 +104,7 @@ class ModelLoad:
 
         if self.key is None:
             raise ValueError(f"{self.loader} has no weights to resolve")
-        if self.tiny:
-            return resolve_source(self.key, None, TINY)
-        return resolve_source(self.key, self.source, "real")
+        return resolve_source(self.key, self.source)
 
 
 @dataclass(frozen=True)
@@ -144,7 +142,7 @@ class LoadSpec:
         """Fail before anything loads, listing every missing model (tiny ones are built on use)."""
         from tgs.models.registry import require_models
 
-        require_models([(m.key, m.source) for m in self.weights if not m.tiny], "real")  # type: ignore[misc]
+        require_models([(m.key, m.source) for m in self.weights if not m.tiny])  # type: ignore[misc]
 
     def check(self, sources: Mapping[str, str] | None = None) -> list[Any]:
         """``tgs.models.registry.ModelStatus`` of every weight, in order, without loading anything.
@@ -154,9 +152,8 @@ class LoadSpec:
         from tgs.models.registry import check_models
 
         sources = sources or {}
-        return [check_models([(m.key, sources.get(m.key, m.source))], "real")[0]  # type: ignore[list-item]
-                if not m.tiny else check_models([(m.key, None)], TINY)[0]  # type: ignore[list-item]
-                for m in self.weights]  # fmt: skip
+        return check_models([(m.key, m.source if m.tiny else sources.get(m.key, m.source))  # type: ignore[misc]
+                             for m in self.weights])  # fmt: skip
 
     def describe(self) -> dict[str, Any]:
         """Registry key -> source as recorded in manifests and result.json, and the model "set"
@@ -275,7 +272,7 @@ def _ground_load(
         key="grounding_dino",
         source=settings.source("grounding_dino"),
         device=settings.device,
-        dtype=settings.stage_dtype(preset.dtype),
+        dtype=settings.stage_dtype(default_dtype(preset)),
         compile=fast["compile"],
         options={
             "box_threshold": preset.box_threshold,
@@ -297,7 +294,7 @@ def _segment_load(
     from tgs.segment.sam2_video import PROPAGATION_MODEL_KEYS, default_propagation_model
 
     given = settings.source("sam2")
-    dtype = settings.stage_dtype(preset.dtype)
+    dtype = settings.stage_dtype(default_dtype(preset))
     if preset.segmenter == "sam3":
         return _sam3_load(preset, settings, mode, given, dtype, fast)
     if mode != "dense" and preset.segment_mode == "image":

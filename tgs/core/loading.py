@@ -22,7 +22,7 @@ from typing import Any
 from tgs import fast_paths
 from tgs.core.load_spec import LoadSpec, ModelLoad, load_spec
 from tgs.core.settings import Settings
-from tgs.pipeline import Grounder, Segmenter
+from tgs.ground_segment import Grounder, Segmenter
 from tgs.presets import Preset
 from tgs.think.base import Thinker
 from tgs.think.registry import accepted_options, build_thinker, canonical_name
@@ -38,10 +38,12 @@ __all__ = [
     "thinker_options",
 ]
 
-CORE_THINKER_OPTIONS: frozenset[str] = frozenset({"source", "models", "device", "dtype", "batch_size"})
-"""Thinker options the core sets from the settings and the run, never from ``--thinker-opt``."""
-
 SHARE_OPTION = "share_across_expressions"
+
+CORE_THINKER_OPTIONS: frozenset[str] = frozenset({"source", "device", "dtype", "batch_size", SHARE_OPTION})
+"""Thinker options the core sets from the settings, the preset and the run, never from ``--thinker-opt``."""
+
+_SHARE_HINT = "; the preset switch: --set share_across_expressions=false"
 
 SECRET_OPTIONS: tuple[str, ...] = ("api_key",)
 """Thinker options never written to disk in clear."""
@@ -72,7 +74,8 @@ def check_thinker_options(thinker: str, options: Mapping[str, Any]) -> None:
     if unknown:
         name = canonical_name(thinker)
         owned = sorted(set(unknown) & CORE_THINKER_OPTIONS)
-        hint = f" ({', '.join(owned)}: set by the command's own options)" if owned else ""
+        where = "set by the command's own options" + (_SHARE_HINT if SHARE_OPTION in owned else "")
+        hint = f" ({', '.join(owned)}: {where})" if owned else ""
         raise ValueError(
             f"thinker {name!r} has no option {', '.join(map(repr, unknown))}{hint}; "
             f"accepted: {', '.join(sorted(allowed)) or '(none)'}"
@@ -85,17 +88,17 @@ def load_thinker(
     options: Mapping[str, Any] | None = None,
     *,
     batch_size: int | None = None,
-    share_across_expressions: bool | None = None,
+    preset: Preset | None = None,
 ) -> Thinker:
     """The thinker ``thinker`` of :func:`~tgs.core.load_spec.load_spec`, built (see :func:`load_model`).
 
     batch_size: samples per generate call, for thinkers that batch.
-    share_across_expressions: handed to a thinker that accepts it (per-video sharing); for
-        another thinker with a local model (Qwen2.5-Omni) a counted fallback
-        (:mod:`tgs.fast_paths`); remote and direct thinkers have nothing to share.
+    preset: its ``share_across_expressions`` (None: on) is handed to a thinker that accepts it
+        (per-video sharing); for another thinker with a local model (Qwen2.5-Omni) sharing is a
+        counted fallback (:mod:`tgs.fast_paths`); remote and direct thinkers have nothing to share.
     """
-    spec = load_spec(None, settings, thinker=thinker, thinker_options=options, batch_size=batch_size,
-                     share=share_across_expressions)  # fmt: skip
+    share = True if preset is None else preset.share_across_expressions
+    spec = load_spec(None, settings, thinker=thinker, thinker_options=options, batch_size=batch_size, share=share)
     return load_model(spec.thinker)  # type: ignore[arg-type]
 
 
@@ -119,7 +122,7 @@ def _build_thinker(load: ModelLoad) -> Thinker:
     if batch_size is not None and "batch_size" in accepted:
         options["batch_size"] = batch_size
     if share is not None and SHARE_OPTION in accepted:
-        options.setdefault(SHARE_OPTION, share)
+        options[SHARE_OPTION] = share
     elif share and load.key is not None:  # a local model that could, but does not, share
         fast_paths.fell_back("think.shared_prefix", f"thinker {name!r} runs every expression of a video in full")
     return build_thinker(name, **options)

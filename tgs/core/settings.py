@@ -14,11 +14,10 @@ from typing import Any
 
 __all__ = ["ROLES", "TINY", "UNTRAINED_LABEL", "Settings"]
 
+from tgs.models import TINY
+
 ROLES: tuple[str, ...] = ("thinker", "grounding_dino", "sam2")
 """Model roles a source can be given for; ``sam2`` covers the image and the video model."""
-
-TINY = "tiny"
-"""The model source naming the random tiny model of a role (install checks, tests)."""
 
 UNTRAINED_LABEL = "UNTRAINED TINY MODELS — install check only, results are meaningless"
 """Shown (and written into outputs) whenever a tiny model ran."""
@@ -29,8 +28,9 @@ class Settings:
     """Device, dtype and model sources, given once.
 
     device: "auto" (CUDA when present), "cpu", "cuda", "cuda:N".
-    dtype: "auto", "fp32", "bf16", "fp16" for every model; None: each stage's default (the
-        preset's dtype for Ground + Segment, auto for a thinker).
+    dtype: "auto", "fp32", "bf16", "fp16" for every model; None: each stage's default
+        (Ground + Segment: :func:`tgs.presets.default_dtype`, fp32 under ``paper``, else auto;
+        a thinker: auto). The one place the precision is given (a preset has no dtype).
     sources: role (:data:`ROLES`) -> hub id, local directory or "tiny"; a role not given
         uses the model registry's default for it.
     compile: ``torch.compile`` the heavy modules of Ground + Segment and give Ref-Thinker a
@@ -73,7 +73,7 @@ class Settings:
     ) -> Settings:
         """The CLI's ``--models real|tiny`` plus per-role sources (``--model``, ``--gdino``, ``--sam2``).
 
-        ``models="tiny"`` makes every role tiny; sources given with it are an error, since
+        ``models="tiny"`` makes :data:`TINY` every role's source; sources given with it are an error, since
         they would be silently ignored.
         """
         if models not in ("real", TINY):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,53 @@ import numpy as np
 from tgs.data.media import REF_AVS_SAMPLE_RATE
 from tgs.errors import MediaError, NoAudioWarning
 
-__all__ = ["stream_audio_mono"]
+__all__ = ["MonoResampler", "stream_audio_mono"]
+
+
+class MonoResampler:
+    """PyAV audio frames in, float32 mono at ``target_sr`` out, one frame at a time.
+
+    The conversion of a whole track (:func:`stream_audio_mono`) and of a live one
+    (``tgs.sources``): the sample format made float (rate and layout kept), the channels
+    averaged in float32 (librosa's ``to_mono``), soxr's streaming "HQ" resampler, which gives
+    exactly what its one-shot call gives. ``check`` sees each mono chunk before resampling
+    (e.g. to refuse non-finite samples). A change of input rate starts a new resampler.
+    """
+
+    def __init__(self, target_sr: int = REF_AVS_SAMPLE_RATE, check: Callable[[np.ndarray], None] | None = None) -> None:
+        import av
+
+        self.target_sr = target_sr
+        self.rate = 0  # the input's sample rate, once a frame came
+        self.consumed = 0  # input samples converted so far
+        self._check = check
+        self._to_float = av.AudioResampler(format="fltp")  # keeps rate and layout: only the sample format changes
+        self._resampler = None
+
+    def convert(self, frame) -> np.ndarray:  # frame: av.AudioFrame
+        """The frame's samples, mono at ``target_sr`` (the resampler may hold a few back until :meth:`flush`)."""
+        import soxr
+
+        pieces = []
+        for planar in self._to_float.resample(frame):
+            mono = np.mean(planar.to_ndarray(), axis=0, dtype=np.float32)  # [C, n] -> [n], as librosa
+            if self._check is not None:
+                self._check(mono)
+            if planar.sample_rate != self.rate:
+                if self._resampler is not None:
+                    pieces.append(self.flush())
+                self.rate = planar.sample_rate
+                self._resampler = (None if self.rate == self.target_sr else
+                                   soxr.ResampleStream(self.rate, self.target_sr, 1, dtype="float32", quality="HQ"))
+            self.consumed += mono.shape[0]
+            pieces.append(mono if self._resampler is None else self._resampler.resample_chunk(mono, last=False))
+        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+    def flush(self) -> np.ndarray:
+        """The samples the resampler still holds (the end of the track)."""
+        if self._resampler is None:
+            return np.zeros(0, np.float32)
+        return self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
 class _Keeper:
@@ -81,7 +127,6 @@ def stream_audio_mono(
     naming the file and the decoder's reason when it cannot be opened or decoded.
     """
     import av
-    import soxr
 
     path = Path(path)
     if not path.is_file():
@@ -98,29 +143,20 @@ def stream_audio_mono(
             warnings.warn(f"{path} has no audio track; the clip gets no audio", NoAudioWarning, stacklevel=2)
             return None
         stream = container.streams.audio[0]
-        to_float = av.AudioResampler(format="fltp")  # keeps rate and layout: only the sample format changes
-        resampler = None
-        rate = 0
-        consumed = 0
+
+        def finite(mono: np.ndarray) -> None:
+            if not np.isfinite(mono).all():
+                raise MediaError(f"{path} contains non-finite audio samples", path=path, fix="re-encode the audio")
+
+        mono = MonoResampler(target_sr, check=finite)
         try:
             for frame in container.decode(stream):
-                for planar in to_float.resample(frame):
-                    mono = np.mean(planar.to_ndarray(), axis=0, dtype=np.float32)  # [C, n] -> [n], as librosa
-                    if not np.isfinite(mono).all():
-                        raise MediaError(
-                            f"{path} contains non-finite audio samples", path=path, fix="re-encode the audio"
-                        )
-                    if not rate:
-                        rate = planar.sample_rate
-                        if rate != target_sr:
-                            resampler = soxr.ResampleStream(rate, target_sr, 1, dtype="float32", quality="HQ")
-                    consumed += mono.shape[0]
-                    keeper.add(mono if resampler is None else resampler.resample_chunk(mono, last=False))
+                keeper.add(mono.convert(frame))
         except av.FFmpegError as exc:
             raise MediaError(
                 f"cannot decode the audio of {path}: {exc}", path=path, fix="re-encode it"
             ) from exc
-    if resampler is not None:
-        keeper.add(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+    keeper.add(mono.flush())
+    rate, consumed = mono.rate, mono.consumed
     length = math.ceil(consumed * float(target_sr) / rate) if rate else 0  # librosa's fix_length
     return np.ascontiguousarray(keeper.result(length), dtype=np.float32)

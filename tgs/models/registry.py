@@ -6,7 +6,9 @@ through a benchmark and never by silently falling back to something else.
 
 The tiny set holds random models with the real architectures at toy sizes. They are
 built offline on first use, saved with ``save_pretrained`` under ``$TGS_HOME/tiny/r<TINY_REVISION>/<key>``,
-and loaded back through the same ``from_pretrained`` path as real weights.
+and loaded back through the same ``from_pretrained`` path as real weights. A tiny model is asked
+for by its source, :data:`tgs.models.TINY` (``"tiny"``), like a hub id or a folder: a request is
+a (key, source) pair and nothing else says which model it is.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-from tgs.errors import MissingWeightsError, SettingsError
+from tgs.errors import MissingWeightsError
+from tgs.models import TINY
 from tgs.models.hub_probe import HubProbe, RepoAccess, probe_hub, probe_repo
 
 __all__ = [
@@ -37,7 +39,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ModelSet = Literal["real", "tiny"]
 TINY_COMPLETE_MARKER = ".tgs-tiny-complete"
 
 
@@ -264,10 +265,9 @@ def _locate(spec: ModelSpec, source: str, hub: _HubAsker) -> tuple[str, bool, st
     return hub.status(spec, source)
 
 
-def check_models(
-    requests: Iterable[tuple[str, str | None]], models: ModelSet = "real"
-) -> list[ModelStatus]:
-    """Status of each (key, source) without loading anything; source None = the default.
+def check_models(requests: Iterable[tuple[str, str | None]]) -> list[ModelStatus]:
+    """Status of each (key, source) without loading anything; source None = the default,
+    :data:`~tgs.models.TINY` = the tiny model (always usable: built on first use).
 
     Local directories and the hub cache are looked at first; the hub is asked only about
     hub ids that are not cached, with one short probe for all of them.
@@ -276,9 +276,8 @@ def check_models(
     out = []
     for key, source in requests:
         spec = _spec(key)
-        if models == "tiny":
-            target = _tiny_dir(key)
-            out.append(ModelStatus(key, "tiny", str(target), True, "built on first use"))
+        if source == TINY:
+            out.append(ModelStatus(key, TINY, str(_tiny_dir(key)), True, "built on first use"))
             continue
         src = source or spec.default_source
         if src is None:
@@ -289,25 +288,9 @@ def check_models(
     return out
 
 
-def refuse_sources_with_tiny(requests: Iterable[tuple[str, str | None]], models: ModelSet) -> None:
-    """SettingsError when a model source is given with the tiny set: the tiny set builds its own
-    random models, so the source would be silently ignored (``--gdino DIR --models tiny``)."""
-    given = [(key, source) for key, source in requests if source is not None]
-    if models == "tiny" and given:
-        shown = ", ".join(f"{key} = {source}" for key, source in given)
-        raise SettingsError(
-            f"model source(s) given with the tiny model set, which uses its own random models: {shown}",
-            fix="drop --models tiny to use these weights, or drop the source options (--model/--gdino/--sam2)",
-        )
-
-
-def require_models(requests: Iterable[tuple[str, str | None]], models: ModelSet = "real") -> None:
-    """Fail at start-up, listing every missing model, before any sample is processed.
-
-    With the tiny set, a given source is refused (:func:`refuse_sources_with_tiny`)."""
-    requests = list(requests)
-    refuse_sources_with_tiny(requests, models)
-    missing = [s for s in check_models(requests, models) if not s.present]
+def require_models(requests: Iterable[tuple[str, str | None]]) -> None:
+    """Fail at start-up, listing every missing model, before any sample is processed."""
+    missing = [s for s in check_models(requests) if not s.present]
     if not missing:
         return
     lines = [f"  - {s.key}: {s.source or '(none given)'} -> {s.location}\n    get it: {s.how_to_get}" for s in missing]
@@ -318,14 +301,12 @@ def require_models(requests: Iterable[tuple[str, str | None]], models: ModelSet 
     )
 
 
-def resolve_source(key: str, source: str | None = None, models: ModelSet = "real") -> str:
-    """The path or hub id to hand to ``from_pretrained`` for one model role."""
-    if models == "tiny":
-        refuse_sources_with_tiny([(key, source)], models)
+def resolve_source(key: str, source: str | None = None) -> str:
+    """The path or hub id to hand to ``from_pretrained`` for one model: source None = the
+    registry default, :data:`~tgs.models.TINY` = the tiny model (built on first use)."""
+    if source == TINY:
         return str(_build_tiny(key))
-    if models != "real":
-        raise ValueError(f"models: expected 'real' or 'tiny', got {models!r}")
-    require_models([(key, source)], models)
+    require_models([(key, source)])
     spec = _spec(key)
     src = source or spec.default_source
     assert src is not None  # require_models rejected a missing default

@@ -12,7 +12,9 @@ Three forms (``docs/segment.md``, "Many videos"):
 
 Rows that name the same video (and id) are merged into one entry, its expressions in
 order of appearance: one session of that video, one ``segment_video`` call. Relative video
-paths are read from the list's folder. Each entry's output folder is its ``id``, else the
+paths are read from the list's folder. A video may be a URL FFmpeg reads (``https://.../a.mp4``):
+a finite one is copied and segmented as that file (:mod:`tgs.runners.url_video`), a live one
+is that row's recorded error. Each entry's output folder is its ``id``, else the
 video's file name without suffix, with characters unfit for a folder name replaced by
 ``_``; two videos that would share a folder are an error naming both, and so is a folder
 name the batch keeps for its own files (:data:`RESERVED_NAMES`, any case).
@@ -26,10 +28,13 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from tgs.errors import DataError
 from tgs.output_folder import LOCK, STAGING
 from tgs.run_store import MANIFEST, MASKS_DIR, safe_uid
+from tgs.sources import detect_source
+from tgs.sources.fetch import url_stem
 
 __all__ = [
     "INDEX_STREAM",
@@ -62,10 +67,10 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._\-]+")
 
 @dataclass(frozen=True)
 class BatchVideo:
-    """One video of a batch: its output folder name (``uid``), its file, its expressions in order."""
+    """One video of a batch: its output folder name (``uid``), its file (or URL), its expressions in order."""
 
     uid: str
-    video: Path
+    video: Path | str  # a str is a URL (tgs.sources.is_url)
     expressions: tuple[str, ...]
 
 
@@ -179,19 +184,24 @@ def _read_jsonl(path: Path) -> list[_Row]:
 
 def _merge(rows: Iterable[_Row], source: Path) -> list[BatchVideo]:
     base = source if source.is_dir() else source.parent
-    merged: dict[str, tuple[Path, list[str]]] = {}
+    merged: dict[str, tuple[Path | str, list[str]]] = {}
     for uid, video, texts, where in rows:
         if not video:
             raise DataError(f"{where}: no video given", path=source, fix="fill in the video column")
-        if "://" in video:
-            raise DataError(f"{where}: {video!r} is a URL; videos are read from files",
-                            path=source, fix="download it first and list the file")
         if not texts:
             raise DataError(f"{where}: no expression for {video}", path=source,
                             fix="give at least one referring expression per row")
-        path = Path(video).expanduser()
-        path = path if path.is_absolute() else (base / path).absolute()
-        folder = _folder_name(uid, path, where, source)
+        kind = detect_source(video)
+        if kind in ("camera", "stdin"):
+            raise DataError(f"{where}: {video!r} is a live source ({kind}); a batch reads files and finite URLs",
+                            path=source, fix=f"segment it on its own: tgs segment {video} \"...\" (docs/live.md)")
+        path: Path | str
+        if kind == "stream":
+            path, named = video, Path(url_stem(video) + Path(urlparse(video).path).suffix)
+        else:
+            path = Path(video[len("file://"):] if video.startswith("file://") else video).expanduser()
+            path = named = path if path.is_absolute() else (base / path).absolute()
+        folder = _folder_name(uid, named, where, source)
         known = merged.get(folder)
         if known is None:
             merged[folder] = (path, list(dict.fromkeys(texts)))

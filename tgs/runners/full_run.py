@@ -271,7 +271,7 @@ def _think_stage(
         thinker_options=config.thinker_options,
         settings=config.settings,
         batch_size=config.batch_size,
-        share_across_expressions=bool(getattr(config.preset, "share_across_expressions", True)),
+        preset=config.preset,
         benchmark=config.benchmark,
     )
     outcome = run_think(think_config, progress=progress, executor=executor)

@@ -43,7 +43,7 @@ from typing import Any
 from tgs.core.load_spec import LoadSpec, load_spec
 from tgs.core.settings import Settings
 from tgs.data.benchmark import Benchmark, Sample
-from tgs.pipeline import Grounder, GroundSegmentPipeline, Segmenter
+from tgs.ground_segment import Grounder, GroundSegmentStage, Segmenter
 from tgs.presets import Preset
 from tgs.run_store import RunStore
 from tgs.runners.executor import Executor, run_stage
@@ -83,7 +83,7 @@ class GroundSegmentConfig:
     thoughts: a thoughts file (ours or the original ``inference_results.jsonl``) or a
         ``tgs think`` run directory; exclusive with ``direct`` (ground the expressions).
     splits: splits of the metadata CSV to run (None: every row).
-    settings: device, dtype (None: the preset's) and the Grounding DINO / SAM2 sources.
+    settings: device, dtype (None: :func:`tgs.presets.default_dtype`) and the Grounding DINO / SAM2 sources.
     frame_batch_size: frames per Grounding DINO / SAM2 image forward (1 = the paper's loop).
     limit: at most this many new samples in this call (a rerun goes on).
     protocols: evaluation protocols for metrics.json ("tgs", "refavs").
@@ -170,7 +170,7 @@ class GroundSegmentWorkerFactory:
         from tgs.core.flow import Pipeline
 
         grounder, segmenter = self.stages if self.stages is not None else load_stages(self.config)
-        pipeline = Pipeline(None, GroundSegmentPipeline(grounder, segmenter, self.config.preset))
+        pipeline = Pipeline(None, GroundSegmentStage(grounder, segmenter, self.config.preset))
         return GroundSegmentWorker(pipeline, None if self.inputs is None else _ThoughtOf(self.inputs))
 
 

@@ -30,7 +30,7 @@ from typing import Any
 from tgs.core.load_spec import LoadSpec
 from tgs.core.loading import public_options
 from tgs.core.settings import Settings
-from tgs.presets import PRESETS, Preset
+from tgs.presets import PRESETS, Preset, default_dtype
 
 __all__ = [
     "FINGERPRINT_KEYS",
@@ -44,6 +44,9 @@ __all__ = [
 FINGERPRINT_KEYS: tuple[str, ...] = ("kind", "thinker", "preset", "thoughts", "data", "models", "precision")
 """Manifest keys that must match for a rerun to resume."""
 
+RETIRED_SWITCHES: frozenset[str] = frozenset({"dtype"})
+"""Preset switches that became settings: read from old manifests, never compared (see :func:`upgrade_manifest`)."""
+
 
 def upgrade_manifest(recorded: Mapping[str, Any]) -> dict[str, Any]:
     """A manifest (or ``run.json``) as today's schema, for the resume comparison.
@@ -54,13 +57,19 @@ def upgrade_manifest(recorded: Mapping[str, Any]) -> dict[str, Any]:
     so an absent switch is read as the recorded preset's own value (a ``custom`` one: the
     switch's default). Only absent switches are filled: a recorded value, however old, is
     compared as it is, and a different one still refuses the resume.
+
+    A preset block recorded while the precision was also a preset switch holds a ``dtype``;
+    it is dropped: the precision the run used is in its ``precision`` block (the settings'
+    dtype, else that preset dtype), which is compared with today's (``--dtype``, else
+    :func:`tgs.presets.default_dtype`).
     """
     upgraded = dict(recorded)
     preset = recorded.get("preset")
     if isinstance(preset, Mapping):
         base = PRESETS.get(str(preset.get("name")), Preset())
-        upgraded["preset"] = {**base.to_dict(), **preset}
+        upgraded["preset"] = {**base.to_dict(), **{k: v for k, v in preset.items() if k not in RETIRED_SWITCHES}}
     return upgraded
+
 
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -109,7 +118,7 @@ def build_manifest(
 
     dtype = settings.dtype
     if dtype is None:
-        dtype = preset.dtype if preset is not None else "auto"
+        dtype = default_dtype(preset) if preset is not None else "auto"
     return {
         "kind": kind,
         "thinker": None if thinker is None else dict(thinker),

@@ -9,6 +9,9 @@ video of a list (:mod:`tgs.runners.batch_list`) and writes::
       videos.jsonl      one line per video: the commit record a rerun resumes from
       .lock             one writer per OUT (``tgs.run_store``)
 
+A video given by URL (a finite file over http(s), ...) is copied into its folder and segmented as
+that file (:mod:`tgs.runners.url_video`); a live URL is that video's error.
+
 It runs on the executors of every other stage (``tgs.runners.executor.run_stage``): the
 unit of work is a video; a worker (this process, or one Ray actor per GPU or CPU slot)
 keeps its models in a :class:`~tgs.model_cache.ModelCache`, so they load once per worker
@@ -55,12 +58,13 @@ from tgs.core.segment import (
 from tgs.core.settings import Settings
 from tgs.errors import NoAudioWarning
 from tgs.model_cache import ModelCache
-from tgs.presets import Preset, get_preset
+from tgs.presets import Preset, default_dtype, get_preset
 from tgs.run_store import FAILED, RunStore
 from tgs.runners.batch_list import INDEX_STREAM, VIDEOS_STREAM, BatchVideo
 from tgs.runners.executor import Executor, LocalExecutor, run_stage
 from tgs.runners.local import ProgressFactory, RunSummary, error_kind
 from tgs.runners.outcomes import SampleOutput, WorkerFactory
+from tgs.runners.url_video import local_video
 
 __all__ = [
     "INDEX_STREAM",
@@ -101,7 +105,10 @@ class SegmentOptions:
     def fingerprint(self) -> str:
         """A short id of these options: a video done under other options is redone."""
         preset = self.preset if isinstance(self.preset, Preset) else get_preset(self.preset)
-        data = {**self.kwargs(), "preset": preset.to_dict(), "settings": repr(self.settings)}
+        # The preset's default precision is hashed where the preset's dtype switch was, so a batch
+        # made before the precision became a setting only (--dtype) keeps its id and resumes.
+        recorded = {**preset.to_dict(), "dtype": default_dtype(preset)}
+        data = {**self.kwargs(), "preset": recorded, "settings": repr(self.settings)}
         text = json.dumps(data, sort_keys=True, default=repr)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -129,8 +136,9 @@ class SegmentBatchWorker:
         try:
             with warnings.catch_warnings():  # a silent video is noted in result.json and the index
                 warnings.simplefilter("ignore", NoAudioWarning)
-                result = segment_video(item.video, list(item.expressions), out=self.out / item.uid,
-                                       cache=self.cache, **self.options.kwargs())
+                with local_video(item.video, self.out / item.uid) as video:  # a URL: copied first
+                    result = segment_video(video, list(item.expressions), out=self.out / item.uid,
+                                           cache=self.cache, **self.options.kwargs())
         except Exception as exc:  # this video fails; the batch goes on
             logger.debug("%s failed", item.video, exc_info=True)
             return _failed(item, exc, time.perf_counter() - start)

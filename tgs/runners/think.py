@@ -33,6 +33,7 @@ from tgs.core.load_spec import LoadSpec, load_spec
 from tgs.core.loading import check_thinker_options, load_model
 from tgs.core.settings import Settings
 from tgs.data.benchmark import Benchmark
+from tgs.presets import BEST, Preset
 from tgs.run_store import RunStore
 from tgs.runners.executor import Executor, run_stage
 from tgs.runners.local import ProgressFactory, RunSummary
@@ -66,8 +67,9 @@ class ThinkConfig:
         ``merge_lora``, ``prompt_variant`` for Ref-Thinker.
     settings: device, dtype and the thinker's model source ("tiny" for the tiny model).
     batch_size: samples per generate call (8 in the original).
-    share_across_expressions: let the thinker share a video's work among its expressions
-        (changes no answer; off: each expression alone, the reference path).
+    preset: Think reads its ``share_across_expressions`` (:data:`tgs.presets.THINK_SWITCHES`):
+        the thinker shares a video's work among its expressions (changes no answer; off: each
+        expression alone, the reference path). Not in the manifest: it changes no answer.
     limit: think about at most this many new samples in this call.
     """
 
@@ -79,7 +81,7 @@ class ThinkConfig:
     thinker_options: Mapping[str, Any] = field(default_factory=dict)
     settings: Settings = field(default_factory=Settings)
     batch_size: int = 8
-    share_across_expressions: bool = True
+    preset: Preset = BEST
     limit: int | None = None
     benchmark: str = "refavs"
 
@@ -92,7 +94,7 @@ class ThinkConfig:
     def load_spec(self) -> LoadSpec:
         """The thinker this run loads (:func:`tgs.core.load_spec.load_spec`)."""
         return load_spec(None, self.settings, thinker=self.thinker, thinker_options=self.thinker_options,
-                         batch_size=self.batch_size, share=self.share_across_expressions)  # fmt: skip
+                         batch_size=self.batch_size, share=self.preset.share_across_expressions)  # fmt: skip
 
     @property
     def order_dependent(self) -> bool:

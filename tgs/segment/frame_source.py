@@ -28,7 +28,7 @@ import numpy as np
 
 from tgs.errors import MediaError
 
-__all__ = ["ArrayFrameSource", "FrameSource", "VideoFrameSource"]
+__all__ = ["ArrayFrameSource", "FrameSource", "VideoFrameSource", "frame_times"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,14 +55,25 @@ def _check_range(start: int, stop: int, count: int) -> None:
         raise IndexError(f"frame range [{start}, {stop}) is outside [0, {count})")
 
 
-class ArrayFrameSource:
-    """Frames held in memory: uint8 [T, H, W, 3]."""
+def frame_times(source: FrameSource) -> np.ndarray:
+    """Each frame's presentation time (s), float64 [T]: the source's ``times`` (a video file's
+    timestamps, an array source's given times), else one frame per second (a Ref-AVS clip)."""
+    times = getattr(source, "times", None)
+    return np.arange(source.num_frames, dtype=np.float64) if times is None else np.asarray(times, np.float64)
 
-    def __init__(self, frames: np.ndarray) -> None:
+
+class ArrayFrameSource:
+    """Frames held in memory: uint8 [T, H, W, 3]; times: their presentation times (s), or None
+    (one frame per second from 0, as a Ref-AVS clip is stamped)."""
+
+    def __init__(self, frames: np.ndarray, times: np.ndarray | None = None) -> None:
         array = np.asarray(frames)
         if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3 or array.shape[0] < 1:
             raise ValueError(f"frames: expected uint8 [T>0, H, W, 3], got {array.dtype} {tuple(array.shape)}")
         self._frames = array
+        self.times = None if times is None else np.asarray(times, np.float64)
+        if self.times is not None and self.times.shape != (array.shape[0],):
+            raise ValueError(f"times: expected one per frame ({array.shape[0]}), got shape {self.times.shape}")
 
     @property
     def num_frames(self) -> int:

@@ -2,7 +2,7 @@
 
 The engine takes a :class:`~tgs.segment.frame_source.FrameSource`, one
 :class:`ObjectPrompts` per object (grounded boxes at keyframes, indices into the source frames)
-and a :class:`PropagationPolicy`, and yields one :class:`FrameResult` per source frame, in
+and a :class:`PropagationPolicy`, and yields one :class:`tgs.types.FrameResult` per source frame, in
 frame order, with bounded memory. How it runs, per object ``k`` with first seed ``s_k``:
 
 1. **Seed**: frame ``s_k`` is decoded from its box alone (a conditioning frame).
@@ -41,17 +41,18 @@ import numpy as np
 import torch
 
 from tgs.segment._sam2_common import low_res_to_masks, low_res_to_masks_and_probs, pixel_values
-from tgs.segment.frame_source import FrameSource
+from tgs.segment.frame_source import FrameSource, frame_times
+from tgs.types import FrameResult
 
 __all__ = [
     "SEED_CHOICES",
-    "FrameResult",
     "ObjectPrompts",
     "PropagationEngine",
     "PropagationPolicy",
     "PropagationStats",
     "box_iou",
     "choose_seed_frames",
+    "frame_result",
     "mask_box",
     "needs_reseed",
 ]
@@ -193,18 +194,19 @@ def needs_reseed(mask: np.ndarray, box: np.ndarray, threshold: float | None) -> 
     return tracked is None or box_iou(tracked, np.asarray(box, np.float32)) < threshold
 
 
-@dataclass
-class FrameResult:
-    """One source frame: ``masks`` bool [N, H, W], ``probs`` float32 [N, H, W] (None unless
-    asked), ``object_scores`` float32 [N] (SAM2's presence logit; NaN for an object with no
-    seed), ``seeded`` bool [N] (the frame conditioned that object), ``frame`` uint8 [H, W, 3]."""
+def frame_result(
+    index: int, image: np.ndarray, masks: np.ndarray, probs: np.ndarray | None, scores: np.ndarray,
+    seeded: np.ndarray, *, time: float = 0.0,
+) -> FrameResult:
+    """The :class:`tgs.types.FrameResult` of one tracked frame: ``scores`` SAM2's presence logit
+    (NaN for an object with no seed), each box the tight box of its mask (:func:`mask_box`),
+    nothing grounded (the caller that grounded keyframes marks them)."""
+    boxes = [None if (b := mask_box(m)) is None else tuple(float(v) for v in b) for m in masks]
+    return FrameResult(
+        index=int(index), time=float(time), image=image, masks=masks, boxes=boxes,  # type: ignore[arg-type]
+        scores=scores, grounded=np.zeros(len(masks), np.bool_), seeded=seeded, probs=probs,
+    )
 
-    index: int
-    frame: np.ndarray
-    masks: np.ndarray
-    probs: np.ndarray | None
-    object_scores: np.ndarray
-    seeded: np.ndarray
 
 
 @dataclass
@@ -533,6 +535,7 @@ class PropagationEngine:
         num = len(tracks)
         height, width = source.size
         frame = 0
+        times = frame_times(source)
         decode = source.frames(0, source.num_frames)
         while True:
             with _Timer(stats, "decode"):
@@ -564,7 +567,7 @@ class PropagationEngine:
                         m = low_res_to_masks(logits, (height, width))
                 masks[k] = m[0]
             stats.frames_tracked += int(tracked_here)
-            yield FrameResult(frame, image, masks, probs, scores, seeded)
+            yield frame_result(frame, image, masks, probs, scores, seeded, time=float(times[frame]))
             stats.frames_done = frame + 1
             if on_frame is not None:
                 on_frame(stats)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +28,17 @@ import torch
 from tgs.devices import resolve_device, resolve_dtype
 from tgs.models.hf_loading import load_model, load_processor, resolve_pretrained_source
 from tgs.segment._sam2_common import PREPROCESS_CHOICES
-from tgs.segment.frame_source import ArrayFrameSource
+from tgs.segment.frame_source import ArrayFrameSource, FrameSource
 from tgs.segment.propagation import (
     SEED_CHOICES,
     ObjectPrompts,
     PropagationEngine,
     PropagationPolicy,
+    PropagationStats,
     choose_seed_frames,
 )
 from tgs.segment.sam2_image import DEFAULT_SOURCE, HOW_TO_GET, check_frame_boxes
-from tgs.types import Clip, Masks
+from tgs.types import Clip, FrameResult, Masks
 
 __all__ = [
     "PROPAGATION_MODEL_KEYS",
@@ -195,15 +196,16 @@ class Sam2VideoSegmenter:
         probs = np.zeros((num, clip.num_frames, *clip.size), dtype=np.float32)
         presence = np.full((num, clip.num_frames), np.nan, dtype=np.float32)
         conditioned = np.zeros((num, clip.num_frames), dtype=np.bool_)
-        results = self.engine.run(ArrayFrameSource(clip.frames), prompts, self.policy, with_probs=True)
+        results = self.engine.run(ArrayFrameSource(clip.frames, clip.frame_times), prompts, self.policy,
+                                  with_probs=True)
         for result in results:
             masks[:, result.index] = result.masks
             probs[:, result.index] = result.probs
-            presence[:, result.index] = result.object_scores
+            presence[:, result.index] = result.scores
             conditioned[:, result.index] = result.seeded
         out = []
         for k, prompt in enumerate(prompts):
-            seeds = sorted(self.engine.plan(prompt, self.policy)[0])
+            seeds = self.seed_frames_of(prompt, self.policy)
             if not seeds:
                 out.append(Masks.empty(clip.num_frames, clip.size))
                 continue
@@ -214,3 +216,22 @@ class Sam2VideoSegmenter:
             }
             out.append(Masks(masks[k], probs[k], meta=meta))
         return out
+
+    def propagate(
+        self,
+        source: FrameSource,
+        prompts: Sequence[ObjectPrompts],
+        policy: PropagationPolicy | None = None,
+        *,
+        stats: PropagationStats | None = None,
+        on_frame: Callable[[PropagationStats], None] | None = None,
+    ) -> Iterator[FrameResult]:
+        """Every object through every frame of ``source`` in one propagation, streamed: one
+        :class:`tgs.types.FrameResult` per source frame (no probabilities), memory bounded
+        whatever the video's length. policy: default the segmenter's."""
+        return self.engine.run(source, list(prompts), policy or self.policy, stats=stats, on_frame=on_frame,
+                               with_probs=False)
+
+    def seed_frames_of(self, prompt: ObjectPrompts, policy: PropagationPolicy | None = None) -> list[int]:
+        """The frames that seed ``prompt``'s object under ``policy`` (default the segmenter's), in order."""
+        return sorted(int(f) for f in self.engine.plan(prompt, policy or self.policy)[0])

@@ -362,7 +362,7 @@ def _model_classes(mode: str) -> tuple[Any, Any]:
 class Sam3GroundSegmenter:
     """SAM 3 on clips: ``candidates_many(clip, texts)`` -> one :class:`Sam3Candidates` per text.
 
-    It is both the grounder and the segmenter of a ``GroundSegmentPipeline`` (which applies
+    It is both the grounder and the segmenter of a ``GroundSegmentStage`` (which applies
     the preset's rule and threshold); the frame work is shared by all texts of a call.
     """
 

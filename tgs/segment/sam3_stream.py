@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tgs.segment.propagation import FrameResult
+from tgs.segment.propagation import frame_result
 from tgs.segment.sam3 import (
     Sam3GroundSegmenter,
     candidates_record,
@@ -44,6 +44,7 @@ from tgs.segment.sam3 import (
     choose_masklets,
     shared_vision_features,
 )
+from tgs.types import FrameResult
 
 __all__ = ["StreamCandidates", "StreamStats", "chosen_frames", "track_candidates"]
 
@@ -194,9 +195,10 @@ def track_candidates(
 
 def chosen_frames(
     frames: Iterator[np.ndarray], chosen: Sequence[tuple[StreamCandidates, Sequence[int]] | None],
-    size: tuple[int, int],
+    size: tuple[int, int], times: Sequence[float] | np.ndarray | None = None,
 ) -> Iterator[FrameResult]:
-    """Pass 2: per frame, each expression's mask (the union of its chosen masklets; None: empty) for the sinks."""
+    """Pass 2: per frame, each expression's mask (the union of its chosen masklets; None: empty) for
+    the sinks; times: each frame's presentation time (None: its index)."""
     height, width = size
     for index, frame in enumerate(frames):
         masks = np.zeros((len(chosen), height, width), np.bool_)
@@ -210,4 +212,5 @@ def chosen_frames(
                 if hit is not None:
                     masks[k] |= _decode(hit[2])
                     scores[k] = np.fmax(scores[k], hit[0])
-        yield FrameResult(index, frame, masks, None, scores, np.zeros(len(chosen), np.bool_))
+        yield frame_result(index, frame, masks, None, scores, np.zeros(len(chosen), np.bool_),
+                           time=float(index if times is None else times[index]))

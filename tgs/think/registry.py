@@ -6,15 +6,15 @@ Unknown names and unknown options fail at once, listing what is accepted:
 
 - ``direct``: the expression itself, the paper's baseline (no options);
 - ``api``: :class:`tgs.think.api.ApiThinker` (its constructor's arguments);
-- ``omni``: :class:`tgs.think.omni.OmniThinker` (``source``, ``models`` and the options of
+- ``omni``: :class:`tgs.think.omni.OmniThinker` (``source`` and the options of
   ``OmniThinker.from_pretrained``);
-- ``ref-thinker``: ``tgs.think.ref_thinker.thinker.RefThinker`` (``source``, ``models``,
+- ``ref-thinker``: ``tgs.think.ref_thinker.thinker.RefThinker`` (``source``,
   the options of its ``from_pretrained``, e.g. ``share_across_expressions``, and
   ``max_new_tokens``/``mask_padding``/``autocast``/``decode``/``compile``, which make its
   ``GenerationSettings``).
 
-``source`` is a hub id or a local directory (default: the model registry's default for
-that role); ``models="tiny"`` uses the random tiny model instead (install checks, tests).
+``source`` is a hub id, a local directory or ``"tiny"`` (the random tiny model: install
+checks, tests), resolved by the model registry (default: its default for that role).
 
 Failure semantics: a thinker that can fail per sample has ``think_each(items) ->
 list[Thought | Exception]``; :func:`think_each` calls it, or wraps a plain ``think`` so
@@ -73,18 +73,17 @@ def _check_options(name: str, options: Mapping[str, Any], accepted: set[str]) ->
 
 
 def _model_source(name: str, options: dict[str, Any]) -> str:
-    """Pop ``source``/``models`` and resolve them through the model registry (fails fast)."""
+    """Pop ``source`` and resolve it through the model registry (fails fast)."""
     from tgs.models.registry import resolve_source
 
     source = options.pop("source", None)
-    models = options.pop("models", "real")
-    return resolve_source(THINKER_MODEL_KEYS[name], None if source is None else str(source), models)
+    return resolve_source(THINKER_MODEL_KEYS[name], None if source is None else str(source))
 
 
 def accepted_options(name: str) -> frozenset[str]:
     """Every option :func:`build_thinker` accepts for thinker ``name``: the one option table.
 
-    ``source``/``models`` pick the weights; the rest are the thinker's constructor or
+    ``source`` picks the weights; the rest are the thinker's constructor or
     ``from_pretrained`` arguments (ref-thinker also takes its generation settings).
     Imports the thinker's module (for ref-thinker and omni: torch and transformers).
     """
@@ -98,10 +97,10 @@ def accepted_options(name: str) -> frozenset[str]:
     if key == "omni":
         from tgs.think.omni import OmniThinker
 
-        return frozenset(_accepted(OmniThinker.from_pretrained, skip=("source",)) | {"source", "models"})
+        return frozenset(_accepted(OmniThinker.from_pretrained, skip=("source",)) | {"source"})
     ref_thinker = importlib.import_module("tgs.think.ref_thinker.thinker").RefThinker
     loader = _accepted(ref_thinker.from_pretrained, skip=("path",))
-    return frozenset(loader | set(_REF_THINKER_SETTINGS) | {"source", "models"})
+    return frozenset(loader | set(_REF_THINKER_SETTINGS) | {"source"})
 
 
 def build_thinker(name: str, **options: Any) -> Thinker:

@@ -1,4 +1,4 @@
-"""GroundSegmentPipeline under each preset, with fake stages that record what they receive."""
+"""GroundSegmentStage under each preset, with fake stages that record what they receive."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from gs_fakes import FakeGrounder, FakeSegmenter, FakeVideoSegmenter, frame_boxes, make_clip
 
-from tgs.pipeline import GroundSegmentPipeline, choose_object_text, sam_boxes
+from tgs.ground_segment import GroundSegmentStage, choose_object_text, sam_boxes
 from tgs.presets import BEST, PAPER, get_preset
 from tgs.resize import resize_like_cv2
 from tgs.think.base import direct_thought
@@ -28,7 +28,7 @@ def _run(preset, clip=None, answer=ANSWER, split="test_s", grounder=None, segmen
     grounder = grounder or FakeGrounder()
     segmenter = segmenter or FakeSegmenter()
     query = _query(split)
-    result = GroundSegmentPipeline(grounder, segmenter, preset).run(clip, parse_answer(query.uid, answer), query)
+    result = GroundSegmentStage(grounder, segmenter, preset).run(clip, parse_answer(query.uid, answer), query)
     return result, grounder, segmenter
 
 
@@ -148,7 +148,7 @@ def test_f_object_switch() -> None:
 def test_missing_tag_paper_grounds_error_best_grounds_expression(caplog: pytest.LogCaptureFixture) -> None:
     _, grounder, _ = _run(PAPER, answer="I think it is the dog")
     assert grounder.calls == ["Error"]
-    with caplog.at_level(logging.WARNING, logger="tgs.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="tgs.ground_segment"):
         result, grounder, _ = _run(BEST, answer="I think it is the dog", segmenter=FakeVideoSegmenter())
     assert grounder.calls == ["the barking dog"] and result.object_text.source == "expression"
     assert "v_dog_1" in caplog.text and "grounding the expression" in caplog.text
@@ -206,9 +206,9 @@ def test_records_and_contracts() -> None:
     assert [len(f["scores"]) for f in candidates["frames"]] == [2, 2, 2, 0]
     clip = make_clip()
     with pytest.raises(ValueError, match="thought for"):
-        GroundSegmentPipeline(FakeGrounder(), FakeSegmenter(), PAPER).run(
+        GroundSegmentStage(FakeGrounder(), FakeSegmenter(), PAPER).run(
             clip, parse_answer("other", ANSWER), _query()
         )
     wrong = FakeGrounder(fixed=[CRAFTED])  # one frame of boxes for a 4-frame clip
     with pytest.raises(ValueError, match="grounder returned boxes for 1 frames"):
-        GroundSegmentPipeline(wrong, FakeSegmenter(), PAPER).run(clip, parse_answer("v_dog_1", ANSWER), _query())
+        GroundSegmentStage(wrong, FakeSegmenter(), PAPER).run(clip, parse_answer("v_dog_1", ANSWER), _query())

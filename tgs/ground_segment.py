@@ -1,8 +1,8 @@
 """Ground + Segment for one clip under a preset: object text -> boxes -> one box per frame -> masks.
 
-The pipeline holds no model code: it is handed a grounder and a segmenter (objects with
-``ground(clip, text) -> Boxes`` and ``segment(clip, boxes) -> Masks``) and applies the
-preset's rules between them:
+:class:`GroundSegmentStage` holds no model code: it is handed a grounder and a segmenter
+(objects with ``ground(clip, text) -> Boxes`` and ``segment(clip, boxes) -> Masks``) and
+applies the preset's rules between them:
 
 1. object text (:func:`choose_object_text`): which thinker tag, what a missing tag or a
    ``null`` answer becomes;
@@ -28,14 +28,15 @@ from tgs.eval.protocol import is_null_split
 from tgs.presets import SAM_SQUASH_SIZE, Preset
 from tgs.resize import resize_like_cv2, resize_masks
 from tgs.think.parser import NULL_ANSWER, PAPER_MISSING_TAG
-from tgs.types import Boxes, Clip, Masks, ParseStatus, Query, Thought
+from tgs.types import Boxes, Clip, FrameBoxes, Masks, ParseStatus, Query, Thought
 
 __all__ = [
-    "GroundSegmentPipeline",
     "GroundSegmentResult",
+    "GroundSegmentStage",
     "Grounder",
     "ObjectText",
     "Segmenter",
+    "box_record",
     "choose_object_text",
     "sam_boxes",
     "sam_clip",
@@ -88,8 +89,9 @@ class ObjectText:
     paper_null_override: bool = False
 
 
-def choose_object_text(thought: Thought, query: Query, preset: Preset) -> ObjectText:
-    """The object text of a sample under ``preset`` (see ``docs/presets.md``)."""
+def choose_object_text(thought: Thought, query: Query, preset: Preset, *, warn: bool = True) -> ObjectText:
+    """The object text of a sample under ``preset`` (see ``docs/presets.md``); warn: log when a
+    missing tag falls back to the expression (a caller that asks again for the same query says no)."""
     if thought.status is ParseStatus.DIRECT:
         text, source = thought.object_text(preset.object_tag) or query.expression, "direct"
     elif preset.null_policy == "empty" and thought.is_null:
@@ -101,10 +103,11 @@ def choose_object_text(thought: Thought, query: Query, preset: Preset) -> Object
         elif tagged is not None and tagged.strip():
             text, source = tagged, "tag"
         else:
-            logger.warning(
-                "%s: no usable <%s> in the thinker answer (%s); grounding the expression %r instead",
-                query.uid, preset.object_tag, thought.status.value, query.expression,
-            )
+            if warn:
+                logger.warning(
+                    "%s: no usable <%s> in the thinker answer (%s); grounding the expression %r instead",
+                    query.uid, preset.object_tag, thought.status.value, query.expression,
+                )
             text, source = query.expression, "expression"
     # The original compares the chosen text with "null" exactly, on the null split only, and
     # then sets the sample's S to 0 whatever was segmented: its prediction is in effect empty.
@@ -145,7 +148,18 @@ def sam_boxes(
     return out
 
 
-# --------------------------------------------------------------------------- the pipeline
+# --------------------------------------------------------------------------- the stage
+
+
+def box_record(frame: FrameBoxes, position: int | None) -> dict[str, Any]:
+    """One frame's chosen box as recorded (samples.jsonl, result.json): the box (original pixels),
+    its score and query index (None when nothing was chosen) and the candidate count."""
+    entry: dict[str, Any] = {"box": None, "score": None, "query_index": None, "candidates": len(frame)}
+    if position is not None:
+        entry["box"] = [float(v) for v in frame.xyxy[position]]
+        entry["score"] = float(frame.scores[position])
+        entry["query_index"] = int(frame.query_index[position])
+    return entry
 
 
 def shared_method(stage: object, name: str, path: str) -> Any:
@@ -182,15 +196,7 @@ class GroundSegmentResult:
 
     def frame_records(self) -> list[dict[str, Any]]:
         """Per frame: the chosen box (original pixels), its score and query index, and the candidate count."""
-        records = []
-        for frame, position in zip(self.boxes.frames, self.chosen):
-            entry: dict[str, Any] = {"box": None, "score": None, "query_index": None, "candidates": len(frame)}
-            if position is not None:
-                entry["box"] = [float(v) for v in frame.xyxy[position]]
-                entry["score"] = float(frame.scores[position])
-                entry["query_index"] = int(frame.query_index[position])
-            records.append(entry)
-        return records
+        return [box_record(frame, position) for frame, position in zip(self.boxes.frames, self.chosen)]
 
     def candidates_record(self) -> dict[str, Any]:
         """Every candidate box of every frame, for the ``boxes`` stream."""
@@ -233,8 +239,9 @@ class _Shared:
     extra: dict[str, Any] | None = None
 
 
-class GroundSegmentPipeline:
-    """Composes a grounder and a segmenter under a preset; one call per clip."""
+class GroundSegmentStage:
+    """The Ground + Segment stage: a grounder and a segmenter composed under a preset's rules;
+    one call per clip (:meth:`run`) or per video's expressions (:meth:`run_many`)."""
 
     def __init__(self, grounder: Grounder, segmenter: Segmenter, preset: Preset) -> None:
         self.grounder = grounder
@@ -244,13 +251,50 @@ class GroundSegmentPipeline:
         self._sam3 = grounder if grounder is segmenter and hasattr(grounder, "candidates_many") else None
         segment = getattr(segmenter, "segment", None)
         self._segment_takes_scores = segment is not None and "scores" in inspect.signature(segment).parameters
+        self._told: set[tuple[str, str]] = set()  # queries whose object-text fallback was logged
+
+    def object_text(self, thought: Thought, query: Query) -> ObjectText:
+        """:func:`choose_object_text` under the preset; its fallback is logged once per query, so a
+        video grounded window by window (or chosen up front, then grounded) says it once."""
+        told = (query.uid, query.expression)
+        text = choose_object_text(thought, query, self.preset, warn=told not in self._told)
+        self._told.add(told)
+        return text
+
+    def ground_select(self, clip: Clip, texts: Sequence[str]) -> list[tuple[Boxes, tuple[int | None, ...]]]:
+        """Grounding only: per text, every frame's candidates and the box chosen by the preset's
+        ``box_rule`` (the keyframes of dense output, which a propagation segments). Grounding
+        DINO's image work is shared by the texts (``ground_many``) under
+        ``share_across_expressions`` when there are several."""
+        share = self.preset.share_across_expressions and len(texts) > 1
+        timings: list[dict[str, float]] = [{} for _ in texts]
+        return [(b, c) for b, c, _ in self._ground_select(clip, list(texts), timings, share)]
+
+    def _ground_select(
+        self, clip: Clip, texts: list[str], timings: list[dict[str, float]], share: bool
+    ) -> list[tuple[Boxes, tuple[int | None, ...], dict[str, float]]]:
+        """(boxes, chosen, timings) per text: ground (shared when ``share``), check, select."""
+        ground_many = shared_method(self.grounder, "ground_many", "ground.many") if share else None
+        if ground_many is not None:
+            start = time.perf_counter()
+            all_boxes = list(ground_many(clip, texts))
+            seconds = (time.perf_counter() - start) / len(texts)  # a shared step is split equally
+            for t in timings:
+                t["ground"] = seconds
+        else:
+            all_boxes = [self._timed(t, "ground", self.grounder.ground, clip, text) for t, text in zip(timings, texts)]
+        out = []
+        for boxes, t in zip(all_boxes, timings):
+            self._check_boxes(boxes, clip)
+            out.append((boxes, tuple(self._timed(t, "select", boxes.select, self.preset.box_rule)), t))
+        return out
 
     def run(self, clip: Clip, thought: Thought, query: Query) -> GroundSegmentResult:
         """Ground and segment one clip; masks bool [T, h, w] at the preset's ``mask_size``."""
         if thought.uid != query.uid:
             raise ValueError(f"thought for {thought.uid!r} given with query {query.uid!r}")
         timings: dict[str, float] = {}
-        object_text = choose_object_text(thought, query, self.preset)
+        object_text = self.object_text(thought, query)
         out_size, probs_size = self._output_sizes(clip)
         if object_text.text is None:
             return self._nothing_grounded(clip, thought, query, object_text)
@@ -298,7 +342,7 @@ class GroundSegmentPipeline:
         if not self.preset.share_across_expressions:
             return [self.run(clip, thought, query) for thought, query in pairs]
         fast_paths.ran("ground_segment.shared")
-        object_texts = [choose_object_text(thought, query, self.preset) for thought, query in pairs]
+        object_texts = [self.object_text(thought, query) for thought, query in pairs]
         grounded = [i for i, o in enumerate(object_texts) if o.text is not None]
         texts = [object_texts[i].text for i in grounded]
         shared = dict(zip(grounded, self._ground_segment_shared(clip, texts))) if grounded else {}  # type: ignore[arg-type]
@@ -336,17 +380,9 @@ class GroundSegmentPipeline:
             for t in timings:
                 t[name] = seconds / n
 
-        start = time.perf_counter()
-        ground_many = shared_method(self.grounder, "ground_many", "ground.many")
-        if ground_many is not None:
-            all_boxes = list(ground_many(clip, texts))
-            share("ground", time.perf_counter() - start)
-        else:
-            all_boxes = [self._timed(t, "ground", self.grounder.ground, clip, text) for t, text in zip(timings, texts)]
-        chosen = []
-        for boxes, t in zip(all_boxes, timings):
-            self._check_boxes(boxes, clip)
-            chosen.append(tuple(self._timed(t, "select", boxes.select, self.preset.box_rule)))
+        grounded = self._ground_select(clip, texts, timings, share=True)
+        all_boxes = [boxes for boxes, _, _ in grounded]
+        chosen = [c for _, c, _ in grounded]
         start = time.perf_counter()
         seen = sam_clip(clip, self.preset)
         share("prepare", time.perf_counter() - start)
