@@ -129,7 +129,8 @@ def test_a_stream_to_its_end_masks_every_emitted_frame(out: Path) -> None:
     live = result["live"]
     assert live["frames_decoded"] == seconds * RATE and live["source_frames"]["frames_unread"] == 0
     assert live["frames_skipped"] == seconds * RATE - live["frames_emitted"]  # skipped == decoded - emitted
-    assert live["gaps"] == [] and result["source"]["kind"] == "stream" and live["policy"] == "realtime"
+    assert live["gaps"] == [] and live["kind"] == "stream" and live["policy"] == "realtime"
+    assert result["video"]["path"] == server.url and result["output"]["mode"] == "live"
     assert [e["object_text"] for e in result["expressions"]] == list(EXPRESSIONS)  # direct: the expressions
     log = read_masks_jsonl(out / "masks.jsonl")
     emitted = [line["frame"] for line in log.frames]
@@ -177,7 +178,7 @@ def test_a_stream_piped_into_standard_input(out: Path) -> None:
     assert run.returncode == 0, run.stderr.decode()[-2000:]
     result = _check_result(out)
     # every-frame: nothing skipped, every frame of the clip emitted in order
-    assert result["source"]["kind"] == "stdin" and result["live"]["policy"] == "every-frame"
+    assert result["live"]["kind"] == "stdin" and result["live"]["policy"] == "every-frame"
     assert result["live"]["frames_emitted"] == seconds * RATE and result["live"]["frames_skipped"] == 0
 
 
@@ -298,11 +299,14 @@ def test_the_console_status_shows_the_running_counts() -> None:
 
     from tgs.cli.segment_live import LiveStatus
 
-    class Session:
+    class Mode:
         def status(self) -> dict:
             return {"emitted": 12, "decoded": 40, "skipped": 28, "latency_last": 0.05, "latency_p50": 0.04,
                     "latency_p95": 0.09, "emitted_fps": 7.5, "reconnects": 1,
                     "object_texts": ["a red ball", None], "thinking": True}
+
+    class Session:
+        mode = Mode()
 
     status = LiveStatus(["the red ball", "the [b]clock[/b]"])
     console = Console(record=True, width=200)

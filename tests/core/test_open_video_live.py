@@ -11,8 +11,8 @@ import pytest
 from live_streams import SIZE, TcpServer, free_port, needs_ffmpeg, wait_listening
 
 from tgs.core import Pipeline
-from tgs.core.live_run import LiveSession
 from tgs.core.segment import open_video
+from tgs.core.session import VideoSession
 from tgs.core.settings import Settings
 from tgs.errors import SettingsError
 from tgs.types import FrameResult
@@ -28,7 +28,7 @@ def _served() -> TcpServer:
     return server
 
 
-def _consume(session: LiveSession, stop_after: int) -> list[FrameResult]:
+def _consume(session: VideoSession, stop_after: int) -> list[FrameResult]:
     got = []
     for frame in session.frames():
         got.append(frame)
@@ -51,13 +51,15 @@ def _check(frames: list[FrameResult], stop_after: int) -> None:
 def test_open_video_on_a_stream_is_a_live_session_until_stop() -> None:
     with _served() as server:
         session = open_video(server.url, EXPRESSIONS, thinker="direct", settings=Settings.tiny(device="cpu"))
-        assert isinstance(session, LiveSession)
+        assert isinstance(session, VideoSession) and session.mode.name == "live"
         with session:
             frames = _consume(session, 8)
+            summary = session.summary()
     _check(frames, 8)
-    assert session.end_reason == "stopped"
-    record = session.record()["live"]
-    assert record["frames_emitted"] == len(frames) and record["frames_skipped"] == sum(f.skipped for f in frames)
+    assert session.mode.end_reason == "stopped"
+    live = summary.live
+    assert live["frames_emitted"] == len(frames) and live["frames_skipped"] == sum(f.skipped for f in frames)
+    assert summary.source == server.url and summary.output["mode"] == "live"
 
 
 def test_pipeline_open_video_on_streams_loads_the_live_models_once() -> None:
@@ -66,7 +68,7 @@ def test_pipeline_open_video_on_streams_loads_the_live_models_once() -> None:
     for _ in range(2):
         with _served() as server, pipe.open_video(server.url, EXPRESSIONS) as session:
             _check(_consume(session, 3), 3)
-            runs.append(session.run)
+            runs.append(session.mode.run)
     # the second session takes the first one's Grounding DINO and video model from the pipeline's cache
     assert runs[1].grounder is runs[0].grounder and runs[1].tracker.engine is runs[0].tracker.engine
 

@@ -117,10 +117,12 @@ def test_benchmark_mode_gives_one_frame_per_extracted_frame(tmp_path: Path, pipe
     np.testing.assert_array_equal(np.stack([f.masks[0] for f in frames]), result.ground_segment.masks.masks)
 
 
-def test_a_live_source_is_refused_with_a_clear_error(pipe: Pipeline) -> None:
+def test_a_live_source_opens_the_live_mode_and_nothing_before_entering(pipe: Pipeline) -> None:
     for source in ("rtsp://camera.local/stream", "-", "/dev/video0"):
-        with pytest.raises(SettingsError, match="live sources"):
-            pipe.open_video(source, TEXTS)
+        session = pipe.open_video(source, TEXTS)  # not entered: no model loaded, the source not opened
+        assert session.mode.name == "live" and session.source == source and session.mode.source is None
+    with pytest.raises(SettingsError, match="fps"):
+        pipe.open_video("rtsp://camera.local/stream", TEXTS, fps=2.0)
 
 
 def _frame(index: int, boxed: bool) -> FrameResult:

@@ -191,7 +191,7 @@ def segment_command(
     if batch is None and (video is None or not expressions):  # both are required without --batch
         raise bad("missing argument: give a video and its expressions, or --batch LIST",
                   "VIDEO" if video is None else "EXPRESSIONS")
-    from tgs.core.live_run import is_live
+    from tgs.core.live_mode import is_live
 
     live_source = batch is None and video is not None and is_live(video)
     refuse_misused({"--rethink-every": rethink_every is not None, "--every-frame": every_frame,
@@ -208,7 +208,7 @@ def segment_command(
     except ValueError as exc:
         raise bad(str(exc), "--thinker-opt") from exc
     if live_source:
-        from tgs.core.live_run import LiveSettings
+        from tgs.core.live_mode import LiveSettings
         from tgs.sources import ReconnectPolicy
 
         live = LiveSettings(every_frame=every_frame, rethink_every=rethink_every,

@@ -53,7 +53,7 @@ class LiveStatus:
         if self.session is None:
             table.add_row("live", "loading the models and opening the source ...")
             return table
-        s = self.session.status()
+        s = self.session.mode.status()
         decoded = "?" if s["decoded"] is None else str(s["decoded"])
         rate = "-" if s["emitted_fps"] is None else f"{s['emitted_fps']:.1f}"
         table.add_row("frames", f"{s['emitted']} emitted of {decoded} decoded, {s['skipped']} skipped, {rate} fps")
@@ -83,9 +83,10 @@ def run_live(
     device: str,
 ) -> None:
     """Check, run until the source ends or Ctrl-C / SIGTERM, print where everything went."""
-    from tgs.core.live_run import check_live_call, segment_live
+    from tgs.core.live_run import segment_live
+    from tgs.core.segment_call import check_live_call
 
-    check_live_call(source, expressions, thinker=thinker, settings=settings, out=out, thinker_options=thinker_options)
+    check_live_call(source, expressions, thinker=thinker, settings=settings, thinker_options=thinker_options)
     if settings.untrained:
         err_console.print(untrained_banner())
     prepare_process(device)
@@ -95,9 +96,15 @@ def run_live(
     def started(session: Any) -> None:
         status.session = session
 
-    with Live(status, console=err_console, refresh_per_second=4, transient=True):
-        result = segment_live(source, expressions, thinker=thinker, preset=preset, settings=settings, out=out,
-                              live=live, thinker_options=thinker_options, signals=True, on_start=started)
+    try:
+        with Live(status, console=err_console, refresh_per_second=4, transient=True):
+            result = segment_live(source, expressions, thinker=thinker, preset=preset, settings=settings, out=out,
+                                  live=live, thinker_options=thinker_options, signals=True, on_start=started)
+    finally:
+        # rich's refresh thread holds the status: when its native thread frees that last reference at
+        # interpreter exit, the session's tensors would be freed on an exiting thread, which aborts the
+        # process ("terminate called without an active exception"); so the status lets the session go
+        status.session = None
     print_live_result(result)
     if result.untrained:
         err_console.print(untrained_banner())

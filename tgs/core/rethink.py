@@ -6,7 +6,7 @@ same span (the source's :meth:`think_window`, cut from its ring buffers). Every
 ``every`` seconds of stream time (default: each completed window) :class:`Rethinker`
 takes that window on the frame loop's thread, which only copies it, and asks the thinker
 on a worker thread, with the same Think call as the file mode
-(:meth:`tgs.core.flow.Pipeline.think`: every expression of the window in one call, sharing
+(:func:`tgs.core.stages.think_items`, as ``Pipeline.think``: every expression of the window in one call, sharing
 the clip). The frame loop never waits for it: :meth:`Rethinker.poll`, called once per
 frame, starts a think when one is due and none is running, and returns the answers that
 finished since the last poll. A think still running when the next one is due delays it to
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from tgs.core.flow import Pipeline
+from tgs.core.stages import think_items
 from tgs.data.media import REF_AVS_SAMPLE_RATE
 from tgs.ground_segment import ObjectText, choose_object_text
 from tgs.presets import Preset
@@ -224,7 +224,7 @@ class Rethinker:
         self._window = (float(window.start), float(window.end))
         self.counts["started"] += 1
         logger.debug("thinking about %s", clip.source)
-        self._running = self._pool.submit(Pipeline(self.thinker).think, clip, self.queries)
+        self._running = self._pool.submit(think_items, self.thinker, [(q, clip) for q in self.queries])
 
     def _collect(self) -> list[Answer]:
         future, (start, end) = self._running, self._window  # type: ignore[misc]

@@ -35,6 +35,7 @@ __all__ = [
     "SegmentRequest",
     "Timer",
     "call_settings",
+    "check_live_call",
     "check_segment_call",
     "segment_load_spec",
 ]
@@ -137,6 +138,26 @@ def check_segment_call(
     if outputs:
         check_output_folder(out_dir, [video], (OVERLAY_NAME, MASKS_DIR, MASKS_JSON, RESULT_NAME, STAGING))
     return SegmentRequest(video=video, texts=texts, out_dir=out_dir, dense=dense)
+
+
+def check_live_call(
+    source: str | Path,
+    expressions: str | Sequence[str],
+    *,
+    thinker: str = "ref-thinker",
+    settings: Settings | None = None,
+    thinker_options: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """The checks of a call on a live source that need neither a model nor the source (opened,
+    and refused naming it, once the models are loaded): the expressions, the thinker and its
+    options, the device. The checked expressions; SettingsError or ValueError."""
+    from tgs.core.loading import check_thinker_options
+    from tgs.devices import resolve_device
+
+    texts = check_expressions(expressions)
+    check_thinker_options(canonical_name(thinker), dict(thinker_options or {}))
+    resolve_device((settings or Settings()).device)
+    return texts
 
 
 @dataclass(frozen=True)
