@@ -40,3 +40,17 @@ def make_clip(path: Path, seconds: float = 2.0) -> Path:
                     "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", str(seconds),
                     "-c:v", "libx264", "-bf", "2", "-pix_fmt", "yuv420p", "-c:a", "aac", str(path)], check=True)
     return path
+
+
+def wait_listening(port: int, timeout: float = 20.0) -> None:
+    """Block until a socket listens on 127.0.0.1:``port`` (read from /proc/net/tcp: no connection is
+    made, so a sender that serves one client is not used up); a synchronisation, not a timing."""
+    wanted = f"0100007F:{port:04X}"
+    deadline = time.monotonic() + timeout
+    while True:
+        with open("/proc/net/tcp", encoding="ascii") as table:
+            if any(f.split()[1] == wanted and f.split()[3] == "0A" for f in list(table)[1:]):  # 0A: LISTEN
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing listens on port {port} after {timeout} s")
+        time.sleep(0.02)

@@ -181,7 +181,10 @@ class OverlayVideoSink:
     """The frames with every object's mask in its colour and a legend, encoded as they come at
     ``fps`` (the rate of the frames given), with ``audio`` (e.g. ``copy_audio_from(source)``);
     ``draw_boxes``: each object's box of the frame too; ``fragmented``: a live overlay, playable
-    while written (``OverlayVideoWriter``'s ``fragmented``)."""
+    while written (``OverlayVideoWriter``'s ``fragmented``); ``hold_skipped``: each frame the
+    source skipped before a result (``FrameResult.skipped``, a live source's real-time policy)
+    repeats the last image, so the video keeps the source's timeline (frame k is source frame k)
+    instead of playing the emitted frames faster."""
 
     def __init__(
         self,
@@ -196,18 +199,24 @@ class OverlayVideoSink:
         alpha: float = 0.5,
         draw_boxes: bool = False,
         fragmented: bool = False,
+        hold_skipped: bool = False,
     ) -> None:
         self.names = _names(num_objects, names)
         self.draw_boxes = draw_boxes
         self.colors = list(colors) if colors is not None else [expression_color(k) for k in range(num_objects)]
         self.alpha = alpha
         self.writer = OverlayVideoWriter(path, fps, audio, sample_rate, fragmented=fragmented)
+        self.hold_skipped = hold_skipped
+        self._last: np.ndarray | None = None
 
     def add(self, result: FrameResult) -> None:
         boxes = list(result.boxes) if self.draw_boxes else [None] * len(self.names)
-        self.writer.write(
-            overlay_objects(result.image, list(result.masks), boxes, self.names, self.colors, alpha=self.alpha)
-        )
+        image = overlay_objects(result.image, list(result.masks), boxes, self.names, self.colors, alpha=self.alpha)
+        if self.hold_skipped:  # skips before the first frame repeat it
+            for _ in range(int(result.skipped)):
+                self.writer.write(self._last if self._last is not None else image)
+            self._last = image
+        self.writer.write(image)
 
     def close(self) -> None:
         self.writer.close()

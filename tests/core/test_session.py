@@ -146,10 +146,12 @@ def test_a_media_folder_is_checked_before_any_model_loads(tmp_path: Path, monkey
     assert loaded == []
 
 
-def test_a_live_source_is_refused_with_a_clear_error(pipe: Pipeline) -> None:
+def test_a_live_source_opens_the_live_mode_and_nothing_before_entering(pipe: Pipeline) -> None:
     for source in ("rtsp://camera.local/stream", "-", "/dev/video0"):
-        with pytest.raises(SettingsError, match="live sources"):
-            pipe.open_video(source, TEXTS)
+        session = pipe.open_video(source, TEXTS)  # not entered: no model loaded, the source not opened
+        assert session.mode.name == "live" and session.source == source and session.mode.source is None
+    with pytest.raises(SettingsError, match="fps"):
+        pipe.open_video("rtsp://camera.local/stream", TEXTS, fps=2.0)
 
 
 def _frame(index: int, boxed: bool) -> FrameResult:

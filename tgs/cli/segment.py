@@ -23,6 +23,7 @@ from tgs.cli.common import (
 )
 from tgs.cli.console import console, err_console, escape_user_text, friendly_errors, progress_bar
 from tgs.cli.executor_options import EXECUTOR_OPTION, RAY_ADDRESS_OPTION, RESOURCES_OPTION, WORKERS_OPTION
+from tgs.cli.segment_live import refuse_misused, run_live
 
 
 @contextmanager
@@ -81,8 +82,9 @@ def print_segment_result(result) -> None:  # result: tgs.core.segment.SegmentVid
 @friendly_errors
 def segment_command(
     video: str | None = typer.Argument(
-        None, help="Video file: mp4, mkv, webm, avi, ... (any size, fps, length), or its URL (https://...); "
-        "none with --batch."
+        None, help="Video file (mp4, mkv, webm, avi, ...; any size, fps, length) or its URL (https://...), or a "
+        "live source: a camera (/dev/video0, v4l2:..., avfoundation:0), a stream URL (rtsp, rtmp, srt, udp, tcp, "
+        "a live HLS playlist) or - (standard input); none with --batch."
     ),
     expressions: list[str] | None = typer.Argument(
         None,
@@ -148,13 +150,30 @@ def segment_command(
     expressions_file: Path | None = typer.Option(
         None, "--expressions", help="With --batch FOLDER: the expressions for every video, one per line."
     ),
+    rethink_every: float | None = typer.Option(
+        None, "--rethink-every", min=1e-6, help="Live: seconds of stream between thinks (default: each completed "
+        "10 s window)."
+    ),
+    every_frame: bool = typer.Option(
+        False, "--every-frame", help="Live: never skip a frame (falls behind a fast source); default: the newest "
+        "frame, the others counted as skipped."
+    ),
+    reconnect: bool = typer.Option(
+        False, "--reconnect", help="Live: retry a dropped network source with backoff (the gap is recorded)."
+    ),
+    audio: str | None = typer.Option(
+        None, "--audio", help="Live: a separate microphone, e.g. alsa:default, pulse:default, avfoundation::0."
+    ),
+    png: bool = typer.Option(False, "--png", help="Live: also write a PNG mask per emitted frame and expression."),
     executor: str = EXECUTOR_OPTION,
     ray_address: str | None = RAY_ADDRESS_OPTION,
     workers: int | None = WORKERS_OPTION,
     resources: str | None = RESOURCES_OPTION,
 ) -> None:
     """Segment what each expression refers to in any video: a mask on every frame (PNG per expression and
-    frame, masks.json), an overlay video at the source's rate with its audio, result.json."""
+    frame, masks.json), an overlay video at the source's rate with its audio, result.json. A live source
+    (camera, stream URL, -) is segmented as it arrives into masks.jsonl and a fragmented overlay until it
+    ends or Ctrl-C (docs/live.md)."""
     from tgs.core.loading import check_thinker_options
     from tgs.core.segment import check_segment_call, segment_load_spec, segment_video
     from tgs.think.registry import THINKER_NAMES
@@ -172,6 +191,13 @@ def segment_command(
     if batch is None and (video is None or not expressions):  # both are required without --batch
         raise bad("missing argument: give a video and its expressions, or --batch LIST",
                   "VIDEO" if video is None else "EXPRESSIONS")
+    from tgs.core.live_mode import is_live
+
+    live_source = batch is None and video is not None and is_live(video)
+    refuse_misused({"--rethink-every": rethink_every is not None, "--every-frame": every_frame,
+                    "--reconnect": reconnect, "--audio": audio is not None, "--png": png, "--fps": fps is not None,
+                    "--keyframe-fps": keyframe_fps != 1.0, "--no-png": no_png, "--chunk-seconds": chunk_seconds != 10.0},
+                   live_source)
     if no_png and fps is not None:
         raise bad("--no-png applies to the dense output (without --fps)", "--no-png")
     settings = settings_from_options(models, device, dtype, thinker=model, gdino=gdino, sam2=sam2)
@@ -181,6 +207,15 @@ def segment_command(
         check_thinker_options(thinker, options)
     except ValueError as exc:
         raise bad(str(exc), "--thinker-opt") from exc
+    if live_source:
+        from tgs.core.live_mode import LiveSettings
+        from tgs.sources import ReconnectPolicy
+
+        live = LiveSettings(every_frame=every_frame, rethink_every=rethink_every,
+                            reconnect=ReconnectPolicy() if reconnect else None, audio_device=audio, png=png)
+        run_live(str(video), list(expressions or []), thinker=thinker, preset=chosen, settings=settings, out=out,
+                 thinker_options=options, live=live, device=device)
+        return
     if batch is not None:  # each video file is checked as it comes (a bad one is an error line, the batch goes on)
         from tgs.cli.segment_batch import run_batch
         from tgs.devices import resolve_device

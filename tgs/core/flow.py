@@ -204,6 +204,7 @@ class Pipeline:
         keyframe_fps: float = DEFAULT_KEYFRAME_FPS,
         chunk_seconds: float | None = None,
         progress: Callable[..., Any] | None = None,
+        live: Any | None = None,
     ) -> Any:
         """A :class:`~tgs.core.session.VideoSession` on ``source`` with this pipeline's models::
 
@@ -217,11 +218,19 @@ class Pipeline:
         Grounding DINO and the segmenter are this pipeline's; a mode that needs another
         segmenter (dense output propagates with a SAM2 video model) loads it once and keeps it
         (:class:`~tgs.model_cache.ModelCache`, keyed by the mode's LoadSpec).
+
+        A live source (a camera, a stream URL, ``-``) gives the live mode (``live``: its
+        :class:`~tgs.core.live_mode.LiveSettings`): masks as the frames arrive, until the source
+        ends or ``session.stop()`` (docs/live.md)::
+
+            with pipe.open_video("rtsp://cam/1", ["the person speaking"]) as session:
+                for frame in session.frames():
+                    frame.masks, frame.latency, frame.skipped
         """
         from tgs.core.segment import pipeline_session
 
         return pipeline_session(self, source, expressions, fps=fps, keyframe_fps=keyframe_fps,
-                                chunk_seconds=chunk_seconds, progress=progress)
+                                chunk_seconds=chunk_seconds, progress=progress, live=live)
 
     # ------------------------------------------------------------------ stages
     def think(self, clip: Clip | None, queries: Sequence[Query]) -> list[Thought | Exception]:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from tgs import fast_paths
+from tgs.core.live_mode import LiveSettings, is_live
 from tgs.core.loading import load_model, load_stages_from
 from tgs.core.segment_call import (
     DEFAULT_CHUNK_SECONDS,
@@ -119,16 +120,6 @@ def _rate(request: SegmentRequest, fps: float | None, keyframe_fps: float) -> fl
             warnings.simplefilter("ignore")
             return cap_sampling_rate(request.video, keyframe_fps)
     return cap_sampling_rate(request.video, fps)  # warns
-
-
-def _check_live(source: str | Path) -> None:
-    """A camera, a stream URL or standard input: not served by this version (a clear error)."""
-    spec = str(source)
-    if spec == "-" or "://" in spec or spec.startswith("/dev/"):
-        raise SettingsError(
-            f"{spec}: live sources (a camera, a stream URL, '-' for standard input) are not supported yet",
-            fix="give a video file or a Ref-AVSBench media folder",
-        )
 
 
 class _Timed:
@@ -260,10 +251,14 @@ def open_video(
     thinker_options: Mapping[str, Any] | None = None,
     cache: ModelCache | None = None,
     progress: ProgressCallback | None = None,
+    live: LiveSettings | None = None,
+    open_source: Any = None,
 ) -> VideoSession:
     """A :class:`~tgs.core.session.VideoSession` on a video file (dense output, or sampled at
-    ``fps``) or a Ref-AVSBench media folder (``frames/`` and ``audio.wav``: the benchmark
-    mode), its models loaded from (preset, settings) (kept in ``cache`` when given)::
+    ``fps``), a Ref-AVSBench media folder (``frames/`` and ``audio.wav``: the benchmark
+    mode) or a live source (a camera, a stream URL, ``-``: the live mode, ``live`` its
+    :class:`~tgs.core.live_mode.LiveSettings`, ``open_source`` how its source is opened), its
+    models loaded from (preset, settings) (kept in ``cache`` when given)::
 
         with open_video("clip.mp4", ["the dog barking"], settings=Settings.tiny()) as session:
             for frame in session.frames():
@@ -273,13 +268,14 @@ def open_video(
     """
     return _open(source, expressions, call_options={"thinker": thinker, "preset": preset, "settings": settings,
                                                     "thinker_options": thinker_options, "chunk_seconds": chunk_seconds},
-                 fps=fps, keyframe_fps=keyframe_fps, models=_models(cache), progress=progress)
+                 fps=fps, keyframe_fps=keyframe_fps, models=_models(cache), progress=progress, live=live,
+                 open_source=open_source)
 
 
 def pipeline_session(
     pipe: Any, source: str | Path, expressions: str | Sequence[str], *, fps: float | None = None,
     keyframe_fps: float = DEFAULT_KEYFRAME_FPS, chunk_seconds: float | None = None,
-    progress: ProgressCallback | None = None,
+    progress: ProgressCallback | None = None, live: LiveSettings | None = None,
 ) -> VideoSession:
     """:meth:`tgs.core.flow.Pipeline.open_video`: a session whose models are the pipeline's (its
     thinker; its Grounding DINO and segmenter when the mode's LoadSpec has the same stages key),
@@ -307,18 +303,31 @@ def pipeline_session(
                "thinker_options": loaded.thinker_options if loaded is not None else None,
                "chunk_seconds": chunk_seconds}
     return _open(source, expressions, call_options=options, fps=fps, keyframe_fps=keyframe_fps, models=models,
-                 progress=progress)
+                 progress=progress, live=live)
 
 
 def _open(
     source: str | Path, expressions: str | Sequence[str], *, call_options: Mapping[str, Any], fps: float | None,
     keyframe_fps: float, models: SessionModels, progress: ProgressCallback | None,
+    live: LiveSettings | None = None, open_source: Any = None,
 ) -> VideoSession:
-    """The session of a checked call: a folder is a benchmark sample, a file dense or sampled."""
-    from tgs.core.segment_call import check_benchmark_call
+    """The session of a checked call: a live source is live, a folder a benchmark sample, a file
+    dense or sampled."""
+    from tgs.core.segment_call import check_benchmark_call, check_live_call
 
-    _check_live(source)
     options = dict(call_options)
+    if is_live(source):  # a camera, a stream URL or standard input
+        if fps is not None:
+            raise SettingsError(f"fps: {source} is a live source, segmented frame by frame as it arrives",
+                                fix="leave fps out (LiveSettings choose how its frames are taken)")
+        texts = check_live_call(source, expressions, thinker=options["thinker"], settings=options["settings"],
+                                thinker_options=options["thinker_options"])
+        call = call_settings(thinker=options["thinker"], preset=options["preset"], settings=options["settings"],
+                             fps=1.0, chunk_seconds=None, thinker_options=options["thinker_options"])
+        return VideoSession(str(source), texts, call, "live", models, progress=progress, live=live,
+                            open_source=open_source)
+    if live is not None:
+        raise SettingsError(f"live: {source} is a file, not a live source", fix="leave live out for a file")
     path = Path(source)
     if path.is_dir():
         texts = check_benchmark_call(path, expressions, thinker=options["thinker"], settings=options["settings"],

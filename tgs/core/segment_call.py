@@ -36,6 +36,7 @@ __all__ = [
     "Timer",
     "call_settings",
     "check_benchmark_call",
+    "check_live_call",
     "check_segment_call",
     "segment_load_spec",
 ]
@@ -179,6 +180,22 @@ def check_benchmark_call(
         raise MediaError(f"{folder} is a folder but not a Ref-AVSBench media folder: no frames/*.jpg in it",
                          path=folder, fix="give a video file, or a media folder with frames/00000.jpg, ... "
                          "(audio.wav optional)")
+    return texts
+
+
+def check_live_call(
+    source: str | Path,
+    expressions: str | Sequence[str],
+    *,
+    thinker: str = "ref-thinker",
+    settings: Settings | None = None,
+    thinker_options: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """The checks of a call on a live source that need neither a model nor the source (opened,
+    and refused naming it, once the models are loaded): the expressions, the thinker and its
+    options, the device. The checked expressions; SettingsError or ValueError."""
+    texts = check_expressions(expressions)
+    _check_options(thinker, settings, None, thinker_options)
     return texts
 
 

@@ -27,6 +27,7 @@ from tgs.types import FrameResult, Thought
 __all__ = [
     "MASKS_DIR",
     "MASKS_JSON",
+    "MASKS_JSONL",
     "OVERLAY_NAME",
     "RESULT_NAME",
     "RESULT_SCHEMA",
@@ -42,6 +43,7 @@ RESULT_SCHEMA = 3
 ``propagation``); 2 = several expressions (``expressions`` list, ``masks/<k>/``); 1 had one."""
 
 OVERLAY_NAME = "overlay.mp4"
+MASKS_JSONL = "masks.jsonl"  # a live session's masks, one line per emitted frame (tgs.masks_jsonl)
 MASKS_DIR = "masks"
 MASKS_JSON = "masks.json"
 RESULT_NAME = "result.json"
@@ -65,7 +67,7 @@ class ExpressionOutput:
 
     index: int
     expression: str
-    thought: Thought
+    thought: Thought | None  # None: a live session (its answers over time are in result.json)
     object_text: str | None
     masks_dir: Path
     color: tuple[int, int, int]
@@ -104,7 +106,7 @@ class SegmentVideoResult:
         return len(self.frame_times)
 
     @property
-    def thought(self) -> Thought:
+    def thought(self) -> Thought | None:
         return self.expressions[0].thought
 
     @property
@@ -188,6 +190,7 @@ def result_record(result: SegmentVideoResult, summary: Any, *, video_label: str 
     models = summary.spec.describe()
     thinker_key = None if summary.spec.thinker is None else summary.spec.thinker.key
     call = summary.call
+    live = getattr(summary, "live", None)  # a live source: its thoughts are answers over time (per_expression)
     expressions = []
     for out in result.expressions:
         thought = out.thought
@@ -197,11 +200,12 @@ def result_record(result: SegmentVideoResult, summary: Any, *, video_label: str 
                 "index": out.index,
                 "expression": out.expression,
                 "color": list(out.color),
-                "reasoning": thought.reasoning,
-                "f_object": thought.f_object,
-                "s_object": thought.s_object,
-                "thought": {"status": thought.status.value, "is_null": thought.is_null, "raw": thought.raw,
-                            "error": thought.error},
+                "reasoning": None if thought is None else thought.reasoning,
+                "f_object": None if thought is None else thought.f_object,
+                "s_object": None if thought is None else thought.s_object,
+                "thought": None if thought is None else {
+                    "status": thought.status.value, "is_null": thought.is_null, "raw": thought.raw,
+                    "error": thought.error},
                 "object_text": None if chosen is None else chosen.text,
                 "object_source": None if chosen is None else chosen.source,
                 "masks_dir": f"{MASKS_DIR}/{out.index}",
@@ -209,7 +213,7 @@ def result_record(result: SegmentVideoResult, summary: Any, *, video_label: str 
                 **(summary.per_expression[out.index] if summary.per_expression is not None else {}),
             }
         )
-    return {
+    record = {
         "schema": RESULT_SCHEMA,
         "tool": "tgs",
         "version": __version__,
@@ -217,8 +221,9 @@ def result_record(result: SegmentVideoResult, summary: Any, *, video_label: str 
         "untrained": result.untrained,
         "label": UNTRAINED_LABEL if result.untrained else None,
         "video": {
-            "path": video_label if video_label is not None else str(summary.video.resolve()),
-            "duration_s": round(float(summary.duration), 6),
+            "path": summary.source if live is not None else (
+                video_label if video_label is not None else str(summary.video.resolve())),
+            "duration_s": live["wall_s"] if live is not None else round(float(summary.duration), 6),
             "height": height,
             "width": width,
             "has_audio": summary.has_audio,
@@ -233,7 +238,7 @@ def result_record(result: SegmentVideoResult, summary: Any, *, video_label: str 
         "models": models,
         "settings": {"device": call.settings.device, "dtype": call.settings.dtype},
         "sampling": {
-            "fps": call.fps,
+            "fps": summary.fps if live is not None else call.fps,
             "frames": len(summary.record_times),
             "frame_times": summary.record_times,
             "chunk_seconds": call.chunk_seconds,
@@ -244,12 +249,19 @@ def result_record(result: SegmentVideoResult, summary: Any, *, video_label: str 
             "overlay_video": OVERLAY_NAME,
             "masks_dir": MASKS_DIR,
             "overlay_has_audio": summary.has_audio,
+        } if live is None else {
+            "masks_jsonl": MASKS_JSONL, "overlay_video": OVERLAY_NAME, "overlay_fragmented": True,
+            "overlay_fps": summary.fps, "overlay_has_audio": False,
+            "masks_dir": MASKS_DIR if summary.output.get("png") else None,
         },
         "timings": {**result.timings, "fast_paths": fast_paths.current().as_record()},
         "warnings": result.warnings,
         "output": summary.output,
         "propagation": summary.propagation,
     }
+    if live is not None:  # a live source (tgs.core.live_mode): latency, skips, reconnects, the think schedule
+        record["live"] = live
+    return record
 
 
 def expression_outputs(summary: Any, out_dir: Path) -> tuple[ExpressionOutput, ...]:
@@ -257,7 +269,8 @@ def expression_outputs(summary: Any, out_dir: Path) -> tuple[ExpressionOutput, .
     from tgs.viz import expression_color
 
     outputs = []
-    for k, (text, thought) in enumerate(zip(summary.texts, summary.thoughts)):
+    for k, text in enumerate(summary.texts):  # a live session has no up-front thought
+        thought = summary.thoughts[k] if k < len(summary.thoughts) else None
         frames = summary.records[k]
         outputs.append(
             ExpressionOutput(

@@ -109,32 +109,42 @@ class SessionSummary:
     propagation: dict[str, Any] | None = None
     per_expression: list[dict[str, Any]] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    live: dict[str, Any] | None = None
+    source: str = ""
 
 
 class VideoSession:
     """Think, Ground and Segment one video for several expressions; see the module docstring.
 
-    video: a video file (dense / sampled) or a Ref-AVSBench media folder (benchmark).
+    video: a video file (dense / sampled), a Ref-AVSBench media folder (benchmark) or a live
+        source (a camera, a stream URL, ``-``: live, :mod:`tgs.core.live_mode`).
     texts: the checked expressions; call: the call's settings (:func:`~tgs.core.segment_call.call_settings`).
-    mode: "dense", "sampled" or "benchmark" (:func:`mode_for`).
+    mode: "dense", "sampled", "benchmark" (:func:`mode_for`) or "live".
     models: where the models come from (:class:`SessionModels`).
     png: whether PNG masks are written (the records name them).
+    live: the live mode's :class:`~tgs.core.live_mode.LiveSettings` (and ``open_source``, how its
+        source is opened); a live session thinks in the background, so its thinker is kept.
     """
 
     def __init__(
-        self, video: Path, texts: Sequence[str], call: CallSettings, mode: str, models: SessionModels, *,
-        progress: ProgressCallback | None = None, png: bool = True,
+        self, video: Path | str, texts: Sequence[str], call: CallSettings, mode: str, models: SessionModels, *,
+        progress: ProgressCallback | None = None, png: bool = True, live: Any = None, open_source: Any = None,
     ) -> None:
         from tgs.data.media import video_duration
         from tgs.video_out import copy_audio_from
 
+        self.source = str(video)  # as given (a stream URL keeps its "//")
         self.video, self.texts, self.call, self.models = Path(video), list(texts), call, models
         self.progress, self.png = progress, png
         self.timer = Timer()
         self.started = time.perf_counter()
+        self.thinker: Any = None  # kept by a live session, which thinks in the background
         stem = self.video.stem or "video"
         self.queries = [Query(uid=f"{stem}_{k}", expression=text) for k, text in enumerate(self.texts)]
-        report(progress, 0.0, f"reading {self.video.name}")
+        report(progress, 0.0, f"reading {self.source if mode == 'live' else self.video.name}")
+        if mode == "live":
+            self._init_live(live, open_source)
+            return
         if mode == "benchmark":  # a Ref-AVSBench clip: one extracted frame per second
             self.duration = float(len(list((self.video / "frames").glob("*.jpg"))))
             self.source_audio = None
@@ -159,6 +169,29 @@ class VideoSession:
         self._consumed = False
         self._frames: Generator[FrameResult, None, None] | None = None
 
+    def _init_live(self, live: Any, open_source: Any) -> None:
+        """A live source: nothing to probe (it is opened once the models are loaded); the dense
+        mode's models, the thinker's options for the think window it sees."""
+        from tgs.core.live_mode import LiveMode, LiveSettings, check_trackable
+
+        settings = live or LiveSettings()
+        call = self.call
+        self.duration = 0.0
+        self.source_audio = None
+        self.has_audio = False  # known once the source is open (result.json: source.has_audio)
+        self.spec = segment_load_spec(
+            call.thinker, call.preset, call.settings, dense=True,
+            thinker_options=thinker_options_for(call.thinker, call.thinker_options, settings.think_seconds),
+        )
+        check_trackable(self.spec)
+        self.spec.require()  # every missing model, before loading any
+        self.mode = LiveMode(settings, open_source)
+        self.thoughts = []
+        self.think_input = {"window_seconds": settings.think_seconds, "every": settings.rethink_every}
+        self.object_texts = []
+        self.stages = None  # type: ignore[assignment]
+        self._consumed = False
+
     def _benchmark_spec(self) -> LoadSpec:
         from tgs.core.load_spec import load_spec
         from tgs.core.stages import share_enabled
@@ -178,11 +211,27 @@ class VideoSession:
         if self._frames is not None:  # a consumer that stopped early: the mode's decoder stops now
             self._frames.close()
             self._frames = None
+        close = getattr(self.mode, "close", None)
+        if close is not None:  # a live source: its reader stops
+            close()
         self.stages = None  # type: ignore[assignment]
+        self.thinker = None
+
+    def stop(self, reason: str = "stopped") -> None:
+        """A live session: end ``frames()`` after the frame being processed (thread-safe)."""
+        stop = getattr(self.mode, "stop", None)
+        if stop is None:
+            raise RuntimeError(f"stop(): a {self.mode.name} session ends with its video")
+        stop(reason)
 
     def think(self) -> list[Thought]:
-        """Think once about the video (every expression in one thinker call)."""
+        """Think once about the video (every expression in one thinker call); a live session only
+        loads its thinker, which thinks in the background on the stream's last window."""
         call, timer = self.call, self.timer
+        if getattr(self.mode, "background_think", False):
+            if call.thinker != "direct":
+                self.thinker = self.models.thinker(self.spec, timer, call.thinker)
+            return []
         report(self.progress, 0.02, f"thinking ({call.thinker}, {len(self.texts)} expression(s))")
         thinker = self.models.thinker(self.spec, timer, call.thinker)
         clip = None
@@ -212,8 +261,11 @@ class VideoSession:
         """Per expression, its overlay label: what is grounded (known before any frame is)."""
         prefix = "UNTRAINED: " if self.call.settings.untrained else ""
         labels = []
-        for k, o in enumerate(self.object_texts):
-            what = o.text or "no object (null answer)"
+        if self.mode.name == "live":  # its object texts change over time: the expressions
+            shown = list(self.texts)
+        else:
+            shown = [o.text or "no object (null answer)" for o in self.object_texts]
+        for k, what in enumerate(shown):
             if len(self.texts) > 1:
                 what = f"{k + 1}: {what}"
             labels.append(prefix + what)
@@ -242,6 +294,7 @@ class VideoSession:
             object_texts=self.object_texts, records=mode.records, record_times=mode.record_times,
             frame_times=mode.frame_times, frame_size=self.mode.size, fps=self.mode.fps,
             dense=self.mode.name == "dense", output=mode.output, propagation=mode.propagation,
-            per_expression=mode.per_expression, timings=dict(self.timer.seconds),
+            per_expression=mode.per_expression, timings=dict(self.timer.seconds), live=mode.live,
+            source=self.source,
         )
 

@@ -8,8 +8,8 @@
 
 A mode says what the thinker sees (``think_clip``), opens its source once the models are loaded
 (``start``), yields one :class:`tgs.types.FrameResult` per emitted frame (``frames``) and, after
-them, what result.json adds (``summary``, a :class:`ModeSummary`). A live mode plugs in the same
-way (:func:`mode_for` picks one by name).
+them, what result.json adds (``summary``, a :class:`ModeSummary`). The live mode
+(:class:`tgs.core.live_mode.LiveMode`, a camera, a stream or standard input) plugs in the same way.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class ModeSummary:
     output: dict[str, Any]
     propagation: dict[str, Any] | None = None
     per_expression: list[dict[str, Any]] | None = None
+    live: dict[str, Any] | None = None  # a live source's block (tgs.core.live_mode)
 
 
 class Mode(Protocol):
