@@ -157,11 +157,14 @@ def test_the_thinker_thinks_in_the_background_and_its_answers_apply_from_then(ou
     for k, expression in enumerate(result["expressions"]):
         [span] = expression["answers"]  # one think: one span, over the window it saw
         assert span["start"] == 0.0 and 10.0 <= span["end"] < seconds and span["windows"] == 1
+        # the text is written where it changes: null on the first frame (no answer yet), then the answer
         named = [line for line in lines if "object_text" in line["objects"][k]]
-        assert len(named) == 1 and named[0]["objects"][k]["object_text"] == expression["object_text"]
+        assert [line["objects"][k]["object_text"] for line in named] == [None, expression["object_text"]]
+        assert named[0]["frame"] == lines[0]["frame"]
+        answered = named[1]
         # the answer applies from the first frame after it: grounded there, nothing before it
-        assert named[0]["time"] >= span["end"] and named[0]["objects"][k]["grounded"]
-        before = [line for line in lines if line["time"] < named[0]["time"]]
+        assert answered["time"] >= span["end"] and answered["objects"][k]["grounded"]
+        before = [line for line in lines if line["time"] < answered["time"]]
         assert before and not any(line["objects"][k]["grounded"] or line["objects"][k]["box"] for line in before)
 
 
