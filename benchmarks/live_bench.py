@@ -41,8 +41,6 @@ import argparse
 import json
 import logging
 import platform
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +48,8 @@ import time
 from pathlib import Path
 
 from propagation_bench import _segmenter_from_config, peak_rss_mb, rss_now_mb
+
+from tgs.testing.live_streams import FFMPEG, TcpServer, connect, free_port
 
 LOG = logging.getLogger("live_bench")
 RATE = 25
@@ -68,46 +68,18 @@ class CentreGrounder:
         frames = tuple(FrameBoxes(box, np.ones(1, np.float32), np.zeros(1, np.int64)) for _ in range(clip.num_frames))
         return Boxes(frames, clip.size, text)
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _serve(seconds: float, size: tuple[int, int], port: int) -> subprocess.Popen:
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise SystemExit("live_bench: the ffmpeg command is missing (install it: make ffmpeg)")
-    args = [ffmpeg, "-nostdin", "-loglevel", "error", "-re",
-            "-f", "lavfi", "-i", f"testsrc2=size={size[1]}x{size[0]}:rate={RATE}",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", str(seconds),
-            "-c:v", "mpeg2video", "-q:v", "5", "-g", str(RATE), "-c:a", "mp2",
-            "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1"]
-    return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-
-
-def _connect(url: str, **kwargs):
-    from tgs.errors import MediaError
-    from tgs.sources import open_source
-
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            return open_source(url, **kwargs)
-        except MediaError as exc:
-            if "refused" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    def ground_many(self, clip, texts):
+        """Several texts on one clip (the Ground + Segment stage's shared path)."""
+        return [self.ground(clip, text) for text in texts]
 
 
 def _run(source, segmenter, count: int):
     from tgs.core.live import LiveRun
+    from tgs.ground_segment import GroundSegmentStage
     from tgs.presets import BEST
-    from tgs.segment.online import OnlineTracker
 
-    run = LiveRun(source, thinker=None, grounder=CentreGrounder(), tracker=OnlineTracker.from_segmenter(segmenter),
-                  expressions=[f"object {k}" for k in range(count)], preset=BEST)
+    run = LiveRun(source, thinker=None, stage=GroundSegmentStage(CentreGrounder(), segmenter, BEST),
+                  expressions=[f"object {k}" for k in range(count)])
     return run
 
 
@@ -117,10 +89,11 @@ def child_latency(args: argparse.Namespace) -> dict:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     segmenter = _segmenter_from_config(args.model, args.device, args.dtype)
-    port = _free_port()
-    server = _serve(args.seconds, (720, 1280), port)
+    if FFMPEG is None:
+        raise SystemExit("live_bench: the ffmpeg command is missing (install it: make ffmpeg)")
+    server = TcpServer(free_port(), args.seconds, size=(720, 1280), rate=RATE)
     try:
-        with _connect(f"tcp://127.0.0.1:{port}") as source:
+        with connect(server.url) as source:
             run = _run(source, segmenter, args.expressions)
             track = []
             for result in run.frames():
@@ -128,7 +101,6 @@ def child_latency(args: argparse.Namespace) -> dict:
             record = run.record()
     finally:
         server.kill()
-        server.wait(timeout=10)
     track.sort()
     return {"model": args.model, "device": args.device, "dtype": args.dtype, "expressions": args.expressions,
             "seconds": args.seconds,
@@ -151,7 +123,7 @@ def child_memory(args: argparse.Namespace) -> dict:
     spec = f"lavfi:testsrc2=size={width}x{height}:rate={RATE}:duration={args.seconds}"
     samples = []
     start = time.perf_counter()
-    with _connect(spec, policy="every-frame") as source:
+    with connect(spec, policy="every-frame") as source:
         run = _run(source, segmenter, 1)
         for result in run.frames():
             if result.index % args.sample_every == 0:
@@ -192,8 +164,9 @@ def child_e2e(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     sources = _full_size_models(args.models_dir)
     texts = ["the person speaking", "the red ball", "the clock"][: args.expressions]
-    port = _free_port()
-    server = _serve(args.seconds, (720, 1280), port)
+    if FFMPEG is None:
+        raise SystemExit("live_bench: the ffmpeg command is missing (install it: make ffmpeg)")
+    server = TcpServer(free_port(), args.seconds, size=(720, 1280), rate=RATE)
     marks: dict[str, float] = {}
 
     def started(_session) -> None:  # the stream starts: models loaded, source open
@@ -201,12 +174,11 @@ def child_e2e(args: argparse.Namespace) -> dict:
 
     try:
         with tempfile.TemporaryDirectory(prefix="live-bench-e2e-") as tmp:
-            result = segment_live(f"tcp://127.0.0.1:{port}", texts, thinker="direct",
+            result = segment_live(server.url, texts, thinker="direct",
                                   settings=Settings(device=args.device, dtype=args.dtype, sources=sources),
                                   out=Path(tmp) / "out", live=LiveSettings(), on_start=started)
     finally:
         server.kill()
-        server.wait(timeout=10)
     cpu, wall = time.process_time() - marks["cpu"], time.perf_counter() - marks["wall"]
     live, timings = result.live, result.record["timings"]
     emitted = max(1, live["frames_emitted"])

@@ -1,14 +1,12 @@
-"""Live streams served in real time by the FFmpeg command line, for the tests of live sources.
+"""Live streams served in real time by the FFmpeg command line, for the tests of live sources
+(:mod:`tgs.testing.live_streams`, shared with the benchmarks), and the tests' own helpers.
 
-``ffmpeg -re`` paces a synthetic clip (testsrc2 + a sine) at 25 fps to a local TCP port that it
-listens on (one client), or to its standard output. The tests that need it are skipped, saying
-why, only when the ffmpeg command is missing (``make test`` installs it: ``make ffmpeg``).
+The tests that need ffmpeg are skipped, saying why, only when the ffmpeg command is missing
+(``make test`` installs it: ``make ffmpeg``).
 """
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -17,85 +15,12 @@ from pathlib import Path
 
 import pytest
 
-FFMPEG = shutil.which("ffmpeg")
+from tgs.testing.live_streams import FFMPEG, RATE, SIZE, TcpServer, UdpSender, connect, ffmpeg_args, free_port
+
+__all__ = ["FFMPEG", "RATE", "SIZE", "TcpServer", "UdpSender", "connect", "ffmpeg_args", "free_port", "make_clip",
+           "needs_ffmpeg", "wait_until"]
+
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="the ffmpeg command is missing (install it: make ffmpeg)")
-
-RATE = 25  # frames per second of the served clip
-SIZE = (240, 320)  # (height, width)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def ffmpeg_args(seconds: float | None, output: list[str], *, audio: bool = True) -> list[str]:
-    """An ffmpeg command serving the synthetic clip in real time (``seconds`` None: until killed)."""
-    args = [FFMPEG or "ffmpeg", "-nostdin", "-loglevel", "error", "-re",
-            "-f", "lavfi", "-i", f"testsrc2=size={SIZE[1]}x{SIZE[0]}:rate={RATE}"]
-    if audio:
-        args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]
-    if seconds is not None:
-        args += ["-t", str(seconds)]
-    args += ["-c:v", "mpeg2video", "-q:v", "5", "-g", str(RATE)]
-    args += ["-c:a", "mp2"] if audio else []
-    return args + output
-
-
-class TcpServer:
-    """``ffmpeg -re ... -f mpegts tcp://127.0.0.1:PORT?listen=1``; a context manager that kills it."""
-
-    def __init__(self, port: int, seconds: float | None, *, audio: bool = True) -> None:
-        self.port = port
-        self.url = f"tcp://127.0.0.1:{port}"
-        self.process = subprocess.Popen(
-            ffmpeg_args(seconds, ["-f", "mpegts", f"{self.url}?listen=1"], audio=audio),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        )
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=10)
-
-    def __enter__(self) -> TcpServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.kill()
-
-
-class UdpSender:
-    """``ffmpeg -re ... -f mpegts udp://127.0.0.1:PORT``: datagrams to a port, whoever listens (a reader
-    that binds it later gets the stream from then on: no start-up race); kills it on exit."""
-
-    def __init__(self, port: int, seconds: float | None) -> None:
-        self.url = f"udp://127.0.0.1:{port}"
-        self.process = subprocess.Popen(ffmpeg_args(seconds, ["-f", "mpegts", f"{self.url}?pkt_size=1316"]),
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-
-    def __enter__(self) -> UdpSender:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=10)
-
-
-def connect(url: str, open_source: Callable, timeout: float = 20.0, **kwargs):
-    """``open_source(url, **kwargs)``, retried while the server is not listening yet (refused)."""
-    from tgs.errors import MediaError
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return open_source(url, **kwargs)
-        except MediaError as exc:
-            if "refused" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:

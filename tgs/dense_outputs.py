@@ -228,19 +228,26 @@ class OverlayVideoSink:
 def run_sinks(results: Iterable[FrameResult], sinks: Sequence[FrameSink]) -> int:
     """Feed every result to every sink, then close them; returns the number of frames.
 
-    On an error (or Ctrl-C) every sink is aborted, so no half-written masks.json or video is
-    left under its final name.
+    On an error (or Ctrl-C), in a frame or in a sink's close, every sink not yet closed is
+    aborted, so no half-written masks.json or video is left under its final name; the frame
+    generator is closed in every case (a session's decoder stops even when a sink fails).
     """
     count = 0
+    pending = list(sinks)  # not yet closed: aborted on an error
     try:
         for result in results:
             for sink in sinks:
                 sink.add(result)
             count += 1
+        while pending:
+            pending[0].close()
+            pending.pop(0)
     except BaseException:
-        for sink in sinks:
+        for sink in pending:
             sink.abort()
         raise
-    for sink in sinks:
-        sink.close()
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:  # a generator: its finally blocks run now, not at garbage collection
+            close()
     return count

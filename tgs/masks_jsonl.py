@@ -14,7 +14,10 @@ object (one per expression, ``id`` as in the header): the mask in COCO run-lengt
 (``pycocotools.mask.decode`` gives it back exactly), the chosen / tracked box in frame pixels,
 the score (NaN written as null), whether the frame was grounded / seeded for it, and
 ``object_text`` only on the frames where the object text the expression is grounded with
-changed (the first time it is known, and after a re-think that changed it).
+changed: the first frame that reports one, and every change after it, to another text, back
+to an earlier one, or to ``null`` (nothing grounded: no answer yet, or a null answer). A
+reader knows an expression's object text on any frame from the last ``object_text`` at or
+before it.
 
 Unlike the other outputs, the file is written under its final name from the first frame, not
 under a partial name renamed at the end: its point is to be read while the session runs (a
@@ -55,6 +58,10 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if math.isfinite(float(value)) else None
 
 
+_UNWRITTEN = object()
+"""The last written object text of an expression before any was written (None is a text: null)."""
+
+
 class MasksJsonlSink:
     """A :class:`~tgs.types.FrameSink` writing ``masks.jsonl`` (see the module docstring).
 
@@ -69,8 +76,9 @@ class MasksJsonlSink:
         ``fsync_every``: a power loss loses at most that much of the stream.
     clock: monotonic seconds (``time.monotonic``), injectable for tests.
 
-    Object texts come from ``frame.details[k]["object_text"]`` (when the producer sets it) and
-    are written on the frames where they change.
+    Object texts come from ``frame.details[k]["object_text"]`` (when the producer sets the key;
+    None: nothing grounded) and are written on the frames where they differ from the last one
+    written for that object.
     """
 
     def __init__(
@@ -95,7 +103,7 @@ class MasksJsonlSink:
         self._clock = clock
         self._file: IO[bytes] | None = None
         self._last_sync = -math.inf
-        self._texts: list[str | None] = [None] * len(self.names)
+        self._texts: list[object] = [_UNWRITTEN] * len(self.names)  # last written per object
         self._closed = False
         self.frames_written = 0
         self.fsyncs = 0
@@ -156,10 +164,11 @@ class MasksJsonlSink:
                 "seeded": bool(frame.seeded[k]),
             }
             detail = frame.details[k] if frame.details is not None else None
-            text = detail.get("object_text") if detail else None
-            if text is not None and text != self._texts[k]:
-                entry["object_text"] = str(text)
-                self._texts[k] = str(text)
+            if detail and "object_text" in detail:
+                text = None if detail["object_text"] is None else str(detail["object_text"])
+                if self._texts[k] is _UNWRITTEN or text != self._texts[k]:
+                    entry["object_text"] = text
+                    self._texts[k] = text
             objects.append(entry)
         latency = None if frame.latency is None else _finite_or_none(frame.latency)
         return {"frame": int(frame.index), "time": float(frame.time), "latency": latency,

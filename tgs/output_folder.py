@@ -20,13 +20,15 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 from tgs.errors import TGSError
 
-__all__ = ["LOCK", "STAGING", "StagedOutputs", "lock_folder", "partial_path"]
+__all__ = ["LOCK", "STAGING", "StagedOutputs", "holding_folder", "lock_folder", "partial_path"]
 
 LOCK = ".lock"
 STAGING = ".partial"
@@ -52,6 +54,9 @@ def lock_folder(
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    with _HOLDERS_GUARD:
+        if _HOLDERS.get(folder.resolve()) == threading.get_ident():
+            return None  # a writer nested in this thread's holding_folder: the holder's lock covers it
     path = folder / LOCK
     handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until the caller closes it
     try:
@@ -72,6 +77,30 @@ def lock_folder(
     handle.write(f"{os.getpid()}\n")
     handle.flush()
     return handle
+
+
+_HOLDERS: dict[Path, int] = {}  # folder -> the thread that holds it for the writers nested in it
+_HOLDERS_GUARD = threading.Lock()
+
+
+@contextmanager
+def holding_folder(folder: str | Path, what: str, error: type[TGSError]) -> Iterator[None]:
+    """Be the only writer of ``folder`` for the block (:func:`lock_folder`), including every writer
+    the block calls in this thread: their :func:`lock_folder` (e.g. a :class:`StagedOutputs`) returns
+    None, the block's lock covering them. So a step before them (a URL's copy into the folder) and
+    theirs are one unit that no other writer enters between, while another thread or process is
+    still refused."""
+    lock = lock_folder(folder, what, error, reentrant=False)
+    key = Path(folder).resolve()
+    with _HOLDERS_GUARD:
+        _HOLDERS[key] = threading.get_ident()
+    try:
+        yield
+    finally:
+        with _HOLDERS_GUARD:
+            _HOLDERS.pop(key, None)
+        if lock is not None:
+            lock.close()
 
 
 class StagedOutputs:

@@ -313,9 +313,15 @@ class FrameResult:
 
 class FrameSink(Protocol):
     """An output fed frame by frame: ``add`` each :class:`FrameResult` in order, then ``close``
-    (the output becomes complete under its final name) or ``abort`` (no partial file is left
-    under a final name). Every writer of per-frame outputs (PNG masks, masks.json, masks.jsonl,
-    the overlay video, result.json records, a run directory) is one of these."""
+    (the output is complete) or ``abort`` (on an error or Ctrl-C).
+
+    The rule every sink keeps: what is under a final name is always valid. An output that is
+    only valid whole (a PNG mask, masks.json, an ordinary overlay video) is written under a
+    partial name and renamed by ``close``; ``abort`` removes the partial file, so a final name
+    holds the previous complete output or nothing. An output made to be read while it grows
+    (a live run's masks.jsonl: one complete line per frame; a fragmented overlay video:
+    complete fragments) is written under its final name, valid at every moment; ``abort``
+    ends it after the last complete line or fragment and keeps it (complete footage)."""
 
     def add(self, frame: FrameResult) -> None: ...
 

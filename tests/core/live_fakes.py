@@ -1,13 +1,15 @@
-"""Stand-ins for the stages of the live mode: a text-keyed grounder, a box tracker, a scripted thinker."""
+"""Stand-ins for the stages of the live mode: a text-keyed grounder, a box tracker (and the
+segmenter that makes it), a scripted thinker."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 
 from tgs.segment.online import TrackedObject
+from tgs.segment.propagation import PropagationPolicy
 from tgs.types import Boxes, Clip, FrameBoxes, ParseStatus, Query, Thought
 
 BOXES = {"cat": [2.0, 2.0, 12.0, 12.0], "dog": [20.0, 4.0, 36.0, 20.0], "bird": [4.0, 18.0, 16.0, 30.0]}
@@ -20,6 +22,7 @@ class TextGrounder:
     def __init__(self, visible_from: float = 0.0) -> None:
         self.visible_from = visible_from
         self.calls: list[tuple[str, float]] = []
+        self.many: list[list[str]] = []
 
     def ground(self, clip: Clip, text: str) -> Boxes:
         t = float(clip.frame_times[0])
@@ -28,6 +31,12 @@ class TextGrounder:
             return Boxes((FrameBoxes.empty(),), clip.size, text)
         frame = FrameBoxes(np.array([BOXES[text]], np.float32), np.array([0.9], np.float32), np.array([0]))
         return Boxes((frame,), clip.size, text)
+
+    def ground_many(self, clip: Clip, texts: Sequence[str]) -> list[Boxes]:
+        """The shared several-texts method (Grounding DINO's backbone once per frame): here each
+        text's boxes, as ``ground`` gives them; records ``texts`` in ``many``."""
+        self.many.append(list(texts))
+        return [self.ground(clip, text) for text in texts]
 
 
 class BoxTracker:
@@ -60,6 +69,19 @@ class BoxTracker:
                 mask[y0:y1, x0:x1] = True
             out[key] = TrackedObject(mask, 1.0 if mask.any() else -1.0, seeds is not None and key in seeds)
         return out
+
+
+class BoxSegmenter:
+    """A video segmenter whose online tracker is a :class:`BoxTracker` (``hidden`` passed on);
+    records the policy it was asked for."""
+
+    def __init__(self, hidden: Callable[[int], bool] = lambda _: False) -> None:
+        self.hidden = hidden
+        self.policies: list[PropagationPolicy | None] = []
+
+    def online_tracker(self, policy: PropagationPolicy | None = None, *, with_probs: bool = False) -> BoxTracker:
+        self.policies.append(policy)
+        return BoxTracker(self.hidden)
 
 
 class ScriptedThinker:

@@ -9,9 +9,9 @@ from live_fakes import BOXES, ScriptedThinker, TextGrounder
 from live_streams import RATE, SIZE, TcpServer, connect, free_port, needs_ffmpeg
 
 from tgs.core.live import LiveOptions, LiveRun
+from tgs.ground_segment import GroundSegmentStage
 from tgs.presets import BEST
 from tgs.segment import Sam2VideoSegmenter
-from tgs.segment.online import OnlineTracker
 from tgs.sources import open_source
 from tgs.testing.tiny_vision import build_tiny_sam2_video
 
@@ -30,8 +30,8 @@ def test_a_real_time_stream_gets_masks_for_every_emitted_frame(segmenter: Sam2Vi
     thinker = ScriptedThinker([["cat", "dog"], ["cat", "bird"]])
     with TcpServer(free_port(), SECONDS) as server, \
             connect(server.url, open_source, think_seconds=1.0) as source:  # realtime: a stream's default
-        run = LiveRun(source, thinker=thinker, grounder=TextGrounder(), tracker=OnlineTracker.from_segmenter(segmenter),
-                      expressions=["a", "b"], preset=BEST, options=LiveOptions(wait_for_think=True, reground_every=100.0))
+        run = LiveRun(source, thinker=thinker, stage=GroundSegmentStage(TextGrounder(), segmenter, BEST),
+                      expressions=["a", "b"], options=LiveOptions(wait_for_think=True, reground_every=100.0))
         results = list(run.frames())
     stats = source.stats
     # every decoded frame is emitted (with a mask per expression) or counted as skipped

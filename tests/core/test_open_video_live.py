@@ -70,7 +70,7 @@ def test_pipeline_open_video_on_streams_loads_the_live_models_once() -> None:
             _check(_consume(session, 3), 3)
             runs.append(session.mode.run)
     # the second session takes the first one's Grounding DINO and video model from the pipeline's cache
-    assert runs[1].grounder is runs[0].grounder and runs[1].tracker.engine is runs[0].tracker.engine
+    assert runs[1].stage.grounder is runs[0].stage.grounder and runs[1].stage.segmenter is runs[0].stage.segmenter
 
 
 def test_a_sampling_rate_is_refused_for_a_live_source_before_any_work() -> None:

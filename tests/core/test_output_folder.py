@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tgs.errors import RunError
-from tgs.output_folder import StagedOutputs, lock_folder, partial_path
+from tgs.output_folder import StagedOutputs, holding_folder, lock_folder, partial_path
 
 
 def _tree(folder: Path) -> dict[str, str]:
@@ -29,6 +29,33 @@ def test_a_second_writer_in_the_same_process_is_refused_unless_reentrant(tmp_pat
             StagedOutputs(tmp_path, marker="result.json", error=RunError).__enter__()
         assert lock_folder(tmp_path, "run directory", RunError) is None  # reentrant: this process holds it
     handle = lock_folder(tmp_path, "run directory", RunError)  # released on leaving
+    assert handle is not None
+    handle.close()
+
+
+def test_a_holder_covers_the_writers_nested_in_its_thread_only(tmp_path: Path) -> None:
+    """holding_folder: a StagedOutputs inside it in the same thread writes under its lock; another
+    thread is refused while it holds the folder, and the folder is free once it is left."""
+    import threading
+
+    refused: list[BaseException] = []
+
+    def other_writer() -> None:
+        try:
+            StagedOutputs(tmp_path, marker="result.json", error=RunError).__enter__()
+        except RunError as exc:
+            refused.append(exc)
+
+    with holding_folder(tmp_path, "output folder", RunError):
+        with StagedOutputs(tmp_path, marker="result.json", error=RunError) as staged:
+            staged.path("result.json").write_text("new")
+            staged.publish()
+        thread = threading.Thread(target=other_writer)
+        thread.start()
+        thread.join()
+        assert len(refused) == 1 and "is being written by another process" in str(refused[0])
+        assert (tmp_path / "result.json").read_text() == "new"
+    handle = lock_folder(tmp_path, "output folder", RunError, reentrant=False)  # released on leaving
     assert handle is not None
     handle.close()
 

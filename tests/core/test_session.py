@@ -39,7 +39,10 @@ def _frames(session) -> list[FrameResult]:
 def test_dense_mode_gives_one_frame_result_per_source_frame(clip: Path) -> None:
     frames = _frames(open_video(clip, TEXTS, thinker="direct", settings=Settings.tiny()))
     assert [f.index for f in frames] == list(range(15))
-    assert [f.time for f in frames] == pytest.approx([k / FPS for k in range(15)], abs=1e-6)
+    # f.time = pts * float(time_base) in float64: two roundings (the time base, the product), each
+    # within 2**-53 relative, so for times under 3 s within 3 * 2**-52 ~ 7e-16 s of the exact k / 5,
+    # which k / FPS rounds correctly; 1e-12 s bounds that with room and is far below the 0.2 s spacing.
+    assert [f.time for f in frames] == pytest.approx([k / FPS for k in range(15)], abs=1e-12)
     for f in frames:
         assert isinstance(f, FrameResult) and f.masks.shape == (2, 48, 64) and f.image.shape == (48, 64, 3)
     # grounded at 1 keyframe per second: source frames 0, 5, 10 (both expressions have an object text)
@@ -52,7 +55,8 @@ def test_sampled_mode_gives_one_frame_result_per_sampled_frame(clip: Path) -> No
     frames = _frames(open_video(clip, TEXTS, thinker="direct", settings=Settings.tiny(), fps=2.0))
     assert [f.index for f in frames] == list(range(6))  # 3 s at 2 frames per second
     # the frame on screen at k / 2 s: the last source frame (one per 0.2 s) starting at or before it
-    assert [f.time for f in frames] == pytest.approx([int(k / 2 * FPS) / FPS for k in range(6)], abs=1e-6)
+    # the same float64 rounding of the source frames' timestamps as in the dense test above
+    assert [f.time for f in frames] == pytest.approx([int(k / 2 * FPS) / FPS for k in range(6)], abs=1e-12)
     for f in frames:
         assert f.grounded.all() and not f.seeded.any() and f.details is not None
         for k in range(2):  # the box and score are the details' (the grounding's choice)
@@ -114,7 +118,32 @@ def test_benchmark_mode_gives_one_frame_per_extracted_frame(tmp_path: Path, pipe
     assert [f.index for f in frames] == list(range(10)) and [f.time for f in frames] == list(range(10))
     # the same masks as the benchmark path (Pipeline on the sample's clip), at the frame size
     (result,) = pipe(sample.load_clip(), [sample.expression])
-    np.testing.assert_array_equal(np.stack([f.masks[0] for f in frames]), result.ground_segment.masks.masks)
+    np.testing.assert_array_equal(np.stack([f.masks[0] for f in frames]), result.masks)
+
+
+def test_a_media_folder_is_checked_before_any_model_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The benchmark mode's folder, options and device are checked as a file's are; fps is refused."""
+    import tgs.core.segment as module
+    from tgs.errors import MediaError
+
+    loaded: list[object] = []
+    monkeypatch.setattr(module, "load_model", lambda load: loaded.append(load))
+    monkeypatch.setattr(module, "load_stages_from", lambda spec: loaded.append(spec))
+    folder = tmp_path / "sample"
+    folder.mkdir()
+    with pytest.raises(MediaError, match=r"not a Ref-AVSBench media folder: no frames/\*\.jpg.*Fix: give a video"):
+        open_video(folder, TEXTS, thinker="direct", settings=Settings.tiny())
+    (folder / "frames").mkdir()
+    Image.new("RGB", (16, 12)).save(folder / "frames" / "0.jpg")  # audio.wav is optional
+    with pytest.raises(SettingsError, match=r"fps: .* is a Ref-AVSBench media folder.*Fix: leave fps out"):
+        open_video(folder, TEXTS, thinker="direct", settings=Settings.tiny(), fps=2.0)
+    with pytest.raises(ValueError, match="chunk_seconds: expected a positive number"):
+        open_video(folder, TEXTS, thinker="direct", settings=Settings.tiny(), chunk_seconds=-1.0)
+    with pytest.raises(ValueError, match="thinker 'direct' has no option 'nonsense'"):
+        open_video(folder, TEXTS, thinker="direct", settings=Settings.tiny(), thinker_options={"nonsense": 1})
+    with pytest.raises(SettingsError, match="expression 2 of 2 is empty"):
+        open_video(folder, ["the dog", " "], thinker="direct", settings=Settings.tiny())
+    assert loaded == []
 
 
 def test_a_live_source_opens_the_live_mode_and_nothing_before_entering(pipe: Pipeline) -> None:
@@ -153,3 +182,62 @@ def test_a_sinks_abort_leaves_no_final_file(tmp_path: Path) -> None:
     assert [f["time"] for f in data["frames"]] == [0.0, 0.2]  # the frames' own times
     assert data["frames"][0]["objects"][0]["box"] == [3.0, 2.0, 9.0, 6.0]
     assert data["frames"][1]["objects"][0]["box"] is None
+
+
+class _Recording:
+    """A sink that records what was done to it; ``fail`` names the step that raises."""
+
+    def __init__(self, fail: str | None = None) -> None:
+        self.fail, self.done = fail, []
+
+    def _step(self, name: str) -> None:
+        self.done.append(name)
+        if name == self.fail:
+            raise OSError(f"{name} failed")
+
+    def add(self, frame: FrameResult) -> None:
+        self._step("add")
+
+    def close(self) -> None:
+        self._step("close")
+
+    def abort(self) -> None:
+        self.done.append("abort")
+
+
+def _watched(count: int, finished: list[bool]):
+    try:
+        for k in range(count):
+            yield _frame(k, True)
+    finally:
+        finished.append(True)
+
+
+def test_a_failing_close_aborts_every_sink_not_yet_closed(tmp_path: Path) -> None:
+    first, failing, last = _Recording(), _Recording(fail="close"), _Recording()
+    rle = CocoRleSink(tmp_path / "masks.json", 1, (12, 16))
+    with pytest.raises(OSError, match="close failed"):
+        run_sinks([_frame(0, True), _frame(1, False)], [first, failing, rle, last])
+    assert first.done == ["add", "add", "close"]  # closed before the failure: kept
+    assert failing.done == ["add", "add", "close", "abort"]
+    assert last.done == ["add", "add", "abort"]
+    assert list(tmp_path.iterdir()) == []  # masks.json aborted: no final file, no partial one
+
+
+def test_run_sinks_closes_the_frame_generator_when_a_sink_fails() -> None:
+    finished: list[bool] = []
+    frames = _watched(5, finished)
+    with pytest.raises(OSError, match="add failed"):
+        run_sinks(frames, [_Recording(fail="add")])
+    assert finished == [True]  # the generator's finally ran: a decoder behind it stops now
+
+
+def test_leaving_a_session_early_closes_its_frames(clip: Path) -> None:
+    finished: list[bool] = []
+    with open_video(clip, TEXTS, thinker="direct", settings=Settings.tiny(), fps=2.0) as session:
+        session.mode.frames = lambda session: _watched(6, finished)  # the mode's generator, watched
+        for frame in session.frames():
+            assert frame.index == 0
+            break
+        assert finished == []
+    assert finished == [True]  # closed on leaving, not when garbage collected

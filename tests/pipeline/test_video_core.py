@@ -93,7 +93,7 @@ def test_sharing_off_runs_one_expression_at_a_time_with_the_same_results() -> No
     assert on.many_calls == [3] and off.many_calls == []
     for a, b in zip(shared, alone, strict=True):
         assert a.thought == b.thought
-        assert np.array_equal(a.ground_segment.masks.masks, b.ground_segment.masks.masks)
+        assert np.array_equal(a.masks, b.masks)
         assert a.ground_segment.sample_record()["frames"] == b.ground_segment.sample_record()["frames"]
     assert share_enabled(BEST) and not share_enabled(off.preset)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from live_streams import UdpSender, free_port, needs_ffmpeg
+from segment_outputs import mask_files, result_json
 from typer.testing import CliRunner
 
 from tgs.cli.main import build_app
@@ -35,7 +36,6 @@ pytestmark = pytest.mark.slow
 SIZE = (64, 48)
 EXPRESSION = "the red object"
 TINY = ["--thinker", "direct", "--models", "tiny", "--device", "cpu"]
-VOLATILE = ("created", "timings")
 
 
 class _Quiet(SimpleHTTPRequestHandler):
@@ -62,19 +62,6 @@ def served(tmp_path_factory: pytest.TempPathFactory):
 
 def _cli(*args: str):
     return CliRunner().invoke(build_app(), [*args, *TINY])
-
-
-def _result_json(folder: Path) -> dict:
-    data = json.loads((folder / "result.json").read_text())
-    for key in VOLATILE:
-        data.pop(key)
-    data["propagation"].pop("process_seconds")
-    return data
-
-
-def _files(folder: Path) -> dict[str, bytes]:
-    paths = [*sorted(folder.glob("masks/*/*.png")), folder / "masks.json"]
-    return {str(p.relative_to(folder)): p.read_bytes() for p in paths}
 
 
 def test_url_rows_are_read_as_urls(tmp_path: Path) -> None:
@@ -128,15 +115,56 @@ def test_a_url_row_equals_tgs_segment_of_the_url_and_of_the_file(served, tmp_pat
     result = _cli("segment", str(root / "clip0.mp4"), EXPRESSION, "--out", str(from_file))
     assert result.exit_code == 0, result.output
 
-    assert _files(batch / "clip0") == _files(single) == _files(from_file)
-    assert _result_json(batch / "clip0") == _result_json(single)
-    assert _result_json(single)["video"]["path"] == url  # the URL, not the removed copy
+    assert mask_files(batch / "clip0") == mask_files(single) == mask_files(from_file)
+    assert result_json(batch / "clip0") == result_json(single)
+    assert result_json(single)["video"]["path"] == url  # the URL, not the removed copy
     for folder in (batch / "clip0", single):
         assert not (folder / SOURCE_STAGING).exists() and (folder / "overlay.mp4").is_file()
 
     again = _cli("segment", "--batch", str(listing), "--out", str(batch))  # resume: only the failed row again
     assert again.exit_code == 0, again.output
     assert latest_index(batch)[("clip0", 0)] == lines[("clip0", 0)]
+
+
+def test_a_url_is_copied_and_segmented_under_one_lock_and_result_json_names_it_from_the_start(
+    served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No other writer between the copy and the segmentation; the result.json published is written
+    once, naming the URL (a crash after publishing cannot leave it naming the removed copy)."""
+    from tgs.core.segment import segment_video
+    from tgs.core.settings import Settings
+    from tgs.errors import RunError
+    from tgs.output_folder import StagedOutputs, lock_folder
+    from tgs.runners.url_video import local_video
+
+    _, base = served
+    url, out = f"{base}/clip0.mp4", tmp_path / "out"
+    published: list[str] = []
+    publish = StagedOutputs.publish
+
+    def spy(self, replaced=()):  # result.json as it is published
+        published.append(json.loads((self.staging / "result.json").read_text())["video"]["path"])
+        publish(self, replaced)
+
+    monkeypatch.setattr(StagedOutputs, "publish", spy)
+    refused: list[BaseException] = []
+
+    def other_writer() -> None:
+        try:
+            lock_folder(out, "output folder", RunError, reentrant=False)
+        except RunError as exc:
+            refused.append(exc)
+
+    with local_video(url, out) as local:
+        assert local.label == url and local.path.parent == out / SOURCE_STAGING
+        thread = threading.Thread(target=other_writer)  # between the copy and the segmentation
+        thread.start()
+        thread.join()
+        segment_video(local.path, EXPRESSION, thinker="direct", settings=Settings.tiny(device="cpu"), out=out,
+                      video_label=local.label)
+    assert len(refused) == 1
+    assert published == [url] and json.loads((out / "result.json").read_text())["video"]["path"] == url
+    assert not (out / SOURCE_STAGING).exists()
 
 
 @needs_ffmpeg

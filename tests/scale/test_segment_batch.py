@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 from killed_runs import reap, start_killable
+from segment_outputs import mask_files, result_json
 from typer.testing import CliRunner
 
 from tgs.cli.main import build_app
@@ -41,8 +42,6 @@ SIZE = (64, 48)
 EXPRESSIONS = ("the red object", "the blue object")
 TINY = ["--thinker", "direct", "--models", "tiny", "--device", "cpu"]
 OPTIONS = SegmentOptions(thinker="direct", settings=Settings.tiny(device="cpu"))
-# result.json fields that change from one call to the next whatever the outputs
-VOLATILE = ("created", "timings")
 
 
 @pytest.fixture(scope="module")
@@ -77,20 +76,6 @@ def local_batch(clips: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _result_json(folder: Path) -> dict:
-    data = json.loads((folder / "result.json").read_text())
-    for key in VOLATILE:
-        data.pop(key)
-    data["propagation"].pop("process_seconds")
-    return data
-
-
-def _files(folder: Path) -> dict[str, bytes]:
-    """Every mask PNG and masks.json of one output folder, by relative path."""
-    paths = [*sorted(folder.glob("masks/*/*.png")), folder / "masks.json"]
-    return {str(p.relative_to(folder)): p.read_bytes() for p in paths}
-
-
 def _index(out: Path) -> dict:
     return {key: {k: v for k, v in line.items() if k != "timings"} for key, line in latest_index(out).items()}
 
@@ -104,8 +89,8 @@ def _assert_same_batch(out: Path, reference: Path, *, unique: bool = True, uids:
     for line in latest_index(reference).values():
         if line["status"] == "ok" and (uids is None or line["uid"] in uids):
             folder = line["outputs"]["folder"]
-            assert _files(out / folder) == _files(reference / folder)
-            assert _result_json(out / folder) == _result_json(reference / folder)
+            assert mask_files(out / folder) == mask_files(reference / folder)
+            assert result_json(out / folder) == result_json(reference / folder)
     ok = [(r["uid"], r["expression_index"]) for r in _lines(out) if r["status"] == "ok"]
     assert len(ok) == len(set(ok)) or not unique  # no expression committed twice
 
@@ -228,8 +213,8 @@ def test_every_clip_equals_a_single_segment_and_the_corrupt_one_is_an_error_line
         single = tmp_path / uid  # what `tgs segment CLIP EXPR... --out single` writes
         segment_video(clips / "clips" / f"{uid}.mp4", texts, thinker="direct", settings=Settings.tiny(device="cpu"),
                       out=single)
-        assert _files(local_batch / uid) == _files(single)
-        assert _result_json(local_batch / uid) == _result_json(single)
+        assert mask_files(local_batch / uid) == mask_files(single)
+        assert result_json(local_batch / uid) == result_json(single)
         assert (local_batch / uid / "overlay.mp4").is_file()
 
 

@@ -65,6 +65,23 @@ def test_round_trip_of_hand_made_masks(tmp_path: Path):
         assert np.array_equal(read.masks(position), hand_masks(index))
 
 
+def test_every_change_of_object_text_is_written_null_and_returns_included(tmp_path: Path):
+    """A live expression's text over time: no answer yet (None), "dog", "cat", a null answer
+    (None), "cat" again, "dog" again, unchanged; a frame whose details lack the key says
+    nothing. Each change is written, to null and back to an earlier text too, so the last
+    ``object_text`` at or before a frame is the text in force there."""
+    path = tmp_path / "masks.jsonl"
+    sink = MasksJsonlSink(path, ["the pet"])
+    texts = [None, "dog", "cat", None, "cat", "dog", "dog", "no key"]
+    for i, text in enumerate(texts):
+        details = [{"other": 1}] if text == "no key" else [{"object_text": text}]
+        sink.add(result(i, hand_masks(i)[:1], details=details))
+    sink.close()
+    missing = object()
+    written = [f["objects"][0].get("object_text", missing) for f in read_masks_jsonl(path).frames]
+    assert written == [None, "dog", "cat", None, "cat", "dog", missing, missing]
+
+
 def test_a_torn_last_line_is_dropped_and_a_broken_line_elsewhere_is_an_error(tmp_path: Path):
     path = tmp_path / "masks.jsonl"
     sink = MasksJsonlSink(path, ["a"])

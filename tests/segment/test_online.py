@@ -44,7 +44,7 @@ def test_online_equals_the_dense_engine(segmenter: Sam2VideoSegmenter) -> None:
     boxes = {"a": np.array([4, 4, 30, 24], np.float32), "b": np.array([10, 2, 38, 30], np.float32)}
     prompts = [ObjectPrompts.from_lists([0], [box]) for box in boxes.values()]
     want = list(segmenter.engine.run(ArrayFrameSource(frames), prompts, segmenter.policy, with_probs=True))
-    tracker = OnlineTracker.from_segmenter(segmenter, with_probs=True)
+    tracker = segmenter.online_tracker(with_probs=True)
     for i, image in enumerate(frames):
         got = tracker.step(image, boxes if i == 0 else None)
         assert list(got) == ["a", "b"]
@@ -61,9 +61,9 @@ def test_reseeding_replaces_only_that_object(segmenter: Sam2VideoSegmenter) -> N
     there, given the same later frames); the other object's track is untouched."""
     frames = _frames(14, seed=8)
     first, second = np.array([4, 4, 30, 24], np.float32), np.array([20, 10, 39, 31], np.float32)
-    both = OnlineTracker.from_segmenter(segmenter)
-    alone_a = OnlineTracker.from_segmenter(segmenter)
-    late_b = OnlineTracker.from_segmenter(segmenter)
+    both = segmenter.online_tracker()
+    alone_a = segmenter.online_tracker()
+    late_b = segmenter.online_tracker()
     for i, image in enumerate(frames):
         seeds = {"a": first, "b": first} if i == 0 else ({"b": second} if i == 6 else None)
         got = both.step(image, seeds)
@@ -99,7 +99,7 @@ def test_stored_state_stays_bounded_over_a_long_stream(segmenter: Sam2VideoSegme
     """500 frames, two objects, one re-seeded every 100 frames: the entries held never exceed
     what one step reads (the window of non-conditioning frames, the seed, one cached frame)."""
     source = MovingSquareSource(500, (24, 32), period=50)
-    tracker = OnlineTracker.from_segmenter(segmenter, PropagationPolicy(max_conditioning_frames=2))
+    tracker = segmenter.online_tracker(PropagationPolicy(max_conditioning_frames=2))
     window = segmenter.engine.window
     # per object: window non-conditioning outputs + 1 seed output + window tracked-frame records;
     # plus the one cached frame of vision features
@@ -124,7 +124,7 @@ def test_stored_state_stays_bounded_over_a_long_stream(segmenter: Sam2VideoSegme
 
 
 def test_a_changed_frame_size_is_refused(segmenter: Sam2VideoSegmenter) -> None:
-    tracker = OnlineTracker.from_segmenter(segmenter)
+    tracker = segmenter.online_tracker()
     tracker.step(_frames(1)[0], {"a": np.array([1, 1, 9, 9], np.float32)})
     with pytest.raises(ValueError, match="frame size changed"):
         tracker.step(_frames(1, 16, 16)[0])

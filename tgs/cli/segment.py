@@ -246,7 +246,8 @@ def segment_command(
     if is_url(video):  # a finite video over the network: copied into OUT, segmented as that file
         out = out if out is not None else Path(f"segment_{url_stem(video)}")
         err_console.print(f"copying {escape_user_text(video)}", highlight=False)
-    with local_video(video, out) as local:
+    with local_video(video, out) as copied:
+        local = copied.path
         check_segment_call(local, expressions, thinker=thinker, settings=settings, out=out, fps=fps,
                            keyframe_fps=keyframe_fps, chunk_seconds=chunk_seconds, thinker_options=options)
         if settings.untrained:
@@ -266,6 +267,7 @@ def segment_command(
                 progress=progress,
                 keyframe_fps=keyframe_fps,
                 png=not no_png,
+                video_label=copied.label,
             )
     print_segment_result(result)
     if result.untrained:

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from tgs.core.segment_call import DEFAULT_KEYFRAME_FPS
 from tgs.core.settings import Settings
 from tgs.core.stages import ground_and_segment, share_enabled, think_items
 from tgs.ground_segment import GroundSegmentResult, GroundSegmentStage
@@ -200,7 +201,7 @@ class Pipeline:
         expressions: str | Sequence[str],
         *,
         fps: float | None = None,
-        keyframe_fps: float = 1.0,
+        keyframe_fps: float = DEFAULT_KEYFRAME_FPS,
         chunk_seconds: float | None = None,
         progress: Callable[..., Any] | None = None,
         live: Any | None = None,

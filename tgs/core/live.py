@@ -8,15 +8,20 @@ one :class:`~tgs.types.FrameResult` per emitted frame, every expression's mask o
    window (10 s at 1 fps, with its audio), every ``rethink_every`` seconds of stream time.
    Until an expression's first answer its masks are empty (the frames keep flowing). With
    no thinker (``"direct"``) the expression itself is the object text from the first frame.
-2. **Ground** an expression's object text on the current frame (Grounding DINO, the
-   preset's box rule, a box scoring at least ``propagation_min_seed_score``) when its text
-   is decided or changes, and again every ``reground_every`` seconds while it has no
+2. **Ground** an expression's object text on the current frame (the Ground + Segment
+   stage's :meth:`~tgs.ground_segment.GroundSegmentStage.ground_select`: Grounding DINO, the
+   preset's box rule; a box scoring at least ``propagation_min_seed_score`` seeds) when its
+   text is decided or changes, and again every ``reground_every`` seconds while it has no
    object (nothing found, or the tracked mask went empty: the object left). Several
-   expressions grounded on one frame share the image work (``ground_many``) under the
-   preset's ``share_across_expressions``.
-3. **Seed** the found box into the :class:`~tgs.segment.online.OnlineTracker` (a changed
-   text or a found-again object starts that expression's track afresh; the others are
-   untouched) and **track** every expression on every emitted frame, state pruned.
+   expressions grounded on one frame share the image work (``ground_many``, the counted
+   ``ground.many`` fast path) under the preset's ``share_across_expressions``. Object texts
+   come from the same stage (:meth:`~tgs.ground_segment.GroundSegmentStage.object_text`: a
+   missing-tag fallback is logged once per expression, not once per think window).
+3. **Seed** the found box into the :class:`~tgs.segment.online.OnlineTracker` (the stage's
+   video segmenter's :meth:`~tgs.segment.Sam2VideoSegmenter.online_tracker`, under the
+   preset's :func:`~tgs.core.dense.propagation_policy`; a changed text or a found-again
+   object starts that expression's track afresh; the others are untouched) and **track**
+   every expression on every emitted frame, state pruned.
 
 Per frame the result carries ``arrival`` (when the source decoded it), ``latency``
 (arrival to mask), ``skipped`` (frames the source's real-time policy dropped just before
@@ -37,11 +42,12 @@ from typing import Any
 
 import numpy as np
 
+from tgs.core.dense import propagation_policy
 from tgs.core.rethink import Answer, Rethinker
-from tgs.ground_segment import ObjectText, choose_object_text, shared_method
+from tgs.ground_segment import GroundSegmentStage, ObjectText
 from tgs.presets import Preset
-from tgs.segment.online import OnlineTracker
-from tgs.segment.propagation import PropagationPolicy, mask_box
+from tgs.segment.online import OnlineSegmenter, OnlineTracker
+from tgs.segment.propagation import mask_box
 from tgs.think.base import direct_thought
 from tgs.types import Clip, FrameResult, Query
 
@@ -68,6 +74,8 @@ class LiveOptions:
         and an answer applies to the first frame after it finished.
     latency_window: the p50 / p95 latencies are over this many most recent frames (a
         bounded deque: memory flat over hours); the max, mean and counts are over all.
+    close_timeout: seconds the end of the run waits for a think still running (its answers
+        are recorded) before abandoning it (logged, counted as ``abandoned``); None: no limit.
     """
 
     rethink_every: float | None = None
@@ -76,11 +84,13 @@ class LiveOptions:
     reground_every: float = 1.0
     wait_for_think: bool = False
     latency_window: int = 4096
+    close_timeout: float | None = 10.0
 
     def __post_init__(self) -> None:
         if (self.think_seconds is not None and self.think_seconds <= 0) or self.reground_every <= 0 \
-                or self.latency_window < 1:
-            raise ValueError("live options: think_seconds and reground_every must be > 0, latency_window >= 1")
+                or self.latency_window < 1 or (self.close_timeout is not None and self.close_timeout < 0):
+            raise ValueError("live options: think_seconds and reground_every must be > 0, latency_window >= 1, "
+                             "close_timeout >= 0")
         if self.rethink_every is not None and self.rethink_every <= 0:
             raise ValueError(f"--rethink-every: expected seconds > 0, got {self.rethink_every}")
 
@@ -149,15 +159,17 @@ class LiveRun:
 
     source: a :class:`tgs.sources.LiveSource` (its policy, ``realtime`` or ``every-frame``,
     decides which frames are emitted and the ``skipped`` counts). thinker: a loaded thinker,
-    or None for the direct baseline (the expression is the object text). grounder: a
-    Grounding DINO stage (``ground(clip, text)``, optionally ``ground_many``). tracker: an
-    :class:`~tgs.segment.online.OnlineTracker` (:meth:`from_pipeline` builds one from the
-    pipeline's SAM2-family video segmenter and the preset's propagation switches).
-    expressions: strings (numbered ``expr0``, ``expr1``, ...) or :class:`~tgs.types.Query`
-    objects. preset: its object-text rules, ``box_rule``, ``propagation_min_seed_score`` and
-    ``share_across_expressions``. options: :class:`LiveOptions` (``rethink_every``,
-    ``think_seconds``, ``first_think``, ``reground_every``, ``wait_for_think``,
-    ``latency_window``). The frame policy is the source's (``open_source(policy=...)``:
+    or None for the direct baseline (the expression is the object text). stage: the
+    :class:`~tgs.ground_segment.GroundSegmentStage` (a grounder, a SAM2-family video
+    segmenter, a preset): it chooses object texts and grounds them with the preset's box rule,
+    and its segmenter's :meth:`~tgs.segment.Sam2VideoSegmenter.online_tracker` (under the
+    preset's propagation switches) tracks them. expressions: strings (numbered ``expr0``,
+    ``expr1``, ...) or :class:`~tgs.types.Query` objects. preset: None for the stage's; another
+    one is composed with the stage's grounder and segmenter (its object-text rules,
+    ``box_rule``, ``propagation_min_seed_score``, ``share_across_expressions`` and
+    ``propagation_max_conditioning_frames`` apply). options: :class:`LiveOptions`
+    (``rethink_every``, ``think_seconds``, ``first_think``, ``reground_every``,
+    ``wait_for_think``, ``latency_window``, ``close_timeout``). The frame policy is the source's (``open_source(policy=...)``:
     ``realtime`` skips to the newest frame, ``every-frame`` never skips). on_answer: called
     with every thinker answer as it is applied (an ``answers.jsonl`` sink).
     """
@@ -167,19 +179,23 @@ class LiveRun:
         source: Any,
         *,
         thinker: Any | None,
-        grounder: Any,
-        tracker: OnlineTracker,
+        stage: GroundSegmentStage,
         expressions: Sequence[str | Query],
-        preset: Preset,
+        preset: Preset | None = None,
         options: LiveOptions | None = None,
         on_answer: Callable[[Answer], None] | None = None,
     ) -> None:
         if not expressions:
             raise ValueError("live mode: give at least one expression")
+        if preset is not None and preset != stage.preset:
+            stage = GroundSegmentStage(stage.grounder, stage.segmenter, preset)
+        if not isinstance(stage.segmenter, OnlineSegmenter):
+            raise ValueError("live mode needs a SAM2-family video segmenter (e.g. the edgetam or sam2.1 "
+                             "propagation model); this pipeline's segmenter cannot track a stream")
         self.source = source
-        self.grounder = grounder
-        self.tracker = tracker
-        self.preset = preset
+        self.stage = stage
+        self.tracker: OnlineTracker = stage.segmenter.online_tracker(propagation_policy(stage.preset))
+        self.preset = stage.preset
         self.options = options or LiveOptions()
         self.expressions = [_Expression(e if isinstance(e, Query) else Query(uid=f"expr{k}", expression=str(e)))
                             for k, e in enumerate(expressions)]
@@ -189,7 +205,7 @@ class LiveRun:
         self.rethinker: Rethinker | None = None
         if direct:
             for expr in self.expressions:
-                self._decide(expr, choose_object_text(direct_thought(expr.query), expr.query, preset), None)
+                self._decide(expr, stage.object_text(direct_thought(expr.query), expr.query), None)
         else:
             o = self.options
             kept = float(getattr(source, "think_seconds", 10.0))
@@ -198,7 +214,7 @@ class LiveRun:
                 raise ValueError(f"live mode: a {seconds:g}-s think window, but the source keeps {kept:g} s "
                                  f"(open it with think_seconds={seconds:g})")
             self.rethinker = Rethinker(
-                thinker, [e.query for e in self.expressions], preset, window_seconds=seconds,
+                thinker, [e.query for e in self.expressions], stage.object_text, window_seconds=seconds,
                 every=o.rethink_every, first=o.first_think, wait=o.wait_for_think,
                 source=str(getattr(source, "spec", "live")), on_answer=on_answer,
             )
@@ -207,17 +223,13 @@ class LiveRun:
     def from_pipeline(cls, source: Any, pipeline: Any, expressions: Sequence[str | Query], *,
                       options: LiveOptions | None = None,
                       on_answer: Callable[[Answer], None] | None = None) -> LiveRun:
-        """A run on a loaded :class:`tgs.core.Pipeline` (its thinker, grounder, SAM2-family video
-        segmenter and preset)."""
-        stages = pipeline.ground_segment
-        if stages is None or getattr(stages.segmenter, "engine", None) is None:
-            raise ValueError("live mode needs a SAM2-family video segmenter (e.g. the edgetam or sam2.1 "
-                             "propagation model); this pipeline's segmenter cannot track a stream")
-        preset = stages.preset
-        policy = PropagationPolicy(max_conditioning_frames=preset.propagation_max_conditioning_frames)
-        return cls(source, thinker=pipeline.thinker, grounder=stages.grounder,
-                   tracker=OnlineTracker.from_segmenter(stages.segmenter, policy), expressions=expressions,
-                   preset=preset, options=options, on_answer=on_answer)
+        """A run on a loaded :class:`tgs.core.Pipeline` (its thinker and its Ground + Segment
+        stage: grounder, SAM2-family video segmenter, preset)."""
+        if pipeline.ground_segment is None:
+            raise ValueError("live mode needs Ground + Segment: load the pipeline with its grounder and a "
+                             "SAM2-family video segmenter")
+        return cls(source, thinker=pipeline.thinker, stage=pipeline.ground_segment, expressions=expressions,
+                   options=options, on_answer=on_answer)
 
     # ------------------------------------------------------------------ the frame loop
 
@@ -229,7 +241,7 @@ class LiveRun:
                 yield self._frame(frame)
         finally:
             if self.rethinker is not None:
-                self.rethinker.close()
+                self.rethinker.close(self.options.close_timeout)
 
     def _frame(self, frame: Any) -> FrameResult:
         now, image = float(frame.time), frame.image
@@ -321,16 +333,13 @@ class LiveRun:
         start = time.perf_counter()
         clip = Clip(image[None], None, None, np.array([now], dtype=np.float64), str(getattr(self.source, "spec", "")))
         texts = [self.expressions[k].object_text.text for k in due]  # type: ignore[union-attr]
-        ground_many = (shared_method(self.grounder, "ground_many", "ground.many")
-                       if len(texts) > 1 and self.preset.share_across_expressions else None)
-        found = list(ground_many(clip, texts)) if ground_many is not None else [self.grounder.ground(clip, t) for t in texts]
+        found = self.stage.ground_select(clip, texts)  # type: ignore[arg-type]
         timings["ground"] = time.perf_counter() - start
         self.counts["groundings"] += len(due)
-        for k, result in zip(due, found, strict=True):
+        for k, (result, chosen) in zip(due, found, strict=True):
             expr = self.expressions[k]
             grounded[k] = True
-            candidates = result.frames[0]
-            position = result.select(self.preset.box_rule)[0]
+            candidates, position = result.frames[0], chosen[0]
             details[k] = {"candidates": len(candidates), "query_index": None}
             if position is not None and float(candidates.scores[position]) >= self.preset.propagation_min_seed_score:
                 box = candidates.xyxy[position].astype(np.float32)

@@ -175,13 +175,9 @@ class LiveMode:
     def start(self, session: VideoSession) -> None:
         """Open the source and the live run on the session's loaded models."""
         from tgs.core.live import LiveOptions, LiveRun
-        from tgs.segment.online import OnlineTracker
-        from tgs.segment.propagation import PropagationPolicy
         from tgs.sources import open_source
 
-        s, preset = self.settings, session.call.preset
-        policy = PropagationPolicy(max_conditioning_frames=preset.propagation_max_conditioning_frames)
-        tracker = OnlineTracker.from_segmenter(session.stages.segmenter, policy)  # type: ignore[union-attr]
+        s = self.settings
         opener = self.open_source or open_source
         self.source = session.timer.run("open_source", opener, session.source, audio_device=s.audio_device,
                                         policy=s.policy, reconnect=s.reconnect, think_seconds=s.think_seconds)
@@ -189,8 +185,8 @@ class LiveMode:
         try:
             options = LiveOptions(rethink_every=s.rethink_every, think_seconds=s.think_seconds,
                                   wait_for_think=s.wait_for_think)
-            self.run = LiveRun(self.source, thinker=session.thinker, grounder=session.stages.grounder,  # type: ignore[union-attr]
-                               tracker=tracker, expressions=session.texts, preset=preset, options=options)
+            self.run = LiveRun(self.source, thinker=session.thinker, stage=session.stages,  # type: ignore[arg-type]
+                               expressions=session.texts, options=options)
         except BaseException:
             self.source.close()
             raise

@@ -6,7 +6,7 @@ same span (the source's :meth:`think_window`, cut from its ring buffers). Every
 ``every`` seconds of stream time (default: each completed window) :class:`Rethinker`
 takes that window on the frame loop's thread, which only copies it, and asks the thinker
 on a worker thread, with the same Think call as the file mode
-(:func:`tgs.core.stages.think_items`, as ``Pipeline.think``: every expression of the window in one call, sharing
+(:func:`tgs.core.stages.think_items`: every expression of the window in one call, sharing
 the clip). The frame loop never waits for it: :meth:`Rethinker.poll`, called once per
 frame, starts a think when one is due and none is running, and returns the answers that
 finished since the last poll. A think still running when the next one is due delays it to
@@ -15,11 +15,12 @@ as ``missed``), never queued: an answer about an old window is worth less than o
 the newest.
 
 Each answer is an :class:`Answer` per expression with its window's time span, the object
-text the preset's rules choose from the thought (:func:`tgs.ground_segment.choose_object_text`)
-and the thought. :class:`AnswerLog` keeps the answers over time as spans: consecutive
-windows that chose the same object text form one span, so the record grows with the
-changes of mind, not with the stream's length; every answer also goes to ``on_answer``
-(e.g. an ``answers.jsonl`` sink) as it comes.
+text the preset's rules choose from the thought (the Ground + Segment stage's
+:meth:`~tgs.ground_segment.GroundSegmentStage.object_text`, which logs a missing-tag fallback
+once per expression, not once per window) and the thought. :class:`AnswerLog` keeps the
+answers over time as spans: consecutive windows that chose the same object text form one
+span, so the record grows with the changes of mind, not with the stream's length; every
+answer also goes to ``on_answer`` (e.g. an ``answers.jsonl`` sink) as it comes.
 """
 
 from __future__ import annotations
@@ -35,8 +36,7 @@ import numpy as np
 
 from tgs.core.stages import think_items
 from tgs.data.media import REF_AVS_SAMPLE_RATE
-from tgs.ground_segment import ObjectText, choose_object_text
-from tgs.presets import Preset
+from tgs.ground_segment import ObjectText
 from tgs.think.base import Thinker
 from tgs.types import Clip, Query, Thought
 
@@ -132,20 +132,22 @@ class AnswerLog:
 class Rethinker:
     """Thinks about the last window of a stream on a worker thread, on a schedule.
 
-    thinker: a loaded thinker (the Think stage); queries: one per expression; preset: its
-    object-text rules. first: stream time of the first think (default: the first completed
-    window, ``window_seconds``); every: seconds of stream time between thinks (default:
+    thinker: a loaded thinker (the Think stage); queries: one per expression; object_text: the
+    object text of a (thought, query) under the preset's rules (the Ground + Segment stage's
+    :meth:`~tgs.ground_segment.GroundSegmentStage.object_text`). first: stream time of the
+    first think (default: the first completed window, ``window_seconds``); every: seconds of stream time between thinks (default:
     ``window_seconds``, each completed window). wait: each think is waited for in the
     :meth:`poll` that started it (its answers apply to the frame its window ended on): for
     runs that must be reproducible (files under the every-frame policy, tests), at the cost
-    of stalling the frames for each think.
+    of stalling the frames for each think. :meth:`close` waits for a think still running (up
+    to a timeout), so ``started == finished + failed + abandoned`` in :meth:`record`.
     """
 
     def __init__(
         self,
         thinker: Thinker,
         queries: Sequence[Query],
-        preset: Preset,
+        object_text: Callable[[Thought, Query], ObjectText],
         *,
         window_seconds: float = 10.0,
         every: float | None = None,
@@ -159,7 +161,7 @@ class Rethinker:
                              f"{window_seconds}, {every}, {first}")
         self.thinker = thinker
         self.queries = list(queries)
-        self.preset = preset
+        self.object_text = object_text
         self.window_seconds = float(window_seconds)
         self.every = float(every if every is not None else window_seconds)
         self.due = float(first if first is not None else window_seconds)
@@ -167,10 +169,11 @@ class Rethinker:
         self.source = source
         self.on_answer = on_answer
         self.log = AnswerLog(len(self.queries))
-        self.counts = {"started": 0, "finished": 0, "failed": 0, "missed": 0}
+        self.counts = {"started": 0, "finished": 0, "failed": 0, "abandoned": 0, "missed": 0}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tgs-rethink")
         self._running: Future | None = None
         self._window: tuple[float, float] | None = None
+        self._closed = False
 
     # ------------------------------------------------------------------ frame loop side
 
@@ -178,6 +181,8 @@ class Rethinker:
         """Called once per frame (stream time ``now``): the answers finished since the last
         poll, after starting a think when one is due and none runs. ``take_window(seconds)``
         returns the source's think window (None before any frame)."""
+        if self._closed:
+            return []
         answers = self._collect() if self._running is not None and self._running.done() else []
         if self._running is None and now + 1e-9 >= self.due:
             window = take_window(self.window_seconds)
@@ -212,10 +217,27 @@ class Rethinker:
     def busy(self) -> bool:
         return self._running is not None
 
-    def close(self) -> None:
-        """Stop: a think still running finishes on its thread, unread; no new one starts."""
+    def close(self, timeout: float | None = 10.0) -> list[Answer]:
+        """Stop: no new think starts; a think still running is waited for up to ``timeout``
+        seconds (None: for as long as it takes) and its answers are recorded and returned
+        (the frames have ended: they apply to none). One that outlasts the timeout is
+        abandoned: logged, counted (``abandoned``), and left to finish on its thread, unread.
+        Closing again does nothing."""
+        if self._closed:
+            return []
+        self._closed = True
+        answers: list[Answer] = []
+        if self._running is not None:
+            if self.join(timeout):
+                answers = self._collect()
+            else:
+                start, end = self._window  # type: ignore[misc]
+                logger.warning("the think over [%.1fs, %.1fs] was still running %s s after the stream ended; "
+                               "abandoned, its answers are not recorded", start, end, timeout)
+                self.counts["abandoned"] += 1
+                self._running = None
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._running = None
+        return answers
 
     # ------------------------------------------------------------------ internals
 
@@ -240,7 +262,7 @@ class Rethinker:
                                query.expression, start, end, outcome)
                 answers.append(Answer(k, start, end, None, None, error=f"{type(outcome).__name__}: {outcome}"))
             else:
-                answers.append(Answer(k, start, end, choose_object_text(outcome, query, self.preset), outcome))
+                answers.append(Answer(k, start, end, self.object_text(outcome, query), outcome))
         failed = any(a.error is not None for a in answers)
         self.counts["failed" if failed else "finished"] += 1
         for answer in answers:

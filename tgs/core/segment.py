@@ -174,6 +174,7 @@ def segment_video(
     cache: ModelCache | None = None,
     keyframe_fps: float = DEFAULT_KEYFRAME_FPS,
     png: bool = True,
+    video_label: str | None = None,
 ) -> SegmentVideoResult:
     """Run Think, Ground and Segment on one video file for one or several expressions.
 
@@ -197,6 +198,8 @@ def segment_video(
     chunk_seconds: Ground (+ Segment) window (default 10 s).
     progress: called as ``progress(fraction, desc=...)``.
     cache: a :class:`~tgs.model_cache.ModelCache` to take models from and keep them in.
+    video_label: what result.json names as the video (default: the file's absolute path; a
+        URL whose copy is segmented names the URL, :mod:`tgs.runners.url_video`).
 
     Raises SettingsError / ValueError (bad arguments, :func:`check_segment_call`), MediaError
     (unreadable video), MissingWeightsError (every missing model), all before anything is
@@ -209,14 +212,17 @@ def segment_video(
             video, expressions, thinker=thinker, settings=settings, out=out, fps=fps, keyframe_fps=keyframe_fps,
             chunk_seconds=chunk_seconds, thinker_options=thinker_options,
         )
-        call = call_settings(thinker, preset, settings, _rate(request, fps, keyframe_fps), chunk_seconds,
-                             thinker_options)
+        call = call_settings(thinker=thinker, preset=preset, settings=settings, fps=_rate(request, fps, keyframe_fps),
+                             chunk_seconds=chunk_seconds, thinker_options=thinker_options)
+        png = png or not request.dense  # sampled output always writes its PNGs
         session = VideoSession(request.video, request.texts, call, "dense" if request.dense else "sampled",
-                               _models(cache), progress=progress, png=png or not request.dense)
-        return _write(session, request.out_dir, caught, png=png or not request.dense)
+                               _models(cache), progress=progress, png=png)
+        return _write(session, request.out_dir, caught, png=png, video_label=video_label)
 
 
-def _write(session: VideoSession, out_dir: Path, caught: list[warnings.WarningMessage], *, png: bool) -> SegmentVideoResult:
+def _write(
+    session: VideoSession, out_dir: Path, caught: list[warnings.WarningMessage], *, png: bool, video_label: str | None,
+) -> SegmentVideoResult:
     """The session's frames into the standard sinks, staged in OUT, published with result.json last."""
     from tgs.dense_outputs import run_sinks
 
@@ -227,7 +233,7 @@ def _write(session: VideoSession, out_dir: Path, caught: list[warnings.WarningMe
         session.timer.add("total", time.perf_counter() - session.started)
         summary = session.summary()
         result = video_result(summary, out_dir, session.timer.seconds, warning_lines(caught))
-        outputs.publish(result_record(result, summary))
+        outputs.publish(result_record(result, summary, video_label=video_label))
     report(session.progress, 1.0, f"done: {out_dir}")
     return result
 
@@ -307,7 +313,7 @@ def _open(
 ) -> VideoSession:
     """The session of a checked call: a live source is live, a folder a benchmark sample, a file
     dense or sampled."""
-    from tgs.core.segment_call import check_expressions, check_live_call
+    from tgs.core.segment_call import check_benchmark_call, check_live_call
 
     options = dict(call_options)
     if is_live(source):  # a camera, a stream URL or standard input
@@ -316,22 +322,25 @@ def _open(
                                 fix="leave fps out (LiveSettings choose how its frames are taken)")
         texts = check_live_call(source, expressions, thinker=options["thinker"], settings=options["settings"],
                                 thinker_options=options["thinker_options"])
-        call = call_settings(options["thinker"], options["preset"], options["settings"], 1.0, None,
-                             options["thinker_options"])
+        call = call_settings(thinker=options["thinker"], preset=options["preset"], settings=options["settings"],
+                             fps=1.0, chunk_seconds=None, thinker_options=options["thinker_options"])
         return VideoSession(str(source), texts, call, "live", models, progress=progress, live=live,
                             open_source=open_source)
     if live is not None:
         raise SettingsError(f"live: {source} is a file, not a live source", fix="leave live out for a file")
     path = Path(source)
     if path.is_dir():
-        texts = check_expressions(expressions)
-        call = call_settings(options["thinker"], options["preset"], options["settings"], 1.0,
-                             options["chunk_seconds"], options["thinker_options"])
+        texts = check_benchmark_call(path, expressions, thinker=options["thinker"], settings=options["settings"],
+                                     fps=fps, keyframe_fps=keyframe_fps, chunk_seconds=options["chunk_seconds"],
+                                     thinker_options=options["thinker_options"])
+        call = call_settings(thinker=options["thinker"], preset=options["preset"], settings=options["settings"],
+                             fps=1.0, chunk_seconds=options["chunk_seconds"], thinker_options=options["thinker_options"])
         return VideoSession(path, texts, call, "benchmark", models, progress=progress)
     request = check_segment_call(path, expressions, thinker=options["thinker"], settings=options["settings"],
                                  fps=fps, keyframe_fps=keyframe_fps, chunk_seconds=options["chunk_seconds"],
                                  thinker_options=options["thinker_options"], outputs=False)
-    call = call_settings(options["thinker"], options["preset"], options["settings"],
-                         _rate(request, fps, keyframe_fps), options["chunk_seconds"], options["thinker_options"])
+    call = call_settings(thinker=options["thinker"], preset=options["preset"], settings=options["settings"],
+                         fps=_rate(request, fps, keyframe_fps), chunk_seconds=options["chunk_seconds"],
+                         thinker_options=options["thinker_options"])
     return VideoSession(request.video, request.texts, call, "dense" if request.dense else "sampled", models,
                         progress=progress)

@@ -35,6 +35,7 @@ __all__ = [
     "SegmentRequest",
     "Timer",
     "call_settings",
+    "check_benchmark_call",
     "check_live_call",
     "check_segment_call",
     "segment_load_spec",
@@ -105,7 +106,7 @@ def check_segment_call(
     settings: Settings | None = None,
     out: Path | None = None,
     fps: float | None = None,
-    keyframe_fps: float = 1.0,
+    keyframe_fps: float = DEFAULT_KEYFRAME_FPS,
     chunk_seconds: float | None = None,
     thinker_options: Mapping[str, Any] | None = None,
     outputs: bool = True,
@@ -118,26 +119,68 @@ def check_segment_call(
 
     ``tgs segment`` calls it before it starts its progress bar; ``segment_video`` calls it first.
     """
-    from tgs.core.loading import check_thinker_options
     from tgs.data.media import source_frame_rate
-    from tgs.devices import resolve_device
     from tgs.paths import check_output_folder
 
     video = Path(video)
     texts = check_expressions(expressions)
-    check_thinker_options(canonical_name(thinker), dict(thinker_options or {}))
     dense = fps is None
     name, rate = ("keyframe_fps", keyframe_fps) if dense else ("fps", fps)
     if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
         raise ValueError(f"{name}: expected a positive number of frames per second, got {rate!r}")
-    if chunk_seconds is not None and not (math.isfinite(float(chunk_seconds)) and float(chunk_seconds) > 0):
-        raise ValueError(f"chunk_seconds: expected a positive number of seconds, got {chunk_seconds!r}")
-    resolve_device((settings or Settings()).device)  # a bad or unavailable device
+    _check_options(thinker, settings, chunk_seconds, thinker_options)
     source_frame_rate(video)  # MediaError: missing, a folder, not a media file
     out_dir = Path(out) if out is not None else Path(f"segment_{video.stem or 'video'}")
     if outputs:
         check_output_folder(out_dir, [video], (OVERLAY_NAME, MASKS_DIR, MASKS_JSON, RESULT_NAME, STAGING))
     return SegmentRequest(video=video, texts=texts, out_dir=out_dir, dense=dense)
+
+
+def _check_options(
+    thinker: str, settings: Settings | None, chunk_seconds: float | None, thinker_options: Mapping[str, Any] | None
+) -> None:
+    """The checks every kind of call makes: the thinker's options, chunk_seconds, the device."""
+    from tgs.core.loading import check_thinker_options
+    from tgs.devices import resolve_device
+
+    check_thinker_options(canonical_name(thinker), dict(thinker_options or {}))
+    if chunk_seconds is not None and not (math.isfinite(float(chunk_seconds)) and float(chunk_seconds) > 0):
+        raise ValueError(f"chunk_seconds: expected a positive number of seconds, got {chunk_seconds!r}")
+    resolve_device((settings or Settings()).device)  # a bad or unavailable device
+
+
+def check_benchmark_call(
+    folder: Path,
+    expressions: str | Sequence[str],
+    *,
+    thinker: str = "ref-thinker",
+    settings: Settings | None = None,
+    fps: float | None = None,
+    keyframe_fps: float = DEFAULT_KEYFRAME_FPS,
+    chunk_seconds: float | None = None,
+    thinker_options: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """The checks of a session on a Ref-AVSBench media folder (``frames/*.jpg``, ``audio.wav``
+    optional), as :func:`check_segment_call` makes them for a file, before any model loads: the
+    expressions, the thinker's options, chunk_seconds, the device, the folder; ``fps`` and
+    ``keyframe_fps`` are refused (a sample's every extracted frame is grounded, one per second).
+    The checked expressions; SettingsError, MediaError or ValueError."""
+    from tgs.errors import MediaError
+
+    texts = check_expressions(expressions)
+    if fps is not None:
+        raise SettingsError(f"fps: {folder} is a Ref-AVSBench media folder, whose every frame (one per second) "
+                            "is segmented", fix="leave fps out for a media folder (or give a video file)")
+    if keyframe_fps != DEFAULT_KEYFRAME_FPS:
+        raise SettingsError(f"keyframe_fps: {folder} is a Ref-AVSBench media folder, whose every frame is grounded",
+                            fix="leave keyframe_fps out for a media folder (or give a video file)")
+    _check_options(thinker, settings, chunk_seconds, thinker_options)
+    frames = Path(folder) / "frames"
+    if not frames.is_dir() or next(frames.glob("*.jpg"), None) is None:
+        raise MediaError(f"{folder} is a folder but not a Ref-AVSBench media folder: no frames/*.jpg in it",
+                         path=folder, fix="give a video file, or a media folder with frames/00000.jpg, ... "
+                         "(audio.wav optional)")
+    return texts
 
 
 def check_live_call(
@@ -151,12 +194,8 @@ def check_live_call(
     """The checks of a call on a live source that need neither a model nor the source (opened,
     and refused naming it, once the models are loaded): the expressions, the thinker and its
     options, the device. The checked expressions; SettingsError or ValueError."""
-    from tgs.core.loading import check_thinker_options
-    from tgs.devices import resolve_device
-
     texts = check_expressions(expressions)
-    check_thinker_options(canonical_name(thinker), dict(thinker_options or {}))
-    resolve_device((settings or Settings()).device)
+    _check_options(thinker, settings, None, thinker_options)
     return texts
 
 
@@ -174,8 +213,10 @@ class CallSettings:
     thinker_options: dict[str, Any]
 
 
-def call_settings(thinker: str, preset: str | Preset, settings: Settings | None, fps: float, chunk_seconds: float | None,
-          thinker_options: Mapping[str, Any] | None) -> CallSettings:
+def call_settings(
+    *, thinker: str, preset: str | Preset, settings: Settings | None, fps: float, chunk_seconds: float | None,
+    thinker_options: Mapping[str, Any] | None,
+) -> CallSettings:
     """The settings of a call whose arguments :func:`check_segment_call` accepted; fps: the rate sampled."""
     chunk = DEFAULT_CHUNK_SECONDS if chunk_seconds is None else float(chunk_seconds)
     return CallSettings(

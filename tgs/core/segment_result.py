@@ -177,11 +177,12 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def result_record(result: SegmentVideoResult, summary: Any) -> dict[str, Any]:
+def result_record(result: SegmentVideoResult, summary: Any, *, video_label: str | None = None) -> dict[str, Any]:
     """result.json (schema :data:`RESULT_SCHEMA`, ``docs/segment.md``) of any mode: the one builder.
 
     summary: the session's :class:`tgs.core.session.SessionSummary` (records, object texts, what
     was read, the models, the mode's ``output`` / ``propagation`` blocks and per-expression extras).
+    video_label: the video's ``path`` (default: the file read, absolute; a URL whose copy was read).
     """
     from tgs import __version__
 
@@ -220,7 +221,8 @@ def result_record(result: SegmentVideoResult, summary: Any) -> dict[str, Any]:
         "untrained": result.untrained,
         "label": UNTRAINED_LABEL if result.untrained else None,
         "video": {
-            "path": summary.source if live is not None else str(summary.video.resolve()),
+            "path": summary.source if live is not None else (
+                video_label if video_label is not None else str(summary.video.resolve())),
             "duration_s": live["wall_s"] if live is not None else round(float(summary.duration), 6),
             "height": height,
             "width": width,

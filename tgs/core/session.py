@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,13 +36,13 @@ from typing import Any
 from tgs.core.load_spec import LoadSpec, ModelLoad
 from tgs.core.segment_call import CallSettings, ProgressCallback, Timer, report, segment_load_spec
 from tgs.core.video_modes import mode_for
-from tgs.core.video_think import think_record, think_video, thinker_options_for
+from tgs.core.video_think import think_video, thinker_options_for
 from tgs.errors import NoAudioWarning
 from tgs.ground_segment import GroundSegmentStage, ObjectText
 from tgs.model_cache import ModelCache
-from tgs.types import Clip, FrameResult, Query, Thought
+from tgs.types import FrameResult, Query, Thought
 
-__all__ = ["SessionModels", "SessionSummary", "VideoSession", "loader_models"]
+__all__ = ["SessionModels", "SessionSummary", "VideoSession"]
 
 
 # --------------------------------------------------------------------------- models
@@ -80,14 +80,6 @@ class SessionModels:
         """Think is over: release the thinker's memory unless a cache keeps it."""
         if self.cache is None:
             self.release()
-
-
-def loader_models(cache: ModelCache | None = None) -> SessionModels:
-    """The models loaded by :mod:`tgs.core.loading` (kept in ``cache`` when given)."""
-    from tgs.core.loading import load_model, load_stages_from
-    from tgs.model_cache import release_memory
-
-    return SessionModels(load_model, load_stages_from, release_memory, cache)
 
 
 # --------------------------------------------------------------------------- the session
@@ -175,6 +167,7 @@ class VideoSession:
         self.object_texts: list[ObjectText] = []
         self.stages: GroundSegmentStage | None = None  # type: ignore[assignment]
         self._consumed = False
+        self._frames: Generator[FrameResult, None, None] | None = None
 
     def _init_live(self, live: Any, open_source: Any) -> None:
         """A live source: nothing to probe (it is opened once the models are loaded); the dense
@@ -215,6 +208,9 @@ class VideoSession:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._frames is not None:  # a consumer that stopped early: the mode's decoder stops now
+            self._frames.close()
+            self._frames = None
         close = getattr(self.mode, "close", None)
         if close is not None:  # a live source: its reader stops
             close()
@@ -242,8 +238,7 @@ class VideoSession:
         if call.thinker != "direct":
             clip = timer.run("think_input", self.mode.think_clip, self)
         self.thoughts = think_video(thinker, clip, self.queries, self.video, timer.run)
-        self.think_input = think_record(clip, self.duration) if self.mode.name != "benchmark" or clip is None \
-            else _clip_think_record(clip)
+        self.think_input = self.mode.think_record(self, clip)
         del thinker, clip
         self.models.thought()
         return self.thoughts
@@ -277,12 +272,17 @@ class VideoSession:
         return labels
 
     def frames(self) -> Iterator[FrameResult]:
-        """One FrameResult per emitted frame, in order (once per session)."""
+        """One FrameResult per emitted frame, in order (once per session); leaving the session
+        closes it, so a consumer that stops early stops the mode's decoder too."""
         if self.stages is None:
             raise RuntimeError("frames(): enter the session first (`with ... as session:`)")
         if self._consumed:
             raise RuntimeError("frames(): a session's frames are produced once")
         self._consumed = True
+        self._frames = self._produce()
+        return self._frames
+
+    def _produce(self) -> Generator[FrameResult, None, None]:
         yield from self.mode.frames(self)
 
     def summary(self) -> SessionSummary:
@@ -297,11 +297,4 @@ class VideoSession:
             per_expression=mode.per_expression, timings=dict(self.timer.seconds), live=mode.live,
             source=self.source,
         )
-
-
-def _clip_think_record(clip: Clip) -> dict[str, Any]:
-    """What the thinker saw of a benchmark sample: the whole clip."""
-    heard = 0.0 if clip.audio is None else clip.audio.shape[0] / float(clip.sample_rate or 1)
-    return {"frame_times": [round(float(t), 6) for t in clip.frame_times],
-            "audio": None if clip.audio is None else "whole", "audio_seconds": round(heard, 6)}
 

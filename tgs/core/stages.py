@@ -22,8 +22,8 @@ logger = logging.getLogger(__name__)
 
 
 def share_enabled(preset: Preset | None) -> bool:
-    """The preset's ``share_across_expressions`` switch (on when the preset predates it)."""
-    return bool(getattr(preset, "share_across_expressions", True)) if preset is not None else True
+    """The preset's ``share_across_expressions`` switch (on without a preset)."""
+    return preset.share_across_expressions if preset is not None else True
 
 
 def think_items(thinker: Thinker | None, items: Sequence[tuple[Query, Clip | None]]) -> list[Thought | Exception]:

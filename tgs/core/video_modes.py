@@ -82,6 +82,8 @@ class Mode(Protocol):
 
     def think_clip(self, session: VideoSession) -> Clip: ...
 
+    def think_record(self, session: VideoSession, clip: Clip | None) -> dict[str, Any]: ...
+
     def start(self, session: VideoSession) -> None: ...
 
     def frames(self, session: VideoSession) -> Iterator[FrameResult]: ...
@@ -103,6 +105,12 @@ class _FileMode:
         from tgs.core.video_think import summary_clip
 
         return summary_clip(session.video, session.duration, session.has_audio)
+
+    def think_record(self, session: VideoSession, clip: Clip | None) -> dict[str, Any]:
+        """What the thinker saw of the video: its summary clip (:func:`think_plan`)."""
+        from tgs.core.video_think import think_record
+
+        return think_record(clip, session.duration)
 
     def start(self, session: VideoSession) -> None:
         return None
@@ -346,6 +354,12 @@ class BenchmarkMode:
 
     def think_clip(self, session: VideoSession) -> Clip:
         return self.clip(session)
+
+    def think_record(self, session: VideoSession, clip: Clip | None) -> dict[str, Any]:
+        """What the thinker saw of the sample: the whole clip."""
+        from tgs.core.video_think import think_record
+
+        return think_record(clip, None)
 
     def start(self, session: VideoSession) -> None:
         clip = self.clip(session)

@@ -91,14 +91,17 @@ def think_video(
     return thoughts
 
 
-def think_record(clip: Clip | None, duration: float) -> dict[str, Any]:
-    """What the thinker saw, for result.json."""
+def think_record(clip: Clip | None, duration: float | None) -> dict[str, Any]:
+    """What the thinker saw, for result.json (the one builder of this record, every mode's): the
+    clip's frame times and the audio it heard, ``"whole"`` or the ``"snippets"`` of a video longer
+    than DIGEST_SECONDS (:func:`think_plan`). duration: the video's, whose plan says which; None: the
+    clip is the whole input, heard whole (a benchmark sample). ``clip`` None: nothing (direct)."""
     if clip is None:
         return {"frame_times": [], "audio": None, "audio_seconds": 0.0}
-    _, segments = think_plan(duration)
+    snippets = duration is not None and think_plan(duration)[1] is not None
     heard = 0.0 if clip.audio is None else clip.audio.shape[0] / float(clip.sample_rate or 1)
     return {
         "frame_times": [round(float(t), 6) for t in clip.frame_times],
-        "audio": None if clip.audio is None else ("whole" if segments is None else "snippets"),
+        "audio": None if clip.audio is None else ("snippets" if snippets else "whole"),
         "audio_seconds": round(heard, 6),
     }

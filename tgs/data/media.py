@@ -53,10 +53,13 @@ __all__ = [
     "load_gray_image",
     "load_rgb_image",
     "load_video_frames",
+    "open_container",
     "resample_like_librosa",
     "sample_times",
     "source_frame_rate",
+    "to_rgb",
     "video_duration",
+    "video_stream",
     "wav_truncation",
 ]
 
@@ -134,7 +137,8 @@ def _count_frames_in_dir(folder: Path) -> int:
 # ---------------------------------------------------------------------------- video
 
 
-def _open_container(path: Path):  # -> av.container.InputContainer
+def open_container(path: Path):  # -> av.container.InputContainer
+    """A video file opened with PyAV; MediaError (a folder, missing, not a media file) naming the fix."""
     import av
 
     if path.is_dir():
@@ -150,7 +154,8 @@ def _open_container(path: Path):  # -> av.container.InputContainer
         raise MediaError(f"cannot open media file {path}: {exc}", path=path, fix="is it a video file?") from exc
 
 
-def _video_stream(container, path: Path):
+def video_stream(container, path: Path):
+    """The first video stream of ``container`` (decoded with FFmpeg's threads); MediaError if none."""
     if not container.streams.video:
         raise MediaError(f"{path} has no video stream", path=path, fix="pass a video file or a frames folder")
     stream = container.streams.video[0]
@@ -167,9 +172,9 @@ def _stream_start(stream) -> float:
 def video_duration(path: Path) -> float:
     """Duration of the first video stream in seconds (from metadata, else by demuxing)."""
     path = Path(path)
-    container = _open_container(path)
+    container = open_container(path)
     with container:
-        stream = _video_stream(container, path)
+        stream = video_stream(container, path)
         if stream.duration is not None and stream.time_base is not None:
             return float(stream.duration * stream.time_base)
         if container.duration is not None:
@@ -193,8 +198,8 @@ def _demuxed_duration(container, stream) -> float:
 def source_frame_rate(path: Path) -> float | None:
     """Frames per second of the first video stream (its average rate, else FFmpeg's guess); None if unknown."""
     path = Path(path)
-    with _open_container(path) as container:
-        stream = _video_stream(container, path)
+    with open_container(path) as container:
+        stream = video_stream(container, path)
         rate = stream.average_rate or stream.guessed_rate
     return float(rate) if rate else None
 
@@ -226,7 +231,7 @@ def display_rotation(frame) -> int:  # frame: av.VideoFrame
     return round(float(rotation) / 90.0) % 4
 
 
-def _to_rgb(frame) -> np.ndarray:
+def to_rgb(frame) -> np.ndarray:
     """A decoded frame as uint8 [H, W, 3] RGB in playback orientation (see the module docstring)."""
     rgb = frame.to_ndarray(format="rgb24")
     turns = display_rotation(frame)
@@ -267,9 +272,9 @@ def _frames_at(path: Path, times: Iterable[float] | None) -> Iterator[tuple[floa
     """
     import av
 
-    container = _open_container(path)
+    container = open_container(path)
     with container:
-        stream = _video_stream(container, path)
+        stream = video_stream(container, path)
         start = _stream_start(stream)
         targets = iter(times) if times is not None else None
         target = next(targets, None) if targets is not None else None
@@ -281,11 +286,11 @@ def _frames_at(path: Path, times: Iterable[float] | None) -> Iterator[tuple[floa
                     continue
                 t = float(frame.pts * frame.time_base) - start
                 if targets is None:
-                    yield t, _to_rgb(frame)
+                    yield t, to_rgb(frame)
                     prev = (t, frame)
                     continue
                 while target is not None and prev is not None and t > target + 1e-9:
-                    yield prev[0], _to_rgb(prev[1])
+                    yield prev[0], to_rgb(prev[1])
                     target = next(targets, None)
                 if target is None:
                     return
@@ -294,7 +299,7 @@ def _frames_at(path: Path, times: Iterable[float] | None) -> Iterator[tuple[floa
                 last_end = t + period
             # The last frame stays on screen until the end of the stream.
             while targets is not None and target is not None and prev is not None and target < last_end - 1e-9:
-                yield prev[0], _to_rgb(prev[1])
+                yield prev[0], to_rgb(prev[1])
                 target = next(targets, None)
         except av.FFmpegError as exc:
             raise MediaError(f"cannot decode video {path}: {exc}", path=path, fix="re-encode the file") from exc
@@ -408,7 +413,7 @@ def _read_av_audio(path: Path) -> tuple[np.ndarray, int] | None:
     """(float32 [C, N], rate) of the first audio stream via PyAV, or None if there is none."""
     import av
 
-    container = _open_container(path)
+    container = open_container(path)
     with container:
         if not container.streams.audio:
             return None

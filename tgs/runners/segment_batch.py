@@ -137,8 +137,8 @@ class SegmentBatchWorker:
             with warnings.catch_warnings():  # a silent video is noted in result.json and the index
                 warnings.simplefilter("ignore", NoAudioWarning)
                 with local_video(item.video, self.out / item.uid) as video:  # a URL: copied first
-                    result = segment_video(video, list(item.expressions), out=self.out / item.uid,
-                                           cache=self.cache, **self.options.kwargs())
+                    result = segment_video(video.path, list(item.expressions), out=self.out / item.uid,
+                                           cache=self.cache, video_label=video.label, **self.options.kwargs())
         except Exception as exc:  # this video fails; the batch goes on
             logger.debug("%s failed", item.video, exc_info=True)
             return _failed(item, exc, time.perf_counter() - start)

@@ -113,12 +113,12 @@ class VideoFrameSource:
     """
 
     def __init__(self, path: str | Path) -> None:
-        from tgs.data.media import _open_container, _video_stream
+        from tgs.data.media import open_container, video_stream
 
         self.path = Path(path)
-        container = _open_container(self.path)
+        container = open_container(self.path)
         with container:
-            stream = _video_stream(container, self.path)
+            stream = video_stream(container, self.path)
             pts = sorted(int(p.pts) for p in container.demux(stream) if p.pts is not None)
             self._time_base = stream.time_base or Fraction(1, 1)
             start = stream.start_time if stream.start_time is not None else (pts[0] if pts else 0)
@@ -156,11 +156,11 @@ class VideoFrameSource:
             return
         import av
 
-        from tgs.data.media import _open_container, _to_rgb, _video_stream
+        from tgs.data.media import open_container, to_rgb, video_stream
 
-        container = _open_container(self.path)
+        container = open_container(self.path)
         with container:
-            stream = _video_stream(container, self.path)
+            stream = video_stream(container, self.path)
             if start > 0 and self._seekable:
                 container.seek(self._pts[start], backward=True, any_frame=False, stream=stream)
             want = start
@@ -178,7 +178,7 @@ class VideoFrameSource:
                             f"{self.path}: seeking to frame {want} landed on frame {index}",
                             path=self.path, fix="re-encode the file (e.g. ffmpeg -i in.mp4 out.mp4)",
                         )
-                    image = _to_rgb(frame)
+                    image = to_rgb(frame)
                     if image.shape[:2] != self._size:
                         raise MediaError(
                             f"{self.path}: frame {index} is {image.shape[1]}x{image.shape[0]}, the stream "

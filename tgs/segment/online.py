@@ -1,8 +1,13 @@
 """Online tracking: SAM2-family propagation one frame at a time, for a live stream.
 
-:class:`OnlineTracker` drives the machinery of :mod:`tgs.segment.propagation` (the same
-session class, frame slot, seeding, tracking step and pruning: nothing is re-implemented)
-forward only, one frame per :meth:`OnlineTracker.step`, on a stream whose length is unknown:
+:class:`OnlineTracker` drives the engine's public online session
+(:meth:`tgs.segment.propagation.PropagationEngine.online`, an
+:class:`~tgs.segment.propagation.OnlineSession`: the same session class, frame slot, seeding,
+tracking step and pruning as a file's propagation, nothing re-implemented) forward only, one
+frame per :meth:`OnlineTracker.step`, on a stream whose length is unknown; it adds the masks at
+the frame size. A loaded video segmenter makes one
+(:meth:`tgs.segment.Sam2VideoSegmenter.online_tracker`; :class:`OnlineSegmenter` is that
+capability):
 
 - an object is **seeded** with a box on the frame being stepped (a conditioning frame);
   seeding an object again (its object text changed, or it was lost and found) *replaces*
@@ -27,27 +32,23 @@ and gives the same masks (tests/segment/test_online.py).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from tgs.segment._sam2_common import low_res_to_masks, low_res_to_masks_and_probs
 from tgs.segment.propagation import (
+    UNBOUNDED_FRAMES,
+    OnlineSession,
     PropagationEngine,
     PropagationPolicy,
     PropagationStats,
-    _FrameSlot,
-    _make_session,
-    _Track,
 )
 
-__all__ = ["OnlineTracker", "TrackedObject"]
-
-UNBOUNDED_FRAMES = sys.maxsize
-"""The length a stream's session reports (see the module docstring)."""
+__all__ = ["UNBOUNDED_FRAMES", "OnlineSegmenter", "OnlineTracker", "TrackedObject"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,9 +67,9 @@ class OnlineTracker:
     """Tracks keyed objects through a stream, one :meth:`step` per frame, memory flat.
 
     engine: the :class:`~tgs.segment.propagation.PropagationEngine` of a loaded SAM2-family
-    video segmenter (``Sam2VideoSegmenter.engine``; :meth:`from_segmenter`): its model,
-    processor, device, dtype and preprocessing. policy: only ``max_conditioning_frames``
-    applies (the seeds are given here, not planned from keyframes).
+    video model (its model, processor, device, dtype and preprocessing; a video segmenter's
+    :meth:`~tgs.segment.Sam2VideoSegmenter.online_tracker` passes its own). policy: only
+    ``max_conditioning_frames`` applies (the seeds are given here, not planned from keyframes).
     """
 
     def __init__(self, engine: PropagationEngine, policy: PropagationPolicy | None = None,
@@ -77,17 +78,7 @@ class OnlineTracker:
         self.policy = policy or PropagationPolicy()
         self.with_probs = with_probs
         self.stats = PropagationStats()
-        self._slot = _FrameSlot(engine._preprocess)
-        self._cache = None  # one vision-feature cache shared by every object's session
-        self._tracks: dict[Hashable, _Track] = {}
-        self._frame = -1
-        self._size: tuple[int, int] | None = None
-
-    @classmethod
-    def from_segmenter(cls, segmenter, policy: PropagationPolicy | None = None, *,
-                       with_probs: bool = False) -> OnlineTracker:
-        """The tracker of a loaded :class:`~tgs.segment.Sam2VideoSegmenter` (its engine)."""
-        return cls(segmenter.engine, policy, with_probs=with_probs)
+        self._session: OnlineSession | None = None  # made on the first frame (its size)
 
     def fresh(self) -> OnlineTracker:
         """A new tracker on the same engine and policy, tracking nothing (a stream whose frame
@@ -99,25 +90,26 @@ class OnlineTracker:
     @property
     def keys(self) -> list[Hashable]:
         """The objects being tracked, in the order they were (last) seeded."""
-        return list(self._tracks)
+        return [] if self._session is None else self._session.keys
 
     @property
     def frame(self) -> int:
         """The tracker's number of the last frame stepped (-1 before the first)."""
-        return self._frame
+        return -1 if self._session is None else self._session.frame
 
     @property
     def size(self) -> tuple[int, int] | None:
         """(height, width) of the stream, fixed by the first frame."""
-        return self._size
+        return None if self._session is None else self._session.size
 
     def drop(self, key: Hashable) -> None:
         """Stop tracking ``key`` (its state is released); unknown keys are ignored."""
-        self._tracks.pop(key, None)
+        if self._session is not None:
+            self._session.drop(key)
 
     def sessions(self) -> dict[Hashable, object]:
         """Each object's transformers inference session (for inspection: memory checks)."""
-        return {key: track.session for key, track in self._tracks.items()}
+        return {} if self._session is None else self._session.sessions()
 
     # ------------------------------------------------------------------ stepping
 
@@ -128,37 +120,32 @@ class OnlineTracker:
         other object; returns {key: TrackedObject} for every tracked object.
         """
         size = (int(image.shape[0]), int(image.shape[1]))
-        if self._size is None:
-            self._size = size
-        elif size != self._size:
-            raise ValueError(f"frame size changed from {self._size} to {size}: start a new OnlineTracker")
-        self._frame += 1
-        frame = self._frame
-        self._slot.set(frame, image)
+        if self._session is None:
+            self._session = self.engine.online(size, self.policy, self.stats)
+        session = self._session
+        session.load(image)  # refuses a changed frame size
+        for key, box in (seeds or {}).items():
+            if box is None:
+                session.drop(key)
+            else:
+                session.seed(key, box)
         out: dict[Hashable, TrackedObject] = {}
         with torch.inference_mode():
-            for key, box in (seeds or {}).items():
-                self._tracks.pop(key, None)
-                if box is not None:  # decoded from the box alone, as the engine's first seeds
-                    self._tracks[key] = track = self._new_track(frame, np.asarray(box, dtype=np.float32).reshape(4))
-                    self.engine._seed(track, frame)
-            for key, track in self._tracks.items():  # a seeded object reuses its conditioning output
-                logits, presence, seeded = self.engine._step(track, frame, False, self.policy, self.stats)
-                self.engine._prune(track, frame, False, self.policy, self.stats)
+            for key in session.keys:
+                logits, presence, seeded = session.track(key)
                 if self.with_probs:
                     masks, probs = low_res_to_masks_and_probs(logits, size)
                     out[key] = TrackedObject(masks[0], presence, seeded, probs[0])
                 else:
                     out[key] = TrackedObject(low_res_to_masks(logits, size)[0], presence, seeded)
         self.stats.frames_done += 1
-        self.stats.frames_tracked += int(bool(self._tracks))
+        self.stats.frames_tracked += int(bool(out))
         return out
 
-    def _new_track(self, frame: int, box: np.ndarray) -> _Track:
-        if not np.all(np.isfinite(box)):
-            raise ValueError(f"seed box: expected a finite xyxy box of 4 numbers, got {box!r}")
-        engine = self.engine
-        session = _make_session(engine.model, self._slot, UNBOUNDED_FRAMES, self._size, engine.device,  # type: ignore[arg-type]
-                                engine.dtype, self._cache)
-        self._cache = session.cache
-        return _Track(session, self._size, {frame: box}, {})  # type: ignore[arg-type]
+
+@runtime_checkable
+class OnlineSegmenter(Protocol):
+    """A video segmenter that can track a live stream (:class:`tgs.segment.Sam2VideoSegmenter`)."""
+
+    def online_tracker(self, policy: PropagationPolicy | None = None, *,
+                       with_probs: bool = False) -> OnlineTracker: ...

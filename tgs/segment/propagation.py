@@ -33,7 +33,7 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -46,7 +46,9 @@ from tgs.types import FrameResult
 
 __all__ = [
     "SEED_CHOICES",
+    "UNBOUNDED_FRAMES",
     "ObjectPrompts",
+    "OnlineSession",
     "PropagationEngine",
     "PropagationPolicy",
     "PropagationStats",
@@ -60,6 +62,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SEED_CHOICES = ("all", "best", "first")
+
+UNBOUNDED_FRAMES = sys.maxsize
+"""The length a stream's session reports (:class:`OnlineSession`): a stream has none."""
 
 
 @dataclass(frozen=True)
@@ -396,6 +401,12 @@ class PropagationEngine:
         checks = {} if policy.reseed_iou is None else {f: b for f, b in confident.items() if f not in seeds}
         return seeds, checks
 
+    def online(self, size: tuple[int, int], policy: PropagationPolicy | None = None,
+               stats: PropagationStats | None = None) -> OnlineSession:
+        """A forward-only propagation of a stream of ``size`` (height, width) frames, one frame
+        at a time (:class:`OnlineSession`; :class:`tgs.segment.online.OnlineTracker` drives it)."""
+        return OnlineSession(self, size, policy or PropagationPolicy(), stats if stats is not None else PropagationStats())
+
     def _preprocess(self, image: np.ndarray) -> torch.Tensor:
         return pixel_values(image[None], self.processor.image_processor, self.preprocess)[0]
 
@@ -574,3 +585,76 @@ class PropagationEngine:
             frame += 1
         if frame != source.num_frames:
             raise RuntimeError(f"the frame source gave {frame} frames, it announced {source.num_frames}")
+
+
+class OnlineSession:
+    """Forward-only propagation of keyed objects through a stream of unknown length.
+
+    The engine's own pieces (frame slot, per-object sessions sharing one vision-feature cache,
+    seeding, tracking step, pruning) driven one frame at a time, so a live stream gets the
+    masks a file gets: :meth:`load` the next frame (numbered 0, 1, 2, ... in the order given),
+    :meth:`seed` objects on it from a box, :meth:`track` each object on it. Only the policy's
+    ``max_conditioning_frames`` applies (the seeds are given, not planned from keyframes).
+    Each object's session reports an unbounded length (:data:`UNBOUNDED_FRAMES`): see
+    :mod:`tgs.segment.online` for why that equals a run over a long enough file.
+    """
+
+    def __init__(self, engine: PropagationEngine, size: tuple[int, int], policy: PropagationPolicy,
+                 stats: PropagationStats) -> None:
+        self.engine = engine
+        self.size = (int(size[0]), int(size[1]))
+        self.policy = policy
+        self.stats = stats
+        self.frame = -1  # the number of the loaded frame (-1 before the first)
+        self._slot = _FrameSlot(engine._preprocess)
+        self._cache = None  # one vision-feature cache shared by every object's session
+        self._tracks: dict[Hashable, _Track] = {}
+
+    @property
+    def keys(self) -> list[Hashable]:
+        """The objects being tracked, in the order they were (last) seeded."""
+        return list(self._tracks)
+
+    def sessions(self) -> dict[Hashable, object]:
+        """Each object's transformers inference session (for inspection: memory checks)."""
+        return {key: track.session for key, track in self._tracks.items()}
+
+    def load(self, image: np.ndarray) -> int:
+        """Make ``image`` (uint8 [H, W, 3] RGB, this session's size) the next frame; its number."""
+        if tuple(image.shape[:2]) != self.size:
+            raise ValueError(f"frame size changed from {self.size} to {tuple(image.shape[:2])}: start a new session")
+        self.frame += 1
+        self._slot.set(self.frame, image)
+        return self.frame
+
+    def drop(self, key: Hashable) -> None:
+        """Stop tracking ``key`` (its state is released); unknown keys are ignored."""
+        self._tracks.pop(key, None)
+
+    @torch.inference_mode()
+    def seed(self, key: Hashable, box: np.ndarray) -> None:
+        """Seed ``key`` on the loaded frame, decoded from ``box`` (xyxy, frame pixels) alone, as
+        the engine's first seeds are; a key already tracked starts afresh (a new session,
+        nothing remembered from the old object)."""
+        if self.frame < 0:
+            raise RuntimeError("seed() before the first load()")
+        box = np.asarray(box, dtype=np.float32).reshape(-1)
+        if box.shape != (4,) or not np.all(np.isfinite(box)):
+            raise ValueError(f"seed box: expected a finite xyxy box of 4 numbers, got {box!r}")
+        self._tracks.pop(key, None)
+        engine = self.engine
+        session = _make_session(engine.model, self._slot, UNBOUNDED_FRAMES, self.size, engine.device,
+                                engine.dtype, self._cache)
+        self._cache = session.cache
+        self._tracks[key] = track = _Track(session, self.size, {self.frame: box}, {})
+        engine._seed(track, self.frame)
+
+    @torch.inference_mode()
+    def track(self, key: Hashable) -> tuple[torch.Tensor, float, bool]:
+        """Track ``key`` on the loaded frame (an object seeded there reuses its conditioning
+        output), then prune its session to what later steps read: (low-res logits
+        [1, 1, h, w] float32 on the CPU, presence logit, seeded)."""
+        track = self._tracks[key]
+        out = self.engine._step(track, self.frame, False, self.policy, self.stats)
+        self.engine._prune(track, self.frame, False, self.policy, self.stats)
+        return out

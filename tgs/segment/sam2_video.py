@@ -29,6 +29,7 @@ from tgs.devices import resolve_device, resolve_dtype
 from tgs.models.hf_loading import load_model, load_processor, resolve_pretrained_source
 from tgs.segment._sam2_common import PREPROCESS_CHOICES
 from tgs.segment.frame_source import ArrayFrameSource, FrameSource
+from tgs.segment.online import OnlineTracker
 from tgs.segment.propagation import (
     SEED_CHOICES,
     ObjectPrompts,
@@ -231,6 +232,12 @@ class Sam2VideoSegmenter:
         whatever the video's length. policy: default the segmenter's."""
         return self.engine.run(source, list(prompts), policy or self.policy, stats=stats, on_frame=on_frame,
                                with_probs=False)
+
+    def online_tracker(self, policy: PropagationPolicy | None = None, *, with_probs: bool = False) -> OnlineTracker:
+        """A tracker of a live stream on this model (:class:`~tgs.segment.online.OnlineTracker`: one
+        frame at a time, seeds given per frame, memory flat). policy: default the segmenter's;
+        only its ``max_conditioning_frames`` applies."""
+        return OnlineTracker(self.engine, policy or self.policy, with_probs=with_probs)
 
     def seed_frames_of(self, prompt: ObjectPrompts, policy: PropagationPolicy | None = None) -> list[int]:
         """The frames that seed ``prompt``'s object under ``policy`` (default the segmenter's), in order."""

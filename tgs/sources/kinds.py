@@ -7,8 +7,9 @@ A spec is one string a user types after ``tgs segment``:
   input) or ``FORMAT:DEVICE`` naming one of FFmpeg's device inputs, e.g. ``v4l2:/dev/video2``,
   ``avfoundation:0`` (macOS), ``dshow:video=Integrated Camera`` (Windows), ``x11grab::0.0``
   (a screen), ``lavfi:testsrc2=rate=25,realtime`` (a synthetic clock-paced source);
-- a network URL FFmpeg reads: ``rtsp://``, ``rtmp://``, ``srt://``, ``udp://``, ``tcp://``,
-  ``http(s)://`` (a file or an HLS playlist), ...;
+- a URL with any scheme but ``file``: a network stream FFmpeg reads (``rtsp://``, ``rtmp://``,
+  ``srt://``, ``udp://``, ``tcp://``, ``http(s)://`` (a file or an HLS playlist), ...; FFmpeg
+  says when it cannot read one);
 - anything else is a file (``file://`` URLs too): a file stays a file.
 
 Audio devices (``--audio``) use the same ``FORMAT:DEVICE`` form, e.g. ``alsa:default``,
@@ -25,7 +26,6 @@ from typing import Literal
 
 __all__ = [
     "DEVICE_FORMATS",
-    "NETWORK_SCHEMES",
     "InputSpec",
     "SourceKind",
     "detect_source",
@@ -34,12 +34,6 @@ __all__ = [
 ]
 
 SourceKind = Literal["file", "camera", "stream", "stdin"]
-
-NETWORK_SCHEMES = frozenset(
-    {"rtsp", "rtsps", "rtmp", "rtmps", "rtmpt", "rtmpe", "srt", "udp", "tcp", "rtp", "http", "https", "hls",
-     "mms", "mmsh", "mmst", "tls", "rist", "ftp", "sftp", "unix"}
-)
-"""URL schemes read as network streams (FFmpeg protocols); ``file://`` is a file."""
 
 DEVICE_FORMATS = frozenset(
     {"v4l2", "video4linux2", "avfoundation", "dshow", "vfwcap", "x11grab", "gdigrab", "kmsgrab", "fbdev",

@@ -31,8 +31,15 @@ the end of the input ends ``frames()`` cleanly; ``end_reason`` says why. A first
 fails is an error at once, whatever ``reconnect`` says: a wrong URL should not wait a minute.
 
 ``close()`` (idempotent, from any thread; the context manager calls it, so Ctrl-C in the consumer
-ends the reader too) stops the threads; a reader blocked on the network notices within its read
-timeout and ends its container itself.
+ends the reader too) stops the threads and waits for them: each reader closes its own container
+(closing it from another thread would free what a read in progress uses). Every live input and
+the audio device are opened with the read timeout (PyAV's interrupt callback), so a reader waiting
+on the network wakes within ``read_timeout_s`` and ends; standard input is waited on in slices
+that check for close() (:class:`tgs.sources.opening.PipeReader`), so it ends within 0.1 s. What
+cannot be interrupted: a capture device's (or a microphone's) blocking read that gets no data;
+such a reader ends (and closes its container) when that read returns (the device delivers or
+goes away); ``close()`` then returns after ``read_timeout_s`` (1 s without one) with a warning,
+and the thread, a daemon, never keeps the process alive.
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tgs.data.audio_stream import MonoResampler
-from tgs.data.media import _to_rgb
+from tgs.data.media import to_rgb
 from tgs.errors import MediaError
 from tgs.sources.kinds import InputSpec, SourceKind, input_spec
 from tgs.sources.opening import open_audio_device, open_input
@@ -252,7 +259,7 @@ class LiveSource:
         self._device = None
         if audio_device is not None:
             try:
-                self._device = open_audio_device(audio_device, audio_options, open_timeout_s)
+                self._device = open_audio_device(audio_device, audio_options, open_timeout_s, read_timeout_s)
             except BaseException:
                 container.close()
                 raise
@@ -274,7 +281,7 @@ class LiveSource:
         A file that cannot be decoded raises MediaError when its frames run out."""
         while (got := self._handoff.get()) is not None:
             item, skipped = got
-            image = _to_rgb(item.frame)
+            image = to_rgb(item.frame)
             if self.size is None:
                 self.size = (int(image.shape[0]), int(image.shape[1]))
             yield SourceFrame(item.index, item.time, image, item.arrival, skipped)
@@ -308,9 +315,9 @@ class LiveSource:
         for thread in (self._reader, self._mic):
             if thread is not None and thread is not current:
                 thread.join(timeout=wait)
-                if thread.is_alive():
-                    logger.warning("%s: the %s thread is still blocked reading; it ends on its own", self.spec,
-                                   thread.name)
+                if thread.is_alive():  # a read FFmpeg does not interrupt (see the module docstring)
+                    logger.warning("%s: the %s thread is blocked in a read that cannot be interrupted; it closes "
+                                   "its input and ends when that read returns", self.spec, thread.name)
 
     def __enter__(self) -> LiveSource:
         return self
@@ -327,7 +334,7 @@ class LiveSource:
     # ------------------------------------------------------------------ reader side
 
     def _open(self):  # -> av.container.InputContainer
-        return open_input(self.spec, self._input, *self._timeouts)
+        return open_input(self.spec, self._input, *self._timeouts, stop=self._stop)
 
     def _read(self, container) -> None:
         try:
@@ -381,7 +388,7 @@ class LiveSource:
             if self.kind == "file":
                 raise MediaError(f"cannot decode video {self.spec}: {exc}", path=self.spec,
                                  fix="re-encode the file") from exc
-            if isinstance(exc, av.error.ExitError) and self._timeouts[1] is not None:  # the read timeout fired
+            if isinstance(exc, (av.error.ExitError, TimeoutError)) and self._timeouts[1] is not None:  # read timeout
                 return f"no data for {self._timeouts[1]:g} s (read timeout)"
             return f"read error ({getattr(exc, 'strerror', None) or exc})"
         return "end of stream"
@@ -409,7 +416,7 @@ class LiveSource:
         self.stats.frames_decoded += 1
         if self._first_time is None:
             self._first_time = t
-        self._frames.add(t, frame, _to_rgb)
+        self._frames.add(t, frame, to_rgb)
         self._latest = (t, arrival)
         return self._handoff.put(_Decoded(index, t, frame, arrival))
 
@@ -512,7 +519,8 @@ def open_source(
     input_format / input_options: FFmpeg's input format and options (e.g. a camera's
         ``{"video_size": "1280x720", "framerate": "30"}``, ``{"rtsp_transport": "tcp"}``).
     audio_device / audio_options: a separate microphone (``alsa:default``, ``pulse:default``, ...).
-    open_timeout_s / read_timeout_s: network sources only; a read timeout counts as a drop.
+    open_timeout_s / read_timeout_s: every live input and the audio device (PyAV's timeouts); a read
+        timeout ends the source (a network source with ``reconnect``: a drop, retried).
     queue_size: "every-frame" queue length (frames decoded ahead of the consumer).
     stdin_fd: the descriptor ``-`` reads (default: this process's standard input).
     Raises MediaError (unreachable URL, missing device, non-video input, unreadable file) or ValueError.

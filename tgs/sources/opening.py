@@ -8,34 +8,77 @@ Files are opened as every video file is (:mod:`tgs.data.media`), with the same m
 
 from __future__ import annotations
 
+import os
+import select
+import threading
+import time
 from pathlib import Path
 
 from tgs.errors import MediaError
 from tgs.sources.kinds import InputSpec, device_input
 
-__all__ = ["open_audio_device", "open_error", "open_input"]
+__all__ = ["POLL_S", "PipeReader", "open_audio_device", "open_error", "open_input"]
 
 
-def open_input(spec: str, source: InputSpec, open_timeout: float, read_timeout: float | None):
-    """The container of ``source`` with a video stream; MediaError naming the source and the fix."""
+POLL_S = 0.1
+"""Standard input is waited on in slices this long, checking for close() and the timeouts between."""
+
+
+class PipeReader:
+    """Standard input for FFmpeg (a file-like object PyAV reads through), waited on in slices of
+    :data:`POLL_S`: FFmpeg's own pipe input blocks in ``read()`` until the writer sends something,
+    which neither its interrupt callback nor close() can end. Here ``stop`` (set by close()) ends
+    the input as an end of stream, and a wait longer than ``timeout`` s raises TimeoutError (the
+    open timeout while opening, then the read timeout; None: no limit). The descriptor stays open
+    (it is the process's standard input)."""
+
+    def __init__(self, fd: int, stop: threading.Event | None, timeout: float | None) -> None:
+        self.fd, self.stop, self.timeout = fd, stop, timeout
+
+    def read(self, size: int) -> bytes:
+        start = time.monotonic()
+        while self.stop is None or not self.stop.is_set():
+            ready, _, _ = select.select([self.fd], [], [], POLL_S)
+            if ready:
+                return os.read(self.fd, size)
+            if self.timeout is not None and time.monotonic() - start > self.timeout:
+                raise TimeoutError(f"no data on standard input for {self.timeout:g} s")
+        return b""  # closed: the end of the input
+
+
+def open_input(
+    spec: str, source: InputSpec, open_timeout: float, read_timeout: float | None,
+    stop: threading.Event | None = None,
+):
+    """The container of ``source`` with a video stream; MediaError naming the source and the fix.
+
+    A network stream or a camera is opened with PyAV's timeouts: FFmpeg's interrupt callback ends
+    an open that takes over ``open_timeout`` s and a read that waits over ``read_timeout`` s (None:
+    none) with an exit error, wherever FFmpeg polls it: network I/O does, a capture device's
+    blocking read that gets no frame does not (see :meth:`tgs.sources.live.LiveSource.close`).
+    Standard input is read through a :class:`PipeReader` with the same timeouts, which ``stop``
+    (the source's close) also ends."""
     import av
 
     if source.kind == "file":
-        from tgs.data.media import _open_container, _video_stream
+        from tgs.data.media import open_container, video_stream
 
         path = Path(source.url)
-        container = _open_container(path)
+        container = open_container(path)
         try:
-            _video_stream(container, path)
+            video_stream(container, path)
         except MediaError:
             container.close()
             raise
         return container
-    timeout = (open_timeout, read_timeout) if source.kind == "stream" else None
+    pipe = PipeReader(int(source.url.split(":", 1)[1]), stop, open_timeout) if source.kind == "stdin" else None
     try:
-        container = av.open(source.url, format=source.format, options=dict(source.options), timeout=timeout)
+        container = av.open(pipe if pipe is not None else source.url, format=source.format,
+                            options=dict(source.options), timeout=(open_timeout, read_timeout))
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise open_error(spec, source, exc, open_timeout) from exc
+    if pipe is not None:
+        pipe.timeout = read_timeout
     if not container.streams.video:
         container.close()
         what = "standard input" if source.kind == "stdin" else spec
@@ -75,7 +118,8 @@ def open_error(spec: str, source: InputSpec, exc: BaseException, open_timeout: f
                       fix="check the URL: FFmpeg must read it (try `ffprobe URL`)")
 
 
-def open_audio_device(device: str, options: dict[str, str] | None, open_timeout: float):
+def open_audio_device(device: str, options: dict[str, str] | None, open_timeout: float, read_timeout: float | None):
+    """A microphone's container (``FORMAT:DEVICE``), opened with the same timeouts as a live input."""
     import av
 
     parsed = device_input(device)
@@ -84,7 +128,7 @@ def open_audio_device(device: str, options: dict[str, str] | None, open_timeout:
                          fix="give FORMAT:DEVICE, e.g. alsa:default, pulse:default, avfoundation::0")
     fmt, name = parsed
     try:
-        container = av.open(name, format=fmt, options=dict(options or {}))
+        container = av.open(name, format=fmt, options=dict(options or {}), timeout=(open_timeout, read_timeout))
     except (av.FFmpegError, OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise MediaError(f"cannot open audio device {device} ({reason})", path=device,

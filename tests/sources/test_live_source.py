@@ -227,6 +227,34 @@ def test_close_from_another_thread_ends_frames_and_accounts_for_every_frame() ->
     source.close()  # idempotent
 
 
+def test_every_live_input_and_the_audio_device_are_opened_with_the_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyAV's interrupt callback bounds opens and reads of cameras, standard input and microphones too."""
+    import av
+
+    from tgs.sources.kinds import input_spec
+    from tgs.sources.opening import open_audio_device, open_input
+
+    spec = "lavfi:testsrc2=size=64x48:rate=25"
+    camera = open_input(spec, input_spec(spec), 3.0, 4.0)
+    mic = open_audio_device("lavfi:sine=frequency=440:sample_rate=16000", None, 3.0, 4.0)
+    try:
+        assert (camera.open_timeout, camera.read_timeout) == (3.0, 4.0)
+        assert (mic.open_timeout, mic.read_timeout) == (3.0, 4.0)
+    finally:
+        camera.close()
+        mic.close()
+    seen = []
+
+    def refuse(url, **kwargs):  # standard input: what av.open is given, then "not a media stream"
+        seen.append(kwargs["timeout"])
+        raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
+
+    monkeypatch.setattr(av, "open", refuse)
+    with pytest.raises(MediaError, match="standard input is not a media stream"):
+        open_input("-", input_spec("-", stdin_fd=0), 3.0, 4.0)
+    assert seen == [(3.0, 4.0)]
+
+
 def test_audio_from_a_separate_device_fills_the_think_window() -> None:
     video = "lavfi:testsrc2=size=64x48:rate=25,realtime"
     with open_source(video, audio_device="lavfi:sine=frequency=440:sample_rate=16000,arealtime",
@@ -273,6 +301,69 @@ def test_a_stream_piped_into_stdin() -> None:
     result = _read_stdin(ffmpeg_args(SECONDS, ["-f", "mpegts", "-"]))
     assert result["kind"] == "stdin" and result["decoded"] == FRAMES and result["skipped"] == 0
     assert [f[0] for f in result["frames"]] == list(range(FRAMES)) and result["size"] == list(SIZE)
+
+
+def _unread_bytes(fd: int) -> int:
+    import fcntl
+    import struct
+    import termios
+
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+def test_the_stdin_reader_ends_on_stop_and_on_its_timeout() -> None:
+    """PipeReader: data as it comes; a wait for a silent writer ends at stop (an end of input, b"")
+    or, past its timeout, with TimeoutError."""
+    from tgs.sources.opening import PipeReader
+
+    read_end, write_end = os.pipe()
+    try:
+        stop = threading.Event()
+        reader = PipeReader(read_end, stop, None)
+        os.write(write_end, b"abc")
+        assert reader.read(10) == b"abc"
+        got: list[bytes] = []
+        waiting = threading.Thread(target=lambda: got.append(reader.read(10)))
+        waiting.start()  # blocked: the writer sends nothing
+        stop.set()
+        waiting.join()
+        assert got == [b""]
+        with pytest.raises(TimeoutError, match="no data on standard input for 0 s"):
+            PipeReader(read_end, None, 0.0).read(10)
+    finally:
+        os.close(write_end)
+        os.close(read_end)
+
+
+def test_close_ends_a_stdin_reader_whose_writer_is_silent() -> None:
+    """FFmpeg's pipe input would block in read() until the writer sends more; close() ends it."""
+    data = subprocess.run(ffmpeg_args(1, ["-f", "mpegts", "-"]), capture_output=True, check=True).stdout
+    read_end, write_end = os.pipe()
+    written = threading.Event()
+
+    def writer() -> None:  # the stream's first second, then silence with the pipe left open
+        os.write(write_end, data)
+        written.set()
+
+    threading.Thread(target=writer, daemon=True).start()
+    try:
+        with open_source("-", stdin_fd=read_end, policy="every-frame", read_timeout_s=None) as source:
+            got = 0
+            for _ in source.frames():
+                got += 1
+                if got == 1:
+                    def close_when_written() -> None:  # once the reader has taken every byte
+                        written.wait()
+                        wait_until(lambda: _unread_bytes(read_end) == 0, what="the pipe drained")
+                        source.close()
+
+                    threading.Thread(target=close_when_written).start()
+        assert got >= 1 and source.end_reason == "closed"  # the reader ended: close() waited for it
+        stats = source.stats
+        assert stats.frames_decoded == stats.frames_emitted + stats.frames_skipped + stats.frames_unread
+    finally:
+        os.close(write_end)
+        os.close(read_end)
 
 
 def test_stdin_that_is_not_video_is_a_clear_error() -> None:
