@@ -131,6 +131,7 @@ def test_a_stream_to_its_end_masks_every_emitted_frame(out: Path) -> None:
     assert live["frames_skipped"] == seconds * RATE - live["frames_emitted"]  # skipped == decoded - emitted
     assert live["gaps"] == [] and live["kind"] == "stream" and live["policy"] == "realtime"
     assert result["video"]["path"] == server.url and result["output"]["mode"] == "live"
+    assert result["video"]["has_audio"] and result["video"]["height"] == SIZE[0]  # the served clip has a sine
     assert [e["object_text"] for e in result["expressions"]] == list(EXPRESSIONS)  # direct: the expressions
     log = read_masks_jsonl(out / "masks.jsonl")
     emitted = [line["frame"] for line in log.frames]

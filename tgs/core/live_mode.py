@@ -181,6 +181,7 @@ class LiveMode:
         opener = self.open_source or open_source
         self.source = session.timer.run("open_source", opener, session.source, audio_device=s.audio_device,
                                         policy=s.policy, reconnect=s.reconnect, think_seconds=s.think_seconds)
+        session.has_audio = bool(getattr(self.source, "has_audio", False))  # the stream's or --audio's
         try:
             options = LiveOptions(rethink_every=s.rethink_every, think_seconds=s.think_seconds,
                                   wait_for_think=s.wait_for_think)

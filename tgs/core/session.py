@@ -178,7 +178,7 @@ class VideoSession:
         call = self.call
         self.duration = 0.0
         self.source_audio = None
-        self.has_audio = False  # known once the source is open (result.json: source.has_audio)
+        self.has_audio = False  # known once the mode has opened the source
         self.spec = segment_load_spec(
             call.thinker, call.preset, call.settings, dense=True,
             thinker_options=thinker_options_for(call.thinker, call.thinker_options, settings.think_seconds),
