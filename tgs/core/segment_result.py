@@ -22,6 +22,7 @@ from tgs import fast_paths
 from tgs.core.loading import public_options
 from tgs.core.settings import UNTRAINED_LABEL
 from tgs.output_folder import StagedOutputs, partial_path
+from tgs.presets import default_dtype
 from tgs.types import FrameResult, Thought
 
 __all__ = [
@@ -236,7 +237,8 @@ def result_record(result: SegmentVideoResult, summary: Any, *, video_label: str 
         },
         "preset": call.preset.to_dict(),
         "models": models,
-        "settings": {"device": call.settings.device, "dtype": call.settings.dtype},
+        # the precision asked for: --dtype, else the preset's default (paper: fp32; "auto": bf16 on CUDA, fp32 on a CPU)
+        "settings": {"device": call.settings.device, "dtype": call.settings.dtype or default_dtype(call.preset)},
         "sampling": {
             "fps": summary.fps if live is not None else call.fps,
             "frames": len(summary.record_times),
