@@ -29,3 +29,20 @@ def reap(run: subprocess.Popen) -> None:
     """End the processes a SIGKILLed run left in its group (a Ray instance's agents)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(run.pid, signal.SIGKILL)
+
+
+def kill_when_ready(target, args: tuple) -> None:
+    """Run ``target(*args, ready)`` in a spawned process, wait until it sets ``ready`` (an Event it
+    is handed last), then SIGKILL it: a writer killed mid-output at a point it chose, no sleeps."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    writer = ctx.Process(target=target, args=(*args, ready))
+    writer.start()
+    try:
+        assert ready.wait(120), "the writer never reached its kill point"
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.join(60)
+    assert writer.exitcode == -signal.SIGKILL

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
-import os
 import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
+from killed_runs import kill_when_ready
 
 from tgs.errors import DataError
 from tgs.masks_jsonl import MASKS_JSONL_FORMAT, MasksJsonlSink, read_masks_jsonl
@@ -168,16 +167,7 @@ def _write_then_hang(path: str, count: int, ready) -> None:
 
 def test_sigkill_leaves_only_complete_lines(tmp_path: Path):
     path = tmp_path / "masks.jsonl"
-    ctx = mp.get_context("spawn")
-    ready = ctx.Event()
-    writer = ctx.Process(target=_write_then_hang, args=(str(path), 6, ready))
-    writer.start()
-    try:
-        assert ready.wait(120)
-    finally:
-        os.kill(writer.pid, signal.SIGKILL)
-        writer.join(60)
-    assert writer.exitcode == -signal.SIGKILL
+    kill_when_ready(_write_then_hang, (str(path), 6))
     assert path.read_bytes().endswith(b"\n")  # every line was flushed whole before the kill
     read = read_masks_jsonl(path)
     assert not read.torn and [f["frame"] for f in read.frames] == list(range(6))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
 import signal
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from killed_runs import kill_when_ready
 
 from tgs.output_folder import partial_path
 from tgs.video_out import OverlayVideoWriter
@@ -127,17 +126,8 @@ def _write_then_hang(path: str, with_audio: bool, count: int, ready) -> None:
 @pytest.mark.parametrize("with_audio", [False, True])
 def test_sigkill_leaves_a_playable_file_with_the_completed_fragments(tmp_path: Path, with_audio: bool):
     out = tmp_path / "live.mp4"
-    ctx = mp.get_context("spawn")
-    ready = ctx.Event()
     count = 25
-    writer = ctx.Process(target=_write_then_hang, args=(str(out), with_audio, count, ready))
-    writer.start()
-    try:
-        assert ready.wait(120)
-    finally:
-        os.kill(writer.pid, signal.SIGKILL)
-        writer.join(60)
-    assert writer.exitcode == -signal.SIGKILL
+    kill_when_ready(_write_then_hang, (str(out), with_audio, count))
     # Fragments end at keyframes 10 and 20, and frames 21-24 were written after keyframe 20.
     # With audio, the muxer holds a video packet until the audio has reached its time; the
     # AAC encoder lags its input by two 1024-sample frames (128 ms at 16 kHz), less than the
