@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from tgs.core.video_modes import ModeSummary
 from tgs.errors import SettingsError
-from tgs.sources import ReconnectPolicy, detect_source
+from tgs.sources import ReconnectPolicy, detect_source, is_finite
 from tgs.types import Clip, FrameResult
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def _has_duration(url: str, timeout_s: float = 10.0) -> bool:
 
     try:
         with av.open(url, timeout=timeout_s) as container:
-            return container.duration is not None and container.duration > 0
+            return is_finite(container)
     except Exception as exc:  # any failure: the file path opens it again and names the error
         logger.info("%s: cannot probe its duration (%s); reading it as a finite video", url, exc)
         return True

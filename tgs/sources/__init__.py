@@ -6,7 +6,7 @@ thinker's window, reconnects). :func:`fetch_finite` copies a finite network vide
 http(s)) to a local file, so it is segmented exactly as that file would be. docs/live.md.
 """
 
-from tgs.sources.fetch import fetch_finite, is_url
+from tgs.sources.fetch import fetch_finite, is_finite, is_url
 from tgs.sources.kinds import SourceKind, detect_source
 from tgs.sources.live import Gap, LiveSource, Policy, ReconnectPolicy, SourceFrame, SourceStats, open_source
 from tgs.sources.rings import ThinkWindow
@@ -22,6 +22,7 @@ __all__ = [
     "ThinkWindow",
     "detect_source",
     "fetch_finite",
+    "is_finite",
     "is_url",
     "open_source",
 ]

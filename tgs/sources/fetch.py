@@ -13,6 +13,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from tgs.errors import MediaError
@@ -20,13 +21,19 @@ from tgs.output_folder import partial_path
 from tgs.sources.kinds import detect_source, input_spec
 from tgs.sources.opening import open_error
 
-__all__ = ["fetch_finite", "is_url", "url_stem"]
+__all__ = ["fetch_finite", "is_finite", "is_url", "url_stem"]
 
 logger = logging.getLogger(__name__)
 
 _COPY_SUFFIXES = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
                   ".avi": "avi", ".ts": "mpegts", ".flv": "flv"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._\-]+")
+
+
+def is_finite(container: Any) -> bool:
+    """Whether an opened PyAV input is a finite video (it has a duration), not a live stream: the
+    one rule both the copy here and the live/file decision (``tgs.core.live_mode.is_live``) apply."""
+    return container.duration is not None and container.duration > 0
 
 
 def is_url(text: str | Path) -> bool:
@@ -76,7 +83,7 @@ def fetch_finite(url: str, folder: str | Path, *, open_timeout_s: float = 10.0, 
     with container:
         if not container.streams.video:
             raise MediaError(f"{url} has no video stream", path=url, fix="give a video URL")
-        if container.duration is None or container.duration <= 0:
+        if not is_finite(container):
             raise MediaError(
                 f"{url} is a live stream (it has no duration): only a finite video is copied and segmented as a "
                 "file", path=url,
